@@ -1,0 +1,23 @@
+"""Shipping: what the label job and carriers need.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-24
+
+Reserved in the chain so the domains can evolve in parallel; filled by its issue's work.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

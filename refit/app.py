@@ -1,0 +1,75 @@
+"""create_app(): lifespan, middleware, error handlers and every router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sentry_sdk
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from refit import queue
+from refit.errors import install_error_handlers
+from refit.health.endpoints import router as health_router
+from refit.logs import RequestIdMiddleware, configure_logging
+from refit.metrics import MetricsMiddleware
+from refit.metrics import router as metrics_router
+from refit.resources import Resources, close_resources, open_resources
+from refit.settings import Settings, get_settings
+
+
+def init_sentry(settings: Settings) -> None:
+    if settings.sentry_dsn:
+        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.env, send_default_pii=False)
+
+
+def create_app(settings: Settings | None = None, resources: Resources | None = None) -> FastAPI:
+    """The ASGI app. Given `resources`, it uses them (refit run shares them with the worker);
+    otherwise its lifespan opens and closes its own."""
+    settings = settings or (resources.settings if resources else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if resources is not None:
+            app.state.resources = resources
+            yield
+            return
+        if not settings.database_url or not settings.redis_url:
+            raise RuntimeError(
+                "REFIT_DATABASE_URL and REFIT_REDIS_URL are needed to serve the API alone; "
+                "`refit run` starts embedded servers when they are unset"
+            )
+        configure_logging(settings)
+        init_sentry(settings)
+        own = await open_resources(settings)
+        pool = await queue.open_queue(settings.database_url, max_size=2)
+        app.state.resources = own
+        try:
+            yield
+        finally:
+            await queue.close_queue(pool)
+            await close_resources(own)
+
+    app = FastAPI(
+        title="ReFit API",
+        version="0.1.0",
+        description="Sell a used device, get paid in SOL. Contract: shared/API.md.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+
+    app.include_router(health_router)
+    app.include_router(metrics_router)
+    # Domain routers are added below, one line each.
+    return app

@@ -1,0 +1,94 @@
+"""Access tokens: short-lived JWTs whose claims drive `auth.uid()` here and on Supabase.
+
+`sub` is users.id and `role` is `authenticated`, the claims Supabase's PostgREST reads.
+Sign-out revokes a token by its `jti` in Redis until the token would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from redis.asyncio import Redis
+
+from refit.errors import ServiceUnavailable, Unauthorized
+from refit.settings import Settings
+
+AUDIENCE = "authenticated"
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    jti: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    jti: str
+    expires_at: int
+
+
+def issue_access_token(settings: Settings, user_id: uuid.UUID) -> AccessToken:
+    now = int(time.time())
+    jti = uuid.uuid4().hex
+    claims = {
+        "sub": str(user_id),
+        "role": "authenticated",
+        "aud": AUDIENCE,
+        "iss": settings.public_url,
+        "iat": now,
+        "exp": now + settings.access_token_ttl_seconds,
+        "jti": jti,
+    }
+    token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    return AccessToken(token=token, jti=jti, expires_in=settings.access_token_ttl_seconds)
+
+
+def decode_access_token(settings: Settings, token: str) -> TokenClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[settings.jwt_algorithm],
+            audience=AUDIENCE,
+            issuer=settings.public_url,
+            options={"require": ["sub", "exp", "iat", "jti", "aud", "iss"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The access token has expired", code="token_expired") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("The access token is not valid", code="invalid_token") from exc
+    if claims.get("role") != "authenticated":
+        raise Unauthorized("The access token is not valid", code="invalid_token")
+    try:
+        user_id = uuid.UUID(claims["sub"])
+    except (ValueError, TypeError) as exc:
+        raise Unauthorized("The access token is not valid", code="invalid_token") from exc
+    return TokenClaims(user_id=user_id, jti=str(claims["jti"]), expires_at=int(claims["exp"]))
+
+
+def _revoked_key(settings: Settings, jti: str) -> str:
+    return f"{settings.redis_key_prefix}revoked-token:{jti}"
+
+
+async def revoke(redis: Redis, settings: Settings, claims: TokenClaims) -> None:
+    ttl = max(1, claims.expires_at - int(time.time()))
+    await redis.set(_revoked_key(settings, claims.jti), "1", ex=ttl)
+
+
+async def ensure_not_revoked(redis: Redis, settings: Settings, claims: TokenClaims) -> None:
+    # Fail closed: if Redis cannot say the token is live, the request is refused (503), never
+    # served with a possibly revoked token.
+    try:
+        revoked = await redis.exists(_revoked_key(settings, claims.jti))
+    except Exception as exc:
+        raise ServiceUnavailable(
+            "Cannot check the session right now", code="auth_unavailable"
+        ) from exc
+    if revoked:
+        raise Unauthorized("The access token has been revoked", code="token_revoked")

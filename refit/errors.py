@@ -1,0 +1,161 @@
+"""One error type carrying an HTTP status and a stable code, rendered as RFC 9457 problem+json.
+
+Business errors are raised as `ProblemError` (or a subclass) from services; everything else the
+app can produce (validation, 404/405, unexpected crashes) is converted here too, so a client
+only ever sees `application/problem+json`.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.status = status or self.status
+        self.code = code or self.code
+        self.title = title or HTTPStatus(self.status).phrase
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(self.detail)
+
+
+class BadRequest(ProblemError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ProblemError):
+    status, code = 401, "unauthorized"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(ProblemError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ProblemError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ProblemError):
+    status, code = 409, "conflict"
+
+
+class Unprocessable(ProblemError):
+    status, code = 422, "invalid_field"
+
+
+class RateLimited(ProblemError):
+    status, code = 429, "rate_limited"
+
+
+class ServiceUnavailable(ProblemError):
+    status, code = 503, "service_unavailable"
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://refit.dev/problems/{code}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(
+        exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra
+    )
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No resource at {request.url.path}"
+    return problem_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem_response(
+            400, "malformed_json", "The request body is not valid JSON", extra={"errors": errors}
+        )
+    return problem_response(
+        422, "validation_error", "Some fields are invalid", extra={"errors": errors}
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Logged with the traceback (and sent to Sentry by its integration); the client gets no
+    # internals.
+    log.exception("http.unhandled_error", path=request.url.path)
+    return problem_response(500, "internal_error", "Something went wrong on our side")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _problem)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,170 @@
+"""The job queue: procrastinate on our own PostgreSQL.
+
+A job is written with `defer()` on the caller's session, inside its transaction, so it
+exists if and only if the change that caused it commits. Jobs carry ids, re-read their rows
+and check they still need doing (see `job_session`). Retries are procrastinate's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import procrastinate
+import structlog
+from procrastinate import exceptions as pq_exceptions
+from procrastinate.worker import Worker
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit import db, resources
+
+log = structlog.get_logger(__name__)
+
+# Every module that declares tasks; the worker imports them all at start.
+TASK_MODULES = [
+    "refit.queue",
+]
+
+queue = procrastinate.App(
+    connector=procrastinate.PsycopgConnector(),
+    import_paths=TASK_MODULES,
+)
+
+
+def exponential_retry(max_attempts: int, base_seconds: int = 2) -> procrastinate.RetryStrategy:
+    """Waits base, base², base³ … between attempts (procrastinate's exponential_wait)."""
+    return procrastinate.RetryStrategy(max_attempts=max_attempts, exponential_wait=base_seconds)
+
+
+async def defer(
+    session: AsyncSession,
+    task: procrastinate.tasks.Task[Any, Any, Any],
+    *,
+    queueing_lock: str | None = None,
+    lock: str | None = None,
+    schedule_in: dict[str, int] | None = None,
+    **task_kwargs: Any,
+) -> int | None:
+    """Write a job in the session's transaction. Returns its id, or None when a job with the
+    same `queueing_lock` is already waiting (the caller's request then is a duplicate).
+
+    The insert runs in a SAVEPOINT: a queueing-lock conflict rolls back only the savepoint.
+    Without it PostgreSQL marks the whole transaction failed and COMMIT silently rolls back
+    every write of the request.
+    """
+    options: dict[str, Any] = {}
+    if queueing_lock:
+        options["queueing_lock"] = queueing_lock
+    if lock:
+        options["lock"] = lock
+    if schedule_in:
+        options["schedule_in"] = schedule_in
+    # The queue's tables are system tables: never granted to the user's role.
+    async with db.as_service(session):
+        connection = await db.raw_connection(session)
+        try:
+            async with session.begin_nested():
+                job_id = await task.configure(connection=connection, **options).defer_async(
+                    **task_kwargs
+                )
+        except pq_exceptions.AlreadyEnqueued:
+            log.info("queue.already_enqueued", task=task.name, queueing_lock=queueing_lock)
+            return None
+    log.info("queue.deferred", task=task.name, job_id=job_id)
+    return job_id
+
+
+@asynccontextmanager
+async def job_session() -> AsyncIterator[AsyncSession]:
+    """A job's one transaction, in the service role; commits when the job body returns."""
+    sessionmaker = resources.current().sessionmaker
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+async def open_queue(database_url: str, *, max_size: int = 10) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        conninfo=db.libpq_url(database_url),
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={"prepare_threshold": None},
+    )
+    await pool.open(wait=True)
+    await queue.open_async(pool=pool)
+    return pool
+
+
+async def close_queue(pool: AsyncConnectionPool) -> None:
+    await queue.close_async()
+    await pool.close()
+
+
+def build_worker(*, wait: bool = True, install_signal_handlers: bool = True) -> Worker:
+    """A worker for this process. `stop()` (or SIGINT/SIGTERM when it installs its handlers)
+    lets running jobs finish, up to a minute, then exits."""
+    settings = resources.current().settings
+    return Worker(
+        app=queue,
+        concurrency=settings.worker_concurrency,
+        wait=wait,
+        listen_notify=wait,
+        install_signal_handlers=install_signal_handlers,
+        update_heartbeat_interval=settings.worker_heartbeat_seconds,
+        stalled_worker_timeout=settings.worker_stalled_after_seconds,
+        shutdown_graceful_timeout=60,
+    )
+
+
+async def run_until_empty() -> None:
+    """Run every job that is due, then return (tests, one-off maintenance)."""
+    await build_worker(wait=False, install_signal_handlers=False).run()
+
+
+async def worker_heartbeats() -> dict[str, Any]:
+    """What /readyz and `refit worker-alive` report: live workers and the newest heartbeat."""
+    settings = resources.current().settings
+    row = await queue.connector.execute_query_one_async(
+        """
+        SELECT count(*) FILTER (WHERE last_heartbeat > now() - make_interval(secs => %(s)s))
+                   AS alive,
+               max(last_heartbeat) AS last_heartbeat
+        FROM procrastinate_workers
+        """,
+        s=settings.worker_stalled_after_seconds,
+    )
+    last: dt.datetime | None = row["last_heartbeat"]
+    return {"alive": row["alive"], "last_heartbeat": last.isoformat() if last else None}
+
+
+async def retry_stalled_jobs(app: procrastinate.App) -> int:
+    """Put back in the queue the jobs of workers that stopped sending heartbeats."""
+    settings = resources.current().settings
+    stalled = await app.job_manager.get_stalled_jobs(
+        seconds_since_heartbeat=settings.worker_stalled_after_seconds
+    )
+    for job in stalled:
+        log.warning("queue.stalled_job_retried", job_id=job.id, task=job.task_name)
+        await app.job_manager.retry_job(job)
+    return len(stalled)
+
+
+@queue.periodic(cron="* * * * *")
+@queue.task(name="queue.retry_stalled_jobs", queueing_lock="queue.retry_stalled_jobs",
+            pass_context=True)
+async def retry_stalled_jobs_task(context: procrastinate.JobContext, timestamp: int) -> int:
+    return await retry_stalled_jobs(context.app)
+
+
+@queue.periodic(cron="17 3 * * *")
+@queue.task(name="queue.remove_old_jobs", queueing_lock="queue.remove_old_jobs",
+            pass_context=True)
+async def remove_old_jobs_task(context: procrastinate.JobContext, timestamp: int) -> None:
+    # Succeeded jobs are history; failed ones stay for operators to read and retry.
+    await procrastinate.builtin_tasks.remove_old_jobs(
+        context, max_hours=24 * 14, remove_failed=False, remove_cancelled=True
+    )
