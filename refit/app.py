@@ -32,7 +32,6 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if resources is not None:
-            app.state.resources = resources
             yield
             return
         if not settings.database_url or not settings.redis_url:
@@ -57,6 +56,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         description="Sell a used device, get paid in SOL. Contract: shared/API.md.",
         lifespan=lifespan,
     )
+    if resources is not None:
+        app.state.resources = resources
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -8,15 +8,15 @@ and check they still need doing (see `job_session`). Retries are procrastinate's
 from __future__ import annotations
 
 import datetime as dt
+import traceback
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 import procrastinate
 import structlog
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.worker import Worker
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, resources
@@ -34,9 +34,12 @@ queue = procrastinate.App(
 )
 
 
-def exponential_retry(max_attempts: int, base_seconds: int = 2) -> procrastinate.RetryStrategy:
-    """Waits base, base², base³ … between attempts (procrastinate's exponential_wait)."""
-    return procrastinate.RetryStrategy(max_attempts=max_attempts, exponential_wait=base_seconds)
+def exponential_retry(attempts: int, base_seconds: int = 2) -> procrastinate.RetryStrategy:
+    """Run a job at most `attempts` times in all, waiting base, base², base³ … seconds between.
+
+    procrastinate's `max_attempts` counts retries after the first run, hence the `- 1`.
+    """
+    return procrastinate.RetryStrategy(max_attempts=attempts - 1, exponential_wait=base_seconds)
 
 
 async def defer(
@@ -64,9 +67,11 @@ async def defer(
         options["schedule_in"] = schedule_in
     # The queue's tables are system tables: never granted to the user's role.
     async with db.as_service(session):
-        connection = await db.raw_connection(session)
         try:
             async with session.begin_nested():
+                # Asking for the connection inside begin_nested() is what emits the SAVEPOINT
+                # (SQLAlchemy opens it lazily, on the next use of the connection).
+                connection = await db.raw_connection(session)
                 job_id = await task.configure(connection=connection, **options).defer_async(
                     **task_kwargs
                 )
@@ -85,23 +90,59 @@ async def job_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def open_queue(database_url: str, *, max_size: int = 10) -> AsyncConnectionPool:
-    pool = AsyncConnectionPool(
+async def open_queue(database_url: str, *, max_size: int = 10) -> ExitStack:
+    """Connect the queue app to PostgreSQL for this process; close with `close_queue`."""
+    connector = procrastinate.PsycopgConnector(
         conninfo=db.libpq_url(database_url),
         min_size=1,
         max_size=max_size,
-        open=False,
-        check=AsyncConnectionPool.check_connection,
+        # Supabase's transaction pooler (pgbouncer) cannot keep prepared statements.
         kwargs={"prepare_threshold": None},
     )
-    await pool.open(wait=True)
-    await queue.open_async(pool=pool)
-    return pool
+    stack = ExitStack()
+    stack.enter_context(queue.replace_connector(connector))
+    await queue.open_async()
+    return stack
 
 
-async def close_queue(pool: AsyncConnectionPool) -> None:
+async def close_queue(stack: ExitStack) -> None:
     await queue.close_async()
-    await pool.close()
+    stack.close()
+
+
+async def _record_job_error(job: Any, exc: BaseException) -> None:
+    try:
+        await queue.connector.execute_query_async(
+            """
+            INSERT INTO job_errors (job_id, task_name, attempt, error_type, message, traceback)
+            VALUES (%(job_id)s, %(task_name)s, %(attempt)s, %(error_type)s, %(message)s,
+                    %(traceback)s)
+            """,
+            job_id=job.id,
+            task_name=job.task_name,
+            attempt=job.attempts + 1,
+            error_type=type(exc).__name__,
+            message=str(exc)[:2000],
+            traceback="".join(traceback.format_exception(exc))[-8000:],
+        )
+    except Exception:
+        # Recording is best effort: the job's own retry must not depend on it.
+        log.exception("queue.job_error_not_recorded", job_id=job.id)
+
+
+async def _job_middleware(call_next: Any, context: procrastinate.JobContext, worker: Any) -> Any:
+    """Every log line of a job carries its id and task; every failed attempt is recorded."""
+    job = context.job
+    assert job is not None
+    with structlog.contextvars.bound_contextvars(
+        job_id=job.id, task=job.task_name, attempt=job.attempts + 1
+    ):
+        try:
+            return await call_next()
+        except Exception as exc:
+            log.warning("queue.job_failed", error=repr(exc))
+            await _record_job_error(job, exc)
+            raise
 
 
 def build_worker(*, wait: bool = True, install_signal_handlers: bool = True) -> Worker:
@@ -117,6 +158,7 @@ def build_worker(*, wait: bool = True, install_signal_handlers: bool = True) -> 
         update_heartbeat_interval=settings.worker_heartbeat_seconds,
         stalled_worker_timeout=settings.worker_stalled_after_seconds,
         shutdown_graceful_timeout=60,
+        worker_middleware=[_job_middleware],
     )
 
 

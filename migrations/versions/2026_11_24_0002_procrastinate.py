@@ -49,9 +49,31 @@ $$;
 """
 
 
+# procrastinate records that a job failed, not why: every failed attempt's error is kept here
+# (written by refit.queue's worker middleware) so operators can read it next to the job.
+JOB_ERRORS = """
+CREATE TABLE job_errors (
+  id bigint GENERATED ALWAYS AS IDENTITY,
+  job_id bigint NOT NULL,
+  task_name text NOT NULL,
+  attempt integer NOT NULL,
+  error_type text NOT NULL,
+  message text NOT NULL,
+  traceback text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT pk_job_errors PRIMARY KEY (id),
+  CONSTRAINT fk_job_errors_job_id_procrastinate_jobs FOREIGN KEY (job_id)
+    REFERENCES procrastinate_jobs (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_job_errors_job_id ON job_errors (job_id, created_at);
+"""
+
+
 def upgrade() -> None:
     op.execute(SchemaManager.get_schema())
+    op.execute(JOB_ERRORS)
 
 
 def downgrade() -> None:
+    op.execute("DROP TABLE IF EXISTS job_errors")
     op.execute(DROP_PROCRASTINATE)

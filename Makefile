@@ -1,0 +1,28 @@
+# Two commands for a new engineer: `make run` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: run test lint bench install uv
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+
+install: uv
+	@uv sync --locked --quiet
+
+# API + worker + dashboard on http://127.0.0.1:8000 (REFIT_HOST / REFIT_PORT). Without
+# REFIT_DATABASE_URL / REFIT_REDIS_URL it runs on a private PostgreSQL and Redis in ./.refit/.
+run: install
+	uv run refit run
+
+# The whole suite, on REFIT_TEST_DATABASE_URL / REFIT_TEST_REDIS_URL or the embedded servers.
+test: install
+	uv run pytest $(PYTEST_ARGS)
+
+lint: install
+	uv run ruff check refit tests migrations bench
+	uv run ruff format --check refit tests migrations bench
+	uv run mypy
+
+bench: install
+	uv run python -m bench

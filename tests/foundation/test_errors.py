@@ -1,0 +1,103 @@
+"""Every error the app produces is RFC 9457 problem+json."""
+
+from refit.errors import PROBLEM_JSON
+
+
+def assert_problem(response, status, code):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert {"type", "title", "detail"} <= body.keys()
+    return body
+
+
+async def test_unknown_path_is_404_problem(client):
+    assert_problem(await client.get("/api/nothing-here"), 404, "not_found")
+
+
+async def test_wrong_method_is_405_problem(client):
+    assert_problem(await client.delete("/healthz"), 405, "method_not_allowed")
+
+
+def _app_with_protected_route(resources):
+    from refit.app import create_app
+    from refit.auth.deps import CurrentClaims
+
+    app = create_app(resources.settings, resources=resources)
+
+    @app.get("/protected")
+    async def protected(claims: CurrentClaims) -> dict[str, str]:
+        return {"user": str(claims.user_id)}
+
+    return app
+
+
+async def _get(app, path, headers=None):
+    import httpx
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        return await http.get(path, headers=headers)
+
+
+async def test_missing_or_bad_token_is_401_problem(resources, make_user):
+    app = _app_with_protected_route(resources)
+    body = assert_problem(await _get(app, "/protected"), 401, "no_token")
+    assert "Bearer" in body["detail"]
+    bad = await _get(app, "/protected", {"Authorization": "Bearer not-a-jwt"})
+    assert_problem(bad, 401, "invalid_token")
+    assert bad.headers["www-authenticate"] == "Bearer"
+    seller = await make_user()
+    ok = await _get(app, "/protected", seller.headers)
+    assert ok.json() == {"user": str(seller.id)}
+
+
+async def test_unexpected_crash_is_500_problem_without_internals(resources):
+    import httpx
+
+    from refit.app import create_app
+
+    app = create_app(resources.settings, resources=resources)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="http://testserver",
+    ) as http:
+        response = await http.get("/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "secret" not in response.text
+    assert body["detail"]
+
+
+async def test_malformed_json_is_400_and_invalid_field_is_422(resources):
+    import httpx
+    from pydantic import BaseModel
+
+    from refit.app import create_app
+
+    app = create_app(resources.settings, resources=resources)
+
+    class Body(BaseModel):
+        count: int
+
+    @app.post("/echo")
+    async def echo(body: Body) -> Body:
+        return body
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        malformed = await http.post(
+            "/echo", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        invalid = await http.post("/echo", json={"count": "many"})
+    assert_problem(malformed, 400, "malformed_json")
+    body = assert_problem(invalid, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["body", "count"]
