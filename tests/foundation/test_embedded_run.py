@@ -1,0 +1,97 @@
+"""`make run` on the embedded default, end to end: start, migrate, /readyz, stop, and a second
+run that finds the first run's data."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(data_dir: Path, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFIT_")}
+    env.update(REFIT_DATA_DIR=str(data_dir), REFIT_PORT=str(port), REFIT_LOG_FORMAT="json")
+    return subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,  # its own process group: Ctrl-C reaches everything it started
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_ready(process: subprocess.Popen, port: int, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read().decode()[-4000:])
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("make run never became ready")
+
+
+def _ctrl_c(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+
+
+def _postgres_conninfo(data_dir: Path) -> str:
+    # postmaster.pid's fifth line is the socket directory of the running server.
+    lines = (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+    return f"host={lines[4]} user=postgres dbname=postgres"
+
+
+@pytest.mark.timeout(600)
+def test_make_run_embedded_default_end_to_end():
+    data_dir = ROOT / ".refit" / f"e2e-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    try:
+        first = _start(data_dir, port)
+        try:
+            ready = _wait_ready(first, port)
+            assert ready["checks"] == {"database": "ok", "redis": "ok"}
+            with psycopg.connect(_postgres_conninfo(data_dir), autocommit=True) as conn:
+                version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                assert version is not None  # migrated
+                conn.execute("INSERT INTO users (wallet_address) VALUES ('kept-across-runs')")
+        finally:
+            _ctrl_c(first)
+        output = first.stdout.read().decode()
+        assert "refit.stopping" in output
+        # Ctrl-C stopped the PostgreSQL it started.
+        assert not (data_dir / "postgres" / "postmaster.pid").exists()
+
+        second = _start(data_dir, port)
+        try:
+            _wait_ready(second, port)
+            with psycopg.connect(_postgres_conninfo(data_dir)) as conn:
+                kept = conn.execute(
+                    "SELECT count(*) FROM users WHERE wallet_address = 'kept-across-runs'"
+                ).fetchone()
+            assert kept == (1,)
+        finally:
+            _ctrl_c(second)
+        assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
