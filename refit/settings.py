@@ -104,10 +104,6 @@ class Settings(BaseSettings):
     warehouse_phone: str = "+1 555 341 9393"
     warehouse_email: str = "receiving@refit.local"
 
-    # --- Solana --------------------------------------------------------------------------
-    solana_rpc_url: str | None = None  # unset: the local LiteSVM ledger
-    solana_cluster: str = "mainnet"
-
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env != "production":
