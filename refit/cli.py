@@ -6,9 +6,8 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -43,21 +42,18 @@ def _settings_with_servers() -> tuple[Settings, embedded.EmbeddedServers]:
 
 class _Server(uvicorn.Server):
     # Signals are handled by `_serve_until_signal` for the API and the worker together.
-    def capture_signals(self) -> AbstractContextManager[None]:
-        return nullcontext()
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
-async def _serve_until_signal(
-    settings: Settings, *, api: bool, worker: bool
-) -> None:
+async def _serve_until_signal(settings: Settings, *, api: bool, worker: bool) -> None:
     from refit.app import create_app, init_sentry
 
     init_sentry(settings)
     assert settings.database_url
     resources = await open_resources(settings)
-    pool = await queue.open_queue(
-        settings.database_url, max_size=settings.worker_concurrency + 2
-    )
+    pool = await queue.open_queue(settings.database_url, max_size=settings.worker_concurrency + 2)
     runners: list[Awaitable[Any]] = []
     stoppers: list[Callable[[], None]] = []
     if api:
@@ -194,4 +190,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

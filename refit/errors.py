@@ -125,7 +125,9 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}"
-    return problem_response(exc.status_code, code, detail, headers=exc.headers)
+    return problem_response(
+        exc.status_code, code, detail, headers=dict(exc.headers) if exc.headers else None
+    )
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

@@ -15,6 +15,7 @@ from typing import Any
 
 import procrastinate
 import structlog
+from procrastinate import builtin_tasks
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -189,6 +190,7 @@ async def retry_stalled_jobs(app: procrastinate.App) -> int:
     stalled = await app.job_manager.get_stalled_jobs(
         seconds_since_heartbeat=settings.worker_stalled_after_seconds
     )
+    stalled = list(stalled)
     for job in stalled:
         log.warning("queue.stalled_job_retried", job_id=job.id, task=job.task_name)
         await app.job_manager.retry_job(job)
@@ -196,17 +198,17 @@ async def retry_stalled_jobs(app: procrastinate.App) -> int:
 
 
 @queue.periodic(cron="* * * * *")
-@queue.task(name="queue.retry_stalled_jobs", queueing_lock="queue.retry_stalled_jobs",
-            pass_context=True)
+@queue.task(
+    name="queue.retry_stalled_jobs", queueing_lock="queue.retry_stalled_jobs", pass_context=True
+)
 async def retry_stalled_jobs_task(context: procrastinate.JobContext, timestamp: int) -> int:
     return await retry_stalled_jobs(context.app)
 
 
 @queue.periodic(cron="17 3 * * *")
-@queue.task(name="queue.remove_old_jobs", queueing_lock="queue.remove_old_jobs",
-            pass_context=True)
+@queue.task(name="queue.remove_old_jobs", queueing_lock="queue.remove_old_jobs", pass_context=True)
 async def remove_old_jobs_task(context: procrastinate.JobContext, timestamp: int) -> None:
     # Succeeded jobs are history; failed ones stay for operators to read and retry.
-    await procrastinate.builtin_tasks.remove_old_jobs(
+    await builtin_tasks.remove_old_jobs(
         context, max_hours=24 * 14, remove_failed=False, remove_cancelled=True
     )

@@ -31,9 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def with_database(url: str, name: str) -> str:
-    return make_url(db.sqlalchemy_url(url)).set(database=name).render_as_string(
-        hide_password=False
-    )
+    return make_url(db.sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ORDER_STATUSES = (
-    "pending", "processing_shipment", "awaiting_shipment", "shipped", "received",
-    "inspecting", "offer_pending", "returning", "completed", "cancelled",
+    "pending",
+    "processing_shipment",
+    "awaiting_shipment",
+    "shipped",
+    "received",
+    "inspecting",
+    "offer_pending",
+    "returning",
+    "completed",
+    "cancelled",
 )
 
 # On Supabase the auth schema, auth.uid() and the roles exist already: create only what is

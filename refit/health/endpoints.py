@@ -49,7 +49,9 @@ async def readyz(request: Request) -> JSONResponse:
             _check("database", database()), _check("redis", resources.redis.ping())
         )
     )
-    checks = {name: ("ok" if error is None else f"error: {error}") for name, error in results.items()}
+    checks = {
+        name: ("ok" if error is None else f"error: {error}") for name, error in results.items()
+    }
     try:
         workers: dict[str, Any] = await asyncio.wait_for(
             queue.worker_heartbeats(), CHECK_TIMEOUT_SECONDS
@@ -57,7 +59,11 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         workers = {"error": type(exc).__name__}
     ready = all(error is None for error in results.values())
-    body = {"status": "ready" if ready else "unavailable", "checks": checks, "workers": workers}
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "unavailable",
+        "checks": checks,
+        "workers": workers,
+    }
     if not ready:
         body.update(
             type="https://refit.dev/problems/dependency_unavailable",

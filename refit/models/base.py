@@ -9,7 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 class UUIDPrimaryKey:
     # gen_random_uuid() is core PostgreSQL (13+): the embedded server has no uuid-ossp.
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, server_default=text("gen_random_uuid()")
+    )
 
 
 class Timestamps:

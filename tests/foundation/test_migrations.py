@@ -11,9 +11,7 @@ from tests.conftest import _admin_execute, with_database
 
 async def _tables(url: str) -> set[str]:
     async with await psycopg.AsyncConnection.connect(db.libpq_url(url)) as conn:
-        rows = await conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        )
+        rows = await conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {r[0] for r in await rows.fetchall()}
 
 
@@ -24,8 +22,14 @@ async def test_up_down_up(admin_url):
     try:
         await asyncio.to_thread(migrate.upgrade, url)
         first = await _tables(url)
-        assert {"users", "shipping_addresses", "orders", "order_status_history",
-                "shipping_events", "procrastinate_jobs"} <= first
+        assert {
+            "users",
+            "shipping_addresses",
+            "orders",
+            "order_status_history",
+            "shipping_events",
+            "procrastinate_jobs",
+        } <= first
 
         await asyncio.to_thread(migrate.downgrade, url, "base")
         assert await _tables(url) <= {"alembic_version"}

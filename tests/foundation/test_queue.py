@@ -42,9 +42,7 @@ def _app_deferring(resources):
 
     @app.post("/probe/{wallet}")
     async def probe(wallet: str, session: SessionDep, fail: bool = False) -> dict[str, str]:
-        await session.execute(
-            text("INSERT INTO users (wallet_address) VALUES (:w)"), {"w": wallet}
-        )
+        await session.execute(text("INSERT INTO users (wallet_address) VALUES (:w)"), {"w": wallet})
         await queue.defer(session, record_run, marker=wallet)
         if fail:
             raise Conflict("changed my mind", code="probe_conflict")
@@ -110,8 +108,10 @@ async def test_failed_job_stays_queryable_with_its_error(resources, run_jobs):
         )
         errors = (
             await session.execute(
-                text("SELECT attempt, error_type, message FROM job_errors WHERE job_id = :id "
-                     "ORDER BY id"),
+                text(
+                    "SELECT attempt, error_type, message FROM job_errors WHERE job_id = :id "
+                    "ORDER BY id"
+                ),
                 {"id": job_id},
             )
         ).all()

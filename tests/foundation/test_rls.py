@@ -12,7 +12,8 @@ from refit.db import act_as_user
 
 async def _seed(session, user_id, wallet):
     await session.execute(
-        text("INSERT INTO users (id, wallet_address) VALUES (:id, :w)"), {"id": user_id, "w": wallet}
+        text("INSERT INTO users (id, wallet_address) VALUES (:id, :w)"),
+        {"id": user_id, "w": wallet},
     )
     address_id = uuid.uuid4()
     await session.execute(
@@ -105,9 +106,7 @@ async def test_update_of_another_users_row_changes_nothing(resources, two_users)
             text("UPDATE orders SET quoted_price_usd = 99999 WHERE id = :id"), {"id": bob_order}
         )
         assert result.rowcount == 0
-        result = await session.execute(
-            text("UPDATE shipping_addresses SET city = 'Nowhere'"), {}
-        )
+        result = await session.execute(text("UPDATE shipping_addresses SET city = 'Nowhere'"), {})
         assert result.rowcount == 1  # only her own address
         result = await session.execute(
             text("DELETE FROM shipping_addresses WHERE id = :id"), {"id": bob_address}

@@ -10,8 +10,13 @@ def test_production_refuses_defaults_and_embedded_servers():
     with pytest.raises(ValidationError) as error:
         Settings(_env_file=None, env="production")
     message = str(error.value)
-    for name in ("REFIT_JWT_SECRET", "REFIT_ADMIN_PASSWORD", "REFIT_SHIPPO_WEBHOOK_TOKEN",
-                 "REFIT_DATABASE_URL", "REFIT_REDIS_URL"):
+    for name in (
+        "REFIT_JWT_SECRET",
+        "REFIT_ADMIN_PASSWORD",
+        "REFIT_SHIPPO_WEBHOOK_TOKEN",
+        "REFIT_DATABASE_URL",
+        "REFIT_REDIS_URL",
+    ):
         assert name in message
 
 
