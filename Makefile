@@ -5,7 +5,8 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 .PHONY: run test lint bench install uv
 
 uv:
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv \
+		|| python3 -m pip install --user --quiet --break-system-packages uv
 
 install: uv
 	@uv sync --locked --quiet
