@@ -1,0 +1,289 @@
+"""The sandbox carrier: the embedded default when no Shippo key is set.
+
+Rates are deterministic (service, zone from the ZIPs, parcel weight); labels are real 4x6
+PDFs; tracking advances with time since purchase (or when an operator pushes it). Its
+objects live in `sandbox_carrier_objects`, each written in its own transaction, as a remote
+carrier's database would be: a rolled-back job does not un-buy a sandbox label either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import uuid
+from dataclasses import asdict
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from refit.shipping.carrier import (
+    Address,
+    AddressValidation,
+    CarrierMessage,
+    CarrierRejected,
+    LabelTransaction,
+    Parcel,
+    Rate,
+    Refund,
+    Shipment,
+    Tracking,
+    TrackingEvent,
+    TrackingStatus,
+    TransactionStatus,
+)
+from refit.shipping.label_pdf import render_label
+from refit.shipping.models import SandboxObject
+
+# (carrier, service, token, base, per zone, per lb, days base)
+SERVICES = (
+    ("USPS", "Priority Mail", "usps_priority", "7.50", "0.90", "1.10", 1),
+    ("USPS", "Ground Advantage", "usps_ground_advantage", "5.20", "0.55", "0.85", 2),
+    ("UPS", "Ground", "ups_ground", "9.80", "0.75", "1.25", 1),
+)
+# How sandbox tracking moves on its own after purchase.
+TRANSIT_AFTER = dt.timedelta(hours=1)
+DELIVERED_AFTER = dt.timedelta(days=2)
+TRACKING_STEPS = (TrackingStatus.PRE_TRANSIT, TrackingStatus.TRANSIT, TrackingStatus.DELIVERED)
+US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+
+
+def zone(from_zip: str, to_zip: str) -> int:
+    """1..9, like USPS zones: the further apart the ZIPs' first digits, the higher."""
+    if not (from_zip[:1].isdigit() and to_zip[:1].isdigit()):
+        return 9
+    return 1 + abs(int(from_zip[0]) - int(to_zip[0]))
+
+
+def tracking_number_for(transaction_id: str) -> str:
+    digits = str(int(hashlib.sha256(transaction_id.encode()).hexdigest(), 16))[:18]
+    return "9400" + digits.rjust(18, "0")
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SandboxCarrier:
+    name = "sandbox"
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def validate_address(self, address: Address) -> AddressValidation:
+        messages = []
+        if not any(c.isdigit() for c in address.street1):
+            messages.append(
+                CarrierMessage(
+                    text="The street address has no house number.",
+                    code="premise_number_missing",
+                    source="Sandbox",
+                    type="address_error",
+                )
+            )
+        if address.country == "US" and not US_ZIP.match(address.zip):
+            messages.append(
+                CarrierMessage(
+                    text="The ZIP code is not a US ZIP.",
+                    code="invalid_postal_code",
+                    source="Sandbox",
+                    type="address_error",
+                )
+            )
+        return AddressValidation(is_valid=not messages, messages=messages)
+
+    async def get_rates(
+        self, address_from: Address, address_to: Address, parcel: Parcel, *, metadata: str
+    ) -> Shipment:
+        shipment_id = f"sbx_shp_{uuid.uuid4().hex}"
+        z = zone(address_from.zip, address_to.zip)
+        weight = parcel.weight if parcel.mass_unit == "lb" else parcel.weight / Decimal(16)
+        rates = []
+        for carrier, service, token, base, per_zone, per_lb, days in SERVICES:
+            amount = _money(Decimal(base) + Decimal(per_zone) * z + Decimal(per_lb) * weight)
+            rates.append(
+                Rate(
+                    rate_id=f"sbx_rate_{uuid.uuid4().hex}",
+                    carrier=carrier,
+                    service=service,
+                    service_token=token,
+                    amount=amount,
+                    currency="USD",
+                    estimated_days=days + z // 3,
+                )
+            )
+        async with self._sessionmaker() as session, session.begin():
+            session.add(
+                SandboxObject(
+                    object_id=shipment_id,
+                    kind="shipment",
+                    data={
+                        "address_from": address_from.as_dict(),
+                        "address_to": address_to.as_dict(),
+                        "parcel": {k: str(v) for k, v in asdict(parcel).items()},
+                        "metadata": metadata,
+                    },
+                )
+            )
+            for rate in rates:
+                session.add(
+                    SandboxObject(
+                        object_id=rate.rate_id,
+                        kind="rate",
+                        data={
+                            "shipment": shipment_id,
+                            "carrier": rate.carrier,
+                            "service": rate.service,
+                            "amount": str(rate.amount),
+                        },
+                    )
+                )
+        return Shipment(shipment_id=shipment_id, rates=sorted(rates, key=lambda r: r.amount))
+
+    async def purchase_label(
+        self, rate_id: str, *, metadata: str, label_file_type: str
+    ) -> LabelTransaction:
+        async with self._sessionmaker() as session, session.begin():
+            rate = await session.get(SandboxObject, rate_id)
+            if rate is None or rate.kind != "rate":
+                raise CarrierRejected(
+                    "Sandbox refused the purchase",
+                    [CarrierMessage(text="Rate not found.", code="rate")],
+                )
+            transaction_id = f"sbx_txn_{uuid.uuid4().hex}"
+            data = {
+                "rate": rate_id,
+                "status": TransactionStatus.SUCCESS.value,
+                "metadata": metadata,
+                "tracking_number": tracking_number_for(transaction_id),
+                "label_url": f"sandbox://labels/{transaction_id}.pdf",
+                "label_file_type": label_file_type,
+                "purchased_at": _now().isoformat(),
+            }
+            session.add(SandboxObject(object_id=transaction_id, kind="transaction", data=data))
+        return _transaction(transaction_id, data)
+
+    async def get_transaction(self, transaction_id: str) -> LabelTransaction:
+        async with self._sessionmaker() as session:
+            found = await session.get(SandboxObject, transaction_id)
+        if found is None or found.kind != "transaction":
+            raise CarrierRejected(f"no sandbox transaction {transaction_id}")
+        return _transaction(found.object_id, found.data)
+
+    async def find_transactions(self, rate_id: str) -> list[LabelTransaction]:
+        async with self._sessionmaker() as session:
+            rows = await session.scalars(
+                select(SandboxObject).where(
+                    SandboxObject.kind == "transaction",
+                    SandboxObject.data["rate"].astext == rate_id,
+                )
+            )
+            return [_transaction(r.object_id, r.data) for r in rows]
+
+    async def download_label(self, transaction: LabelTransaction) -> bytes:
+        async with self._sessionmaker() as session:
+            txn = await session.get(SandboxObject, transaction.transaction_id)
+            rate = await session.get(SandboxObject, txn.data["rate"]) if txn else None
+            shipment = await session.get(SandboxObject, rate.data["shipment"]) if rate else None
+        if txn is None or rate is None or shipment is None:
+            raise CarrierRejected(f"no sandbox label for {transaction.transaction_id}")
+        return render_label(
+            address_from=Address(**shipment.data["address_from"]),
+            address_to=Address(**shipment.data["address_to"]),
+            carrier=rate.data["carrier"],
+            service=rate.data["service"],
+            tracking_number=txn.data["tracking_number"],
+            weight_lb=shipment.data["parcel"]["weight"],
+        )
+
+    async def refund_label(self, transaction_id: str) -> Refund:
+        async with self._sessionmaker() as session, session.begin():
+            txn = await session.get(SandboxObject, transaction_id, with_for_update=True)
+            if txn is None or txn.data["status"] != TransactionStatus.SUCCESS.value:
+                raise CarrierRejected(f"sandbox transaction {transaction_id} is not refundable")
+            txn.data = {**txn.data, "status": TransactionStatus.REFUNDED.value}
+        return Refund(
+            refund_id=f"sbx_rfd_{uuid.uuid4().hex}", transaction_id=transaction_id, status="SUCCESS"
+        )
+
+    async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking:
+        txn = await self._by_tracking_number(tracking_number)
+        purchased = dt.datetime.fromisoformat(txn["purchased_at"])
+        elapsed = _now() - purchased
+        reached = 0 + (elapsed >= TRANSIT_AFTER) + (elapsed >= DELIVERED_AFTER)
+        forced = txn.get("tracking_override")
+        if forced:
+            reached = max(reached, TRACKING_STEPS.index(TrackingStatus(forced["status"])))
+        times = (purchased, purchased + TRANSIT_AFTER, purchased + DELIVERED_AFTER)
+        events = [
+            TrackingEvent(
+                status=step,
+                details=_DETAILS[step],
+                occurred_at=min(times[i], _now()),
+                location=None,
+            )
+            for i, step in enumerate(TRACKING_STEPS[: reached + 1])
+        ]
+        return Tracking(
+            carrier=carrier,
+            tracking_number=tracking_number,
+            status=events[-1].status,
+            eta=purchased + DELIVERED_AFTER,
+            events=events,
+        )
+
+    async def advance_tracking(self, tracking_number: str, status: TrackingStatus) -> None:
+        """The operator's push: move a sandbox parcel on without waiting."""
+        if status not in TRACKING_STEPS:
+            raise CarrierRejected(f"sandbox tracking cannot be set to {status}")
+        async with self._sessionmaker() as session, session.begin():
+            row = await session.scalar(
+                select(SandboxObject)
+                .where(
+                    SandboxObject.kind == "transaction",
+                    SandboxObject.data["tracking_number"].astext == tracking_number,
+                )
+                .with_for_update()
+            )
+            if row is None:
+                raise CarrierRejected(f"no sandbox parcel {tracking_number}")
+            row.data = {
+                **row.data,
+                "tracking_override": {"status": status.value, "at": _now().isoformat()},
+            }
+
+    async def _by_tracking_number(self, tracking_number: str) -> dict[str, Any]:
+        async with self._sessionmaker() as session:
+            row = await session.scalar(
+                select(SandboxObject).where(
+                    SandboxObject.kind == "transaction",
+                    SandboxObject.data["tracking_number"].astext == tracking_number,
+                )
+            )
+        if row is None:
+            raise CarrierRejected(f"no sandbox parcel {tracking_number}")
+        return row.data
+
+
+_DETAILS = {
+    TrackingStatus.PRE_TRANSIT: "Label created; the carrier is waiting for the parcel.",
+    TrackingStatus.TRANSIT: "In transit to the destination facility.",
+    TrackingStatus.DELIVERED: "Delivered to the ReFit warehouse.",
+}
+
+
+def _transaction(transaction_id: str, data: dict[str, Any]) -> LabelTransaction:
+    return LabelTransaction(
+        transaction_id=transaction_id,
+        status=TransactionStatus(data["status"]),
+        rate_id=data["rate"],
+        metadata=data.get("metadata"),
+        tracking_number=data.get("tracking_number"),
+        label_url=data.get("label_url"),
+    )

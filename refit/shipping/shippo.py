@@ -1,0 +1,362 @@
+"""Shippo over its REST API with httpx (async), behind the `Carrier` interface.
+
+Why not the `shippo` SDK: 3.9.0 is synchronous and its strict deserialisation breaks on
+payload details (REFERENCE 1.8); the REST API is small and documented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+import structlog
+
+from refit.settings import Settings
+from refit.shipping.carrier import (
+    Address,
+    AddressValidation,
+    CarrierError,
+    CarrierMessage,
+    CarrierRejected,
+    CarrierUnavailable,
+    LabelTransaction,
+    Parcel,
+    Rate,
+    Refund,
+    Shipment,
+    Tracking,
+    TrackingEvent,
+    TrackingStatus,
+    TransactionStatus,
+)
+
+log = structlog.get_logger(__name__)
+
+# A label is a few hundred kB; anything far larger is not a label.
+MAX_LABEL_BYTES = 10 * 1024 * 1024
+
+
+class ShippoCarrier:
+    name = "shippo"
+
+    def __init__(
+        self,
+        api: httpx.AsyncClient,
+        downloads: httpx.AsyncClient,
+        *,
+        max_rate_limit_wait: float = 30.0,
+        rate_limit_retries: int = 3,
+    ) -> None:
+        self._api = api
+        # Label URLs are signed S3 URLs: fetched with a client that never carries our API key.
+        self._downloads = downloads
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._rate_limit_retries = rate_limit_retries
+
+    @classmethod
+    def clients(cls, settings: Settings) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        assert settings.shippo_api_key
+        timeout = httpx.Timeout(settings.shippo_timeout_seconds, connect=5.0)
+        api = httpx.AsyncClient(
+            base_url=settings.shippo_base_url.rstrip("/"),
+            headers={
+                "Authorization": f"ShippoToken {settings.shippo_api_key}",
+                "SHIPPO-API-VERSION": settings.shippo_api_version,
+                "Accept": "application/json",
+            },
+            timeout=timeout,
+        )
+        downloads = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
+        return api, downloads
+
+    # --- the interface -------------------------------------------------------------------
+
+    async def validate_address(self, address: Address) -> AddressValidation:
+        body = await self._request(
+            "POST", "/addresses", json={**address.as_dict(), "validate": True}
+        )
+        results = body.get("validation_results") or {}
+        messages = [_message(m) for m in results.get("messages") or []]
+        # Shippo does not validate some addresses (non-US in test mode): no verdict is not a no.
+        is_valid = results.get("is_valid") is not False
+        returned = _address(body, fallback=address)
+        recommended = returned if is_valid and _differs(returned, address) else None
+        return AddressValidation(
+            is_valid=is_valid,
+            messages=messages,
+            recommended=recommended,
+            carrier_object_id=body.get("object_id"),
+        )
+
+    async def get_rates(
+        self, address_from: Address, address_to: Address, parcel: Parcel, *, metadata: str
+    ) -> Shipment:
+        body = await self._request(
+            "POST",
+            "/shipments",
+            json={
+                "address_from": address_from.as_dict(),
+                "address_to": address_to.as_dict(),
+                "parcels": [
+                    {
+                        "length": str(parcel.length),
+                        "width": str(parcel.width),
+                        "height": str(parcel.height),
+                        "distance_unit": parcel.distance_unit,
+                        "weight": str(parcel.weight),
+                        "mass_unit": parcel.mass_unit,
+                    }
+                ],
+                "metadata": metadata,
+                "async": False,
+            },
+        )
+        messages = [_message(m) for m in body.get("messages") or []]
+        if body.get("status") == "ERROR":
+            raise CarrierRejected("Shippo could not rate this shipment", messages)
+        rates = [_rate(r) for r in body.get("rates") or []]
+        return Shipment(
+            shipment_id=body["object_id"],
+            rates=sorted(rates, key=lambda r: r.amount),
+            messages=messages,
+        )
+
+    async def purchase_label(
+        self, rate_id: str, *, metadata: str, label_file_type: str
+    ) -> LabelTransaction:
+        body = await self._request(
+            "POST",
+            "/transactions",
+            json={
+                "rate": rate_id,
+                "label_file_type": label_file_type,
+                "metadata": metadata,
+                "async": False,
+            },
+        )
+        return _transaction(body)
+
+    async def get_transaction(self, transaction_id: str) -> LabelTransaction:
+        return _transaction(await self._request("GET", f"/transactions/{transaction_id}"))
+
+    async def find_transactions(self, rate_id: str) -> list[LabelTransaction]:
+        body = await self._request("GET", "/transactions", params={"rate": rate_id, "results": 100})
+        return [_transaction(t) for t in body.get("results") or []]
+
+    async def download_label(self, transaction: LabelTransaction) -> bytes:
+        if not transaction.label_url:
+            raise CarrierRejected(f"transaction {transaction.transaction_id} has no label_url")
+        try:
+            response = await self._downloads.get(transaction.label_url)
+        except httpx.TransportError as exc:
+            raise CarrierUnavailable(f"label download failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise CarrierUnavailable(f"label download answered {response.status_code}")
+        if not response.content or len(response.content) > MAX_LABEL_BYTES:
+            raise CarrierRejected(f"label download returned {len(response.content)} bytes")
+        return response.content
+
+    async def refund_label(self, transaction_id: str) -> Refund:
+        body = await self._request(
+            "POST", "/refunds", json={"transaction": transaction_id, "async": False}
+        )
+        return Refund(
+            refund_id=body["object_id"],
+            transaction_id=body.get("transaction") or transaction_id,
+            status=str(body.get("status") or "QUEUED"),
+        )
+
+    async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking:
+        body = await self._request("GET", f"/tracks/{carrier}/{tracking_number}")
+        history = [_event(e) for e in body.get("tracking_history") or []]
+        current = body.get("tracking_status")
+        return Tracking(
+            carrier=body.get("carrier") or carrier,
+            tracking_number=body.get("tracking_number") or tracking_number,
+            status=_event(current).status if current else TrackingStatus.UNKNOWN,
+            eta=_datetime(body.get("eta")),
+            events=history,
+        )
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        for attempt in range(self._rate_limit_retries + 1):
+            try:
+                response = await self._api.request(method, path, json=json, params=params)
+            except httpx.TimeoutException as exc:
+                # For a POST the outcome is unknown: the caller decides how to find out.
+                raise CarrierUnavailable(f"Shippo timed out on {method} {path}") from exc
+            except httpx.TransportError as exc:
+                raise CarrierUnavailable(
+                    f"Shippo unreachable on {method} {path}: {type(exc).__name__}"
+                ) from exc
+            if response.status_code == 429:
+                # A 429 was refused before any work: waiting and sending again is safe.
+                wait = _rate_limit_wait(response)
+                log.warning("shippo.rate_limited", path=path, wait=wait, attempt=attempt)
+                if attempt == self._rate_limit_retries or wait > self._max_rate_limit_wait:
+                    raise CarrierUnavailable("Shippo rate limit reached", retry_after=wait)
+                await asyncio.sleep(wait)
+                continue
+            if response.status_code >= 500:
+                raise CarrierUnavailable(f"Shippo answered {response.status_code} on {path}")
+            if response.status_code >= 400:
+                raise CarrierRejected(
+                    f"Shippo refused {method} {path} ({response.status_code})",
+                    _error_messages(response),
+                )
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise CarrierUnavailable(f"Shippo sent non-JSON on {path}") from exc
+            if not isinstance(body, dict):
+                raise CarrierUnavailable(f"Shippo sent an unexpected body on {path}")
+            return body
+        raise AssertionError("unreachable")
+
+
+def _rate_limit_wait(response: httpx.Response) -> float:
+    """Seconds until the window resets: X-RateLimit-Reset is a Unix timestamp (some proxies
+    send a delta in seconds instead), Retry-After a delta."""
+    for header in ("X-RateLimit-Reset", "Retry-After"):
+        raw = response.headers.get(header)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        if value > 1_000_000_000:  # an epoch timestamp
+            value -= time.time()
+        return max(0.0, value)
+    return 1.0
+
+
+def _error_messages(response: httpx.Response) -> list[CarrierMessage]:
+    try:
+        body = response.json()
+    except ValueError:
+        return [CarrierMessage(text=response.text[:500] or response.reason_phrase)]
+    if isinstance(body, dict):
+        if isinstance(body.get("messages"), list):
+            return [_message(m) for m in body["messages"]]
+        # Shippo's 400s are keyed by field: {"rate": ["Rate has expired"]} or {"detail": "..."}.
+        found = []
+        for key, value in body.items():
+            for text in value if isinstance(value, list) else [value]:
+                found.append(CarrierMessage(text=str(text), code=key))
+        return found
+    return [CarrierMessage(text=str(body)[:500])]
+
+
+def _message(raw: Any) -> CarrierMessage:
+    if not isinstance(raw, dict):
+        return CarrierMessage(text=str(raw))
+    return CarrierMessage(
+        text=str(raw.get("text") or raw.get("code") or ""),
+        code=raw.get("code"),
+        source=raw.get("source"),
+        type=raw.get("type"),
+    )
+
+
+def _address(body: dict[str, Any], *, fallback: Address) -> Address:
+    def pick(key: str) -> Any:
+        value = body.get(key)
+        return value if value not in (None, "") else getattr(fallback, key)
+
+    return Address(
+        name=pick("name"),
+        company=pick("company"),
+        street1=pick("street1"),
+        street2=pick("street2"),
+        city=pick("city"),
+        state=pick("state"),
+        zip=pick("zip"),
+        country=pick("country"),
+        phone=pick("phone"),
+        email=pick("email"),
+    )
+
+
+def _differs(returned: Address, sent: Address) -> bool:
+    def norm(value: str | None) -> str:
+        return " ".join((value or "").upper().split())
+
+    return any(
+        norm(getattr(returned, f)) != norm(getattr(sent, f))
+        for f in ("street1", "street2", "city", "state", "zip", "country")
+    )
+
+
+def _rate(raw: dict[str, Any]) -> Rate:
+    level = raw.get("servicelevel") or {}
+    try:
+        amount = Decimal(str(raw["amount"]))
+    except (KeyError, InvalidOperation) as exc:
+        raise CarrierError(f"rate {raw.get('object_id')} has no usable amount") from exc
+    days = raw.get("estimated_days")
+    return Rate(
+        rate_id=raw["object_id"],
+        carrier=str(raw.get("provider") or ""),
+        service=str(level.get("name") or level.get("token") or ""),
+        service_token=level.get("token"),
+        amount=amount,
+        currency=str(raw.get("currency") or "USD"),
+        estimated_days=int(days) if days is not None else None,
+    )
+
+
+def _transaction(raw: dict[str, Any]) -> LabelTransaction:
+    rate = raw.get("rate")
+    rate_id = rate.get("object_id") if isinstance(rate, dict) else rate
+    try:
+        status = TransactionStatus(str(raw.get("status")))
+    except ValueError as exc:
+        raise CarrierUnavailable(f"unknown transaction status {raw.get('status')!r}") from exc
+    return LabelTransaction(
+        transaction_id=raw["object_id"],
+        status=status,
+        rate_id=rate_id,
+        metadata=raw.get("metadata"),
+        tracking_number=raw.get("tracking_number") or None,
+        label_url=raw.get("label_url") or None,
+        messages=[_message(m) for m in raw.get("messages") or []],
+        eta=raw.get("eta"),
+    )
+
+
+def _event(raw: dict[str, Any]) -> TrackingEvent:
+    try:
+        status = TrackingStatus(str(raw.get("status")))
+    except ValueError:
+        status = TrackingStatus.UNKNOWN
+    location = raw.get("location") or {}
+    place = ", ".join(str(location[k]) for k in ("city", "state", "country") if location.get(k))
+    return TrackingEvent(
+        status=status,
+        details=raw.get("status_details"),
+        occurred_at=_datetime(raw.get("status_date")),
+        location=place or None,
+    )
+
+
+def _datetime(raw: Any) -> dt.datetime | None:
+    if not raw:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None

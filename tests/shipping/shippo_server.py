@@ -1,0 +1,478 @@
+"""A local HTTP server that answers like Shippo's REST API, scriptable per test.
+
+Payload shapes follow Shippo's documented objects (Address with validation_results,
+Shipment with rates, Transaction, paginated lists, Refund, Track) as described in
+shared/REFERENCE.md section 1 and the SDK models. It runs in a thread on port 0, so the
+test process and a worker subprocess can both reach it.
+
+Scripting: `fail_next_transactions(n)` (ERROR transactions with messages),
+`queue_next_transactions(n, polls)` (QUEUED, SUCCESS after `polls` GETs),
+`hold_next_transaction()` (the transaction is created, the reply waits for `release()`),
+`rate_limit_next(n, reset_in)` (429 with X-RateLimit-Reset). `labels_bought()` counts
+transactions that reached SUCCESS; `requests` logs every call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from reportlab.lib.pagesizes import inch
+from reportlab.pdfgen import canvas
+
+TOKEN = "shippo_test_refit0123456789"
+OWNER = "shippotle@shippo.com"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Txn:
+    body: dict[str, Any]
+    polls_left: int = 0
+    final: str = "SUCCESS"
+
+
+@dataclass
+class State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+    rates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transactions: dict[str, Txn] = field(default_factory=dict)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    fail_transactions: int = 0
+    queue_transactions: int = 0
+    queue_polls: int = 0
+    hold_transactions: int = 0
+    held: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)
+    rate_limits: int = 0
+    rate_limit_reset_in: float = 1.0
+
+    def new_id(self, kind: str) -> str:
+        return f"{kind}_{next(self.ids):08d}"
+
+
+class ShippoServer:
+    def __init__(self) -> None:
+        self.state = State()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ShippoServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.state.held.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- scripting -----------------------------------------------------------------------
+
+    def fail_next_transactions(self, n: int) -> None:
+        with self.state.lock:
+            self.state.fail_transactions = n
+
+    def queue_next_transactions(self, n: int, polls: int) -> None:
+        with self.state.lock:
+            self.state.queue_transactions, self.state.queue_polls = n, polls
+
+    def hold_next_transaction(self) -> None:
+        """The next POST /transactions creates its transaction, then waits for release()."""
+        with self.state.lock:
+            self.state.hold_transactions = 1
+            self.state.held.clear()
+            self.state.holding.clear()
+
+    def wait_until_holding(self, timeout: float) -> bool:
+        return self.state.holding.wait(timeout)
+
+    def release(self) -> None:
+        self.state.held.set()
+
+    def rate_limit_next(self, n: int, reset_in: float = 1.0) -> None:
+        with self.state.lock:
+            self.state.rate_limits, self.state.rate_limit_reset_in = n, reset_in
+
+    # --- inspection ----------------------------------------------------------------------
+
+    def transactions_created(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [t.body for t in self.state.transactions.values()]
+
+    def labels_bought(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [
+                t.body
+                for t in self.state.transactions.values()
+                if t.final == "SUCCESS" and t.body["status"] != "ERROR"
+            ]
+
+    def calls(self, method: str, path_prefix: str) -> list[tuple[str, str, dict[str, str], Any]]:
+        with self.state.lock:
+            return [
+                r for r in self.state.requests if r[0] == method and r[1].startswith(path_prefix)
+            ]
+
+
+def label_pdf(tracking_number: str) -> bytes:
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer, pagesize=(4 * inch, 6 * inch))
+    page.drawString(20, 400, "USPS PRIORITY MAIL (Shippo test label)")
+    page.drawString(20, 380, f"TRACKING # {tracking_number}")
+    page.showPage()
+    page.save()
+    return buffer.getvalue()
+
+
+def _handler(state: State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def _dispatch(self, method: str) -> None:
+            url = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            with state.lock:
+                state.requests.append((method, url.path, dict(self.headers.items()), body))
+            if url.path.startswith("/labels/"):  # the signed S3 URL of a label: no auth
+                return self._label(url.path)
+            if self.headers.get("Authorization") != f"ShippoToken {TOKEN}":
+                return self._send(401, {"detail": "Invalid token."})
+            with state.lock:
+                limited = state.rate_limits > 0
+                if limited:
+                    state.rate_limits -= 1
+            if limited:
+                reset = int(time.time() + state.rate_limit_reset_in + 0.999)
+                return self._send(
+                    429,
+                    {"detail": "Request was throttled."},
+                    headers={"X-RateLimit-Reset": str(reset)},
+                )
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            parts = [p for p in url.path.split("/") if p]
+            route = (method, parts[0] if parts else "", len(parts))
+            handlers = {
+                ("POST", "addresses", 1): lambda: self._address(body),
+                ("POST", "shipments", 1): lambda: self._shipment(body),
+                ("POST", "transactions", 1): lambda: self._create_transaction(body),
+                ("GET", "transactions", 2): lambda: self._get_transaction(parts[1]),
+                ("GET", "transactions", 1): lambda: self._list_transactions(query),
+                ("POST", "refunds", 1): lambda: self._refund(body),
+                ("GET", "tracks", 3): lambda: self._track(parts[1], parts[2]),
+            }
+            action = handlers.get(route)
+            if action is None:
+                return self._send(404, {"detail": "Not found."})
+            action()
+
+        # --- objects ---------------------------------------------------------------------
+
+        def _address(self, body: dict[str, Any]) -> None:
+            street = str(body.get("street1") or "")
+            valid = any(c.isdigit() for c in street) and "NOWHERE" not in street.upper()
+            messages = (
+                []
+                if valid
+                else [
+                    {
+                        "source": "USPS",
+                        "code": "Address Not Found",
+                        "type": "address_error",
+                        "text": "The address as submitted could not be found. Please check for "
+                        "excess characters and ensure the address is correct.",
+                    }
+                ]
+            )
+            out = {
+                k: (str(v).upper() if k in ("street1", "street2", "city") and v else v)
+                for k, v in body.items()
+                if k != "validate"
+            }
+            out.update(
+                {
+                    "object_id": state.new_id("adr"),
+                    "object_created": _now(),
+                    "object_updated": _now(),
+                    "object_owner": OWNER,
+                    "is_complete": valid,
+                    "is_residential": True,
+                    "test": True,
+                    "validation_results": {"is_valid": valid, "messages": messages},
+                }
+            )
+            if valid and body.get("country", "US") == "US" and len(str(body.get("zip"))) == 5:
+                out["zip"] = f"{body['zip']}-1234"
+            self._send(201, out)
+
+        def _shipment(self, body: dict[str, Any]) -> None:
+            shipment_id = state.new_id("shp")
+            weight = float(body["parcels"][0]["weight"])
+            rates = []
+            for provider, name, token, base, days in (
+                ("USPS", "Priority Mail", "usps_priority", 7.9, 2),
+                ("USPS", "Ground Advantage", "usps_ground_advantage", 5.4, 4),
+                ("UPS", "Ground", "ups_ground", 11.2, 3),
+            ):
+                amount = f"{base + weight * 0.8:.2f}"
+                rate = {
+                    "object_id": state.new_id("rate"),
+                    "object_created": _now(),
+                    "object_owner": OWNER,
+                    "shipment": shipment_id,
+                    "attributes": [],
+                    "amount": amount,
+                    "currency": "USD",
+                    "amount_local": amount,
+                    "currency_local": "USD",
+                    "provider": provider,
+                    "provider_image_75": None,
+                    "provider_image_200": None,
+                    "servicelevel": {"name": name, "token": token, "terms": ""},
+                    "estimated_days": days,
+                    "arrives_by": None,
+                    "duration_terms": "",
+                    "messages": [],
+                    "carrier_account": f"ca_{provider.lower()}",
+                    "test": True,
+                    "zone": "1",
+                }
+                rates.append(rate)
+            with state.lock:
+                state.rates.update({r["object_id"]: r for r in rates})
+            self._send(
+                201,
+                {
+                    "object_id": shipment_id,
+                    "object_created": _now(),
+                    "object_updated": _now(),
+                    "object_owner": OWNER,
+                    "status": "SUCCESS",
+                    "metadata": body.get("metadata", ""),
+                    "address_from": body["address_from"],
+                    "address_to": body["address_to"],
+                    "address_return": body["address_from"],
+                    "parcels": body["parcels"],
+                    "carrier_accounts": [],
+                    "messages": [],
+                    "rates": rates,
+                    "test": True,
+                    "shipment_date": _now(),
+                    "extra": {},
+                    "customs_declaration": None,
+                },
+            )
+
+        def _create_transaction(self, body: dict[str, Any]) -> None:
+            with state.lock:
+                rate = state.rates.get(body.get("rate", ""))
+            if rate is None:
+                return self._send(400, {"rate": ["Rate not found or expired."]})
+            with state.lock:
+                txn_id = state.new_id("txn")
+                txn = Txn(
+                    body={
+                        "object_id": txn_id,
+                        "object_state": "VALID",
+                        "status": "SUCCESS",
+                        "object_created": _now(),
+                        "object_updated": _now(),
+                        "object_owner": OWNER,
+                        "test": True,
+                        "rate": rate["object_id"],
+                        "metadata": body.get("metadata", ""),
+                        "parcel": "prc_1",
+                        "tracking_number": f"9400{txn_id[-8:]}11",
+                        "tracking_status": "UNKNOWN",
+                        "tracking_url_provider": "https://tools.usps.com/go/TrackConfirmAction",
+                        "eta": None,
+                        "label_url": "",
+                        "commercial_invoice_url": None,
+                        "qr_code_url": None,
+                        "messages": [],
+                        "created_by": None,
+                        "label_file_type": body.get("label_file_type", "PDF_4x6"),
+                    }
+                )
+                if state.fail_transactions > 0:
+                    state.fail_transactions -= 1
+                    txn.final = "ERROR"
+                    txn.body.update(
+                        {
+                            "status": "ERROR",
+                            "object_state": "INVALID",
+                            "tracking_number": "",
+                            "messages": [
+                                {
+                                    "source": "UPS",
+                                    "code": "carrier_timeout",
+                                    "text": "UPS API did not respond. Please try again "
+                                    "in a few minutes.",
+                                }
+                            ],
+                        }
+                    )
+                elif state.queue_transactions > 0:
+                    state.queue_transactions -= 1
+                    txn.polls_left = state.queue_polls
+                    txn.body.update({"status": "QUEUED", "tracking_number": ""})
+                else:
+                    txn.body["label_url"] = f"{self._base()}/labels/{txn_id}.pdf"
+                state.transactions[txn_id] = txn
+                hold = state.hold_transactions > 0
+                if hold:
+                    state.hold_transactions -= 1
+            if hold:
+                # Created on "our side", the reply held: the caller's crash window.
+                state.holding.set()
+                state.held.wait(120)
+            self._send(201, dict(txn.body))
+
+        def _get_transaction(self, txn_id: str) -> None:
+            with state.lock:
+                txn = state.transactions.get(txn_id)
+                if txn is None:
+                    return self._send(404, {"detail": "Not found."})
+                if txn.body["status"] == "QUEUED":
+                    if txn.polls_left <= 0:
+                        txn.body.update(
+                            {
+                                "status": "SUCCESS",
+                                "object_updated": _now(),
+                                "tracking_number": f"9400{txn_id[-8:]}11",
+                                "label_url": f"{self._base()}/labels/{txn_id}.pdf",
+                            }
+                        )
+                    txn.polls_left -= 1
+                body = dict(txn.body)
+            self._send(200, body)
+
+        def _list_transactions(self, query: dict[str, str]) -> None:
+            with state.lock:
+                found = [
+                    dict(t.body)
+                    for t in state.transactions.values()
+                    if "rate" not in query or t.body["rate"] == query["rate"]
+                ]
+            self._send(200, {"next": None, "previous": None, "results": found})
+
+        def _refund(self, body: dict[str, Any]) -> None:
+            with state.lock:
+                txn = state.transactions.get(body.get("transaction", ""))
+                if txn is None or txn.body["status"] != "SUCCESS":
+                    return self._send(400, {"transaction": ["Transaction cannot be refunded."]})
+                txn.body["status"] = "REFUNDPENDING"
+                refund = {
+                    "object_id": state.new_id("rfd"),
+                    "object_created": _now(),
+                    "object_updated": _now(),
+                    "object_owner": OWNER,
+                    "status": "QUEUED",
+                    "transaction": txn.body["object_id"],
+                    "test": True,
+                }
+                state.refunds.append(refund)
+            self._send(201, refund)
+
+        def _track(self, carrier: str, number: str) -> None:
+            status = number.removeprefix("SHIPPO_") if number.startswith("SHIPPO_") else "TRANSIT"
+            steps = ["PRE_TRANSIT", "TRANSIT", "DELIVERED"]
+            shown = steps[: steps.index(status) + 1] if status in steps else [status]
+            history = [
+                {
+                    "object_id": f"ts_{i}",
+                    "object_created": _now(),
+                    "object_updated": _now(),
+                    "status": s,
+                    "status_details": f"Status {s}",
+                    "status_date": _now(),
+                    "substatus": None,
+                    "location": {
+                        "city": "San Francisco",
+                        "state": "CA",
+                        "zip": "94103",
+                        "country": "US",
+                    },
+                }
+                for i, s in enumerate(shown)
+            ]
+            self._send(
+                200,
+                {
+                    "carrier": carrier,
+                    "tracking_number": number,
+                    "eta": None,
+                    "original_eta": None,
+                    "servicelevel": {"token": "usps_priority", "name": None},
+                    "metadata": None,
+                    "address_from": None,
+                    "address_to": None,
+                    "transaction": None,
+                    "messages": [],
+                    "tracking_status": history[-1],
+                    "tracking_history": history,
+                },
+            )
+
+        def _label(self, path: str) -> None:
+            txn_id = path.rsplit("/", 1)[-1].removesuffix(".pdf")
+            with state.lock:
+                txn = state.transactions.get(txn_id)
+            if txn is None:
+                return self._send(404, {"detail": "Not found."})
+            data = label_pdf(txn.body["tracking_number"])
+            self._write(200, data, "application/pdf", {})
+
+        # --- plumbing --------------------------------------------------------------------
+
+        def _base(self) -> str:
+            host, port = self.server.server_address[:2]
+            return f"http://{host}:{port}"
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            self._write(status, json.dumps(body).encode(), "application/json", headers or {})
+
+        def _write(self, status: int, data: bytes, kind: str, headers: dict[str, str]) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away (a killed worker): the object exists all the same
+
+    return Handler
