@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 # Every module that declares tasks; the worker imports them all at start.
 TASK_MODULES = [
     "refit.queue",
+    "refit.idempotency",
 ]
 
 queue = procrastinate.App(

@@ -1,13 +1,22 @@
 """ORM models, one file per aggregate. Importing this package registers every table."""
 
 from refit.models.address import ShippingAddress
+from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade, DeviceCategory
+from refit.models.idempotency import IdempotencyKey
 from refit.models.order import Order, OrderStatus, OrderStatusHistory, ShippingEvent
+from refit.models.quote import Quote
 from refit.models.user import User
 
 __all__ = [
+    "CatalogModel",
+    "CatalogVariant",
+    "ConditionGrade",
+    "DeviceCategory",
+    "IdempotencyKey",
     "Order",
     "OrderStatus",
     "OrderStatusHistory",
+    "Quote",
     "ShippingAddress",
     "ShippingEvent",
     "User",

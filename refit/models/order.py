@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Numeric, Text, func, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Numeric, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,6 +22,8 @@ class OrderStatus(StrEnum):
     RECEIVED = "received"
     INSPECTING = "inspecting"
     OFFER_PENDING = "offer_pending"
+    # The seller accepted the revised offer; the payout follows (see refit/orders/states.py).
+    OFFER_ACCEPTED = "offer_accepted"
     RETURNING = "returning"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
@@ -44,9 +46,19 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
     device_model: Mapped[str] = mapped_column(Text, nullable=False)
     device_condition: Mapped[str] = mapped_column(Text, nullable=False)
     device_details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Copied from the quote: storage variant and the catalog category (phone, tablet, laptop,
+    # watch), which decides the parcel size of the label.
+    device_storage: Mapped[str | None] = mapped_column(Text)
+    device_category: Mapped[str | None] = mapped_column(Text)
+    # The quote this order was made from; unique: one order per quote.
+    quote_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("quotes.id", ondelete="RESTRICT"), unique=True
+    )
 
     quoted_price_usd: Mapped[Decimal] = mapped_column(Numeric(10, 2), nullable=False)
     quoted_price_sol: Mapped[Decimal] = mapped_column(Numeric(10, 4), nullable=False)
+    # quoted_price_sol in lamports (x 10^9), exactly: what the quote showed.
+    quoted_price_lamports: Mapped[int | None] = mapped_column(BigInteger)
     final_price_usd: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     final_price_sol: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
 

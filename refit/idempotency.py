@@ -1,0 +1,164 @@
+"""`Idempotency-Key` for POSTs that create or spend (orders/create, purchase-label, payouts).
+
+Usage inside an endpoint, on the request's one transaction:
+
+    claim = await idempotency.begin(session, user_id, idempotency_key, request, body)
+    if claim.replay is not None:
+        return claim.replay
+    ...do the work...
+    return await idempotency.respond(session, claim, 201, OrderRead.model_validate(order))
+
+`begin` inserts the key row before the work runs. A second request with the same key blocks on
+that row's unique index until the first transaction ends: if it committed, the second replays
+its stored response (same key and body) or gets 409 `idempotency_key_reused` (another body or
+endpoint); if it rolled back (the work failed), the second runs the work itself. The key row
+and the response are written in the work's own transaction, so a key exists iff the work
+committed, and errors (4xx) are never stored: a corrected retry with the same key may succeed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit import queue
+from refit.errors import BadRequest, Conflict
+from refit.models.idempotency import IdempotencyKey
+
+log = structlog.get_logger(__name__)
+
+# Printable ASCII, as Stripe and the IETF draft use (UUIDs fit easily).
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# Long enough for any client retry loop; the rows are small.
+KEY_RETENTION = dt.timedelta(days=7)
+REPLAY_HEADER = "Idempotent-Replayed"
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retry-safe key: the same key and body return the first response",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of `begin`: a response to replay, or a key row (or none) to complete."""
+
+    key_id: uuid.UUID | None
+    replay: Response | None = None
+
+
+def request_hash(method: str, path: str, body: Any) -> str:
+    canonical = json.dumps(
+        jsonable_encoder(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(f"{method.upper()} {path}\n{canonical}".encode()).hexdigest()
+
+
+async def begin(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    key: str | None,
+    request: Request,
+    body: Any,
+) -> Claim:
+    """Claim `key` for this request, or return the stored response to replay. No key: no-op."""
+    if key is None:
+        return Claim(key_id=None)
+    if not _KEY.fullmatch(key):
+        raise BadRequest(
+            "Idempotency-Key must be 1-255 printable ASCII characters",
+            code="invalid_idempotency_key",
+        )
+    method, path = request.method, request.url.path
+    digest = request_hash(method, path, body)
+    inserted = await session.scalar(
+        insert(IdempotencyKey)
+        .values(
+            user_id=user_id,
+            key=key,
+            request_method=method,
+            request_path=path,
+            request_hash=digest,
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        .returning(IdempotencyKey.id)
+    )
+    if inserted is not None:
+        return Claim(key_id=inserted)
+
+    # The key exists and its transaction committed (ON CONFLICT waited for it).
+    existing = await session.scalar(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+        .execution_options(populate_existing=True)
+    )
+    if existing is None or existing.response_status is None or existing.response_body is None:
+        # Only possible if the row was pruned between the two statements, or was written by
+        # code that forgot `respond`: refuse rather than run the work twice.
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly",
+            code="idempotency_key_in_progress",
+        )
+    if existing.request_hash != digest:
+        raise Conflict(
+            "This Idempotency-Key was used for a different request; use a new key",
+            code="idempotency_key_reused",
+        )
+    log.info("idempotency.replayed", key_id=str(existing.id), path=path)
+    return Claim(
+        key_id=existing.id,
+        replay=Response(
+            content=existing.response_body,
+            status_code=existing.response_status,
+            media_type="application/json",
+            headers={REPLAY_HEADER: "true"},
+        ),
+    )
+
+
+async def respond(
+    session: AsyncSession, claim: Claim, status_code: int, body: BaseModel | Any
+) -> JSONResponse:
+    """The response to send, stored first under the claimed key (same transaction)."""
+    content = jsonable_encoder(body)
+    response = JSONResponse(content, status_code=status_code)
+    if claim.key_id is not None:
+        await session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.id == claim.key_id)
+            .values(response_status=status_code, response_body=bytes(response.body).decode())
+        )
+    return response
+
+
+async def prune(session: AsyncSession, older_than: dt.timedelta = KEY_RETENTION) -> int:
+    result = await session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.created_at < func.now() - older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@queue.queue.periodic(cron="41 * * * *")
+@queue.queue.task(name="idempotency.prune", queueing_lock="idempotency.prune")
+async def prune_task(timestamp: int) -> int:
+    async with queue.job_session() as session:
+        removed = await prune(session)
+    log.info("idempotency.pruned", removed=removed)
+    return removed

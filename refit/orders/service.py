@@ -1,0 +1,205 @@
+"""Orders: the one door for status changes (`transition`) and the reads around it.
+
+`transition()` is the only code that writes `orders.status`. It runs in the caller's
+transaction (a seller's request under RLS, an operator's request, or a job) and flushes; the
+caller's session dependency or job wrapper commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit import resources
+from refit.errors import Conflict, NotFound
+from refit.models.order import Order, OrderStatus, OrderStatusHistory
+from refit.orders.states import ALLOWED_MOVES, STAMPS
+
+log = structlog.get_logger(__name__)
+
+S = OrderStatus
+_ACTOR = re.compile(r"(user|operator|system):\S.*")
+
+# Emails sent when an order enters a status. Templates are helper A's notification templates
+# (refit/notifications/templates/<name>/); a missing one is skipped with a warning, see _notify.
+STATUS_EMAILS: dict[OrderStatus, str] = {
+    S.AWAITING_SHIPMENT: "order_label_ready",
+    S.RECEIVED: "order_received",
+    S.OFFER_PENDING: "order_offer_pending",
+    S.RETURNING: "order_returning",
+    S.COMPLETED: "order_completed",
+    S.CANCELLED: "order_cancelled",
+}
+
+# Realtime: one NOTIFY per change, delivered by PostgreSQL only if the transaction commits.
+ORDER_EVENTS_CHANNEL = "order_events"
+
+
+def order_not_found(order_id: uuid.UUID | str) -> NotFound:
+    return NotFound(f"No order {order_id}", code="order_not_found")
+
+
+async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
+    """The order, as the session's role may see it (a seller: only their own), else 404."""
+    order = await session.scalar(select(Order).where(Order.id == order_id))
+    if order is None:
+        raise order_not_found(order_id)
+    return order
+
+
+async def get_order_for_update(session: AsyncSession, order_id: uuid.UUID) -> Order:
+    """The order row locked until the transaction ends (others wait), re-read from the
+    database even if this session already holds it, else 404."""
+    order, _ = await _lock(session, order_id)
+    return order
+
+
+async def _lock(session: AsyncSession, order_id: uuid.UUID) -> tuple[Order, dt.datetime]:
+    # populate_existing: a copy already in the session may be stale; the lock is only worth
+    # something if we decide on the row as it is now. clock_timestamp() comes with the row so
+    # the history row and the stamp column carry one and the same instant.
+    row = (
+        await session.execute(
+            select(Order, func.clock_timestamp())
+            .where(Order.id == order_id)
+            .with_for_update(of=Order)
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
+    if row is None:
+        # Under a seller's session RLS hides other sellers' orders: same answer as unknown.
+        raise order_not_found(order_id)
+    return row[0], row[1]
+
+
+async def transition(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    to_status: OrderStatus,
+    *,
+    actor: str,
+    notes: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    expected_from: set[OrderStatus] | None = None,
+) -> Order:
+    """Move an order to `to_status` if the state machine allows it from its current status
+    (and, given `expected_from`, only from one of those): 409 `invalid_transition` otherwise.
+
+    `actor` is "user:<uuid>", "operator:<name>" or "system:<job>".
+    """
+    if not _ACTOR.fullmatch(actor):
+        raise ValueError(f"actor must be user:/operator:/system:<who>, got {actor!r}")
+    to_status = OrderStatus(to_status)
+    order, now = await _lock(session, order_id)
+    from_status = OrderStatus(order.status)
+    if (expected_from is not None and from_status not in expected_from) or (
+        to_status not in ALLOWED_MOVES[from_status]
+    ):
+        raise Conflict(
+            f"Order {order.order_number} is {from_status.value}; "
+            f"it cannot move to {to_status.value}",
+            code="invalid_transition",
+            extra={"current_status": from_status.value, "requested_status": to_status.value},
+        )
+
+    order.status = to_status.value
+    stamp = STAMPS.get(to_status)
+    if stamp is not None:
+        setattr(order, stamp, now)
+    if to_status is S.OFFER_PENDING:
+        days = resources.current().settings.offer_response_days
+        order.offer_expires_at = now + dt.timedelta(days=days)
+    session.add(
+        OrderStatusHistory(
+            order_id=order.id,
+            from_status=from_status.value,
+            status=to_status.value,
+            actor=actor,
+            notes=notes,
+            metadata_=metadata,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    log.info(
+        "orders.transition",
+        order_id=str(order.id),
+        from_status=from_status.value,
+        to_status=to_status.value,
+        actor=actor,
+    )
+    await _after_transition(session, order, from_status, to_status)
+    return order
+
+
+async def _after_transition(
+    session: AsyncSession, order: Order, from_status: OrderStatus, to_status: OrderStatus
+) -> None:
+    """What follows a status change, in the same transaction: jobs and emails exist iff the
+    change commits. One branch per destination status; extend here."""
+    await _publish(session, order, from_status, to_status)
+
+    if to_status is S.PROCESSING_SHIPMENT:
+        # Shipping (helper C): defer shipping.purchase_label for this order here.
+        pass
+    elif to_status is S.CANCELLED:
+        # Shipping (helper C): when from_status is AWAITING_SHIPMENT, defer the label refund.
+        pass
+
+    template = STATUS_EMAILS.get(to_status)
+    if template is not None:
+        await _notify(session, order, template, _email_context(order, from_status))
+
+
+def _email_context(order: Order, from_status: OrderStatus) -> dict[str, Any]:
+    return {
+        "order_id": str(order.id),
+        "order_number": order.order_number,
+        "status": order.status,
+        "from_status": from_status.value,
+        "device": f"{order.device_brand} {order.device_model}",
+        "quoted_price_usd": order.quoted_price_usd,
+        "final_price_usd": order.final_price_usd,
+        "offer_expires_at": order.offer_expires_at,
+        "tracking_number": order.tracking_number,
+    }
+
+
+async def _notify(
+    session: AsyncSession, order: Order, template: str, context: Mapping[str, Any]
+) -> None:
+    # Integration point with the notifications domain (helper A): imported lazily so orders
+    # work before (and without) it; a template not written yet is logged, not an error.
+    try:
+        from refit.notifications import service as notifications
+        from refit.notifications.render import template_exists
+    except ImportError:
+        log.warning("orders.notifications_unavailable", template=template)
+        return
+    if not template_exists(template):
+        log.warning("orders.email_template_missing", template=template)
+        return
+    await notifications.notify_user(session, order.user_id, template, context)
+
+
+async def _publish(
+    session: AsyncSession, order: Order, from_status: OrderStatus, to_status: OrderStatus
+) -> None:
+    payload = {
+        "order_id": str(order.id),
+        "user_id": str(order.user_id),
+        "from_status": from_status.value,
+        "status": to_status.value,
+    }
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": ORDER_EVENTS_CHANNEL, "payload": json.dumps(payload)},
+    )

@@ -1,0 +1,68 @@
+"""The order state machine: which status may follow which. `service.transition()` is its one
+door; anything not listed here is a 409 `invalid_transition`.
+
+pending ──► processing_shipment ──► awaiting_shipment ──► shipped ──► received ──► inspecting
+   │            │    ▲                    │                                          │    │
+   │            │    └─(label failed)─┐   │                                          │    ▼
+   ▼            ▼                     │   ▼                           offer_pending ◄┘ completed
+cancelled ◄─────┴─────────────────────┴── cancelled                     │       │        ▲
+                                                                        ▼       ▼        │
+                                                               offer_accepted  returning │
+                                                                        │       │        │
+                                                                        └───────┼────────┘
+                                                                                ▼
+                                                                            cancelled
+
+Choices, and why:
+- processing_shipment → pending: the label job failed for good (address refused, carrier
+  error); the seller may fix the address and buy again. A job retry stays in
+  processing_shipment.
+- cancelled only before the device is in transit (pending, processing_shipment,
+  awaiting_shipment); from awaiting_shipment the label is refunded by the follow-up.
+- A revised offer (offer_pending) is answered by the seller or expires:
+  accept → offer_accepted, decline or no answer in `offer_response_days` → returning
+  (the default is to give the device back, never to accept for the seller).
+  `offer_accepted` is its own status, not "offer_pending with a flag": the expiry sweep and
+  the payout job then select on status alone, and the history says when the seller agreed.
+  offer_accepted → completed when the payout is confirmed on chain, like inspecting → completed
+  when the device matched its quote.
+- returning → cancelled once the device is back with the seller (no payout).
+- completed and cancelled are final.
+"""
+
+from __future__ import annotations
+
+from refit.models.order import OrderStatus
+
+S = OrderStatus
+
+ALLOWED_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING: frozenset({S.PROCESSING_SHIPMENT, S.CANCELLED}),
+    S.PROCESSING_SHIPMENT: frozenset({S.AWAITING_SHIPMENT, S.PENDING, S.CANCELLED}),
+    S.AWAITING_SHIPMENT: frozenset({S.SHIPPED, S.CANCELLED}),
+    S.SHIPPED: frozenset({S.RECEIVED}),
+    S.RECEIVED: frozenset({S.INSPECTING}),
+    S.INSPECTING: frozenset({S.COMPLETED, S.OFFER_PENDING}),
+    S.OFFER_PENDING: frozenset({S.OFFER_ACCEPTED, S.RETURNING}),
+    S.OFFER_ACCEPTED: frozenset({S.COMPLETED}),
+    S.RETURNING: frozenset({S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+# What the seller may cancel themselves: before the device is in transit.
+SELLER_CANCELLABLE = frozenset({S.PENDING, S.PROCESSING_SHIPMENT, S.AWAITING_SHIPMENT})
+
+# The timestamp column stamped when an order enters a status.
+STAMPS: dict[OrderStatus, str] = {
+    S.SHIPPED: "shipped_at",
+    S.RECEIVED: "received_at",
+    S.COMPLETED: "completed_at",
+    S.CANCELLED: "cancelled_at",
+}
+
+FINAL = frozenset(s for s, moves in ALLOWED_MOVES.items() if not moves)
+
+
+def can_move(from_status: OrderStatus, to_status: OrderStatus) -> bool:
+    return to_status in ALLOWED_MOVES[from_status]
