@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     siws_clock_skew_seconds: int = 600
     email_token_ttl_seconds: int = 86_400
     email_resend_interval_seconds: int = 60
+    # Sign-in abuse limits, in `limits` notation ("10/minute"), counted in Redis per client IP
+    # and per wallet (refit/ratelimit.py).
+    rate_limit_nonce_per_ip: str = "30/minute"
+    rate_limit_nonce_per_wallet: str = "10/minute"
+    rate_limit_connect_wallet_per_ip: str = "60/minute"
     admin_password: str = DEV_ADMIN_PASSWORD
 
     # --- mail ----------------------------------------------------------------------------

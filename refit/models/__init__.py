@@ -1,8 +1,10 @@
 """ORM models, one file per aggregate. Importing this package registers every table."""
 
 from refit.models.address import ShippingAddress
+from refit.models.auth import EmailVerificationToken, SiwsNonce
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade, DeviceCategory
 from refit.models.idempotency import IdempotencyKey
+from refit.models.notification import OutboundEmail
 from refit.models.order import Order, OrderStatus, OrderStatusHistory, ShippingEvent
 from refit.models.quote import Quote
 from refit.models.user import User
@@ -12,12 +14,15 @@ __all__ = [
     "CatalogVariant",
     "ConditionGrade",
     "DeviceCategory",
+    "EmailVerificationToken",
     "IdempotencyKey",
     "Order",
     "OrderStatus",
     "OrderStatusHistory",
+    "OutboundEmail",
     "Quote",
     "ShippingAddress",
     "ShippingEvent",
+    "SiwsNonce",
     "User",
 ]
