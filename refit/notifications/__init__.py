@@ -1,0 +1,4 @@
+"""Email: templates rendered and sent by a queued job, through SMTP or a file outbox.
+
+Callers use `refit.notifications.service.queue_email` / `notify_user` inside their transaction.
+"""

@@ -1,0 +1,80 @@
+"""Jinja2 templates → a MIME message (plain text + HTML alternative).
+
+A template is a folder under templates/: `subject.txt`, `body.txt`, `body.html` (the HTML
+extends `_layout.html`). Undefined variables are errors, so a missing context key fails the
+job loudly instead of mailing a blank.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import re
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from refit.settings import Settings
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES_DIR),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def template_exists(name: str) -> bool:
+    return bool(_NAME.fullmatch(name)) and all(
+        (TEMPLATES_DIR / name / part).is_file() for part in ("subject.txt", "body.txt", "body.html")
+    )
+
+
+def render(settings: Settings, name: str, context: dict[str, Any]) -> RenderedEmail:
+    if not template_exists(name):
+        raise ValueError(f"unknown email template {name!r}")
+    values = {"site_url": settings.public_url.rstrip("/"), **context}
+    subject = _env.get_template(f"{name}/subject.txt").render(values)
+    return RenderedEmail(
+        # A header is one line: a newline in a context value must not become a new header.
+        subject=" ".join(subject.split()),
+        text=_env.get_template(f"{name}/body.txt").render(values),
+        html=_env.get_template(f"{name}/body.html").render(values),
+    )
+
+
+def build_message(
+    settings: Settings,
+    *,
+    email_id: uuid.UUID,
+    recipient: str,
+    rendered: RenderedEmail,
+    created_at: dt.datetime,
+) -> EmailMessage:
+    """The MIME message. Its Message-ID and Date come from the mail log row, so every attempt
+    of one email produces the same message (a duplicate, if one ever slips out, is
+    recognisable as such by the receiving side)."""
+    sender_domain = email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2] or "refit"
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = recipient
+    message["Subject"] = rendered.subject
+    message["Date"] = email.utils.format_datetime(created_at)
+    message["Message-ID"] = f"<{email_id}@{sender_domain}>"
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message
