@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from refit import queue
+from refit.auth.endpoints import router as auth_router
 from refit.errors import install_error_handlers
 from refit.health.endpoints import router as health_router
 from refit.logs import RequestIdMiddleware, configure_logging
@@ -73,4 +74,5 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Domain routers are added below, one line each.
+    app.include_router(auth_router)
     return app

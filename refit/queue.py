@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 TASK_MODULES = [
     "refit.queue",
     "refit.idempotency",
+    "refit.auth.tasks",
     "refit.notifications.tasks",
 ]
 

@@ -1,0 +1,151 @@
+"""/api/auth: wallet sign-in, the signed-in seller, sign-out, email verification."""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+
+from refit import ratelimit
+from refit.auth import email_verification, service, tokens
+from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.auth.schemas import (
+    ConnectWalletRequest,
+    NonceRequest,
+    NonceResponse,
+    SessionResponse,
+    VerifyEmailAccepted,
+    VerifyEmailConfirm,
+    VerifyEmailRequest,
+)
+from refit.db import SessionDep
+from refit.errors import ProblemError, Unauthorized
+from refit.models import User
+from refit.settings import Settings
+from refit.users.schemas import UserRead
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.resources.settings
+    return settings
+
+
+@router.post("/nonce", response_model=NonceResponse)
+async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> NonceResponse:
+    """Public. A single-use nonce for this wallet and the Sign-In With Solana text to sign."""
+    settings = _settings(request)
+    ip = ratelimit.client_ip(request)
+    await ratelimit.enforce(request, settings.rate_limit_nonce_per_ip, "auth.nonce", "ip", ip)
+    service.require_wallet_address(body.wallet_address)
+    await ratelimit.enforce(
+        request, settings.rate_limit_nonce_per_wallet, "auth.nonce", "wallet", body.wallet_address
+    )
+    issued = await service.issue_nonce(session, settings, body.wallet_address)
+    return NonceResponse(
+        nonce=issued.nonce,
+        message=issued.message,
+        expires_at=issued.expires_at,
+        sign_in_input=issued.sign_in_input,
+    )
+
+
+@router.post("/connect-wallet", response_model=SessionResponse)
+async def connect_wallet(
+    body: ConnectWalletRequest, request: Request, session: SessionDep
+) -> SessionResponse:
+    """Public. Exchange a signed sign-in message for an access token (creates the user on
+    first sign-in). Any failed check is a 401 with a specific `code`."""
+    settings = _settings(request)
+    await ratelimit.enforce(
+        request,
+        settings.rate_limit_connect_wallet_per_ip,
+        "auth.connect_wallet",
+        "ip",
+        ratelimit.client_ip(request),
+    )
+    signed_in = await service.connect_wallet(
+        session,
+        settings,
+        wallet_address=body.wallet_address,
+        message=body.message,
+        signature=body.signature,
+    )
+    return SessionResponse(
+        access_token=signed_in.token.token,
+        expires_in=signed_in.token.expires_in,
+        user=UserRead.model_validate(signed_in.user),
+    )
+
+
+@router.get("/me", response_model=UserRead)
+async def me(session: UserSessionDep, claims: CurrentClaims) -> UserRead:
+    """The signed-in seller."""
+    user = await session.get(User, claims.user_id)
+    if user is None:
+        raise Unauthorized("This account no longer exists", code="user_not_found")
+    return UserRead.model_validate(user)
+
+
+@router.post("/sign-out", status_code=204)
+async def sign_out(request: Request, claims: CurrentClaims) -> Response:
+    """Revoke the access token this request carries."""
+    resources = request.app.state.resources
+    await tokens.revoke(resources.redis, resources.settings, claims)
+    return Response(status_code=204)
+
+
+@router.post("/verify-email", status_code=202, response_model=VerifyEmailAccepted)
+async def verify_email(
+    body: VerifyEmailRequest, request: Request, session: UserSessionDep, claims: CurrentClaims
+) -> VerifyEmailAccepted:
+    """Mail a one-time code and link to this address. 409 when another account verified it,
+    429 when a code was sent moments ago."""
+    sent = await email_verification.request_verification(
+        session, _settings(request), claims.user_id, str(body.email)
+    )
+    return VerifyEmailAccepted(email=sent.email, expires_at=sent.expires_at)
+
+
+@router.post("/verify-email/confirm", response_model=UserRead)
+async def confirm_email(
+    body: VerifyEmailConfirm, session: UserSessionDep, claims: CurrentClaims
+) -> UserRead:
+    """Confirm the signed-in seller's address with the code from the mail."""
+    user = await email_verification.confirm(session, body.token, claims.user_id)
+    return UserRead.model_validate(user)
+
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>ReFit</title></head>
+<body style="font-family:sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">
+<h1>{title}</h1><p>{detail}</p></body></html>"""
+
+
+@router.get(
+    "/verify-email/confirm",
+    response_model=UserRead,
+    responses={200: {"content": {"text/html": {}}}},
+)
+async def confirm_email_link(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str, Query(min_length=1, max_length=128)],
+) -> UserRead | HTMLResponse:
+    """Public: the link in the mail (the token is the credential). Browsers get a page, other
+    clients the same JSON as the POST."""
+    wants_html = "text/html" in request.headers.get("accept", "")
+    try:
+        user = await email_verification.confirm(session, token)
+    except ProblemError as exc:
+        if not wants_html:
+            raise
+        page = _PAGE.format(title="This link did not work", detail=html.escape(exc.detail))
+        return HTMLResponse(page, status_code=exc.status)
+    if wants_html:
+        detail = f"{html.escape(user.email or '')} is now verified. You can close this page."
+        return HTMLResponse(_PAGE.format(title="Email confirmed", detail=detail))
+    return UserRead.model_validate(user)
