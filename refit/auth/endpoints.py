@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from http import HTTPStatus
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -29,12 +30,23 @@ from refit.users.schemas import UserRead
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json answers an endpoint gives."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase + " (problem+json, see `code`)",
+            "content": {"application/problem+json": {}},
+        }
+        for status in statuses
+    }
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.resources.settings
     return settings
 
 
-@router.post("/nonce", response_model=NonceResponse)
+@router.post("/nonce", response_model=NonceResponse, responses=_problems(422, 429))
 async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> NonceResponse:
     """Public. A single-use nonce for this wallet and the Sign-In With Solana text to sign."""
     settings = _settings(request)
@@ -53,7 +65,7 @@ async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> No
     )
 
 
-@router.post("/connect-wallet", response_model=SessionResponse)
+@router.post("/connect-wallet", response_model=SessionResponse, responses=_problems(401, 429))
 async def connect_wallet(
     body: ConnectWalletRequest, request: Request, session: SessionDep
 ) -> SessionResponse:
@@ -81,7 +93,7 @@ async def connect_wallet(
     )
 
 
-@router.get("/me", response_model=UserRead)
+@router.get("/me", response_model=UserRead, responses=_problems(401))
 async def me(session: UserSessionDep, claims: CurrentClaims) -> UserRead:
     """The signed-in seller."""
     user = await session.get(User, claims.user_id)
@@ -90,7 +102,7 @@ async def me(session: UserSessionDep, claims: CurrentClaims) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/sign-out", status_code=204)
+@router.post("/sign-out", status_code=204, responses=_problems(401))
 async def sign_out(request: Request, claims: CurrentClaims) -> Response:
     """Revoke the access token this request carries."""
     resources = request.app.state.resources
@@ -98,7 +110,12 @@ async def sign_out(request: Request, claims: CurrentClaims) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/verify-email", status_code=202, response_model=VerifyEmailAccepted)
+@router.post(
+    "/verify-email",
+    status_code=202,
+    response_model=VerifyEmailAccepted,
+    responses=_problems(401, 409, 429),
+)
 async def verify_email(
     body: VerifyEmailRequest, request: Request, session: UserSessionDep, claims: CurrentClaims
 ) -> VerifyEmailAccepted:
@@ -110,7 +127,9 @@ async def verify_email(
     return VerifyEmailAccepted(email=sent.email, expires_at=sent.expires_at)
 
 
-@router.post("/verify-email/confirm", response_model=UserRead)
+@router.post(
+    "/verify-email/confirm", response_model=UserRead, responses=_problems(400, 401, 409, 410)
+)
 async def confirm_email(
     body: VerifyEmailConfirm, session: UserSessionDep, claims: CurrentClaims
 ) -> UserRead:
@@ -128,7 +147,7 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 @router.get(
     "/verify-email/confirm",
     response_model=UserRead,
-    responses={200: {"content": {"text/html": {}}}},
+    responses={200: {"content": {"text/html": {}}}, **_problems(400, 409, 410)},
 )
 async def confirm_email_link(
     request: Request,

@@ -226,6 +226,19 @@ async def test_each_field_is_checked(client, resources, changes, code):
     assert await user_count(resources) == 0
 
 
+async def test_wallet_built_message_with_other_optional_fields_is_accepted(client):
+    # No statement, a request id and resources: still the same sign-in, signed as built.
+    _, body = await _signed_variant(
+        client,
+        Wallet(),
+        statement="",
+        requestId="req-42",
+        resources=["https://testserver/terms", "ipfs://bafy"],
+    )
+    assert "Resources:\n- https://testserver/terms\n- ipfs://bafy" in body["message"]
+    assert (await _connect(client, body)).status_code == 200
+
+
 async def test_solana_prefixed_chain_id_is_accepted(client):
     _, body = await _signed_variant(client, Wallet(), chainId="solana:mainnet")
     assert (await _connect(client, body)).status_code == 200

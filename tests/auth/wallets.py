@@ -22,7 +22,7 @@ class Wallet:
         return base58.b58encode(self.key.sign(message.encode()).signature).decode()
 
 
-def message_text(fields: dict[str, str]) -> str:
+def message_text(fields: dict[str, Any]) -> str:
     """A wallet's own rendering of a SolanaSignInInput (createSignInMessageText's layout),
     written here independently of refit.auth.siws."""
     text_ = (
@@ -41,6 +41,9 @@ def message_text(fields: dict[str, str]) -> str:
         ("requestId", "Request ID"),
     ]
     lines = [f"{label}: {fields[key]}" for key, label in labels if fields.get(key)]
+    if fields.get("resources"):
+        lines.append("Resources:")
+        lines.extend(f"- {resource}" for resource in fields["resources"])
     if lines:
         text_ += "\n\n" + "\n".join(lines)
     return text_
