@@ -28,8 +28,10 @@ log = structlog.get_logger(__name__)
 TASK_MODULES = [
     "refit.queue",
     "refit.idempotency",
+    "refit.orders.tasks",
     "refit.auth.tasks",
     "refit.notifications.tasks",
+    "refit.shipping.tasks",
 ]
 
 queue = procrastinate.App(

@@ -148,11 +148,19 @@ async def _after_transition(
     await _publish(session, order, from_status, to_status)
 
     if to_status is S.PROCESSING_SHIPMENT:
-        # Shipping (helper C): defer shipping.purchase_label for this order here.
-        pass
-    elif to_status is S.CANCELLED:
-        # Shipping (helper C): when from_status is AWAITING_SHIPMENT, defer the label refund.
-        pass
+        # The label job (queueing lock purchase-label:<id>): exists iff this change commits.
+        from refit.shipping.tasks import defer_label_purchase
+
+        await defer_label_purchase(session, order.id)
+    elif to_status is S.CANCELLED and from_status in (
+        S.PROCESSING_SHIPMENT,
+        S.AWAITING_SHIPMENT,
+    ):
+        # A label bought (or being bought) for a cancelled order is refunded; from
+        # processing_shipment the purchase may be in flight, the refund job finds it.
+        from refit.shipping.tasks import defer_label_refund
+
+        await defer_label_refund(session, order.id)
 
     template = STATUS_EMAILS.get(to_status)
     if template is not None:

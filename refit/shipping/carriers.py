@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from refit import resources
+from refit.errors import ProblemError, ServiceUnavailable, Unprocessable
 from refit.settings import Settings
-from refit.shipping.carrier import Carrier
+from refit.shipping.carrier import Carrier, CarrierError, CarrierUnavailable
 from refit.shipping.sandbox import SandboxCarrier
 from refit.shipping.shippo import ShippoCarrier
 
@@ -25,3 +26,16 @@ async def open_carrier(settings: Settings) -> AsyncIterator[Carrier]:
             yield ShippoCarrier(api, downloads)
     else:
         yield SandboxCarrier(resources.current().sessionmaker)
+
+
+def as_problem(exc: CarrierError) -> ProblemError:
+    """A carrier failure as the client should see it: 503 when worth retrying, else 422."""
+    messages = [m.as_dict() for m in exc.messages]
+    if isinstance(exc, CarrierUnavailable):
+        retry_after = max(1, round(exc.retry_after or 5))
+        return ServiceUnavailable(
+            "The carrier is not answering right now; try again shortly",
+            code="carrier_unavailable",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return Unprocessable(exc.detail, code="carrier_rejected", extra={"messages": messages})

@@ -29,8 +29,11 @@ class LabelStorage(Protocol):
 
 
 def label_key(order_id: object, transaction_id: str, file_type: str) -> str:
-    extension = "png" if file_type.upper().startswith("PNG") else (
-        "zpl" if file_type.upper().startswith("ZPL") else "pdf")
+    extension = (
+        "png"
+        if file_type.upper().startswith("PNG")
+        else ("zpl" if file_type.upper().startswith("ZPL") else "pdf")
+    )
     return f"labels/{order_id}/{transaction_id}.{extension}"
 
 

@@ -58,6 +58,7 @@ class State:
     held: threading.Event = field(default_factory=threading.Event)
     holding: threading.Event = field(default_factory=threading.Event)
     rate_limits: int = 0
+    refused_streets: set[str] = field(default_factory=set)
     rate_limit_reset_in: float = 1.0
 
     def new_id(self, kind: str) -> str:
@@ -109,6 +110,11 @@ class ShippoServer:
 
     def release(self) -> None:
         self.state.held.set()
+
+    def refuse_address(self, street1: str) -> None:
+        """From now on, validation says this street is not deliverable."""
+        with self.state.lock:
+            self.state.refused_streets.add(street1.upper())
 
     def rate_limit_next(self, n: int, reset_in: float = 1.0) -> None:
         with self.state.lock:
@@ -201,7 +207,10 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
 
         def _address(self, body: dict[str, Any]) -> None:
             street = str(body.get("street1") or "")
+            with state.lock:
+                refused = street.upper() in state.refused_streets
             valid = any(c.isdigit() for c in street) and "NOWHERE" not in street.upper()
+            valid = valid and not refused
             messages = (
                 []
                 if valid

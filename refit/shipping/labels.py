@@ -1,0 +1,312 @@
+"""Buying an order's label exactly once, from a queue job that may be retried or killed.
+
+The rules that make it exactly-once:
+1. Before calling the carrier, a `shipping_label_purchases` row ('started') is committed.
+2. The carrier's transaction id is committed on the order (and that row) BEFORE waiting on it.
+3. A later attempt that finds a transaction id waits on that transaction instead of buying.
+4. A later attempt that finds a row still 'started' (the reply was lost: timeout, crash
+   between the carrier's POST and our commit) asks the carrier for the transactions of that
+   rate (Shippo: GET /transactions?rate=) and adopts the one carrying `order:<id>`.
+Network calls happen outside database transactions; the label and refund jobs of one order
+never run at the same time (procrastinate `lock`, see tasks.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import select, update
+
+from refit import queue
+from refit.models import Order, OrderStatus
+from refit.orders.service import get_order_for_update, transition
+from refit.resources import Resources
+from refit.shipping.carrier import (
+    Carrier,
+    CarrierError,
+    CarrierMessage,
+    CarrierRejected,
+    LabelTransaction,
+    TransactionStatus,
+    wait_for_transaction,
+)
+from refit.shipping.models import LabelPurchase, RateQuote
+from refit.shipping.storage import content_type_for, label_key, label_storage
+
+log = structlog.get_logger(__name__)
+
+ACTOR = "system:shipping.purchase_label"
+# How long one attempt waits on a QUEUED transaction before leaving it to the next attempt.
+POLL_WITHIN_SECONDS = 60.0
+
+
+class LabelPurchaseFailed(CarrierError):
+    """The carrier answered ERROR for the transaction: no label was bought by it."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rate_id: str
+    transaction_id: str | None
+    unanswered: list[uuid.UUID]  # purchase rows still 'started': replies we never got
+
+
+def metadata_for(order_id: uuid.UUID) -> str:
+    return f"order:{order_id}"
+
+
+def label_url_for(resources: Resources, order_id: uuid.UUID) -> str:
+    # The order shows our own authenticated download URL, never the carrier's signed URL
+    # (that one is kept in shipping_label_purchases for operators).
+    return f"{resources.settings.public_url.rstrip('/')}/api/shipping/labels/{order_id}"
+
+
+async def purchase(
+    resources: Resources,
+    carrier: Carrier,
+    order_id: uuid.UUID,
+    *,
+    job_id: int | None,
+    attempt: int,
+) -> str:
+    """One attempt of the label job. Returns what happened; raises to be retried."""
+    snapshot = await _snapshot(order_id)
+    if isinstance(snapshot, str):
+        return snapshot
+    transaction = None
+    if snapshot.transaction_id is None and snapshot.unanswered:
+        transaction = await _recover(carrier, order_id, snapshot)
+    if snapshot.transaction_id is not None:
+        transaction = await carrier.get_transaction(snapshot.transaction_id)
+    if transaction is None:
+        transaction = await _buy(resources, carrier, order_id, snapshot.rate_id, job_id, attempt)
+    if transaction.status.pending:
+        transaction = await wait_for_transaction(carrier, transaction, within=POLL_WITHIN_SECONDS)
+    await _record_status(order_id, transaction)
+    if transaction.status is not TransactionStatus.SUCCESS:
+        raise LabelPurchaseFailed(
+            f"the carrier answered {transaction.status} for transaction "
+            f"{transaction.transaction_id}",
+            transaction.messages,
+        )
+    return await _complete(resources, carrier, order_id, transaction)
+
+
+async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
+    async with queue.job_session() as session:
+        order = await get_order_for_update(session, order_id)
+        if order.status != OrderStatus.PROCESSING_SHIPMENT:
+            return f"skipped: order is {order.status}"
+        if order.label_file_key:
+            return "skipped: label already stored"
+        if not order.shipping_rate_id:
+            raise CarrierRejected("the order has no chosen rate")
+        unanswered = (
+            await session.scalars(
+                select(LabelPurchase.id).where(
+                    LabelPurchase.order_id == order_id,
+                    LabelPurchase.status == "started",
+                    LabelPurchase.rate_id == order.shipping_rate_id,
+                )
+            )
+        ).all()
+        return Snapshot(order.shipping_rate_id, order.label_transaction_id, list(unanswered))
+
+
+async def _recover(
+    carrier: Carrier, order_id: uuid.UUID, snapshot: Snapshot
+) -> LabelTransaction | None:
+    """An earlier attempt called the carrier and never heard back: did it buy anything?"""
+    found = [
+        t
+        for t in await carrier.find_transactions(snapshot.rate_id)
+        if t.metadata == metadata_for(order_id) and t.status is not TransactionStatus.ERROR
+    ]
+    # SUCCESS first, then still-pending ones; any extra would be refunded by an operator.
+    found.sort(key=lambda t: (t.status is not TransactionStatus.SUCCESS, t.transaction_id))
+    adopted = found[0] if found else None
+    async with queue.job_session() as session:
+        rows = (
+            await session.scalars(
+                select(LabelPurchase)
+                .where(LabelPurchase.id.in_(snapshot.unanswered))
+                .order_by(LabelPurchase.created_at.desc())
+                .with_for_update()
+            )
+        ).all()
+        for index, row in enumerate(rows):
+            if adopted is not None and index == 0:
+                row.transaction_id = adopted.transaction_id
+                row.status = "pending"
+            else:
+                row.status = "rejected"
+                row.messages = [{"text": "no transaction found at the carrier for this try"}]
+        if adopted is not None:
+            order = await get_order_for_update(session, order_id)
+            order.label_transaction_id = adopted.transaction_id
+    log.warning(
+        "shipping.purchase_recovered",
+        order_id=str(order_id),
+        adopted=adopted.transaction_id if adopted else None,
+        also_found=[t.transaction_id for t in found[1:]],
+    )
+    return adopted
+
+
+async def _buy(
+    resources: Resources,
+    carrier: Carrier,
+    order_id: uuid.UUID,
+    rate_id: str,
+    job_id: int | None,
+    attempt: int,
+) -> LabelTransaction:
+    async with queue.job_session() as session:
+        row = LabelPurchase(
+            order_id=order_id,
+            carrier_name=carrier.name,
+            rate_id=rate_id,
+            job_id=job_id,
+            attempt=attempt,
+            status="started",
+        )
+        session.add(row)
+    # Committed: from here on a crash leaves a 'started' row for the next attempt to resolve.
+    try:
+        transaction = await carrier.purchase_label(
+            rate_id,
+            metadata=metadata_for(order_id),
+            label_file_type=resources.settings.label_file_type,
+        )
+    except CarrierRejected as exc:
+        # A definite refusal (4xx): nothing was bought.
+        await _set_purchase(row.id, status="rejected", messages=exc.messages)
+        raise
+    # Any other failure leaves the row 'started': the outcome is unknown.
+    async with queue.job_session() as session:
+        order = await get_order_for_update(session, order_id)
+        order.label_transaction_id = transaction.transaction_id
+        await session.execute(
+            update(LabelPurchase)
+            .where(LabelPurchase.id == row.id)
+            .values(transaction_id=transaction.transaction_id, status="pending")
+        )
+    log.info(
+        "shipping.transaction_created",
+        order_id=str(order_id),
+        transaction_id=transaction.transaction_id,
+        status=transaction.status.value,
+    )
+    return transaction
+
+
+async def _set_purchase(
+    row_id: uuid.UUID,
+    *,
+    status: str,
+    messages: list[CarrierMessage] | None = None,
+    label_url: str | None = None,
+) -> None:
+    values: dict[str, object] = {"status": status}
+    if messages is not None:
+        values["messages"] = [m.as_dict() for m in messages]
+    if label_url is not None:
+        values["label_url"] = label_url
+    async with queue.job_session() as session:
+        await session.execute(
+            update(LabelPurchase).where(LabelPurchase.id == row_id).values(**values)
+        )
+
+
+async def _record_status(order_id: uuid.UUID, transaction: LabelTransaction) -> None:
+    """Keep the purchase log in step; an ERROR transaction is let go so a retry buys anew."""
+    status = {
+        TransactionStatus.SUCCESS: "succeeded",
+        TransactionStatus.ERROR: "error",
+    }.get(transaction.status, "error")
+    async with queue.job_session() as session:
+        await session.execute(
+            update(LabelPurchase)
+            .where(LabelPurchase.transaction_id == transaction.transaction_id)
+            .values(
+                status=status,
+                messages=[m.as_dict() for m in transaction.messages] or None,
+                label_url=transaction.label_url,
+            )
+        )
+        if transaction.status is not TransactionStatus.SUCCESS:
+            order = await get_order_for_update(session, order_id)
+            if order.label_transaction_id == transaction.transaction_id:
+                order.label_transaction_id = None
+
+
+async def _complete(
+    resources: Resources, carrier: Carrier, order_id: uuid.UUID, transaction: LabelTransaction
+) -> str:
+    data = await carrier.download_label(transaction)
+    key = label_key(order_id, transaction.transaction_id, resources.settings.label_file_type)
+    # Stored before the order points at it; a crash here leaves a file a retry overwrites.
+    await label_storage(resources.settings).put(key, data, content_type_for(key))
+    async with queue.job_session() as session:
+        order = await get_order_for_update(session, order_id)
+        quote = await session.scalar(
+            select(RateQuote).where(
+                RateQuote.order_id == order_id, RateQuote.rate_id == transaction.rate_id
+            )
+        )
+        _record_label(resources, order, transaction, key, quote)
+        if order.status == OrderStatus.PROCESSING_SHIPMENT:
+            await transition(
+                session,
+                order_id,
+                OrderStatus.AWAITING_SHIPMENT,
+                actor=ACTOR,
+                metadata={
+                    "transaction_id": transaction.transaction_id,
+                    "tracking_number": transaction.tracking_number,
+                },
+                expected_from={OrderStatus.PROCESSING_SHIPMENT},
+            )
+            return "label bought"
+        # Cancelled while we were buying: the label is paid for and will never be used.
+        from refit.shipping.tasks import defer_label_refund
+
+        await defer_label_refund(session, order_id)
+        return f"label bought for a {order.status} order: refund queued"
+
+
+def _record_label(
+    resources: Resources,
+    order: Order,
+    transaction: LabelTransaction,
+    key: str,
+    quote: RateQuote | None,
+) -> None:
+    order.label_transaction_id = transaction.transaction_id
+    order.tracking_number = transaction.tracking_number
+    order.label_file_key = key
+    order.label_url = label_url_for(resources, order.id)
+    order.label_purchased_at = dt.datetime.now(dt.UTC)
+    order.label_error = None
+    if quote is not None:
+        order.shipping_carrier = quote.carrier
+        order.shipping_service = quote.service
+        order.shipping_cost = quote.amount
+
+
+async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:
+    """The last attempt failed: say so on the order, for the seller and the operators."""
+    messages = getattr(exc, "messages", None) or []
+    detail = "; ".join(m.text for m in messages) or str(exc) or type(exc).__name__
+    async with queue.job_session() as session:
+        order = await get_order_for_update(session, order_id)
+        if order.status != OrderStatus.PROCESSING_SHIPMENT or order.label_file_key:
+            return
+        order.label_error = (
+            f"We could not buy your shipping label ({detail[:500]}). Our team has been "
+            "alerted and will retry it; you do not need to do anything."
+        )
+    log.error("shipping.label_failed", order_id=str(order_id), error=detail)

@@ -1,0 +1,181 @@
+"""Shipping jobs: buy a label, refund an unused one, and the sweep that re-queues stuck orders."""
+
+from __future__ import annotations
+
+import uuid
+
+import procrastinate
+import structlog
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit import queue, resources
+from refit.models import Order, OrderStatus
+from refit.shipping import labels
+from refit.shipping.carrier import CarrierError, TransactionStatus
+from refit.shipping.carriers import open_carrier
+from refit.shipping.models import LabelPurchase
+
+log = structlog.get_logger(__name__)
+
+PURCHASE_LABEL = "shipping.purchase_label"
+LABEL_ATTEMPTS = 3
+REFUND_ATTEMPTS = 5
+# An order may sit in processing_shipment this long before the sweep looks at it.
+SWEEP_GRACE_SECONDS = 120
+
+
+def _lock(order_id: object) -> str:
+    # One lock for every label job of an order: a purchase and a refund never overlap.
+    return f"label:{order_id}"
+
+
+async def defer_label_purchase(session: AsyncSession, order_id: uuid.UUID) -> int | None:
+    """Queue the label job in the caller's transaction (one waiting job per order)."""
+    return await queue.defer(
+        session,
+        purchase_label_task,
+        queueing_lock=f"purchase-label:{order_id}",
+        lock=_lock(order_id),
+        order_id=str(order_id),
+    )
+
+
+async def defer_label_refund(session: AsyncSession, order_id: uuid.UUID) -> int | None:
+    return await queue.defer(
+        session,
+        refund_label_task,
+        queueing_lock=f"refund-label:{order_id}",
+        lock=_lock(order_id),
+        order_id=str(order_id),
+    )
+
+
+@queue.queue.task(
+    name=PURCHASE_LABEL,
+    retry=queue.exponential_retry(LABEL_ATTEMPTS, 2),
+    pass_context=True,
+)
+async def purchase_label_task(context: procrastinate.JobContext, order_id: str) -> str:
+    job = context.job
+    assert job is not None
+    attempt = job.attempts + 1
+    res = resources.current()
+    try:
+        async with open_carrier(res.settings) as carrier:
+            outcome = await labels.purchase(
+                res, carrier, uuid.UUID(order_id), job_id=job.id, attempt=attempt
+            )
+    except Exception as exc:
+        if attempt >= LABEL_ATTEMPTS:
+            await labels.record_failure(uuid.UUID(order_id), exc)
+        raise
+    log.info("shipping.purchase_label_done", order_id=order_id, outcome=outcome)
+    return outcome
+
+
+@queue.queue.task(
+    name="shipping.refund_label",
+    retry=queue.exponential_retry(REFUND_ATTEMPTS, 3),
+)
+async def refund_label_task(order_id: str) -> str:
+    """Refund the unused label of a cancelled order (and any purchase still in flight)."""
+    res = resources.current()
+    async with queue.job_session() as session:
+        order = await session.get(Order, uuid.UUID(order_id))
+        if order is None or order.status != OrderStatus.CANCELLED:
+            return "skipped: order not cancelled"
+        rows = (
+            await session.scalars(
+                select(LabelPurchase).where(
+                    LabelPurchase.order_id == order.id,
+                    LabelPurchase.status.in_(("started", "pending", "succeeded")),
+                )
+            )
+        ).all()
+        work = [(r.id, r.rate_id, r.transaction_id) for r in rows]
+    if not work:
+        return "nothing to refund"
+    refunded = []
+    async with open_carrier(res.settings) as carrier:
+        for row_id, rate_id, transaction_id in work:
+            if transaction_id is None:
+                # An attempt that never heard back: look for what it may have bought.
+                found = [
+                    t
+                    for t in await carrier.find_transactions(rate_id)
+                    if t.metadata == labels.metadata_for(order.id)
+                    and t.status is not TransactionStatus.ERROR
+                ]
+                if not found:
+                    await _set_row(row_id, status="rejected")
+                    continue
+                transaction_id = found[0].transaction_id
+            transaction = await carrier.get_transaction(transaction_id)
+            if transaction.status.pending:
+                raise CarrierError(f"transaction {transaction_id} still {transaction.status}")
+            if transaction.status is not TransactionStatus.SUCCESS:
+                await _set_row(row_id, status="error", transaction_id=transaction_id)
+                continue
+            refund = await carrier.refund_label(transaction_id)
+            status = "refunded" if refund.status == "SUCCESS" else "refund_pending"
+            await _set_row(
+                row_id,
+                status=status,
+                transaction_id=transaction_id,
+                refund_id=refund.refund_id,
+                refund_status=refund.status,
+            )
+            refunded.append(transaction_id)
+    log.info("shipping.label_refunded", order_id=order_id, transactions=refunded)
+    return f"refunded {len(refunded)}"
+
+
+async def _set_row(row_id: uuid.UUID, **values: object) -> None:
+    async with queue.job_session() as session:
+        row = await session.get(LabelPurchase, row_id, with_for_update=True)
+        assert row is not None
+        for key, value in values.items():
+            setattr(row, key, value)
+
+
+@queue.queue.periodic(cron="*/2 * * * *")
+@queue.queue.task(name="shipping.sweep_labels", queueing_lock="shipping.sweep_labels")
+async def sweep_labels_task(timestamp: int) -> int:
+    return await sweep_labels()
+
+
+async def sweep_labels(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
+    """Orders in processing_shipment with no error and no live label job get one again, so a
+    lost job (a crash before it was written cannot happen, but a job deleted by hand, or one
+    whose failure could not be recorded) never leaves a seller waiting forever."""
+    async with queue.job_session() as session:
+        stuck = (
+            (
+                await session.execute(
+                    text(
+                        """
+                    SELECT o.id FROM orders o
+                    WHERE o.status = 'processing_shipment' AND o.label_error IS NULL
+                      AND o.updated_at < now() - make_interval(secs => :grace)
+                      AND NOT EXISTS (
+                        SELECT 1 FROM procrastinate_jobs j
+                        WHERE j.task_name = :task AND j.status IN ('todo', 'doing')
+                          AND j.args ->> 'order_id' = o.id::text)
+                    ORDER BY o.updated_at
+                    LIMIT 500
+                    """
+                    ),
+                    {"grace": grace_seconds, "task": PURCHASE_LABEL},
+                )
+            )
+            .scalars()
+            .all()
+        )
+        queued = 0
+        for order_id in stuck:
+            if await defer_label_purchase(session, order_id) is not None:
+                queued += 1
+    if stuck:
+        log.warning("shipping.sweep_requeued", count=queued, orders=[str(o) for o in stuck])
+    return queued

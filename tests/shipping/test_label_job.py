@@ -1,0 +1,236 @@
+"""The label job on a real worker: sandbox end to end, carrier failures and retries, the sweep,
+refunds of cancelled orders."""
+
+from __future__ import annotations
+
+import io
+
+from pypdf import PdfReader
+from sqlalchemy import select, text, update
+
+from refit.models import OrderStatus, User
+from refit.models.notification import OutboundEmail
+from refit.orders.service import transition
+from refit.shipping.sandbox import tracking_number_for
+from refit.shipping.tasks import sweep_labels
+from tests.shipping.helpers import (
+    OPERATOR,
+    buy,
+    history,
+    label_jobs,
+    make_due,
+    order_row,
+    purchases,
+    quote,
+)
+
+
+async def _verified(resources, seller, email):
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(User).where(User.id == seller.id).values(email=email, email_verified=True)
+        )
+
+
+async def test_sandbox_end_to_end(client, make_user, make_order, resources, run_jobs):
+    """Done-when 2: order -> rates -> purchase-label -> a real worker -> awaiting_shipment with
+    a label PDF that opens and carries the tracking number and both addresses."""
+    seller, stranger = await make_user(), await make_user()
+    await _verified(resources, seller, "ada@example.com")
+    order = await make_order(seller)
+    rate = (await quote(client, seller, order.id))[1]
+    accepted = await buy(client, seller, order.id, rate["rate_id"])
+    assert accepted.status_code == 202
+
+    await run_jobs()
+
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.AWAITING_SHIPMENT
+    assert stored.tracking_number == tracking_number_for(stored.label_transaction_id)
+    assert (stored.shipping_carrier, stored.shipping_service) == ("USPS", "Priority Mail")
+    assert str(stored.shipping_cost) == rate["amount"]
+    assert stored.label_url == f"http://testserver/api/shipping/labels/{order.id}"
+    assert stored.label_purchased_at is not None and stored.label_error is None
+    assert await history(resources, order.id) == [
+        ("pending", "processing_shipment", f"user:{seller.id}"),
+        ("processing_shipment", "awaiting_shipment", "system:shipping.purchase_label"),
+    ]
+    [job] = await label_jobs(resources, order.id)
+    assert (job.status, job.attempts) == ("succeeded", 1)  # procrastinate counts runs
+
+    label = await client.get(f"/api/shipping/labels/{order.id}", headers=seller.headers)
+    assert label.status_code == 200
+    assert label.headers["content-type"] == "application/pdf"
+    assert label.headers["cache-control"] == "private, no-store"
+    pdf = PdfReader(io.BytesIO(label.content))
+    page = pdf.pages[0]
+    assert (float(page.mediabox.width), float(page.mediabox.height)) == (288.0, 432.0)  # 4x6 in
+    words = page.extract_text()
+    assert stored.tracking_number in words
+    assert "1600 AMPHITHEATRE PKWY" in words and "215 CLAYTON ST" in words
+
+    # Nobody else gets it: another seller, no token; operators through /api/admin.
+    assert (await client.get(f"/api/shipping/labels/{order.id}",
+                             headers=stranger.headers)).status_code == 404
+    assert (await client.get(f"/api/shipping/labels/{order.id}")).status_code == 401
+    assert (await client.get(f"/api/admin/orders/{order.id}/label")).status_code == 401
+    operator = await client.get(f"/api/admin/orders/{order.id}/label", headers=OPERATOR)
+    assert operator.status_code == 200 and operator.content == label.content
+
+    # The seller's "label ready" email went through the queue (its send job was deferred by the
+    # label job while the worker above was finishing: one more run sends it).
+    await run_jobs()
+    async with resources.sessionmaker() as session:
+        emails = (await session.scalars(
+            select(OutboundEmail).where(OutboundEmail.user_id == seller.id))).all()
+    assert [(e.template, e.recipient) for e in emails] == [
+        ("order_label_ready", "ada@example.com")]
+    assert emails[0].sent_at is not None and emails[0].subject.startswith(
+        "Your prepaid shipping label for order ORD-")
+
+    # Sandbox tracking: pre-transit at purchase; an operator can push it on.
+    pushed = await client.post(f"/api/admin/orders/{order.id}/sandbox-tracking",
+                               json={"status": "TRANSIT"}, headers=OPERATOR)
+    assert pushed.status_code == 204
+
+
+async def test_carrier_fails_twice_then_succeeds(
+    client, make_user, make_order, resources, run_jobs, shippo_settings, shippo_server
+):
+    """Done-when 3a: two ERROR transactions, then one label, bought on the third attempt."""
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    shippo_server.fail_next_transactions(2)
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+
+    for expected_attempts in (1, 2):
+        await run_jobs()  # runs the due attempt; the retry is scheduled 2 s, then 4 s, ahead
+        [job] = await label_jobs(resources, order.id)
+        assert (job.status, job.attempts) == ("todo", expected_attempts)
+        assert (await order_row(resources, order.id)).status == OrderStatus.PROCESSING_SHIPMENT
+        assert await make_due(resources) == 1
+    await run_jobs()
+
+    [job] = await label_jobs(resources, order.id)
+    assert (job.status, job.attempts) == ("succeeded", 3)
+    created = shippo_server.transactions_created()
+    assert [t["status"] for t in created] == ["ERROR", "ERROR", "SUCCESS"]
+    assert len(shippo_server.labels_bought()) == 1
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.AWAITING_SHIPMENT
+    assert stored.label_transaction_id == created[2]["object_id"]
+    assert stored.tracking_number == created[2]["tracking_number"]
+    assert [(p.attempt, p.status) for p in await purchases(resources, order.id)] == [
+        (1, "error"), (2, "error"), (3, "succeeded")]
+
+
+async def test_carrier_fails_three_times_then_an_operator_retries(
+    client, make_user, make_order, resources, run_jobs, shippo_settings, shippo_server
+):
+    """Done-when 3b: three failures use up the attempts; the seller and the operator see why;
+    the operator's retry buys the label."""
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    shippo_server.fail_next_transactions(3)
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+    await run_jobs()
+    await make_due(resources)
+    await run_jobs()
+    await make_due(resources)
+    await run_jobs()
+
+    [job] = await label_jobs(resources, order.id)
+    assert (job.status, job.attempts) == ("failed", 3)  # three runs in all, no fourth
+    async with resources.sessionmaker() as session:
+        errors = (await session.execute(
+            text("SELECT attempt, error_type, message FROM job_errors WHERE job_id = :id "
+                 "ORDER BY id"), {"id": job.id})).all()
+    assert [(e.attempt, e.error_type) for e in errors] == [(a, "LabelPurchaseFailed")
+                                                           for a in (1, 2, 3)]
+    assert "UPS API did not respond" in errors[-1].message
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.PROCESSING_SHIPMENT
+    assert "UPS API did not respond" in stored.label_error
+    assert shippo_server.labels_bought() == []
+
+    # The operator's view.
+    status = await client.get(f"/api/admin/orders/{order.id}/label-status", headers=OPERATOR)
+    assert status.status_code == 200
+    body = status.json()
+    assert body["label_error"] == stored.label_error
+    assert [p["status"] for p in body["purchases"]] == ["error", "error", "error"]
+    assert body["purchases"][0]["messages"][0]["code"] == "carrier_timeout"
+    assert body["jobs"][0]["status"] == "failed" and len(body["jobs"][0]["errors"]) == 3
+
+    # The sweep leaves an order with a recorded failure to the operators.
+    assert await sweep_labels(grace_seconds=0) == 0
+
+    retried = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=OPERATOR)
+    assert retried.status_code == 202 and retried.json()["job_id"] is not None
+    assert (await order_row(resources, order.id)).label_error is None
+    await run_jobs()
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.AWAITING_SHIPMENT and stored.label_error is None
+    assert len(shippo_server.labels_bought()) == 1
+    assert len(shippo_server.transactions_created()) == 4
+    # Retrying an order that has its label is refused.
+    again = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=OPERATOR)
+    assert again.status_code == 409
+    assert (await client.post(f"/api/admin/orders/{order.id}/retry-label")).status_code == 401
+
+
+async def test_queued_transaction_and_rate_limits_inside_the_job(
+    client, make_user, make_order, resources, run_jobs, shippo_settings, shippo_server
+):
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    shippo_server.queue_next_transactions(1, polls=2)
+    shippo_server.rate_limit_next(1, reset_in=1)
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+    await run_jobs()
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.AWAITING_SHIPMENT
+    assert len(shippo_server.calls("POST", "/transactions")) == 2  # the 429, then the purchase
+    assert len(shippo_server.labels_bought()) == 1
+    (_, _, _, body) = shippo_server.calls("POST", "/transactions")[-1]
+    assert body["metadata"] == f"order:{order.id}" and body["label_file_type"] == "PDF_4x6"
+    label = await client.get(f"/api/shipping/labels/{order.id}", headers=seller.headers)
+    assert stored.tracking_number in PdfReader(io.BytesIO(label.content)).pages[0].extract_text()
+
+
+async def test_sweep_requeues_an_order_left_without_a_job(
+    client, make_user, make_order, resources, run_jobs
+):
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+    assert await sweep_labels(grace_seconds=0) == 0  # its job is waiting: nothing to do
+    # The job is lost (deleted by hand): the order would wait forever.
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(text("DELETE FROM procrastinate_jobs"))
+    assert await sweep_labels(grace_seconds=3600) == 0  # too recent to call it stuck
+    assert await sweep_labels(grace_seconds=0) == 1
+    assert await sweep_labels(grace_seconds=0) == 0
+    await run_jobs()
+    assert (await order_row(resources, order.id)).status == OrderStatus.AWAITING_SHIPMENT
+
+
+async def test_cancelling_after_the_label_refunds_it(
+    client, make_user, make_order, resources, run_jobs, shippo_settings, shippo_server
+):
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+    await run_jobs()
+    async with resources.sessionmaker() as session, session.begin():
+        await transition(session, order.id, OrderStatus.CANCELLED, actor=f"user:{seller.id}")
+    await run_jobs()
+    [bought] = shippo_server.labels_bought()
+    assert [r["transaction"] for r in shippo_server.state.refunds] == [bought["object_id"]]
+    [row] = await purchases(resources, order.id)
+    assert (row.status, row.refund_status) == ("refund_pending", "QUEUED")
