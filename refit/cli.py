@@ -15,6 +15,8 @@ import typer
 import uvicorn
 
 from refit import embedded, migrate, queue
+from refit.catalog.cli import app as catalog_app
+from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
 from refit.logs import configure_logging
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings, get_settings
@@ -24,6 +26,7 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+cli.add_typer(catalog_app, name="catalog")
 log = structlog.get_logger("refit.cli")
 
 
@@ -94,6 +97,8 @@ def _serve(api: bool, worker: bool, migrate_first: bool) -> None:
         if migrate_first:
             assert settings.database_url
             migrate.upgrade(settings.database_url)
+            # A fresh database gets the shipped device catalog (an existing one is kept).
+            asyncio.run(seed_catalog_if_empty(settings.database_url))
         if api:
             log.info("refit.listening", url=f"http://{settings.host}:{settings.port}")
         asyncio.run(_serve_until_signal(settings, api=api, worker=worker))

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # --- pricing -------------------------------------------------------------------------
     quote_ttl_days: int = 14
     price_feed: Literal["fixed", "coingecko", "pyth"] = "fixed"
+    # A second feed that must agree with price_feed (within price_max_divergence_pct) before
+    # a quote is priced; unset: price_feed alone (refit/pricing/service.py).
+    price_feed_secondary: Literal["coingecko", "pyth"] | None = None
     sol_usd_fixed_rate: Decimal = Decimal("150.00")
     coingecko_url: str = "https://api.coingecko.com/api/v3"
     coingecko_api_key: str | None = None

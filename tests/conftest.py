@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from refit import db, embedded, migrate, queue
 from refit.app import create_app
 from refit.auth.tokens import issue_access_token
+from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
 from refit.models import User
 from refit.resources import Resources, close_resources, open_resources
 from refit.settings import Settings
@@ -63,6 +64,8 @@ async def template_db(admin_url: str) -> AsyncIterator[str]:
     await _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
     await asyncio.to_thread(migrate.upgrade, with_database(admin_url, name))
+    # Every test database starts with the shipped device catalog, as `refit run` does.
+    await seed_catalog_if_empty(with_database(admin_url, name))
     yield name
     await _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

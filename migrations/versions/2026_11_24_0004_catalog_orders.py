@@ -48,9 +48,11 @@ CREATE TABLE catalog_models (
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT pk_catalog_models PRIMARY KEY (id),
-  CONSTRAINT uq_catalog_models_brand UNIQUE (brand, model),
   CONSTRAINT ck_catalog_models_category CHECK (category IN {CATEGORIES!r})
 );
+-- Sellers type names in any case: one model per brand + name, case-insensitively.
+CREATE UNIQUE INDEX uq_catalog_models_lower_brand_lower_model
+  ON catalog_models (lower(brand), lower(model));
 
 CREATE TABLE catalog_variants (
   id uuid NOT NULL DEFAULT gen_random_uuid(),

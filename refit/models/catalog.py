@@ -6,7 +6,18 @@ import uuid
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, Numeric, Text, UniqueConstraint, true
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from refit.db import Base
@@ -23,7 +34,15 @@ class DeviceCategory(StrEnum):
 
 class CatalogModel(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "catalog_models"
-    __table_args__ = (UniqueConstraint("brand", "model"),)
+    # Unique case-insensitively: the index uq_catalog_models_lower_brand_lower_model.
+    __table_args__ = (
+        Index(
+            "uq_catalog_models_lower_brand_lower_model",
+            func.lower(text("brand")),
+            func.lower(text("model")),
+            unique=True,
+        ),
+    )
 
     brand: Mapped[str] = mapped_column(Text, nullable=False)
     model: Mapped[str] = mapped_column(Text, nullable=False)

@@ -16,11 +16,15 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
 from refit.errors import Conflict, NotFound
+from refit.models.address import ShippingAddress
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
+from refit.models.quote import Quote
+from refit.orders.schemas import OrderCreate
 from refit.orders.states import ALLOWED_MOVES, STAMPS
 
 log = structlog.get_logger(__name__)
@@ -45,6 +49,84 @@ ORDER_EVENTS_CHANNEL = "order_events"
 
 def order_not_found(order_id: uuid.UUID | str) -> NotFound:
     return NotFound(f"No order {order_id}", code="order_not_found")
+
+
+async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCreate) -> Order:
+    """An order in `pending` from the caller's own unexpired, unused quote and own address;
+    device and prices are copied from the quote, never taken from the request."""
+    # Under the seller's session RLS already hides other sellers' quotes and addresses; the
+    # explicit user_id filters keep that true for a service-role caller too.
+    quote = await session.scalar(
+        select(Quote).where(Quote.id == data.quote_id, Quote.user_id == user_id)
+    )
+    if quote is None:
+        raise NotFound(f"No quote {data.quote_id}", code="quote_not_found")
+    now = dt.datetime.now(dt.UTC)
+    if quote.expires_at <= now:
+        raise Conflict(
+            f"Quote {quote.id} expired at {quote.expires_at.isoformat()}; ask for a new quote",
+            code="quote_expired",
+            extra={"expires_at": quote.expires_at.isoformat()},
+        )
+    address_id = await session.scalar(
+        select(ShippingAddress.id).where(
+            ShippingAddress.id == data.shipping_address_id, ShippingAddress.user_id == user_id
+        )
+    )
+    if address_id is None:
+        raise NotFound(f"No shipping address {data.shipping_address_id}", code="address_not_found")
+    used_by = await session.scalar(select(Order.order_number).where(Order.quote_id == quote.id))
+    if used_by is not None:
+        raise _quote_used(quote.id, used_by)
+
+    order = Order(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        quote_id=quote.id,
+        device_brand=quote.device_brand,
+        device_model=quote.device_model,
+        device_storage=quote.device_storage,
+        device_category=quote.device_category,
+        device_condition=quote.device_condition,
+        device_details=quote.device_details,
+        quoted_price_usd=quote.price_usd,
+        quoted_price_sol=quote.price_sol,
+        quoted_price_lamports=quote.price_lamports,
+        shipping_address_id=address_id,
+    )
+    try:
+        # Two creates racing on one quote both pass the check above; the unique index on
+        # orders.quote_id lets one in. The savepoint keeps this transaction usable to answer.
+        async with session.begin_nested():
+            session.add(order)
+            await session.flush()
+    except IntegrityError as exc:
+        if "uq_orders_quote_id" in str(exc.orig):
+            raise _quote_used(quote.id, None) from exc
+        raise
+    session.add(
+        OrderStatusHistory(
+            order_id=order.id,
+            from_status=None,
+            status=OrderStatus.PENDING.value,
+            actor=f"user:{user_id}",
+            notes="order created",
+        )
+    )
+    await session.flush()
+    # order_number, status and the timestamps are the database's defaults.
+    await session.refresh(order)
+    await _publish(session, order, None, OrderStatus.PENDING)
+    log.info("orders.created", order_id=str(order.id), quote_id=str(quote.id))
+    return order
+
+
+def _quote_used(quote_id: uuid.UUID, order_number: str | None) -> Conflict:
+    where = f" by order {order_number}" if order_number else ""
+    return Conflict(
+        f"Quote {quote_id} was already used{where}; ask for a new quote",
+        code="quote_already_used",
+    )
 
 
 async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
@@ -199,12 +281,12 @@ async def _notify(
 
 
 async def _publish(
-    session: AsyncSession, order: Order, from_status: OrderStatus, to_status: OrderStatus
+    session: AsyncSession, order: Order, from_status: OrderStatus | None, to_status: OrderStatus
 ) -> None:
     payload = {
         "order_id": str(order.id),
         "user_id": str(order.user_id),
-        "from_status": from_status.value,
+        "from_status": from_status.value if from_status else None,
         "status": to_status.value,
     }
     await session.execute(

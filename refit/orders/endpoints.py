@@ -1,0 +1,149 @@
+"""The seller's order endpoints (API.md "Orders"). Every one runs under the seller's RLS
+session: another seller's order id is a 404, exactly like an unknown one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request, Response, status
+
+from refit import idempotency
+from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.errors import Conflict
+from refit.models.order import OrderStatus
+from refit.orders import reads, service
+from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage, Tracking
+from refit.orders.states import SELLER_CANCELLABLE
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+S = OrderStatus
+
+
+def _actor(claims: CurrentClaims) -> str:
+    return f"user:{claims.user_id}"
+
+
+@router.post(
+    "/create",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderDetail,
+    responses={409: {"description": "Quote expired or already used; Idempotency-Key reused"}},
+)
+async def create_order(
+    data: OrderCreate,
+    request: Request,
+    session: UserSessionDep,
+    claims: CurrentClaims,
+    idempotency_key: idempotency.IdempotencyKeyHeader = None,
+) -> Response:
+    """Turn the caller's quote into an order (one order per quote)."""
+    claim = await idempotency.begin(
+        session, claims.user_id, idempotency_key, request, data.model_dump(mode="json")
+    )
+    if claim.replay is not None:
+        return claim.replay
+    order = await service.create_order(session, claims.user_id, data)
+    detail = await reads.order_detail(session, order)
+    return await idempotency.respond(session, claim, status.HTTP_201_CREATED, detail)
+
+
+@router.get("", response_model=OrderPage)
+async def list_orders(
+    session: UserSessionDep,
+    claims: CurrentClaims,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    """The caller's orders, newest first; pass `next_cursor` back as `cursor` for more."""
+    return await reads.list_orders(session, claims.user_id, limit=limit, cursor=cursor)
+
+
+@router.get("/{order_id}", response_model=OrderDetail)
+async def get_order(order_id: uuid.UUID, session: UserSessionDep) -> OrderDetail:
+    return await reads.order_detail(session, await service.get_order(session, order_id))
+
+
+@router.get("/{order_id}/tracking", response_model=Tracking)
+async def get_tracking(order_id: uuid.UUID, session: UserSessionDep) -> Tracking:
+    return await reads.tracking(session, await service.get_order(session, order_id))
+
+
+@router.post("/{order_id}/ship", response_model=OrderDetail)
+async def ship(order_id: uuid.UUID, session: UserSessionDep, claims: CurrentClaims) -> OrderDetail:
+    """The seller says the device is in the mail (the label must be ready)."""
+    order = await service.transition(
+        session,
+        order_id,
+        S.SHIPPED,
+        actor=_actor(claims),
+        notes="seller marked the device as shipped",
+        expected_from={S.AWAITING_SHIPMENT},
+    )
+    return await reads.order_detail(session, order)
+
+
+@router.post("/{order_id}/cancel", response_model=OrderDetail)
+async def cancel(
+    order_id: uuid.UUID,
+    session: UserSessionDep,
+    claims: CurrentClaims,
+    data: Annotated[OrderCancel | None, Body()] = None,
+) -> OrderDetail:
+    """Cancel before the device is in transit (pending, processing_shipment,
+    awaiting_shipment); a label already bought is refunded."""
+    order = await service.transition(
+        session,
+        order_id,
+        S.CANCELLED,
+        actor=_actor(claims),
+        notes=(data.reason if data else None) or "cancelled by the seller",
+        expected_from=set(SELLER_CANCELLABLE),
+    )
+    return await reads.order_detail(session, order)
+
+
+@router.post("/{order_id}/offer/accept", response_model=OrderDetail)
+async def accept_offer(
+    order_id: uuid.UUID, session: UserSessionDep, claims: CurrentClaims
+) -> OrderDetail:
+    """Accept the revised offer (final_price_usd); the payout follows."""
+    order = await service.get_order_for_update(session, order_id)
+    # Checked under the row lock: the expiry sweep cannot slip in between.
+    if (
+        order.status == S.OFFER_PENDING
+        and order.offer_expires_at is not None
+        and order.offer_expires_at <= dt.datetime.now(dt.UTC)
+    ):
+        raise Conflict(
+            f"The revised offer for {order.order_number} expired; the device is being returned",
+            code="offer_expired",
+        )
+    order = await service.transition(
+        session,
+        order_id,
+        S.OFFER_ACCEPTED,
+        actor=_actor(claims),
+        notes="seller accepted the revised offer",
+        metadata={"final_price_usd": str(order.final_price_usd)},
+        expected_from={S.OFFER_PENDING},
+    )
+    return await reads.order_detail(session, order)
+
+
+@router.post("/{order_id}/offer/decline", response_model=OrderDetail)
+async def decline_offer(
+    order_id: uuid.UUID, session: UserSessionDep, claims: CurrentClaims
+) -> OrderDetail:
+    """Decline the revised offer: the device is sent back."""
+    order = await service.transition(
+        session,
+        order_id,
+        S.RETURNING,
+        actor=_actor(claims),
+        notes="seller declined the revised offer",
+        expected_from={S.OFFER_PENDING},
+    )
+    return await reads.order_detail(session, order)

@@ -1,0 +1,113 @@
+"""Orders in and out. Money is Decimal, sent as strings ("412.50", "2.7500"); lamports are ints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from refit.models.order import OrderStatus
+
+
+class OrderCreate(BaseModel):
+    # No prices, no device: both come from the quote. Unknown fields are a 422.
+    model_config = ConfigDict(extra="forbid")
+
+    quote_id: uuid.UUID
+    shipping_address_id: uuid.UUID
+
+
+class OrderCancel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: OrderStatus | None
+    status: OrderStatus
+    # "user", "operator" or "system": who made the change (operators' names stay internal).
+    actor: str
+    notes: str | None
+    created_at: dt.datetime
+
+    @field_validator("actor", mode="before")
+    @classmethod
+    def _kind(cls, actor: str) -> str:
+        return actor.split(":", 1)[0]
+
+
+class OrderRead(BaseModel):
+    """Every column of `orders` a seller may see."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    order_number: str
+    user_id: uuid.UUID
+    status: OrderStatus
+    quote_id: uuid.UUID | None
+    device_brand: str
+    device_model: str
+    device_storage: str | None
+    device_category: str | None
+    device_condition: str
+    device_details: dict[str, Any] | None
+    quoted_price_usd: Decimal
+    quoted_price_sol: Decimal
+    quoted_price_lamports: int | None
+    final_price_usd: Decimal | None
+    final_price_sol: Decimal | None
+    shipping_address_id: uuid.UUID | None
+    shipping_rate_id: str | None
+    shipping_carrier: str | None
+    shipping_service: str | None
+    shipping_cost: Decimal | None
+    tracking_number: str | None
+    label_url: str | None
+    label_error: str | None
+    label_purchased_at: dt.datetime | None
+    escrow_pubkey: str | None
+    payment_tx_signature: str | None
+    offer_expires_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    shipped_at: dt.datetime | None
+    received_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    cancelled_at: dt.datetime | None
+
+
+class OrderDetail(OrderRead):
+    status_history: list[StatusChange]
+
+
+class OrderPage(BaseModel):
+    items: list[OrderRead]
+    next_cursor: str | None
+
+
+class TrackingEvent(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event_type: str
+    carrier_status: str | None
+    location: str | None
+    description: str | None
+    occurred_at: dt.datetime | None
+
+
+class Tracking(BaseModel):
+    order_status: OrderStatus
+    carrier: str | None
+    tracking_number: str | None
+    # The carrier's latest status (Shippo: PRE_TRANSIT, TRANSIT, DELIVERED, RETURNED, FAILURE,
+    # UNKNOWN); UNKNOWN before the first scan.
+    status: str
+    eta: dt.datetime | None
+    events: list[TrackingEvent]
