@@ -13,14 +13,11 @@ from refit import queue
 from refit.addresses.endpoints import router as addresses_router
 from refit.auth.endpoints import router as auth_router
 from refit.catalog.endpoints import router as catalog_router
-from refit.catalog.endpoints import router as catalog_router
 from refit.errors import install_error_handlers
 from refit.health.endpoints import router as health_router
 from refit.logs import RequestIdMiddleware, configure_logging
 from refit.metrics import MetricsMiddleware
 from refit.metrics import router as metrics_router
-from refit.orders.endpoints import router as orders_router
-from refit.quotes.endpoints import router as quotes_router
 from refit.orders.endpoints import router as orders_router
 from refit.quotes.endpoints import router as quotes_router
 from refit.resources import Resources, close_resources, open_resources
@@ -83,9 +80,6 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Domain routers are added below, one line each.
-    app.include_router(catalog_router)
-    app.include_router(quotes_router)
-    app.include_router(orders_router)
     app.include_router(catalog_router)
     app.include_router(quotes_router)
     app.include_router(orders_router)

@@ -29,7 +29,6 @@ TASK_MODULES = [
     "refit.queue",
     "refit.idempotency",
     "refit.orders.tasks",
-    "refit.orders.tasks",
     "refit.auth.tasks",
     "refit.notifications.tasks",
     "refit.shipping.tasks",
