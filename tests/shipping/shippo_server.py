@@ -105,6 +105,12 @@ class ShippoServer:
             self.state.held.clear()
             self.state.holding.clear()
 
+    def settle_queued(self) -> None:
+        """QUEUED transactions turn SUCCESS on their next GET."""
+        with self.state.lock:
+            for txn in self.state.transactions.values():
+                txn.polls_left = 0
+
     def wait_until_holding(self, timeout: float) -> bool:
         return self.state.holding.wait(timeout)
 
