@@ -30,9 +30,7 @@ async def _create(client, user, **overrides):
 async def _rows(resources, user_id):
     async with resources.sessionmaker() as session:
         return (
-            await session.scalars(
-                select(ShippingAddress).where(ShippingAddress.user_id == user_id)
-            )
+            await session.scalars(select(ShippingAddress).where(ShippingAddress.user_id == user_id))
         ).all()
 
 
@@ -53,9 +51,7 @@ async def test_create_read_update_delete(client, make_user, resources):
     assert patched.status_code == 200, patched.text
     assert patched.json()["street2"] == "Apt 4" and patched.json()["phone"] is None
 
-    gone = await client.delete(
-        f"/api/shipping/addresses/{created['id']}", headers=seller.headers
-    )
+    gone = await client.delete(f"/api/shipping/addresses/{created['id']}", headers=seller.headers)
     assert gone.status_code == 204
     assert await _rows(resources, seller.id) == []
 
@@ -153,7 +149,8 @@ async def test_another_sellers_address_is_a_404(client, make_user, resources):
     ).status_code == 404
     assert (await client.delete(url, headers=other.headers)).status_code == 404
     validate = await client.post(
-        "/api/shipping/validate-address", json={"address_id": address["id"]},
+        "/api/shipping/validate-address",
+        json={"address_id": address["id"]},
         headers=other.headers,
     )
     assert validate.status_code == 404
@@ -169,9 +166,13 @@ async def test_address_of_a_live_order_cannot_be_deleted(client, make_user, reso
     address = await _create(client, seller)
     async with resources.sessionmaker() as session, session.begin():
         order = Order(
-            user_id=seller.id, device_brand="Apple", device_model="iPhone 13",
-            device_condition="good", quoted_price_usd=Decimal("300.00"),
-            quoted_price_sol=Decimal("2.0000"), shipping_address_id=address["id"],
+            user_id=seller.id,
+            device_brand="Apple",
+            device_model="iPhone 13",
+            device_condition="good",
+            quoted_price_usd=Decimal("300.00"),
+            quoted_price_sol=Decimal("2.0000"),
+            shipping_address_id=address["id"],
         )
         session.add(order)
     response = await client.delete(
@@ -201,7 +202,8 @@ async def test_validate_saved_address_on_the_sandbox(client, make_user, resource
     assert rows[bad["id"]].validation_data["messages"][0]["code"] == "premise_number_missing"
     # Changing the address drops the verdict: it was about another place.
     moved = await client.patch(
-        f"/api/shipping/addresses/{good['id']}", json={"street1": "2 Main St"},
+        f"/api/shipping/addresses/{good['id']}",
+        json={"street1": "2 Main St"},
         headers=seller.headers,
     )
     assert moved.json()["is_validated"] is False and moved.json()["validation_data"] is None

@@ -61,18 +61,24 @@ async def make_order(client, resources):
     """A seller's pending order with a saved address (the row inserted with the service role,
     as the orders domain would create it)."""
 
-    async def make(seller, *, category: str | None = "phone", model: str = "iPhone 13",
-                   **address_overrides):
+    async def make(
+        seller, *, category: str | None = "phone", model: str = "iPhone 13", **address_overrides
+    ):
         response = await client.post(
-            "/api/shipping/addresses", json={**HOME, **address_overrides},
+            "/api/shipping/addresses",
+            json={**HOME, **address_overrides},
             headers=seller.headers,
         )
         assert response.status_code == 201, response.text
         async with resources.sessionmaker() as session, session.begin():
             order = Order(
-                user_id=seller.id, device_brand="Apple", device_model=model,
-                device_condition="good", device_category=category,
-                quoted_price_usd=Decimal("412.50"), quoted_price_sol=Decimal("2.7500"),
+                user_id=seller.id,
+                device_brand="Apple",
+                device_model=model,
+                device_condition="good",
+                device_category=category,
+                quoted_price_usd=Decimal("412.50"),
+                quoted_price_sol=Decimal("2.7500"),
                 shipping_address_id=uuid.UUID(response.json()["id"]),
             )
             session.add(order)

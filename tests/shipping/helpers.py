@@ -10,13 +10,16 @@ from refit.models import Order, OrderStatusHistory
 from refit.settings import DEV_ADMIN_PASSWORD
 from refit.shipping.models import LabelPurchase
 
-OPERATOR = {"Authorization": "Basic " + base64.b64encode(f"ops:{DEV_ADMIN_PASSWORD}".encode())
-            .decode()}
+OPERATOR = {
+    "Authorization": "Basic " + base64.b64encode(f"ops:{DEV_ADMIN_PASSWORD}".encode()).decode()
+}
 
 
 async def label_jobs(resources, order_id=None):
-    query = "SELECT id, status, attempts, queueing_lock, lock, args FROM procrastinate_jobs " \
-            "WHERE task_name = 'shipping.purchase_label'"
+    query = (
+        "SELECT id, status, attempts, queueing_lock, lock, args FROM procrastinate_jobs "
+        "WHERE task_name = 'shipping.purchase_label'"
+    )
     params = {}
     if order_id is not None:
         query += " AND args ->> 'order_id' = :order_id"
@@ -30,8 +33,10 @@ async def make_due(resources) -> int:
     passing of time would."""
     async with resources.sessionmaker() as session, session.begin():
         result = await session.execute(
-            text("UPDATE procrastinate_jobs SET scheduled_at = now() "
-                 "WHERE status = 'todo' AND scheduled_at > now()")
+            text(
+                "UPDATE procrastinate_jobs SET scheduled_at = now() "
+                "WHERE status = 'todo' AND scheduled_at > now()"
+            )
         )
         return result.rowcount
 

@@ -4,6 +4,7 @@ refunds of cancelled orders."""
 from __future__ import annotations
 
 import io
+import uuid
 
 from pypdf import PdfReader
 from sqlalchemy import select, text, update
@@ -13,6 +14,8 @@ from refit.models.notification import OutboundEmail
 from refit.orders.service import transition
 from refit.shipping.sandbox import tracking_number_for
 from refit.shipping.tasks import sweep_labels
+from tests.orders.helpers import DEVICE
+from tests.shipping.conftest import HOME
 from tests.shipping.helpers import (
     OPERATOR,
     buy,
@@ -32,18 +35,44 @@ async def _verified(resources, seller, email):
         )
 
 
-async def test_sandbox_end_to_end(client, make_user, make_order, resources, run_jobs):
+async def test_sandbox_end_to_end(client, make_user, resources, run_jobs):
     """Done-when 2: order -> rates -> purchase-label -> a real worker -> awaiting_shipment with
     a label PDF that opens and carries the tracking number and both addresses."""
     seller, stranger = await make_user(), await make_user()
     await _verified(resources, seller, "ada@example.com")
-    order = await make_order(seller)
+    address = await client.post(
+        "/api/shipping/addresses",
+        json={
+            **HOME,
+            "street1": "500 Congress Ave",
+            "city": "Austin",
+            "state": "TX",
+            "zip": "78701",
+        },
+        headers=seller.headers,
+    )
+    assert address.status_code == 201
+    offer = await client.post("/api/quotes", json=DEVICE, headers=seller.headers)
+    assert offer.status_code == 201, offer.text
+    created = await client.post(
+        "/api/orders/create",
+        json={"quote_id": offer.json()["quote_id"], "shipping_address_id": address.json()["id"]},
+        headers=seller.headers,
+    )
+    assert created.status_code == 201, created.text
+    order = await order_row(resources, uuid.UUID(created.json()["id"]))
+    assert order.device_category == "phone"
     rate = (await quote(client, seller, order.id))[1]
     accepted = await buy(client, seller, order.id, rate["rate_id"])
     assert accepted.status_code == 202
+    assert accepted.json()["status"] == "processing_shipment"
 
     await run_jobs()
 
+    seen = await client.get(f"/api/orders/{order.id}", headers=seller.headers)
+    assert seen.status_code == 200
+    assert seen.json()["status"] == "awaiting_shipment"
+    assert seen.json()["tracking_number"] and seen.json()["label_error"] is None
     stored = await order_row(resources, order.id)
     assert stored.status == OrderStatus.AWAITING_SHIPMENT
     assert stored.tracking_number == tracking_number_for(stored.label_transaction_id)
@@ -52,6 +81,7 @@ async def test_sandbox_end_to_end(client, make_user, make_order, resources, run_
     assert stored.label_url == f"http://testserver/api/shipping/labels/{order.id}"
     assert stored.label_purchased_at is not None and stored.label_error is None
     assert await history(resources, order.id) == [
+        (None, "pending", f"user:{seller.id}"),
         ("pending", "processing_shipment", f"user:{seller.id}"),
         ("processing_shipment", "awaiting_shipment", "system:shipping.purchase_label"),
     ]
@@ -67,11 +97,12 @@ async def test_sandbox_end_to_end(client, make_user, make_order, resources, run_
     assert (float(page.mediabox.width), float(page.mediabox.height)) == (288.0, 432.0)  # 4x6 in
     words = page.extract_text()
     assert stored.tracking_number in words
-    assert "1600 AMPHITHEATRE PKWY" in words and "215 CLAYTON ST" in words
+    assert "500 CONGRESS AVE" in words and "215 CLAYTON ST" in words
 
     # Nobody else gets it: another seller, no token; operators through /api/admin.
-    assert (await client.get(f"/api/shipping/labels/{order.id}",
-                             headers=stranger.headers)).status_code == 404
+    assert (
+        await client.get(f"/api/shipping/labels/{order.id}", headers=stranger.headers)
+    ).status_code == 404
     assert (await client.get(f"/api/shipping/labels/{order.id}")).status_code == 401
     assert (await client.get(f"/api/admin/orders/{order.id}/label")).status_code == 401
     operator = await client.get(f"/api/admin/orders/{order.id}/label", headers=OPERATOR)
@@ -81,16 +112,20 @@ async def test_sandbox_end_to_end(client, make_user, make_order, resources, run_
     # label job while the worker above was finishing: one more run sends it).
     await run_jobs()
     async with resources.sessionmaker() as session:
-        emails = (await session.scalars(
-            select(OutboundEmail).where(OutboundEmail.user_id == seller.id))).all()
-    assert [(e.template, e.recipient) for e in emails] == [
-        ("order_label_ready", "ada@example.com")]
+        emails = (
+            await session.scalars(select(OutboundEmail).where(OutboundEmail.user_id == seller.id))
+        ).all()
+    assert [(e.template, e.recipient) for e in emails] == [("order_label_ready", "ada@example.com")]
     assert emails[0].sent_at is not None and emails[0].subject.startswith(
-        "Your prepaid shipping label for order ORD-")
+        "Your prepaid shipping label for order ORD-"
+    )
 
     # Sandbox tracking: pre-transit at purchase; an operator can push it on.
-    pushed = await client.post(f"/api/admin/orders/{order.id}/sandbox-tracking",
-                               json={"status": "TRANSIT"}, headers=OPERATOR)
+    pushed = await client.post(
+        f"/api/admin/orders/{order.id}/sandbox-tracking",
+        json={"status": "TRANSIT"},
+        headers=OPERATOR,
+    )
     assert pushed.status_code == 204
 
 
@@ -122,7 +157,10 @@ async def test_carrier_fails_twice_then_succeeds(
     assert stored.label_transaction_id == created[2]["object_id"]
     assert stored.tracking_number == created[2]["tracking_number"]
     assert [(p.attempt, p.status) for p in await purchases(resources, order.id)] == [
-        (1, "error"), (2, "error"), (3, "succeeded")]
+        (1, "error"),
+        (2, "error"),
+        (3, "succeeded"),
+    ]
 
 
 async def test_carrier_fails_three_times_then_an_operator_retries(
@@ -144,15 +182,26 @@ async def test_carrier_fails_three_times_then_an_operator_retries(
     [job] = await label_jobs(resources, order.id)
     assert (job.status, job.attempts) == ("failed", 3)  # three runs in all, no fourth
     async with resources.sessionmaker() as session:
-        errors = (await session.execute(
-            text("SELECT attempt, error_type, message FROM job_errors WHERE job_id = :id "
-                 "ORDER BY id"), {"id": job.id})).all()
-    assert [(e.attempt, e.error_type) for e in errors] == [(a, "LabelPurchaseFailed")
-                                                           for a in (1, 2, 3)]
+        errors = (
+            await session.execute(
+                text(
+                    "SELECT attempt, error_type, message FROM job_errors WHERE job_id = :id "
+                    "ORDER BY id"
+                ),
+                {"id": job.id},
+            )
+        ).all()
+    assert [(e.attempt, e.error_type) for e in errors] == [
+        (a, "LabelPurchaseFailed") for a in (1, 2, 3)
+    ]
     assert "UPS API did not respond" in errors[-1].message
     stored = await order_row(resources, order.id)
     assert stored.status == OrderStatus.PROCESSING_SHIPMENT
     assert "UPS API did not respond" in stored.label_error
+    # The seller's view of the order says what happened.
+    seen = await client.get(f"/api/orders/{order.id}", headers=seller.headers)
+    assert seen.json()["status"] == "processing_shipment"
+    assert seen.json()["label_error"] == stored.label_error
     assert shippo_server.labels_bought() == []
 
     # The operator's view.

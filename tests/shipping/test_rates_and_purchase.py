@@ -22,15 +22,19 @@ async def test_rates_are_deterministic_sorted_and_quoted(client, make_user, make
     order = await make_order(seller)
     rates = await quote(client, seller, order.id)
     assert [(r["carrier"], r["service"]) for r in rates] == [
-        ("USPS", "Ground Advantage"), ("USPS", "Priority Mail"), ("UPS", "Ground")]
+        ("USPS", "Ground Advantage"),
+        ("USPS", "Priority Mail"),
+        ("UPS", "Ground"),
+    ]
     # Zone 1 (94043 -> 94117), the 1.0 lb phone box.
     assert [r["amount"] for r in rates] == ["6.60", "9.50", "11.80"]
     assert all(r["currency"] == "USD" and r["estimated_days"] for r in rates)
     # Cached: asking again shows the same rate objects, no new carrier shipment.
     assert await quote(client, seller, order.id) == rates
     async with resources.sessionmaker() as session:
-        quoted = set(await session.scalars(
-            select(RateQuote.rate_id).where(RateQuote.order_id == order.id)))
+        quoted = set(
+            await session.scalars(select(RateQuote.rate_id).where(RateQuote.order_id == order.id))
+        )
     assert quoted == {r["rate_id"] for r in rates}
 
 
@@ -56,8 +60,9 @@ async def test_rates_refuse_what_they_should(client, make_user, make_order, reso
         "/api/shipping/rates", json={"order_id": str(order.id)}, headers=other.headers
     )
     assert response.status_code == 404 and response.json()["code"] == "order_not_found"
-    bad = await client.post("/api/shipping/rates", json={"order_id": "nope"},
-                            headers=seller.headers)
+    bad = await client.post(
+        "/api/shipping/rates", json={"order_id": "nope"}, headers=seller.headers
+    )
     assert bad.status_code == 422
     nowhere = await make_order(seller, street1="Main Street")  # no house number
     refused = await client.post(
@@ -81,9 +86,13 @@ async def test_purchase_label_moves_to_processing_and_queues_one_job(
     assert job.lock == f"label:{order.id}" and job.args == {"order_id": str(order.id)}
     stored = await order_row(resources, order.id)
     assert (stored.shipping_rate_id, stored.shipping_service, str(stored.shipping_cost)) == (
-        rate["rate_id"], "Priority Mail", rate["amount"])
+        rate["rate_id"],
+        "Priority Mail",
+        rate["amount"],
+    )
     assert await history(resources, order.id) == [
-        ("pending", "processing_shipment", f"user:{seller.id}")]
+        ("pending", "processing_shipment", f"user:{seller.id}")
+    ]
 
     # The same key and body: the first response again, nothing new.
     replay = await buy(client, seller, order.id, rate["rate_id"], **{"Idempotency-Key": "k1"})
@@ -116,7 +125,8 @@ async def test_a_changed_address_or_an_old_rate_needs_new_rates(
     order = await make_order(seller)
     rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
     moved = await client.patch(
-        f"/api/shipping/addresses/{order.shipping_address_id}", json={"street1": "2 Main St"},
+        f"/api/shipping/addresses/{order.shipping_address_id}",
+        json={"street1": "2 Main St"},
         headers=seller.headers,
     )
     assert moved.status_code == 200
@@ -124,8 +134,9 @@ async def test_a_changed_address_or_an_old_rate_needs_new_rates(
     assert response.status_code == 409 and response.json()["code"] == "rate_expired"
     fresh = (await quote(client, seller, order.id))[0]["rate_id"]
     async with resources.sessionmaker() as session, session.begin():
-        await session.execute(text(
-            "UPDATE shipping_rate_quotes SET expires_at = now() - interval '1 second'"))
+        await session.execute(
+            text("UPDATE shipping_rate_quotes SET expires_at = now() - interval '1 second'")
+        )
     response = await buy(client, seller, order.id, fresh)
     assert response.status_code == 409 and response.json()["code"] == "rate_expired"
     assert await label_jobs(resources) == []
@@ -171,8 +182,11 @@ async def test_rolled_back_purchase_leaves_no_job_and_no_change(
             assert moved.status == OrderStatus.PROCESSING_SHIPMENT
             async with db.as_service(session):
                 inside = await session.scalar(
-                    text("SELECT count(*) FROM procrastinate_jobs "
-                         "WHERE task_name = 'shipping.purchase_label'"))
+                    text(
+                        "SELECT count(*) FROM procrastinate_jobs "
+                        "WHERE task_name = 'shipping.purchase_label'"
+                    )
+                )
             assert inside == 1  # the job exists inside the transaction...
             raise RuntimeError("the request failed after the transition")
     assert await label_jobs(resources) == []  # ...and not after the rollback

@@ -35,8 +35,9 @@ def _start_worker(settings) -> subprocess.Popen:
         "REFIT_WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds),
         "REFIT_WORKER_STALLED_AFTER_SECONDS": str(settings.worker_stalled_after_seconds),
     }
-    return subprocess.Popen([sys.executable, "-m", "tests.shipping.label_worker"], cwd=ROOT,
-                            env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.shipping.label_worker"], cwd=ROOT, env=env
+    )
 
 
 async def _wait_for(predicate, timeout=30.0):
@@ -68,6 +69,7 @@ async def _kill_then_recover(resources, settings, worker, order_id):
     assert await queue.retry_stalled_jobs(queue.queue) == 1
     restarted = _start_worker(settings)
     try:
+
         async def reached():
             return (await order_row(resources, order_id)).status == OrderStatus.AWAITING_SHIPMENT
 
@@ -113,7 +115,8 @@ async def test_killed_before_the_carrier_reply_was_recorded(
     assert stored.label_transaction_id == bought["object_id"]
     assert stored.tracking_number == bought["tracking_number"]
     assert [(p.status, p.transaction_id) for p in await purchases(resources, order.id)] == [
-        ("succeeded", bought["object_id"])]
+        ("succeeded", bought["object_id"])
+    ]
     [job] = await label_jobs(resources, order.id)
     assert job.status == "succeeded"
     assert bought["tracking_number"] in await _label_text(client, seller, order.id)
@@ -133,6 +136,7 @@ async def test_killed_while_waiting_on_a_queued_transaction(
 
     worker = _start_worker(settings)
     try:
+
         async def recorded():
             return (await order_row(resources, order.id)).label_transaction_id is not None
 
