@@ -84,6 +84,7 @@ class S3LabelStorage:
 
     def __init__(self, settings: Settings) -> None:
         import boto3  # only deployments with a bucket pay for the import
+        from botocore.config import Config
 
         assert settings.label_s3_bucket
         self._bucket = settings.label_s3_bucket
@@ -93,6 +94,16 @@ class S3LabelStorage:
             region_name=settings.label_s3_region or "auto",
             aws_access_key_id=settings.label_s3_access_key_id,
             aws_secret_access_key=settings.label_s3_secret_access_key,
+            config=Config(
+                # Path-style URLs and checksums only when required: what S3-compatible stores
+                # (R2, MinIO) accept; boto3's newer default trailing checksums break some.
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=20,
+            ),
         )
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
