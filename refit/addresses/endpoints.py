@@ -17,8 +17,9 @@ from refit.addresses.schemas import (
     ValidateAddressResponse,
 )
 from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.ratelimit import enforce
 from refit.shipping.carrier import CarrierError
-from refit.shipping.carriers import as_problem, open_carrier
+from refit.shipping.carriers import CARRIER_CALLS_PER_USER, as_problem, open_carrier
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
 
@@ -62,11 +63,12 @@ async def delete_address(address_id: uuid.UUID, session: UserSessionDep) -> Resp
 
 @router.post("/validate-address", response_model=ValidateAddressResponse)
 async def validate_address(
-    body: ValidateAddressRequest, request: Request, session: UserSessionDep
+    body: ValidateAddressRequest, request: Request, session: UserSessionDep, claims: CurrentClaims
 ) -> ValidateAddressResponse:
     """Ask the carrier. An invalid address is a 200 with is_valid false: reporting is the job.
     A saved address keeps the verdict (is_validated, validation_data)."""
     settings = request.app.state.resources.settings
+    await enforce(request, CARRIER_CALLS_PER_USER, "shipping.carrier", str(claims.user_id))
     saved = None
     if body.address_id is not None:
         saved = await service.get_address(session, body.address_id, for_update=True)

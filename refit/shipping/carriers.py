@@ -12,6 +12,10 @@ from refit.shipping.carrier import Carrier, CarrierError, CarrierUnavailable
 from refit.shipping.sandbox import SandboxCarrier
 from refit.shipping.shippo import ShippoCarrier
 
+# Carrier calls (validation, rating) per seller: the carrier's own quota is account-wide
+# (Shippo test mode: 50 POSTs a minute), so one seller must not be able to spend it all.
+CARRIER_CALLS_PER_USER = "30/minute"
+
 
 def carrier_name(settings: Settings) -> str:
     return ShippoCarrier.name if settings.shippo_api_key else SandboxCarrier.name

@@ -14,10 +14,11 @@ from refit.models import Order
 from refit.orders.reads import order_detail
 from refit.orders.schemas import OrderDetail
 from refit.orders.service import get_order
+from refit.ratelimit import enforce
 from refit.resources import Resources
 from refit.shipping import purchases, rates
 from refit.shipping.carrier import CarrierError
-from refit.shipping.carriers import as_problem, open_carrier
+from refit.shipping.carriers import CARRIER_CALLS_PER_USER, as_problem, open_carrier
 from refit.shipping.schemas import PurchaseLabelRequest, RateRead, RatesRequest, RatesResponse
 from refit.shipping.storage import LabelNotFound, content_type_for, label_storage
 
@@ -25,9 +26,12 @@ router = APIRouter(prefix="/api/shipping", tags=["shipping"])
 
 
 @router.post("/rates", response_model=RatesResponse)
-async def get_rates(body: RatesRequest, request: Request, session: UserSessionDep) -> RatesResponse:
+async def get_rates(
+    body: RatesRequest, request: Request, session: UserSessionDep, claims: CurrentClaims
+) -> RatesResponse:
     """Rates from the order's address to the warehouse, for the device's parcel."""
     res: Resources = request.app.state.resources
+    await enforce(request, CARRIER_CALLS_PER_USER, "shipping.carrier", str(claims.user_id))
     async with open_carrier(res.settings) as carrier:
         try:
             quotes = await rates.quote_rates(session, res, carrier, body.order_id)

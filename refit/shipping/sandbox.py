@@ -51,9 +51,9 @@ US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 
 
 def zone(from_zip: str, to_zip: str) -> int:
-    """1..9, like USPS zones: the further apart the ZIPs' first digits, the higher."""
+    """1..10, like USPS zones: the further apart the ZIPs' first digits, the higher."""
     if not (from_zip[:1].isdigit() and to_zip[:1].isdigit()):
-        return 9
+        return 10
     return 1 + abs(int(from_zip[0]) - int(to_zip[0]))
 
 

@@ -12,7 +12,7 @@ from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.errors import Conflict
 from refit.models import OrderStatus
 from refit.shipping import purchases
-from refit.shipping.carriers import open_carrier
+from refit.shipping.carriers import CARRIER_CALLS_PER_USER, open_carrier
 from refit.shipping.models import RateQuote
 from tests.shipping.helpers import buy, history, label_jobs, order_row, quote
 
@@ -220,3 +220,32 @@ async def test_rolled_back_purchase_leaves_no_job_and_no_change(
     response = await buy(client, seller, order.id, rate_id)
     assert response.status_code == 202
     assert len(await label_jobs(resources)) == 1
+
+
+async def test_carrier_down_is_a_503_with_retry_after(
+    client, make_user, make_order, settings, shippo_settings
+):
+    seller = await make_user()
+    order = await make_order(seller)
+    settings.shippo_base_url = "http://127.0.0.1:9"  # nothing listens there
+    response = await client.post(
+        "/api/shipping/rates", json={"order_id": str(order.id)}, headers=seller.headers
+    )
+    assert response.status_code == 503
+    assert response.json()["code"] == "carrier_unavailable"
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_carrier_calls_are_rate_limited_per_seller(client, make_user, make_order):
+    seller, other = await make_user(), await make_user()
+    order = await make_order(seller)
+    limit = int(CARRIER_CALLS_PER_USER.split("/")[0])
+    for _ in range(limit):
+        await quote(client, seller, order.id)
+    limited = await client.post(
+        "/api/shipping/rates", json={"order_id": str(order.id)}, headers=seller.headers
+    )
+    assert limited.status_code == 429 and "retry-after" in limited.headers
+    # Another seller is not affected.
+    mine = await make_order(other)
+    assert await quote(client, other, mine.id)
