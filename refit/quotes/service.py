@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit.catalog.schemas import storage_sort_key
 from refit.errors import NotFound, Unprocessable
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade
 from refit.models.quote import Quote
@@ -23,6 +24,9 @@ from refit.quotes.schemas import QuoteCreate
 from refit.resources import Resources
 
 USD_STEP = Decimal("0.01")
+# numeric(20, 8): the rate is recorded at this precision and SOL computed from the recorded
+# value, so the stored rate reproduces the stored SOL amount exactly.
+RATE_STEP = Decimal("0.00000001")
 SOL_STEP = Decimal("0.0001")
 LAMPORTS_PER_SOL = 10**9
 # The columns' limits: numeric(10, 2) and numeric(10, 4).
@@ -71,7 +75,7 @@ async def create_quote(
             )
         )
     ).all()
-    options = sorted(v.storage for v in variants)
+    options = sorted((v.storage for v in variants), key=storage_sort_key)
     variant: CatalogVariant | None
     if data.storage is None:
         if len(variants) != 1:
@@ -107,7 +111,8 @@ async def create_quote(
 
     price_usd = usd_price(variant.base_price_usd, grade.price_factor)
     rate = await current_rate(resources)
-    price_sol = usd_to_sol(price_usd, rate.usd_per_sol)
+    usd_per_sol = rate.usd_per_sol.quantize(RATE_STEP, rounding=ROUND_HALF_EVEN)
+    price_sol = usd_to_sol(price_usd, usd_per_sol)
     if price_usd > MAX_USD or price_sol > MAX_SOL:
         raise Unprocessable(
             "This quote is beyond what a single order can hold", code="price_out_of_range"
@@ -128,7 +133,7 @@ async def create_quote(
         price_usd=price_usd,
         price_sol=price_sol,
         price_lamports=sol_to_lamports(price_sol),
-        sol_usd_rate=rate.usd_per_sol,
+        sol_usd_rate=usd_per_sol,
         rate_source=rate.source,
         rate_timestamp=rate.published_at,
         expires_at=now + dt.timedelta(days=resources.settings.quote_ttl_days),
