@@ -13,12 +13,13 @@ never run at the same time (procrastinate `lock`, see tasks.py).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from refit import queue
 from refit.models import Order, OrderStatus
@@ -52,6 +53,8 @@ class Snapshot:
     rate_id: str
     transaction_id: str | None
     unanswered: list[uuid.UUID]  # purchase rows still 'started': replies we never got
+    # Seconds since the newest of them was written (just before its carrier call).
+    unanswered_age: float
 
 
 def metadata_for(order_id: uuid.UUID) -> str:
@@ -78,7 +81,7 @@ async def purchase(
         return snapshot
     transaction = None
     if snapshot.transaction_id is None and snapshot.unanswered:
-        transaction = await _recover(carrier, order_id, snapshot)
+        transaction = await _recover(resources, carrier, order_id, snapshot)
     if snapshot.transaction_id is not None:
         transaction = await carrier.get_transaction(snapshot.transaction_id)
     if transaction is None:
@@ -104,22 +107,36 @@ async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
             return "skipped: label already stored"
         if not order.shipping_rate_id:
             raise CarrierRejected("the order has no chosen rate")
-        unanswered = (
-            await session.scalars(
-                select(LabelPurchase.id).where(
+        rows = (
+            await session.execute(
+                select(
+                    LabelPurchase.id,
+                    func.extract("epoch", func.now() - LabelPurchase.created_at),
+                ).where(
                     LabelPurchase.order_id == order_id,
                     LabelPurchase.status == "started",
                     LabelPurchase.rate_id == order.shipping_rate_id,
                 )
             )
         ).all()
-        return Snapshot(order.shipping_rate_id, order.label_transaction_id, list(unanswered))
+        return Snapshot(
+            order.shipping_rate_id,
+            order.label_transaction_id,
+            [r[0] for r in rows],
+            min((float(r[1]) for r in rows), default=0.0),
+        )
 
 
 async def _recover(
-    carrier: Carrier, order_id: uuid.UUID, snapshot: Snapshot
+    resources: Resources, carrier: Carrier, order_id: uuid.UUID, snapshot: Snapshot
 ) -> LabelTransaction | None:
     """An earlier attempt called the carrier and never heard back: did it buy anything?"""
+    # A request we gave up on (timeout) may still be running at the carrier. Look only once it
+    # has had twice our own timeout to finish, so "not listed" means "not bought".
+    settle = 2 * resources.settings.shippo_timeout_seconds - snapshot.unanswered_age
+    if settle > 0:
+        log.info("shipping.recovery_waits", order_id=str(order_id), seconds=round(settle, 1))
+        await asyncio.sleep(settle)
     found = [
         t
         for t in await carrier.find_transactions(snapshot.rate_id)
@@ -306,7 +323,7 @@ async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:
         if order.status != OrderStatus.PROCESSING_SHIPMENT or order.label_file_key:
             return
         order.label_error = (
-            f"We could not buy your shipping label ({detail[:500]}). Our team has been "
-            "alerted and will retry it; you do not need to do anything."
+            f"We could not buy your shipping label ({detail[:500]}). Our team sees this and "
+            "will retry it; you do not need to do anything."
         )
     log.error("shipping.label_failed", order_id=str(order_id), error=detail)

@@ -283,3 +283,37 @@ async def test_cancelling_after_the_label_refunds_it(
     assert [r["transaction"] for r in shippo_server.state.refunds] == [bought["object_id"]]
     [row] = await purchases(resources, order.id)
     assert (row.status, row.refund_status) == ("refund_pending", "QUEUED")
+
+
+async def test_a_purchase_that_timed_out_is_found_not_bought_again(
+    client, make_user, make_order, resources, run_jobs, settings, shippo_settings, shippo_server
+):
+    """The carrier took the purchase but our request timed out (a retryable error): the next
+    attempt waits for the carrier to settle, finds the transaction by rate, and adopts it."""
+    settings.shippo_timeout_seconds = 1
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    shippo_server.hold_next_transaction()
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+    await run_jobs()
+    shippo_server.release()
+    [job] = await label_jobs(resources, order.id)
+    assert (job.status, job.attempts) == ("todo", 1)
+    [row] = await purchases(resources, order.id)
+    assert (row.status, row.transaction_id) == ("started", None)
+    async with resources.sessionmaker() as session:
+        [error] = (
+            await session.execute(
+                text("SELECT error_type FROM job_errors WHERE job_id = :id"), {"id": job.id}
+            )
+        ).all()
+    assert error.error_type == "CarrierUnavailable"
+
+    await make_due(resources)
+    await run_jobs()
+    [bought] = shippo_server.labels_bought()
+    assert len(shippo_server.calls("POST", "/transactions")) == 1
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.AWAITING_SHIPMENT
+    assert stored.label_transaction_id == bought["object_id"]

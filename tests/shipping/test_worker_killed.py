@@ -32,6 +32,7 @@ def _start_worker(settings) -> subprocess.Popen:
         "REFIT_PUBLIC_URL": settings.public_url,
         "REFIT_SHIPPO_API_KEY": settings.shippo_api_key,
         "REFIT_SHIPPO_BASE_URL": settings.shippo_base_url,
+        "REFIT_SHIPPO_TIMEOUT_SECONDS": str(settings.shippo_timeout_seconds),
         "REFIT_WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds),
         "REFIT_WORKER_STALLED_AFTER_SECONDS": str(settings.worker_stalled_after_seconds),
     }
