@@ -17,10 +17,6 @@ from refit.shipping.shippo import ShippoCarrier
 CARRIER_CALLS_PER_USER = "30/minute"
 
 
-def carrier_name(settings: Settings) -> str:
-    return ShippoCarrier.name if settings.shippo_api_key else SandboxCarrier.name
-
-
 @asynccontextmanager
 async def open_carrier(settings: Settings) -> AsyncIterator[Carrier]:
     """Shippo when REFIT_SHIPPO_API_KEY is set, else the built-in sandbox carrier."""

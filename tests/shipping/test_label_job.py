@@ -317,3 +317,20 @@ async def test_a_purchase_that_timed_out_is_found_not_bought_again(
     stored = await order_row(resources, order.id)
     assert stored.status == OrderStatus.AWAITING_SHIPMENT
     assert stored.label_transaction_id == bought["object_id"]
+
+
+async def test_cancelled_before_the_job_ran_buys_nothing(
+    client, make_user, make_order, resources, run_jobs, shippo_settings, shippo_server
+):
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+    async with resources.sessionmaker() as session, session.begin():
+        await transition(session, order.id, OrderStatus.CANCELLED, actor=f"user:{seller.id}")
+    await run_jobs()
+    assert shippo_server.transactions_created() == []
+    assert shippo_server.state.refunds == []
+    [job] = await label_jobs(resources, order.id)
+    assert job.status == "succeeded"  # it ran, saw the cancellation, and did nothing
+    assert (await order_row(resources, order.id)).status == OrderStatus.CANCELLED
