@@ -225,3 +225,16 @@ async def test_malformed_ids_are_422(client, ready):
     response = await _create(client, seller, {**body, "quote_id": "not-a-uuid"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", "quote_id"]
+
+
+async def test_old_keys_are_pruned(client, resources, ready):
+    from refit import idempotency
+
+    seller, _, body = ready
+    assert (await _create(client, seller, body, "old-key")).status_code == 201
+    async with resources.sessionmaker() as session, session.begin():
+        assert await idempotency.prune(session) == 0
+        await session.execute(
+            update(IdempotencyKey).values(created_at=func.now() - dt.timedelta(days=8))
+        )
+        assert await idempotency.prune(session) == 1
