@@ -7,8 +7,8 @@ Create Date: 2026-11-24
 The catalog tables are created empty: `refit catalog load FILE` fills them (an upsert), and
 `refit run` loads the file shipped in refit/catalog/data/ when the catalog is empty.
 
-`offer_accepted` joins the order statuses: the seller accepted a revised offer and the payout
-follows (refit/orders/states.py says why it is a status of its own).
+The order statuses stay the ten of API.md: a seller's acceptance of a revised offer is
+`orders.offer_accepted_at` on an order still in `offer_pending` (refit/orders/states.py).
 """
 
 from collections.abc import Sequence
@@ -19,20 +19,6 @@ revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-OLD_STATUSES = (
-    "pending",
-    "processing_shipment",
-    "awaiting_shipment",
-    "shipped",
-    "received",
-    "inspecting",
-    "offer_pending",
-    "returning",
-    "completed",
-    "cancelled",
-)
-NEW_STATUSES = (*OLD_STATUSES, "offer_accepted")
 
 CATEGORIES = ("phone", "tablet", "laptop", "watch")
 
@@ -139,19 +125,19 @@ ALTER TABLE orders
   ADD COLUMN device_storage text,
   ADD COLUMN device_category text,
   ADD COLUMN quoted_price_lamports bigint,
+  -- The seller accepted the revised offer (the order stays offer_pending until paid).
+  ADD COLUMN offer_accepted_at timestamptz,
   -- One order per quote, enforced by the database (two racing creates: one wins).
   ADD CONSTRAINT uq_orders_quote_id UNIQUE (quote_id),
   ADD CONSTRAINT fk_orders_quote_id_quotes FOREIGN KEY (quote_id) REFERENCES quotes (id)
     ON DELETE RESTRICT,
   ADD CONSTRAINT ck_orders_lamports_not_negative CHECK (coalesce(quoted_price_lamports, 0) >= 0);
-ALTER TABLE orders DROP CONSTRAINT ck_orders_status;
-ALTER TABLE orders ADD CONSTRAINT ck_orders_status CHECK (status IN {NEW_STATUSES!r});
 -- The expiry sweeps: unshipped labels and unanswered offers.
 CREATE INDEX ix_orders_label_purchased_at_awaiting ON orders (label_purchased_at)
   WHERE status = 'awaiting_shipment';
 CREATE INDEX ix_orders_created_at_pending ON orders (created_at) WHERE status = 'pending';
 CREATE INDEX ix_orders_offer_expires_at_pending ON orders (offer_expires_at)
-  WHERE status = 'offer_pending';
+  WHERE status = 'offer_pending' AND offer_accepted_at IS NULL;
 
 CREATE TRIGGER catalog_models_set_updated_at BEFORE UPDATE ON catalog_models
   FOR EACH ROW EXECUTE FUNCTION set_updated_at();
@@ -209,19 +195,16 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        f"""
+        """
         DROP INDEX IF EXISTS ix_orders_offer_expires_at_pending;
         DROP INDEX IF EXISTS ix_orders_created_at_pending;
         DROP INDEX IF EXISTS ix_orders_label_purchased_at_awaiting;
-        -- An accepted offer is still an open offer to the older schema.
-        UPDATE orders SET status = 'offer_pending' WHERE status = 'offer_accepted';
-        ALTER TABLE orders DROP CONSTRAINT ck_orders_status;
-        ALTER TABLE orders ADD CONSTRAINT ck_orders_status CHECK (status IN {OLD_STATUSES!r});
         ALTER TABLE orders
           DROP CONSTRAINT ck_orders_lamports_not_negative,
           DROP CONSTRAINT fk_orders_quote_id_quotes,
           DROP CONSTRAINT uq_orders_quote_id,
           DROP COLUMN quoted_price_lamports,
+          DROP COLUMN offer_accepted_at,
           DROP COLUMN device_category,
           DROP COLUMN device_storage,
           DROP COLUMN quote_id;

@@ -23,7 +23,6 @@ class OrderStatus(StrEnum):
     INSPECTING = "inspecting"
     OFFER_PENDING = "offer_pending"
     # The seller accepted the revised offer; the payout follows (see refit/orders/states.py).
-    OFFER_ACCEPTED = "offer_accepted"
     RETURNING = "returning"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
@@ -82,6 +81,8 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
     payment_tx_signature: Mapped[str | None] = mapped_column(Text)
 
     offer_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The seller accepted the revised offer; the order stays offer_pending until it is paid.
+    offer_accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     shipped_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,7 +3,6 @@ session: another seller's order id is a 404, exactly like an unknown one."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated
 
@@ -11,9 +10,8 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from refit import idempotency
 from refit.auth.deps import CurrentClaims, UserSessionDep
-from refit.errors import Conflict
 from refit.models.order import OrderStatus
-from refit.orders import reads, service
+from refit.orders import offers, reads, service
 from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage, Tracking
 from refit.orders.states import SELLER_CANCELLABLE
 
@@ -106,30 +104,10 @@ async def cancel(
 
 
 @router.post("/{order_id}/offer/accept", response_model=OrderDetail)
-async def accept_offer(
-    order_id: uuid.UUID, session: UserSessionDep, claims: CurrentClaims
-) -> OrderDetail:
-    """Accept the revised offer (final_price_usd); the payout follows."""
-    order = await service.get_order_for_update(session, order_id)
-    # Checked under the row lock: the expiry sweep cannot slip in between.
-    if (
-        order.status == S.OFFER_PENDING
-        and order.offer_expires_at is not None
-        and order.offer_expires_at <= dt.datetime.now(dt.UTC)
-    ):
-        raise Conflict(
-            f"The revised offer for {order.order_number} expired; the device is being returned",
-            code="offer_expired",
-        )
-    order = await service.transition(
-        session,
-        order_id,
-        S.OFFER_ACCEPTED,
-        actor=_actor(claims),
-        notes="seller accepted the revised offer",
-        metadata={"final_price_usd": str(order.final_price_usd)},
-        expected_from={S.OFFER_PENDING},
-    )
+async def accept_offer(order_id: uuid.UUID, session: UserSessionDep) -> OrderDetail:
+    """Accept the revised offer (final_price_usd); the payout follows. The order stays
+    offer_pending, with offer_accepted_at set, until it is paid."""
+    order = await offers.accept_offer(session, order_id)
     return await reads.order_detail(session, order)
 
 
@@ -138,12 +116,5 @@ async def decline_offer(
     order_id: uuid.UUID, session: UserSessionDep, claims: CurrentClaims
 ) -> OrderDetail:
     """Decline the revised offer: the device is sent back."""
-    order = await service.transition(
-        session,
-        order_id,
-        S.RETURNING,
-        actor=_actor(claims),
-        notes="seller declined the revised offer",
-        expected_from={S.OFFER_PENDING},
-    )
+    order = await offers.decline_offer(session, order_id, actor=_actor(claims))
     return await reads.order_detail(session, order)

@@ -75,6 +75,7 @@ class OrderRead(BaseModel):
     escrow_pubkey: str | None
     payment_tx_signature: str | None
     offer_expires_at: dt.datetime | None
+    offer_accepted_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
     shipped_at: dt.datetime | None

@@ -1,17 +1,14 @@
 """The order state machine: which status may follow which. `service.transition()` is its one
-door; anything not listed here is a 409 `invalid_transition`.
+door; anything not listed here is a 409 `invalid_transition`. The statuses are exactly the
+ten of API.md (the clients are built against them).
 
 pending ──► processing_shipment ──► awaiting_shipment ──► shipped ──► received ──► inspecting
    │            │    ▲                    │                                          │    │
    │            │    └─(label failed)─┐   │                                          │    ▼
-   ▼            ▼                     │   ▼                           offer_pending ◄┘ completed
-cancelled ◄─────┴─────────────────────┴── cancelled                     │       │        ▲
-                                                                        ▼       ▼        │
-                                                               offer_accepted  returning │
-                                                                        │       │        │
-                                                                        └───────┼────────┘
-                                                                                ▼
-                                                                            cancelled
+   ▼            ▼                     │   ▼                          offer_pending ◄─┘ completed
+cancelled ◄─────┴─────────────────────┴── cancelled                   │    │ (accepted, ▲
+   ▲                                                                  │    └── paid) ───┘
+   └──────────────────────────── returning ◄── declined / no answer ──┘
 
 Choices, and why:
 - processing_shipment → pending: the label job failed for good (address refused, carrier
@@ -19,13 +16,13 @@ Choices, and why:
   processing_shipment.
 - cancelled only before the device is in transit (pending, processing_shipment,
   awaiting_shipment); from awaiting_shipment the label is refunded by the follow-up.
-- A revised offer (offer_pending) is answered by the seller or expires:
-  accept → offer_accepted, decline or no answer in `offer_response_days` → returning
-  (the default is to give the device back, never to accept for the seller).
-  `offer_accepted` is its own status, not "offer_pending with a flag": the expiry sweep and
-  the payout job then select on status alone, and the history says when the seller agreed.
-  offer_accepted → completed when the payout is confirmed on chain, like inspecting → completed
-  when the device matched its quote.
+- A revised offer (offer_pending) is answered by the seller or expires. Accepting is not a
+  status (API.md has none for it): it stamps `offer_accepted_at` and the order stays
+  offer_pending until the payout is confirmed on chain (→ completed), like inspecting →
+  completed when the device matched its quote. Declining, or no answer in
+  `offer_response_days`, → returning: the default is to give the device back, never to
+  accept for the seller. An accepted offer can no longer be declined or expire
+  (refit/orders/offers.py).
 - returning → cancelled once the device is back with the seller (no payout).
 - completed and cancelled are final.
 """
@@ -43,8 +40,7 @@ ALLOWED_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.SHIPPED: frozenset({S.RECEIVED}),
     S.RECEIVED: frozenset({S.INSPECTING}),
     S.INSPECTING: frozenset({S.COMPLETED, S.OFFER_PENDING}),
-    S.OFFER_PENDING: frozenset({S.OFFER_ACCEPTED, S.RETURNING}),
-    S.OFFER_ACCEPTED: frozenset({S.COMPLETED}),
+    S.OFFER_PENDING: frozenset({S.COMPLETED, S.RETURNING}),
     S.RETURNING: frozenset({S.CANCELLED}),
     S.COMPLETED: frozenset(),
     S.CANCELLED: frozenset(),

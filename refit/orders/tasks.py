@@ -62,7 +62,11 @@ async def expire_offers(now: dt.datetime | None = None) -> int:
     """Revised offers unanswered by offer_expires_at go back to the seller (returning): the
     default is to return the device, never to accept for the seller."""
     moment = now or dt.datetime.now(dt.UTC)
-    due = and_(Order.status == S.OFFER_PENDING, Order.offer_expires_at < moment)
+    due = and_(
+        Order.status == S.OFFER_PENDING,
+        Order.offer_accepted_at.is_(None),
+        Order.offer_expires_at < moment,
+    )
     returned = 0
     while ids := await _due(due, BATCH):
         moved = 0
@@ -94,7 +98,12 @@ async def _move(
         async with queue.job_session() as session:
             if expires_before is not None:
                 order = await get_order_for_update(session, order_id)
-                if order.offer_expires_at is None or order.offer_expires_at >= expires_before:
+                # Under the lock: an offer accepted since the query no longer lapses.
+                if (
+                    order.offer_accepted_at is not None
+                    or order.offer_expires_at is None
+                    or order.offer_expires_at >= expires_before
+                ):
                     return 0
             await transition(
                 session, order_id, to_status, actor=actor, notes=notes, expected_from=expected_from

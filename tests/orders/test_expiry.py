@@ -108,6 +108,34 @@ async def test_unanswered_offers_go_back(client, resources, make_user):
     assert response.status_code == 409
 
 
+async def test_an_accepted_offer_does_not_lapse(client, resources, make_user):
+    seller = await make_user()
+    order_id = uuid.UUID((await place_order(client, resources, seller))["id"])
+    await _walk(
+        resources,
+        order_id,
+        [
+            S.PROCESSING_SHIPMENT,
+            S.AWAITING_SHIPMENT,
+            S.SHIPPED,
+            S.RECEIVED,
+            S.INSPECTING,
+            S.OFFER_PENDING,
+        ],
+    )
+    accepted = await client.post(f"/api/orders/{order_id}/offer/accept", headers=seller.headers)
+    assert accepted.status_code == 200
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Order)
+            .where(Order.id == order_id)
+            .values(offer_expires_at=text("now() - interval '1 second'"))
+        )
+
+    assert await tasks.expire_offers() == 0
+    assert (await _state(resources, order_id))[0].status == "offer_pending"
+
+
 async def test_the_periodic_job_runs_both_sweeps(client, resources, make_user, run_jobs):
     seller = await make_user()
     order_id = uuid.UUID((await place_order(client, resources, seller))["id"])

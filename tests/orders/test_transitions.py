@@ -150,13 +150,23 @@ async def test_offer_accept_and_decline(client, resources, make_user):
 
     accepted = await client.post(f"/api/orders/{first}/offer/accept", headers=seller.headers)
     assert accepted.status_code == 200
-    assert accepted.json()["status"] == "offer_accepted"
+    # API.md has no status for an accepted offer: it stays offer_pending until it is paid.
+    assert accepted.json()["status"] == "offer_pending"
+    assert accepted.json()["offer_accepted_at"] is not None
     assert accepted.json()["final_price_usd"] == "300.00"
+    twice = await client.post(f"/api/orders/{first}/offer/accept", headers=seller.headers)
+    assert twice.json()["offer_accepted_at"] == accepted.json()["offer_accepted_at"]
     declined = await client.post(f"/api/orders/{second}/offer/decline", headers=seller.headers)
     assert declined.json()["status"] == "returning"
+    assert declined.json()["offer_accepted_at"] is None
     # Answered once: the other answer is no longer possible.
     again = await client.post(f"/api/orders/{first}/offer/decline", headers=seller.headers)
     assert again.status_code == 409
+    assert again.json()["code"] == "offer_already_accepted"
+    accept_declined = await client.post(
+        f"/api/orders/{second}/offer/accept", headers=seller.headers
+    )
+    assert accept_declined.json()["code"] == "invalid_transition"
     # The offer window: settings.offer_response_days after the offer was made.
     body = accepted.json()
     offer_row = next(h for h in body["status_history"] if h["status"] == "offer_pending")
