@@ -24,6 +24,7 @@ from refit.errors import Conflict, NotFound
 from refit.models.address import ShippingAddress
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.models.quote import Quote
+from refit.notifications import service as notifications
 from refit.orders.schemas import OrderCreate
 from refit.orders.states import ALLOWED_MOVES, STAMPS
 
@@ -32,8 +33,8 @@ log = structlog.get_logger(__name__)
 S = OrderStatus
 _ACTOR = re.compile(r"(user|operator|system):\S.*")
 
-# Emails sent when an order enters a status. Templates are helper A's notification templates
-# (refit/notifications/templates/<name>/); a missing one is skipped with a warning, see _notify.
+# Emails sent when an order enters a status (refit/notifications/templates/<name>/), to the
+# seller's verified address only.
 STATUS_EMAILS: dict[OrderStatus, str] = {
     S.AWAITING_SHIPMENT: "order_label_ready",
     S.RECEIVED: "order_received",
@@ -266,17 +267,6 @@ def _email_context(order: Order, from_status: OrderStatus) -> dict[str, Any]:
 async def _notify(
     session: AsyncSession, order: Order, template: str, context: Mapping[str, Any]
 ) -> None:
-    # Integration point with the notifications domain (helper A): imported lazily so orders
-    # work before (and without) it; a template not written yet is logged, not an error.
-    try:
-        from refit.notifications import service as notifications
-        from refit.notifications.render import template_exists
-    except ImportError:
-        log.warning("orders.notifications_unavailable", template=template)
-        return
-    if not template_exists(template):
-        log.warning("orders.email_template_missing", template=template)
-        return
     await notifications.notify_user(session, order.user_id, template, context)
 
 
