@@ -12,14 +12,19 @@ from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.errors import NotFound
 from refit.models import Order
 from refit.orders.reads import order_detail
-from refit.orders.schemas import OrderDetail
 from refit.orders.service import get_order
 from refit.ratelimit import enforce
 from refit.resources import Resources
 from refit.shipping import purchases, rates
 from refit.shipping.carrier import CarrierError
 from refit.shipping.carriers import CARRIER_CALLS_PER_USER, as_problem, open_carrier
-from refit.shipping.schemas import PurchaseLabelRequest, RateRead, RatesRequest, RatesResponse
+from refit.shipping.schemas import (
+    LabelPurchaseAccepted,
+    PurchaseLabelRequest,
+    RateRead,
+    RatesRequest,
+    RatesResponse,
+)
 from refit.shipping.storage import LabelNotFound, content_type_for, label_storage
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
@@ -52,7 +57,7 @@ async def get_rates(
     )
 
 
-@router.post("/purchase-label", status_code=202, response_model=OrderDetail)
+@router.post("/purchase-label", status_code=202, response_model=LabelPurchaseAccepted)
 async def purchase_label(
     body: PurchaseLabelRequest,
     request: Request,
@@ -76,7 +81,7 @@ async def purchase_label(
         except CarrierError as exc:
             raise as_problem(exc) from exc
     response: JSONResponse = await idempotency.respond(
-        session, claim, 202, await order_detail(session, order)
+        session, claim, 202, LabelPurchaseAccepted(order=await order_detail(session, order))
     )
     return response
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
+from refit.orders.schemas import OrderDetail
 from refit.shipping.carrier import TrackingStatus
 
 Money = Annotated[Decimal, PlainSerializer(lambda d: f"{d:.2f}", return_type=str)]
@@ -37,6 +38,12 @@ class PurchaseLabelRequest(BaseModel):
 
     order_id: uuid.UUID
     rate_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class LabelPurchaseAccepted(BaseModel):
+    """API.md: 202 `{order}` in processing_shipment; the label is bought by a job."""
+
+    order: OrderDetail
 
 
 class RetryLabelResponse(BaseModel):

@@ -65,7 +65,7 @@ async def test_sandbox_end_to_end(client, make_user, resources, run_jobs):
     rate = (await quote(client, seller, order.id))[1]
     accepted = await buy(client, seller, order.id, rate["rate_id"])
     assert accepted.status_code == 202
-    assert accepted.json()["status"] == "processing_shipment"
+    assert accepted.json()["order"]["status"] == "processing_shipment"
 
     await run_jobs()
 

@@ -80,7 +80,7 @@ async def test_purchase_label_moves_to_processing_and_queues_one_job(
     rate = (await quote(client, seller, order.id))[1]
     response = await buy(client, seller, order.id, rate["rate_id"], **{"Idempotency-Key": "k1"})
     assert response.status_code == 202, response.text
-    assert response.json()["status"] == "processing_shipment"
+    assert response.json()["order"]["status"] == "processing_shipment"
     [job] = await label_jobs(resources, order.id)
     assert job.status == "todo" and job.queueing_lock == f"purchase-label:{order.id}"
     assert job.lock == f"label:{order.id}" and job.args == {"order_id": str(order.id)}
