@@ -40,11 +40,13 @@ def render_label(
     page.setTitle(f"Label {tracking_number}")
     page.setAuthor("ReFit sandbox carrier")
 
-    y = HEIGHT - MARGIN - 14
-    page.setFont("Helvetica-Bold", 14)
-    page.drawString(MARGIN, y, f"{carrier.upper()} {service.upper()}")
+    # The warning on its own line: a long service name would run into it.
+    y = HEIGHT - MARGIN - 7
     page.setFont("Helvetica", 7)
     page.drawRightString(WIDTH - MARGIN, y, "SANDBOX - NOT VALID POSTAGE")
+    y -= 16
+    page.setFont("Helvetica-Bold", 14)
+    page.drawString(MARGIN, y, f"{carrier.upper()} {service.upper()}")
     y -= 8
     page.line(MARGIN, y, WIDTH - MARGIN, y)
 
