@@ -211,9 +211,13 @@ CREATE TRIGGER orders_set_updated_at BEFORE UPDATE ON orders
 # the user_id indexes instead of calling the function per row.
 RLS = """
 GRANT USAGE ON SCHEMA public TO authenticated;
+REVOKE ALL ON alembic_version FROM PUBLIC, anon, authenticated;
+-- Supabase's default privileges grant every new table to anon and authenticated: each table
+-- below revokes them first and grants back exactly what its policies are written for.
 GRANT USAGE ON SEQUENCE order_number_seq TO authenticated;
 
 ALTER TABLE users ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON users FROM anon, authenticated;
 GRANT SELECT ON users TO authenticated;
 CREATE POLICY users_select_own ON users FOR SELECT TO authenticated
   USING (id = (SELECT auth.uid()));
@@ -223,6 +227,7 @@ CREATE POLICY users_update_none ON users FOR UPDATE TO authenticated USING (fals
 CREATE POLICY users_delete_none ON users FOR DELETE TO authenticated USING (false);
 
 ALTER TABLE shipping_addresses ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON shipping_addresses FROM anon, authenticated;
 GRANT SELECT, INSERT, UPDATE, DELETE ON shipping_addresses TO authenticated;
 CREATE POLICY shipping_addresses_select_own ON shipping_addresses FOR SELECT TO authenticated
   USING (user_id = (SELECT auth.uid()));
@@ -234,6 +239,7 @@ CREATE POLICY shipping_addresses_delete_own ON shipping_addresses FOR DELETE TO 
   USING (user_id = (SELECT auth.uid()));
 
 ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON orders FROM anon, authenticated;
 GRANT SELECT, INSERT, UPDATE ON orders TO authenticated;
 CREATE POLICY orders_select_own ON orders FOR SELECT TO authenticated
   USING (user_id = (SELECT auth.uid()));
@@ -245,6 +251,7 @@ CREATE POLICY orders_update_own ON orders FOR UPDATE TO authenticated
 CREATE POLICY orders_delete_none ON orders FOR DELETE TO authenticated USING (false);
 
 ALTER TABLE order_status_history ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON order_status_history FROM anon, authenticated;
 GRANT SELECT, INSERT ON order_status_history TO authenticated;
 CREATE POLICY order_status_history_select_own ON order_status_history FOR SELECT
   TO authenticated USING (EXISTS (
@@ -259,6 +266,7 @@ CREATE POLICY order_status_history_delete_none ON order_status_history FOR DELET
   TO authenticated USING (false);
 
 ALTER TABLE shipping_events ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON shipping_events FROM anon, authenticated;
 GRANT SELECT ON shipping_events TO authenticated;
 CREATE POLICY shipping_events_select_own ON shipping_events FOR SELECT TO authenticated
   USING (EXISTS (
@@ -280,8 +288,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The auth schema, auth.uid() and the roles are left in place: on Supabase they are not
-    # ours, and roles are shared by every database of the cluster.
+    # The auth schema, auth.uid(), the roles and the public schema's USAGE grant are left in
+    # place: on Supabase they are not ours, and roles are shared by every database of the
+    # cluster.
     op.execute(
         """
         DROP TABLE IF EXISTS shipping_events, order_status_history, orders,
@@ -289,6 +298,5 @@ def downgrade() -> None:
         DROP FUNCTION IF EXISTS next_order_number();
         DROP SEQUENCE IF EXISTS order_number_seq;
         DROP FUNCTION IF EXISTS set_updated_at();
-        REVOKE USAGE ON SCHEMA public FROM authenticated;
         """
     )

@@ -69,9 +69,39 @@ CREATE INDEX ix_job_errors_job_id ON job_errors (job_id, created_at);
 """
 
 
+# The queue is a system table set: on Supabase new tables are granted to anon/authenticated by
+# default privileges (and reachable through its Data API), and functions are executable by
+# PUBLIC. Nobody but the service role may read, write or call any of it.
+LOCK_DOWN = r"""
+DO $$
+DECLARE obj record;
+BEGIN
+  FOR obj IN
+    SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'S')
+      AND (c.relname LIKE 'procrastinate\_%' OR c.relname LIKE 'job\_errors%')
+  LOOP
+    EXECUTE format('REVOKE ALL ON %I FROM PUBLIC, anon, authenticated', obj.relname);
+    IF obj.relkind = 'r' THEN
+      EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', obj.relname);
+    END IF;
+  END LOOP;
+  FOR obj IN
+    SELECT p.oid::regprocedure AS signature FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = current_schema() AND p.proname LIKE 'procrastinate\_%'
+  LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon, authenticated', obj.signature);
+  END LOOP;
+END
+$$;
+"""
+
+
 def upgrade() -> None:
     op.execute(SchemaManager.get_schema())
     op.execute(JOB_ERRORS)
+    op.execute(LOCK_DOWN)
 
 
 def downgrade() -> None:
