@@ -10,6 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -149,6 +150,15 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # Input the database cannot store (a NUL character in text, a number out of range) that
+    # got past validation: the request's transaction is rolled back; the client gets a 400.
+    log.info("http.data_rejected_by_database", error=str(getattr(exc, "orig", exc))[:200])
+    return problem_response(
+        400, "invalid_data", "The request contains characters or values that cannot be stored"
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Logged with the traceback (and sent to Sentry by its integration); the client gets no
     # internals.
@@ -160,4 +170,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(sqlalchemy.exc.DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -119,8 +119,8 @@ class Settings(BaseSettings):
         problems = []
         if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
             problems.append("REFIT_JWT_SECRET must be set to a random value of 32+ characters")
-        if self.admin_password == DEV_ADMIN_PASSWORD:
-            problems.append("REFIT_ADMIN_PASSWORD must be set")
+        if self.admin_password == DEV_ADMIN_PASSWORD or len(self.admin_password) < 16:
+            problems.append("REFIT_ADMIN_PASSWORD must be set, 16+ characters")
         if self.shippo_webhook_token == DEV_WEBHOOK_TOKEN:
             problems.append("REFIT_SHIPPO_WEBHOOK_TOKEN must be set")
         if not self.database_url:

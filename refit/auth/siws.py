@@ -175,7 +175,11 @@ def check_message(
         raise Unauthorized("The message names another wallet", code="address_mismatch")
     if message.domain.lower() != domain_of(public_url):
         raise Unauthorized("The message was made for another site", code="domain_mismatch")
-    if message.uri is None or origin(message.uri) != origin(public_url):
+    try:
+        uri_origin = origin(message.uri) if message.uri is not None else None
+    except ValueError as exc:  # e.g. a port that is not a number, an unclosed IPv6 bracket
+        raise Unauthorized("The message's URI is malformed", code="malformed_message") from exc
+    if uri_origin != origin(public_url):
         raise Unauthorized("The message's URI is not ours", code="uri_mismatch")
     if message.version != VERSION:
         raise Unauthorized("Unsupported message version", code="unsupported_version")

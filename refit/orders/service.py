@@ -69,10 +69,12 @@ async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCre
             code="quote_expired",
             extra={"expires_at": quote.expires_at.isoformat()},
         )
+    # FOR SHARE: a delete of this address (which locks it FOR UPDATE, then looks for live
+    # orders) waits for this order to commit and then sees it, instead of racing past it.
     address_id = await session.scalar(
-        select(ShippingAddress.id).where(
-            ShippingAddress.id == data.shipping_address_id, ShippingAddress.user_id == user_id
-        )
+        select(ShippingAddress.id)
+        .where(ShippingAddress.id == data.shipping_address_id, ShippingAddress.user_id == user_id)
+        .with_for_update(read=True)
     )
     if address_id is None:
         raise NotFound(f"No shipping address {data.shipping_address_id}", code="address_not_found")
@@ -191,6 +193,17 @@ async def transition(
             f"it cannot move to {to_status.value}",
             code="invalid_transition",
             extra={"current_status": from_status.value, "requested_status": to_status.value},
+        )
+
+    if (
+        from_status is S.OFFER_PENDING
+        and to_status is S.COMPLETED
+        and order.offer_accepted_at is None
+    ):
+        # Paying a revised offer needs the seller's yes; never pay one they did not accept.
+        raise Conflict(
+            f"The seller has not accepted the revised offer for {order.order_number}",
+            code="offer_not_accepted",
         )
 
     order.status = to_status.value

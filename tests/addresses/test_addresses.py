@@ -239,3 +239,15 @@ async def test_validate_inline_address_through_shippo(
         headers=seller.headers,
     )
     assert both.status_code == 422
+
+
+async def test_nul_character_is_a_400_and_changes_nothing(client, make_user, resources):
+    seller = await make_user()
+    response = await client.post(
+        "/api/shipping/addresses",
+        json={**HOME, "name": "Ada\u0000Lovelace"},
+        headers=seller.headers,
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_data"
+    assert await _rows(resources, seller.id) == []

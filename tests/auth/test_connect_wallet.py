@@ -212,6 +212,8 @@ async def test_garbage_signature_does_not_burn_the_sellers_nonce(client, resourc
     ("changes", "code"),
     [
         ({"uri": "https://refit.evil.example/login"}, "uri_mismatch"),
+        ({"uri": "http://testserver:abc"}, "malformed_message"),
+        ({"uri": "http://[::1"}, "malformed_message"),
         ({"chainId": "devnet"}, "chain_mismatch"),
         ({"version": "2"}, "unsupported_version"),
         ({"issuedAt": "2020-01-01T00:00:00.000Z"}, "issued_at_out_of_range"),
@@ -223,6 +225,15 @@ async def test_garbage_signature_does_not_burn_the_sellers_nonce(client, resourc
 async def test_each_field_is_checked(client, resources, changes, code):
     _, body = await _signed_variant(client, Wallet(), **changes)
     _assert_refused(await _connect(client, body), code)
+    assert await user_count(resources) == 0
+
+
+async def test_nul_character_in_a_signed_message_is_a_400_not_a_crash(client, resources):
+    _, body = await _signed_variant(client, Wallet(), nonce="Nul\u0000Nonce1234")
+    response = await _connect(client, body)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "invalid_data"
     assert await user_count(resources) == 0
 
 

@@ -31,3 +31,16 @@ def test_production_starts_with_real_settings():
         redis_url="redis://cache.example:6379/0",
     )
     assert settings.is_production
+
+
+def test_production_refuses_a_short_operator_password():
+    with pytest.raises(ValidationError, match="REFIT_ADMIN_PASSWORD"):
+        Settings(
+            _env_file=None,
+            env="production",
+            jwt_secret="x" * 40,
+            admin_password="",
+            shippo_webhook_token="a-random-webhook-token",
+            database_url="postgresql://refit@db.example/refit",
+            redis_url="redis://cache.example:6379/0",
+        )

@@ -5,7 +5,7 @@ import email
 import email.policy
 import uuid
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 
 from refit.models import Order, OrderStatus, User
 from refit.orders.service import STATUS_EMAILS
@@ -41,6 +41,10 @@ async def test_every_status_email_is_sent_rendered(
         for status in [*TO_RECEIVED, S.INSPECTING, S.OFFER_PENDING]:
             await operator_move(resources, order_id, status)
     await operator_move(resources, returned, S.RETURNING)
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Order).where(Order.id == paid).values(offer_accepted_at=func.now())
+        )
     await operator_move(resources, paid, S.COMPLETED)
     await operator_move(resources, cancelled, S.CANCELLED)
     await run_jobs()

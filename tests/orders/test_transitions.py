@@ -240,3 +240,18 @@ async def test_status_email_is_queued_with_the_move(client, resources, make_user
     # The template renders from what transition() put in the context (no missing variable).
     rendered = render(resources.settings, "order_label_ready", context)
     assert order["order_number"] in rendered.subject
+
+
+async def test_an_unaccepted_revised_offer_is_never_completed(client, resources, make_user):
+    seller = await make_user()
+    order_id = uuid.UUID((await place_order(client, resources, seller))["id"])
+    await _walk(resources, order_id, TO_OFFER)
+    with pytest.raises(Conflict) as refused:
+        await operator_move(resources, order_id, S.COMPLETED)
+    assert refused.value.code == "offer_not_accepted"
+    assert (
+        await client.post(f"/api/orders/{order_id}/offer/accept", headers=seller.headers)
+    ).status_code == 200
+    await operator_move(resources, order_id, S.COMPLETED)
+    order = (await client.get(f"/api/orders/{order_id}", headers=seller.headers)).json()
+    assert order["status"] == "completed" and order["completed_at"] is not None

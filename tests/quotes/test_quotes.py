@@ -209,3 +209,14 @@ async def test_quotes_need_a_token_and_are_private(client, make_user):
     response = await client.get(f"/api/quotes/{quote['quote_id']}", headers=bob.headers)
     assert response.status_code == 404
     assert response.json()["code"] == "quote_not_found"
+
+
+async def test_nul_character_in_device_fields_is_a_400(client, make_user):
+    seller = await make_user()
+    for body in (
+        {**DEVICE, "device_details": {"note": "bad\u0000byte"}},
+        {**DEVICE, "device_brand": "App\u0000le"},
+    ):
+        response = await client.post("/api/quotes", json=body, headers=seller.headers)
+        assert 400 <= response.status_code < 500, response.text
+        assert response.headers["content-type"] == "application/problem+json"
