@@ -188,8 +188,17 @@ class Carrier(Protocol):
 
     async def get_transaction(self, transaction_id: str) -> LabelTransaction: ...
 
-    async def find_transactions(self, rate_id: str) -> list[LabelTransaction]:
-        """Transactions already created for a rate (recovers a purchase whose reply was lost)."""
+    async def find_transactions(
+        self,
+        rate_id: str,
+        *,
+        metadata: str,
+        created_after: dt.datetime,
+        created_before: dt.datetime,
+    ) -> list[LabelTransaction]:
+        """Transactions of this rate carrying this metadata, created in the window (recovers a
+        purchase whose reply was lost). Raises CarrierUnavailable when it cannot finish the
+        search: an empty list must mean "none was bought"."""
         ...
 
     async def download_label(self, transaction: LabelTransaction) -> bytes: ...

@@ -5,8 +5,10 @@ The rules that make it exactly-once:
 2. The carrier's transaction id is committed on the order (and that row) BEFORE waiting on it.
 3. A later attempt that finds a transaction id waits on that transaction instead of buying.
 4. A later attempt that finds a row still 'started' (the reply was lost: timeout, crash
-   between the carrier's POST and our commit) asks the carrier for the transactions of that
-   rate (Shippo: GET /transactions?rate=) and adopts the one carrying `order:<id>`.
+   between the carrier's POST and our commit) waits until twice our carrier timeout has
+   passed since that row, lists the carrier's transactions created around it (Shippo:
+   GET /transactions?object_created_gt=…, every page) and adopts the one of that rate
+   carrying `order:<id>`.
 Network calls happen outside database transactions; the label and refund jobs of one order
 never run at the same time (procrastinate `lock`, see tasks.py).
 """
@@ -42,6 +44,9 @@ log = structlog.get_logger(__name__)
 ACTOR = "system:shipping.purchase_label"
 # How long one attempt waits on a QUEUED transaction before leaving it to the next attempt.
 POLL_WITHIN_SECONDS = 60.0
+# Slack around a lost purchase's search window: clock skew between our database and the
+# carrier, and the moment between writing our row and the carrier creating its object.
+SEARCH_MARGIN = dt.timedelta(minutes=10)
 
 
 class LabelPurchaseFailed(CarrierError):
@@ -55,10 +60,49 @@ class Snapshot:
     unanswered: list[uuid.UUID]  # purchase rows still 'started': replies we never got
     # Seconds since the newest of them was written (just before its carrier call).
     unanswered_age: float
+    # When the oldest and the newest of them were written (database clock).
+    unanswered_since: dt.datetime | None = None
+    unanswered_until: dt.datetime | None = None
 
 
 def metadata_for(order_id: uuid.UUID) -> str:
     return f"order:{order_id}"
+
+
+def settle_seconds(resources: Resources, age: float) -> float:
+    """How long a purchase attempt `age` seconds old may still create a transaction: a request
+    we gave up on (timeout) may still be running at the carrier. Only after twice our own
+    timeout does "not listed" mean "not bought"."""
+    return max(0.0, 2 * resources.settings.shippo_timeout_seconds - age)
+
+
+async def find_lost(
+    resources: Resources,
+    carrier: Carrier,
+    order_id: uuid.UUID,
+    rate_id: str,
+    since: dt.datetime,
+    until: dt.datetime,
+) -> list[LabelTransaction]:
+    """Transactions that our attempts, written between `since` and `until`, may have created
+    for this order and rate; ERROR ones left out, the best first (SUCCESS, then pending)."""
+    settle = dt.timedelta(seconds=2 * resources.settings.shippo_timeout_seconds)
+    listed = await carrier.find_transactions(
+        rate_id,
+        metadata=metadata_for(order_id),
+        created_after=since - SEARCH_MARGIN,
+        created_before=until + settle + SEARCH_MARGIN,
+    )
+    # Matched again here on both keys: whatever the carrier filtered, only ours counts.
+    found = [
+        t
+        for t in listed
+        if t.metadata == metadata_for(order_id)
+        and t.rate_id == rate_id
+        and t.status is not TransactionStatus.ERROR
+    ]
+    found.sort(key=lambda t: (t.status is not TransactionStatus.SUCCESS, t.transaction_id))
+    return found
 
 
 def label_url_for(resources: Resources, order_id: uuid.UUID) -> str:
@@ -86,6 +130,8 @@ async def purchase(
         transaction = await carrier.get_transaction(snapshot.transaction_id)
     if transaction is None:
         transaction = await _buy(resources, carrier, order_id, snapshot.rate_id, job_id, attempt)
+        if transaction is None:
+            return "skipped: the order changed before the purchase"
     if transaction.status.pending:
         transaction = await wait_for_transaction(carrier, transaction, within=POLL_WITHIN_SECONDS)
     await _record_status(order_id, transaction)
@@ -112,6 +158,7 @@ async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
                 select(
                     LabelPurchase.id,
                     func.extract("epoch", func.now() - LabelPurchase.created_at),
+                    LabelPurchase.created_at,
                 ).where(
                     LabelPurchase.order_id == order_id,
                     LabelPurchase.status == "started",
@@ -124,6 +171,8 @@ async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
             order.label_transaction_id,
             [r[0] for r in rows],
             min((float(r[1]) for r in rows), default=0.0),
+            min((r[2] for r in rows), default=None),
+            max((r[2] for r in rows), default=None),
         )
 
 
@@ -131,19 +180,20 @@ async def _recover(
     resources: Resources, carrier: Carrier, order_id: uuid.UUID, snapshot: Snapshot
 ) -> LabelTransaction | None:
     """An earlier attempt called the carrier and never heard back: did it buy anything?"""
-    # A request we gave up on (timeout) may still be running at the carrier. Look only once it
-    # has had twice our own timeout to finish, so "not listed" means "not bought".
-    settle = 2 * resources.settings.shippo_timeout_seconds - snapshot.unanswered_age
+    assert snapshot.unanswered_since is not None and snapshot.unanswered_until is not None
+    settle = settle_seconds(resources, snapshot.unanswered_age)
     if settle > 0:
         log.info("shipping.recovery_waits", order_id=str(order_id), seconds=round(settle, 1))
         await asyncio.sleep(settle)
-    found = [
-        t
-        for t in await carrier.find_transactions(snapshot.rate_id)
-        if t.metadata == metadata_for(order_id) and t.status is not TransactionStatus.ERROR
-    ]
     # SUCCESS first, then still-pending ones; any extra would be refunded by an operator.
-    found.sort(key=lambda t: (t.status is not TransactionStatus.SUCCESS, t.transaction_id))
+    found = await find_lost(
+        resources,
+        carrier,
+        order_id,
+        snapshot.rate_id,
+        snapshot.unanswered_since,
+        snapshot.unanswered_until,
+    )
     adopted = found[0] if found else None
     async with queue.job_session() as session:
         rows = (
@@ -180,8 +230,15 @@ async def _buy(
     rate_id: str,
     job_id: int | None,
     attempt: int,
-) -> LabelTransaction:
+) -> LabelTransaction | None:
+    """Buy, recording the attempt first. None: the order no longer wants this rate."""
     async with queue.job_session() as session:
+        # Re-checked under the order's lock: since our snapshot the order may have gone back
+        # to pending and a new purchase been asked for (purchases.request_label refuses that
+        # while a row of ours is in flight, and this lock orders the two).
+        order = await get_order_for_update(session, order_id)
+        if order.status != OrderStatus.PROCESSING_SHIPMENT or order.shipping_rate_id != rate_id:
+            return None
         row = LabelPurchase(
             order_id=order_id,
             carrier_name=carrier.name,

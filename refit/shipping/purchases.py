@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db
@@ -15,7 +15,7 @@ from refit.models import Order, OrderStatus
 from refit.orders.service import transition
 from refit.resources import Resources
 from refit.shipping.carrier import Carrier
-from refit.shipping.models import RateQuote
+from refit.shipping.models import LabelPurchase, RateQuote
 from refit.shipping.rates import ensure_deliverable, load_order, order_address
 
 
@@ -41,6 +41,7 @@ async def request_label(
                 "requested_status": OrderStatus.PROCESSING_SHIPMENT.value,
             },
         )
+    await _refuse_while_in_flight(session, order)
     async with db.as_service(session):
         quote = await session.scalar(
             select(RateQuote).where(RateQuote.order_id == order.id, RateQuote.rate_id == rate_id)
@@ -66,7 +67,6 @@ async def request_label(
     order.shipping_service = quote.service
     order.shipping_cost = quote.amount
     order.label_error = None
-    order.label_transaction_id = None
     await session.flush()
     return await transition(
         session,
@@ -76,3 +76,35 @@ async def request_label(
         metadata={"rate_id": quote.rate_id, "carrier": quote.carrier, "service": quote.service},
         expected_from={OrderStatus.PENDING},
     )
+
+
+async def _refuse_while_in_flight(session: AsyncSession, order: Order) -> None:
+    """An order sent back to pending (processing_shipment -> pending) may still have an
+    earlier purchase in flight: a transaction we wait on (label_transaction_id, which the
+    label job clears when it ends in ERROR) or an attempt whose reply never came ('started')
+    or is still QUEUED ('pending'). Buying with a new rate now could end in two paid labels.
+
+    The simplest safe answer is no: nothing is bought until that purchase is resolved (by the
+    label job, an operator, or cancelling the order, whose refund job settles it). Resolving
+    or refunding it from this request instead would mean carrier calls and waits here.
+    The order row is locked (FOR UPDATE), and the label job writes its 'started' row under
+    the same lock, after re-checking the order still wants that rate (labels._buy).
+    """
+    async with db.as_service(session):
+        in_flight = order.label_transaction_id is not None or bool(
+            await session.scalar(
+                select(
+                    exists().where(
+                        LabelPurchase.order_id == order.id,
+                        LabelPurchase.status.in_(("started", "pending")),
+                    )
+                )
+            )
+        )
+    if in_flight:
+        raise Conflict(
+            f"An earlier label purchase for order {order.order_number} is still being resolved "
+            "with the carrier; a new label can be bought once it is settled. Try again later "
+            "or contact support.",
+            code="label_purchase_in_flight",
+        )

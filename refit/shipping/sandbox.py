@@ -176,12 +176,22 @@ class SandboxCarrier:
             raise CarrierRejected(f"no sandbox transaction {transaction_id}")
         return _transaction(found.object_id, found.data)
 
-    async def find_transactions(self, rate_id: str) -> list[LabelTransaction]:
+    async def find_transactions(
+        self,
+        rate_id: str,
+        *,
+        metadata: str,
+        created_after: dt.datetime,
+        created_before: dt.datetime,
+    ) -> list[LabelTransaction]:
         async with self._sessionmaker() as session:
             rows = await session.scalars(
                 select(SandboxObject).where(
                     SandboxObject.kind == "transaction",
                     SandboxObject.data["rate"].astext == rate_id,
+                    SandboxObject.data["metadata"].astext == metadata,
+                    SandboxObject.created_at > created_after,
+                    SandboxObject.created_at < created_before,
                 )
             )
             return [_transaction(r.object_id, r.data) for r in rows]

@@ -11,6 +11,7 @@ import datetime as dt
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import structlog
@@ -38,6 +39,11 @@ log = structlog.get_logger(__name__)
 
 # A label is a few hundred kB; anything far larger is not a label.
 MAX_LABEL_BYTES = 10 * 1024 * 1024
+# Listing transactions: Shippo's largest page, and how many pages one search may read before
+# it gives up as inconclusive (5,000 transactions in a window of minutes is not an account
+# we can search this way; an operator looks instead).
+LIST_PAGE_SIZE = 100
+MAX_LIST_PAGES = 50
 
 
 class ShippoCarrier:
@@ -50,12 +56,14 @@ class ShippoCarrier:
         *,
         max_rate_limit_wait: float = 30.0,
         rate_limit_retries: int = 3,
+        max_list_pages: int = MAX_LIST_PAGES,
     ) -> None:
         self._api = api
         # Label URLs are signed S3 URLs: fetched with a client that never carries our API key.
         self._downloads = downloads
         self._max_rate_limit_wait = max_rate_limit_wait
         self._rate_limit_retries = rate_limit_retries
+        self._max_list_pages = max_list_pages
 
     @classmethod
     def clients(cls, settings: Settings) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
@@ -143,9 +151,40 @@ class ShippoCarrier:
     async def get_transaction(self, transaction_id: str) -> LabelTransaction:
         return _transaction(await self._request("GET", f"/transactions/{transaction_id}"))
 
-    async def find_transactions(self, rate_id: str) -> list[LabelTransaction]:
-        body = await self._request("GET", "/transactions", params={"rate": rate_id, "results": 100})
-        return [_transaction(t) for t in body.get("results") or []]
+    async def find_transactions(
+        self,
+        rate_id: str,
+        *,
+        metadata: str,
+        created_after: dt.datetime,
+        created_before: dt.datetime,
+    ) -> list[LabelTransaction]:
+        # GET /transactions documents no rate or metadata filter (only object_status,
+        # tracking_status, object_created_* and paging): a `rate` parameter would be ignored
+        # and a busy account's lost purchase missed. So list the time window page by page
+        # and match rate and metadata here.
+        params: dict[str, Any] = {
+            "object_created_gt": _shippo_time(created_after),
+            "object_created_lt": _shippo_time(created_before),
+            "results": LIST_PAGE_SIZE,
+            "page": 1,
+        }
+        found = []
+        for _ in range(self._max_list_pages):
+            body = await self._request("GET", "/transactions", params=params)
+            for raw in body.get("results") or []:
+                if isinstance(raw, dict) and raw.get("metadata") == metadata:
+                    transaction = _transaction(raw)
+                    if transaction.rate_id == rate_id:
+                        found.append(transaction)
+            if not body.get("next"):
+                return found
+            params["page"] = _next_page(str(body["next"]), params["page"])
+        # "Not found" must mean "not bought": an unfinished search is no answer.
+        raise CarrierUnavailable(
+            f"more than {self._max_list_pages} pages of transactions between "
+            f"{params['object_created_gt']} and {params['object_created_lt']}"
+        )
 
     async def download_label(self, transaction: LabelTransaction) -> bytes:
         if not transaction.label_url:
@@ -225,6 +264,21 @@ class ShippoCarrier:
                 raise CarrierUnavailable(f"Shippo sent an unexpected body on {path}")
             return body
         raise AssertionError("unreachable")
+
+
+def _shippo_time(value: dt.datetime) -> str:
+    # Shippo takes ISO 8601 in UTC and no offsets ("2017-01-01T03:30:30Z").
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _next_page(next_url: str, current: int) -> int:
+    """The page `next` points at. Only its page number is taken: we never send our key to
+    whatever host a response names."""
+    try:
+        page = int(parse_qs(urlparse(next_url).query)["page"][0])
+    except (KeyError, IndexError, ValueError):
+        return current + 1
+    return page if page > current else current + 1
 
 
 def _rate_limit_wait(response: httpx.Response) -> float:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import procrastinate
 import structlog
-from sqlalchemy import select, text
+from procrastinate.jobs import Job
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue, resources
@@ -74,10 +76,33 @@ async def purchase_label_task(context: procrastinate.JobContext, order_id: str) 
     return outcome
 
 
-@queue.queue.task(
-    name="shipping.refund_label",
-    retry=queue.exponential_retry(REFUND_ATTEMPTS, 3),
-)
+class PurchaseNotSettled(CarrierError):
+    """A purchase attempt that never heard back is younger than twice our carrier timeout: its
+    transaction may still appear, so "not found" would not yet mean "not bought"."""
+
+    def __init__(self, detail: str, *, settles_in: float) -> None:
+        super().__init__(detail)
+        self.settles_in = settles_in
+
+
+class RefundRetry(procrastinate.BaseRetryStrategy):
+    """Carrier trouble: exponential backoff, REFUND_ATTEMPTS runs in all. A purchase still
+    settling: run again once it has settled, however long our carrier timeout is (it cannot
+    repeat forever: a cancelled order gets no new purchase attempts)."""
+
+    backoff = queue.exponential_retry(REFUND_ATTEMPTS, 3)
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: Job
+    ) -> procrastinate.RetryDecision | None:
+        if isinstance(exception, PurchaseNotSettled):
+            return procrastinate.RetryDecision(
+                retry_in={"seconds": math.ceil(exception.settles_in) + 1}
+            )
+        return self.backoff.get_retry_decision(exception=exception, job=job)
+
+
+@queue.queue.task(name="shipping.refund_label", retry=RefundRetry())
 async def refund_label_task(order_id: str) -> str:
     """Refund the unused label of a cancelled order (and any purchase still in flight)."""
     res = resources.current()
@@ -86,27 +111,40 @@ async def refund_label_task(order_id: str) -> str:
         if order is None or order.status != OrderStatus.CANCELLED:
             return "skipped: order not cancelled"
         rows = (
-            await session.scalars(
-                select(LabelPurchase).where(
+            await session.execute(
+                select(
+                    LabelPurchase.id,
+                    LabelPurchase.rate_id,
+                    LabelPurchase.transaction_id,
+                    LabelPurchase.created_at,
+                    func.extract("epoch", func.now() - LabelPurchase.created_at),
+                ).where(
                     LabelPurchase.order_id == order.id,
                     LabelPurchase.status.in_(("started", "pending", "succeeded")),
                 )
             )
         ).all()
-        work = [(r.id, r.rate_id, r.transaction_id) for r in rows]
-    if not work:
+    if not rows:
         return "nothing to refund"
+    # Decide nothing while an unanswered attempt may still turn into a label (the same rule
+    # as labels._recover): a refund run seconds after a timeout would otherwise mark it
+    # rejected and the label that appears later would never be refunded.
+    settles_in = max(
+        (labels.settle_seconds(res, float(r[4])) for r in rows if r[2] is None), default=0.0
+    )
+    if settles_in > 0:
+        raise PurchaseNotSettled(
+            f"a purchase of order {order_id} may still be running at the carrier",
+            settles_in=settles_in,
+        )
     refunded = []
     async with open_carrier(res.settings) as carrier:
-        for row_id, rate_id, transaction_id in work:
+        for row_id, rate_id, transaction_id, started_at, _ in rows:
             if transaction_id is None:
                 # An attempt that never heard back: look for what it may have bought.
-                found = [
-                    t
-                    for t in await carrier.find_transactions(rate_id)
-                    if t.metadata == labels.metadata_for(order.id)
-                    and t.status is not TransactionStatus.ERROR
-                ]
+                found = await labels.find_lost(
+                    res, carrier, order.id, rate_id, started_at, started_at
+                )
                 if not found:
                     await _set_row(row_id, status="rejected")
                     continue

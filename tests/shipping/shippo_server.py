@@ -8,8 +8,16 @@ test process and a worker subprocess can both reach it.
 Scripting: `fail_next_transactions(n)` (ERROR transactions with messages),
 `queue_next_transactions(n, polls)` (QUEUED, SUCCESS after `polls` GETs),
 `hold_next_transaction()` (the transaction is created, the reply waits for `release()`),
-`rate_limit_next(n, reset_in)` (429 with X-RateLimit-Reset). `labels_bought()` counts
-transactions that reached SUCCESS; `requests` logs every call.
+`hold_next_transaction(create_first=False)` (the request waits for `release()` before the
+transaction exists: a carrier that creates it late), `add_transactions(n, ...)` (other
+orders' labels on the account), `rate_limit_next(n, reset_in)` (429 with X-RateLimit-Reset).
+`labels_bought()` counts transactions that reached SUCCESS; `requests` logs every call and
+`list_queries` the query of every GET /transactions.
+
+GET /transactions implements only what Shippo documents for that list: object_status,
+tracking_status, object_created_gt/_gte/_lt/_lte, page and results (newest first, a `next`
+URL while more pages follow). Anything else (a `rate` parameter) is ignored, as the real
+API would.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from reportlab.lib.pagesizes import inch
 from reportlab.pdfgen import canvas
@@ -55,6 +63,8 @@ class State:
     queue_transactions: int = 0
     queue_polls: int = 0
     hold_transactions: int = 0
+    hold_before_create: bool = False
+    list_queries: list[dict[str, str]] = field(default_factory=list)
     held: threading.Event = field(default_factory=threading.Event)
     holding: threading.Event = field(default_factory=threading.Event)
     rate_limits: int = 0
@@ -98,12 +108,42 @@ class ShippoServer:
         with self.state.lock:
             self.state.queue_transactions, self.state.queue_polls = n, polls
 
-    def hold_next_transaction(self) -> None:
-        """The next POST /transactions creates its transaction, then waits for release()."""
+    def hold_next_transaction(self, *, create_first: bool = True) -> None:
+        """The next POST /transactions creates its transaction, then waits for release()
+        (create_first=False: waits first, and creates it only once released)."""
         with self.state.lock:
             self.state.hold_transactions = 1
+            self.state.hold_before_create = not create_first
             self.state.held.clear()
             self.state.holding.clear()
+
+    def add_transactions(
+        self, n: int, *, age_seconds: float = 0.0, metadata: str = "order:someone-else"
+    ) -> None:
+        """n SUCCESS labels of other orders on the account, created `age_seconds` ago."""
+        created = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_seconds)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+        with self.state.lock:
+            for _ in range(n):
+                txn_id = self.state.new_id("txn")
+                self.state.transactions[txn_id] = Txn(
+                    body={
+                        "object_id": txn_id,
+                        "object_state": "VALID",
+                        "status": "SUCCESS",
+                        "object_created": created,
+                        "object_updated": created,
+                        "object_owner": OWNER,
+                        "test": True,
+                        "rate": f"rate_other_{txn_id}",
+                        "metadata": metadata,
+                        "tracking_number": f"9400{txn_id[-8:]}11",
+                        "label_url": "",
+                        "messages": [],
+                    },
+                    final="OTHER",  # not one of ours: labels_bought() leaves it out
+                )
 
     def settle_queued(self) -> None:
         """QUEUED transactions turn SUCCESS on their next GET."""
@@ -145,6 +185,14 @@ class ShippoServer:
             return [
                 r for r in self.state.requests if r[0] == method and r[1].startswith(path_prefix)
             ]
+
+
+def _parse_time(raw: str) -> dt.datetime:
+    """Shippo's dates: ISO 8601 in UTC, with or without the Z; compared without a zone."""
+    value = dt.datetime.fromisoformat(raw.removesuffix("Z"))
+    if value.tzinfo is not None:
+        raise ValueError("timezone offsets are not supported")
+    return value
 
 
 def label_pdf(tracking_number: str) -> bytes:
@@ -315,6 +363,14 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
             if rate is None:
                 return self._send(400, {"rate": ["Rate not found or expired."]})
             with state.lock:
+                hold_first = state.hold_transactions > 0 and state.hold_before_create
+                if hold_first:
+                    state.hold_transactions -= 1
+            if hold_first:
+                # The carrier is slow to create it: our caller times out before it exists.
+                state.holding.set()
+                state.held.wait(120)
+            with state.lock:
                 txn_id = state.new_id("txn")
                 txn = Txn(
                     body={
@@ -394,13 +450,53 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
             self._send(200, body)
 
         def _list_transactions(self, query: dict[str, str]) -> None:
+            try:
+                bounds = {
+                    key: _parse_time(query[key])
+                    for key in (
+                        "object_created_gt",
+                        "object_created_gte",
+                        "object_created_lt",
+                        "object_created_lte",
+                    )
+                    if key in query
+                }
+                page = int(query.get("page", "1"))
+                size = int(query.get("results", "25"))
+            except ValueError:
+                return self._send(400, {"detail": "Invalid query parameter."})
+            if page < 1 or not 1 <= size <= 100:
+                return self._send(400, {"detail": "Invalid page or results."})
+
+            def keep(body: dict[str, Any]) -> bool:
+                created = _parse_time(body["object_created"])
+                return (
+                    query.get("object_status", body["status"]) == body["status"]
+                    and query.get("tracking_status", body.get("tracking_status"))
+                    == body.get("tracking_status")
+                    and created > bounds.get("object_created_gt", dt.datetime.min)
+                    and created >= bounds.get("object_created_gte", dt.datetime.min)
+                    and created < bounds.get("object_created_lt", dt.datetime.max)
+                    and created <= bounds.get("object_created_lte", dt.datetime.max)
+                )
+
             with state.lock:
-                found = [
-                    dict(t.body)
-                    for t in state.transactions.values()
-                    if "rate" not in query or t.body["rate"] == query["rate"]
-                ]
-            self._send(200, {"next": None, "previous": None, "results": found})
+                state.list_queries.append(dict(query))
+                found = [dict(t.body) for t in state.transactions.values() if keep(t.body)]
+            found.sort(key=lambda b: (b["object_created"], b["object_id"]), reverse=True)
+            shown = found[(page - 1) * size : page * size]
+
+            def link(to: int) -> str:
+                return f"{self._base()}/transactions/?{urlencode({**query, 'page': to})}"
+
+            self._send(
+                200,
+                {
+                    "next": link(page + 1) if page * size < len(found) else None,
+                    "previous": link(page - 1) if page > 1 else None,
+                    "results": shown,
+                },
+            )
 
         def _refund(self, body: dict[str, Any]) -> None:
             with state.lock:

@@ -49,9 +49,11 @@ async def test_label_tracking_and_refund(resources):
     assert txn.status is TransactionStatus.SUCCESS
     assert txn.tracking_number == tracking_number_for(txn.transaction_id)
     assert len(txn.tracking_number) == 22 and txn.tracking_number.isdigit()
-    assert [t.transaction_id for t in await carrier.find_transactions(rate.rate_id)] == [
-        txn.transaction_id
-    ]
+    now = dt.datetime.now(dt.UTC)
+    window = {"created_after": now - dt.timedelta(hours=1), "created_before": now}
+    found = await carrier.find_transactions(rate.rate_id, metadata="order:t", **window)
+    assert [t.transaction_id for t in found] == [txn.transaction_id]
+    assert await carrier.find_transactions(rate.rate_id, metadata="order:u", **window) == []
 
     text = PdfReader(io.BytesIO(await carrier.download_label(txn))).pages[0].extract_text()
     assert txn.tracking_number in text and "1 MAIN ST" in text and "215 CLAYTON ST" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from decimal import Decimal
 
@@ -210,17 +211,58 @@ async def test_timeout_is_retryable(shippo_server, tmp_path):
             await carrier.purchase_label(rate_id, metadata="order:t", label_file_type="PDF_4x6")
         shippo_server.release()
         assert caught.value.retryable
-        # The purchase happened all the same: it is found by its rate.
-        found = await carrier.find_transactions(rate_id)
+        # The purchase happened all the same: it is found by its rate and metadata.
+        found = await carrier.find_transactions(rate_id, metadata="order:t", **_window())
     assert [t.metadata for t in found] == ["order:t"]
 
 
-async def test_list_transactions_filters_by_rate(shippo):
+def _window(minutes: float = 5) -> dict[str, dt.datetime]:
+    now = dt.datetime.now(dt.UTC)
+    span = dt.timedelta(minutes=minutes)
+    return {"created_after": now - span, "created_before": now + span}
+
+
+async def test_find_transactions_matches_rate_and_metadata(shippo, shippo_server):
     first, second = await _rate_id(shippo), await _rate_id(shippo)
     await shippo.purchase_label(first, metadata="order:1", label_file_type="PDF_4x6")
-    assert await shippo.find_transactions(second) == []
-    [found] = await shippo.find_transactions(first)
+    await shippo.purchase_label(first, metadata="order:2", label_file_type="PDF_4x6")
+    assert await shippo.find_transactions(second, metadata="order:1", **_window()) == []
+    [found] = await shippo.find_transactions(first, metadata="order:1", **_window())
     assert found.rate_id == first and found.status is TransactionStatus.SUCCESS
+    assert found.metadata == "order:1"
+    # Only documented parameters are sent: the time window and paging, never `rate`.
+    query = shippo_server.state.list_queries[-1]
+    assert set(query) == {"object_created_gt", "object_created_lt", "results", "page"}
+    assert query["results"] == "100" and query["object_created_gt"].endswith("Z")
+
+
+async def test_find_transactions_follows_pages_within_the_window(shippo, shippo_server):
+    """Our transaction is the oldest of 250 in the window, so on the third page of 100; older
+    ones outside the window are never listed."""
+    rate_id = await _rate_id(shippo)
+    shippo_server.add_transactions(400, age_seconds=3600)  # an hour ago: outside the window
+    ours = await shippo.purchase_label(rate_id, metadata="order:x", label_file_type="PDF_4x6")
+    shippo_server.add_transactions(249)
+    [found] = await shippo.find_transactions(rate_id, metadata="order:x", **_window())
+    assert found.transaction_id == ours.transaction_id
+    assert [q["page"] for q in shippo_server.state.list_queries] == ["1", "2", "3"]
+
+
+async def test_find_transactions_gives_up_loudly_past_its_page_bound(shippo_server, tmp_path):
+    """An unfinished search is an error, never "nothing was bought"."""
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path, shippo_api_key=TOKEN, shippo_base_url=shippo_server.url
+    )
+    api, downloads = ShippoCarrier.clients(settings)
+    async with api, downloads:
+        bounded = ShippoCarrier(api, downloads, max_list_pages=2)
+        rate_id = await _rate_id(bounded)
+        await bounded.purchase_label(rate_id, metadata="order:y", label_file_type="PDF_4x6")
+        shippo_server.add_transactions(250)
+        with pytest.raises(CarrierUnavailable) as caught:
+            await bounded.find_transactions(rate_id, metadata="order:y", **_window())
+    assert caught.value.retryable and "more than 2 pages" in str(caught.value)
+    assert len(shippo_server.state.list_queries) == 2
 
 
 async def test_refund(shippo, shippo_server):
