@@ -36,9 +36,7 @@ def _start_worker(settings) -> subprocess.Popen:
         "REFIT_WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds),
         "REFIT_WORKER_STALLED_AFTER_SECONDS": str(settings.worker_stalled_after_seconds),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.shipping.label_worker"], cwd=ROOT, env=env
-    )
+    return subprocess.Popen([sys.executable, "-m", "refit", "worker"], cwd=ROOT, env=env)
 
 
 async def _wait_for(predicate, timeout=30.0):
