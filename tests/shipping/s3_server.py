@@ -5,8 +5,10 @@ with the expected access key (the signature itself is not re-computed)."""
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalHTTPServer
 
 ACCESS_KEY = "refit-test-access-key"
 SECRET_KEY = "refit-test-secret-key"
@@ -17,28 +19,11 @@ NO_SUCH_KEY = (
 )
 
 
-class S3Server:
+class S3Server(LocalHTTPServer):
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, str]] = {}
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> S3Server:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_handler(self))
 
 
 def _handler(store: S3Server) -> type[BaseHTTPRequestHandler]:

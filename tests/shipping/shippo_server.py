@@ -29,12 +29,14 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from reportlab.lib.pagesizes import inch
 from reportlab.pdfgen import canvas
+
+from tests.local_http import LocalHTTPServer
 
 TOKEN = "shippo_test_refit0123456789"
 OWNER = "shippotle@shippo.com"
@@ -75,28 +77,14 @@ class State:
         return f"{kind}_{next(self.ids):08d}"
 
 
-class ShippoServer:
+class ShippoServer(LocalHTTPServer):
     def __init__(self) -> None:
         self.state = State()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> ShippoServer:
-        self._thread.start()
-        return self
+        super().__init__(_handler(self.state))
 
     def stop(self) -> None:
-        self.state.held.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self.state.held.set()  # release a purchase reply a test is holding
+        super().stop()
 
     # --- scripting -----------------------------------------------------------------------
 
