@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -260,7 +259,9 @@ async def _after_transition(
 
     template = STATUS_EMAILS.get(to_status)
     if template is not None:
-        await _notify(session, order, template, _email_context(order, from_status))
+        await notifications.notify_user(
+            session, order.user_id, template, _email_context(order, from_status)
+        )
 
 
 def _email_context(order: Order, from_status: OrderStatus) -> dict[str, Any]:
@@ -275,12 +276,6 @@ def _email_context(order: Order, from_status: OrderStatus) -> dict[str, Any]:
         "offer_expires_at": order.offer_expires_at,
         "tracking_number": order.tracking_number,
     }
-
-
-async def _notify(
-    session: AsyncSession, order: Order, template: str, context: Mapping[str, Any]
-) -> None:
-    await notifications.notify_user(session, order.user_id, template, context)
 
 
 async def _publish(
