@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import structlog
 
@@ -75,7 +75,3 @@ def export_to_environment(servers: EmbeddedServers) -> None:
         os.environ["REFIT_DATABASE_URL"] = servers.database_url
     if servers.redis_url:
         os.environ["REFIT_REDIS_URL"] = servers.redis_url
-
-
-def is_unix_socket_url(url: str) -> bool:
-    return urlsplit(url).scheme == "unix"
