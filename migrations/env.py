@@ -11,7 +11,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import refit.models  # noqa: F401  (registers every table on Base.metadata)
+import refit.models
+import refit.shipping.models  # noqa: F401
 from refit import db
 from refit.settings import get_settings
 

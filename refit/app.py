@@ -24,6 +24,7 @@ from refit.resources import Resources, close_resources, open_resources
 from refit.settings import Settings, get_settings
 from refit.shipping.admin import router as shipping_admin_router
 from refit.shipping.endpoints import router as shipping_router
+from refit.shipping.tracking import router as tracking_router
 
 
 def init_sentry(settings: Settings) -> None:
@@ -50,7 +51,6 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         init_sentry(settings)
         own = await open_resources(settings)
         pool = await queue.open_queue(settings.database_url, max_size=2)
-        app.state.resources = own
         try:
             yield
         finally:
@@ -63,8 +63,6 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         description="Sell a used device, get paid in SOL. Contract: shared/API.md.",
         lifespan=lifespan,
     )
-    if resources is not None:
-        app.state.resources = resources
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -85,6 +83,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(orders_router)
     app.include_router(addresses_router)
     app.include_router(shipping_router)
+    app.include_router(tracking_router)
     app.include_router(shipping_admin_router)
     app.include_router(auth_router)
     return app

@@ -15,9 +15,9 @@ import typer
 import uvicorn
 
 from refit import embedded, migrate, queue
+from refit.app import create_app, init_sentry
 from refit.catalog.cli import app as catalog_app
 from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
-from refit.logs import configure_logging
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings, get_settings
 
@@ -30,19 +30,6 @@ cli.add_typer(catalog_app, name="catalog")
 log = structlog.get_logger("refit.cli")
 
 
-def _settings_with_servers() -> tuple[Settings, embedded.EmbeddedServers]:
-    """Settings whose database and Redis URLs point somewhere: the configured servers, or the
-    embedded ones started now under the data directory."""
-    settings = get_settings()
-    configure_logging(settings)
-    servers = embedded.ensure_servers(settings.database_url, settings.redis_url, settings.data_dir)
-    embedded.export_to_environment(servers)
-    resolved = settings.model_copy(
-        update={"database_url": servers.database_url, "redis_url": servers.redis_url}
-    )
-    return resolved, servers
-
-
 class _Server(uvicorn.Server):
     # Signals are handled by `_serve_until_signal` for the API and the worker together.
     @contextmanager
@@ -51,8 +38,6 @@ class _Server(uvicorn.Server):
 
 
 async def _serve_until_signal(settings: Settings, *, api: bool, worker: bool) -> None:
-    from refit.app import create_app, init_sentry
-
     init_sentry(settings)
     assert settings.database_url
     resources = await open_resources(settings)
@@ -92,7 +77,7 @@ async def _serve_until_signal(settings: Settings, *, api: bool, worker: bool) ->
 
 
 def _serve(api: bool, worker: bool, migrate_first: bool) -> None:
-    settings, servers = _settings_with_servers()
+    settings, servers = embedded.settings_with_servers()
     try:
         if migrate_first:
             assert settings.database_url
@@ -131,7 +116,7 @@ def worker() -> None:
 @cli.command("migrate")
 def migrate_command(revision: str = typer.Argument("head", help="Target revision")) -> None:
     """Apply the database migrations up to REVISION (default: the newest)."""
-    settings, servers = _settings_with_servers()
+    settings, servers = embedded.settings_with_servers()
     try:
         assert settings.database_url
         migrate.upgrade(settings.database_url, revision)
@@ -143,7 +128,7 @@ def migrate_command(revision: str = typer.Argument("head", help="Target revision
 @cli.command("db-shell")
 def db_shell() -> None:
     """Open psql on the service's database (the embedded one when none is configured)."""
-    settings, servers = _settings_with_servers()
+    settings, servers = embedded.settings_with_servers()
     try:
         from refit.db import libpq_url
 

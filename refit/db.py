@@ -1,7 +1,8 @@
 """Engine, sessions and the per-request transaction.
 
-One transaction per request or job, committed in one place: `request_session` (FastAPI
-dependency) and `job_session` (queue jobs). Services `flush()`, never `commit()`.
+One transaction per request or job, committed in one place: `resources.request_session`
+(FastAPI dependency) and `queue.job_session` (queue jobs). Services `flush()`, never
+`commit()`.
 
 User requests run as the database role `authenticated` with `request.jwt.claims` set, so
 PostgreSQL's Row Level Security (`auth.uid() = user_id`) decides what they see, exactly as
@@ -15,17 +16,17 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
-from sqlalchemy import MetaData, text
+from sqlalchemy import Connection, MetaData, event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -71,31 +72,74 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+_AS_USER = text(
+    "SELECT set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)"
+)
+
+
+def _as_user_params(user_id: uuid.UUID) -> dict[str, str]:
+    return {"role": USER_ROLE, "claims": json.dumps({"sub": str(user_id), "role": USER_ROLE})}
+
+
+@event.listens_for(Session, "after_begin")
+def _begin_as_user(session: Session, transaction: Any, connection: Connection) -> None:
+    # The seller's role is set when the transaction takes its pooled connection, in the same
+    # statement sequence: a request that first calls something slow holds no connection.
+    if transaction.nested:
+        return  # a SAVEPOINT: the role is the enclosing transaction's (maybe as_service's)
+    session.info["began"] = True
+    user_id = session.info.get("user_id")
+    if user_id is not None:
+        connection.execute(_AS_USER, _as_user_params(user_id))
+
+
 async def act_as_user(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Switch the rest of this transaction to the `authenticated` role with the user's claims."""
-    claims = json.dumps({"sub": str(user_id), "role": USER_ROLE})
-    await session.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
-    await session.execute(
-        text("SELECT set_config('request.jwt.claims', :claims, true)"), {"claims": claims}
-    )
+    """Run this session's transaction in the `authenticated` role with the user's claims.
+
+    One statement: `set_config('role', ..., true)` is `SET LOCAL ROLE`, as PostgREST does it.
+    Sent when the transaction takes its connection, or now if it has one already.
+    """
     session.info["user_id"] = user_id
+    if session.info.get("began") and session.in_transaction():
+        await session.execute(_AS_USER, _as_user_params(user_id))
+
+
+def acting_user(session: AsyncSession) -> uuid.UUID | None:
+    """The seller whose role this transaction runs in, or None for the service role."""
+    return session.info.get("user_id")
 
 
 @asynccontextmanager
 async def as_service(session: AsyncSession) -> AsyncIterator[AsyncSession]:
-    """Briefly leave the user's role inside a user transaction (e.g. to write the job queue).
+    """Write as the service, after a read under the seller's RLS proved the row is theirs.
 
-    Only for system tables the user must never touch directly; user rows stay under RLS.
+    Sellers' roles may only read orders, quotes and history (the database guards the one
+    door), so a seller's request changes them in here. The seller's own pending changes are
+    flushed first under the seller's role, and what changed inside is flushed before the role
+    comes back, so nothing crosses the boundary unchecked. A no-op in a service session.
     """
-    user_id = session.info.get("user_id")
-    if user_id is None:
-        yield session
+    if acting_user(session) is None or session.info.get("as_service"):
+        yield session  # a service session, or already inside as_service
         return
+    await session.flush()
     await session.execute(text("SET LOCAL ROLE NONE"))
+    session.info["as_service"] = True
+    failed = False
     try:
         yield session
+        await session.flush()
+    except BaseException:
+        failed = True
+        raise
     finally:
-        await session.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
+        session.info["as_service"] = False
+        try:
+            await session.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
+        except SQLAlchemyError:
+            # The error in flight already aborted the transaction: it rolls back, and the
+            # caller is told about that error, not about this one.
+            if not failed:
+                raise
 
 
 async def raw_connection(session: AsyncSession) -> Any:
@@ -103,15 +147,3 @@ async def raw_connection(session: AsyncSession) -> Any:
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     return raw.driver_connection
-
-
-async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's one transaction: committed when the endpoint returns, rolled back on error."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.resources.sessionmaker
-    async with sessionmaker() as session, session.begin():
-        yield session
-
-
-# scope="function": the commit happens before the response is sent, so a response never
-# reports a change that then failed to commit.
-SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]

@@ -15,6 +15,9 @@ from urllib.parse import quote
 
 import structlog
 
+from refit.logs import configure_logging
+from refit.settings import Settings, get_settings
+
 log = structlog.get_logger(__name__)
 
 
@@ -75,3 +78,17 @@ def export_to_environment(servers: EmbeddedServers) -> None:
         os.environ["REFIT_DATABASE_URL"] = servers.database_url
     if servers.redis_url:
         os.environ["REFIT_REDIS_URL"] = servers.redis_url
+
+
+def settings_with_servers() -> tuple[Settings, EmbeddedServers]:
+    """The process's settings with database and Redis URLs that point somewhere: the
+    configured servers, or the embedded ones started now under the data directory. For the
+    command line's entry points; stop the servers when done."""
+    settings = get_settings()
+    configure_logging(settings)
+    servers = ensure_servers(settings.database_url, settings.redis_url, settings.data_dir)
+    export_to_environment(servers)
+    resolved = settings.model_copy(
+        update={"database_url": servers.database_url, "redis_url": servers.redis_url}
+    )
+    return resolved, servers

@@ -2,7 +2,7 @@
 
 Usage inside an endpoint, on the request's one transaction:
 
-    claim = await idempotency.begin(session, user_id, idempotency_key, request, body)
+    claim = await idempotency.begin(session, claims.user_id, idempotency_key, request, body)
     if claim.replay is not None:
         return claim.replay
     ...do the work...
@@ -14,6 +14,9 @@ its stored response (same key and body) or gets 409 `idempotency_key_reused` (an
 endpoint); if it rolled back (the work failed), the second runs the work itself. The key row
 and the response are written in the work's own transaction, so a key exists iff the work
 committed, and errors (4xx) are never stored: a corrected retry with the same key may succeed.
+
+Keys belong to whoever asked (a seller's id, or "operator:<name>"): two principals may use
+the same key. The table is the service's: written with `db.as_service` in a seller's request.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import queue
+from refit import db, queue
 from refit.errors import BadRequest, Conflict
 from refit.models.idempotency import IdempotencyKey
 
@@ -71,14 +74,20 @@ def request_hash(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method.upper()} {path}\n{canonical}".encode()).hexdigest()
 
 
+def principal_of(who: uuid.UUID | str) -> str:
+    """A seller's id as "user:<uuid>"; an operator's "operator:<name>" as it is."""
+    return f"user:{who}" if isinstance(who, uuid.UUID) else who
+
+
 async def begin(
     session: AsyncSession,
-    user_id: uuid.UUID,
+    who: uuid.UUID | str,
     key: str | None,
     request: Request,
     body: Any,
 ) -> Claim:
-    """Claim `key` for this request, or return the stored response to replay. No key: no-op."""
+    """Claim `key` for `who` (a seller's id or "operator:<name>"), or return the stored
+    response to replay. No key: no-op."""
     if key is None:
         return Claim(key_id=None)
     if not _KEY.fullmatch(key):
@@ -88,27 +97,28 @@ async def begin(
         )
     method, path = request.method, request.url.path
     digest = request_hash(method, path, body)
-    inserted = await session.scalar(
-        insert(IdempotencyKey)
-        .values(
-            user_id=user_id,
-            key=key,
-            request_method=method,
-            request_path=path,
-            request_hash=digest,
+    principal = principal_of(who)
+    async with db.as_service(session):
+        inserted = await session.scalar(
+            insert(IdempotencyKey)
+            .values(
+                principal=principal,
+                key=key,
+                request_method=method,
+                request_path=path,
+                request_hash=digest,
+            )
+            .on_conflict_do_nothing(index_elements=["principal", "key"])
+            .returning(IdempotencyKey.id)
         )
-        .on_conflict_do_nothing(index_elements=["user_id", "key"])
-        .returning(IdempotencyKey.id)
-    )
-    if inserted is not None:
-        return Claim(key_id=inserted)
-
-    # The key exists and its transaction committed (ON CONFLICT waited for it).
-    existing = await session.scalar(
-        select(IdempotencyKey)
-        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        .execution_options(populate_existing=True)
-    )
+        if inserted is not None:
+            return Claim(key_id=inserted)
+        # The key exists and its transaction committed (ON CONFLICT waited for it).
+        existing = await session.scalar(
+            select(IdempotencyKey)
+            .where(IdempotencyKey.principal == principal, IdempotencyKey.key == key)
+            .execution_options(populate_existing=True)
+        )
     if existing is None or existing.response_status is None or existing.response_body is None:
         # Only possible if the row was pruned between the two statements, or was written by
         # code that forgot `respond`: refuse rather than run the work twice.
@@ -140,11 +150,12 @@ async def respond(
     content = jsonable_encoder(body)
     response = JSONResponse(content, status_code=status_code)
     if claim.key_id is not None:
-        await session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.id == claim.key_id)
-            .values(response_status=status_code, response_body=bytes(response.body).decode())
-        )
+        async with db.as_service(session):
+            await session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.id == claim.key_id)
+                .values(response_status=status_code, response_body=bytes(response.body).decode())
+            )
     return response
 
 

@@ -31,6 +31,7 @@ TASK_MODULES = [
     "refit.orders.tasks",
     "refit.auth.tasks",
     "refit.notifications.tasks",
+    "refit.notifications.notify_tasks",
     "refit.shipping.tasks",
 ]
 
@@ -50,7 +51,7 @@ def exponential_retry(attempts: int, base_seconds: int = 2) -> procrastinate.Ret
 
 async def defer(
     session: AsyncSession,
-    task: procrastinate.tasks.Task[Any, Any, Any],
+    task: procrastinate.tasks.Task[Any, Any, Any] | str,
     *,
     queueing_lock: str | None = None,
     lock: str | None = None,
@@ -60,10 +61,15 @@ async def defer(
     """Write a job in the session's transaction. Returns its id, or None when a job with the
     same `queueing_lock` is already waiting (the caller's request then is a duplicate).
 
+    `task` may be a task's name: a domain defers another domain's work without importing it.
+    An unknown name raises (procrastinate's TaskNotFound) instead of queueing a job that no
+    worker would ever run.
+
     The insert runs in a SAVEPOINT: a queueing-lock conflict rolls back only the savepoint.
     Without it PostgreSQL marks the whole transaction failed and COMMIT silently rolls back
     every write of the request.
     """
+    name = task if isinstance(task, str) else task.name
     options: dict[str, Any] = {}
     if queueing_lock:
         options["queueing_lock"] = queueing_lock
@@ -77,14 +83,16 @@ async def defer(
             async with session.begin_nested():
                 # Asking for the connection inside begin_nested() is what emits the SAVEPOINT
                 # (SQLAlchemy opens it lazily, on the next use of the connection).
-                connection = await db.raw_connection(session)
-                job_id = await task.configure(connection=connection, **options).defer_async(
-                    **task_kwargs
-                )
+                options["connection"] = await db.raw_connection(session)
+                if isinstance(task, str):
+                    deferrer = queue.configure_task(task, allow_unknown=False, **options)
+                else:
+                    deferrer = task.configure(**options)
+                job_id = await deferrer.defer_async(**task_kwargs)
         except pq_exceptions.AlreadyEnqueued:
-            log.info("queue.already_enqueued", task=task.name, queueing_lock=queueing_lock)
+            log.info("queue.already_enqueued", task=name, queueing_lock=queueing_lock)
             return None
-    log.info("queue.deferred", task=task.name, job_id=job_id)
+    log.info("queue.deferred", task=name, job_id=job_id)
     return job_id
 
 

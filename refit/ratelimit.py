@@ -21,7 +21,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
 from refit.errors import RateLimited, ServiceUnavailable
-from refit.resources import Resources
+from refit.resources import Resources, current
 
 log = structlog.get_logger(__name__)
 
@@ -91,4 +91,4 @@ async def hit(resources: Resources, limit: str, *identifiers: str) -> None:
 
 async def enforce(request: Request, limit: str, *identifiers: str) -> None:
     """`hit()` with the app's resources, for endpoints."""
-    await hit(request.app.state.resources, limit, *identifiers)
+    await hit(current(), limit, *identifiers)

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from refit import resources
 from refit.errors import Unauthorized
 
 _basic = HTTPBasic(auto_error=False, realm="ReFit operators")
@@ -21,7 +22,7 @@ async def current_operator(
     request: Request,
     credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> str:
-    settings = request.app.state.resources.settings
+    settings = resources.current().settings
     if credentials is None or not secrets.compare_digest(
         credentials.password.encode(), settings.admin_password.encode()
     ):

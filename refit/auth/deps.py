@@ -12,9 +12,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import db, resources
 from refit.auth import tokens
 from refit.errors import Unauthorized
+from refit.resources import SessionDep
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from connect-wallet")
 
@@ -25,16 +26,16 @@ async def current_claims(
 ) -> tokens.TokenClaims:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Sign in first: send Authorization: Bearer <token>", code="no_token")
-    resources = request.app.state.resources
-    claims = tokens.decode_access_token(resources.settings, credentials.credentials)
-    await tokens.ensure_not_revoked(resources.redis, resources.settings, claims)
+    res = resources.current()
+    claims = tokens.decode_access_token(res.settings, credentials.credentials)
+    await tokens.ensure_not_revoked(res.redis, res.settings, claims)
     return claims
 
 
 CurrentClaims = Annotated[tokens.TokenClaims, Depends(current_claims)]
 
 
-async def user_session(session: db.SessionDep, claims: CurrentClaims) -> AsyncSession:
+async def user_session(session: SessionDep, claims: CurrentClaims) -> AsyncSession:
     await db.act_as_user(session, claims.user_id)
     return session
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from refit import ratelimit
+from refit import ratelimit, resources
 from refit.auth import email_verification, service, tokens
 from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.auth.schemas import (
@@ -21,9 +21,9 @@ from refit.auth.schemas import (
     VerifyEmailConfirm,
     VerifyEmailRequest,
 )
-from refit.db import SessionDep
 from refit.errors import ProblemError, Unauthorized
 from refit.models import User
+from refit.resources import SessionDep
 from refit.settings import Settings
 from refit.users.schemas import UserRead
 
@@ -42,7 +42,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.resources.settings
+    settings: Settings = resources.current().settings
     return settings
 
 
@@ -105,8 +105,8 @@ async def me(session: UserSessionDep, claims: CurrentClaims) -> UserRead:
 @router.post("/sign-out", status_code=204, responses=_problems(401))
 async def sign_out(request: Request, claims: CurrentClaims) -> Response:
     """Revoke the access token this request carries."""
-    resources = request.app.state.resources
-    await tokens.revoke(resources.redis, resources.settings, claims)
+    res = resources.current()
+    await tokens.revoke(res.redis, res.settings, claims)
     return Response(status_code=204)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from refit import db
+from refit import db, embedded
 from refit.catalog import service
 from refit.catalog.schemas import CatalogFile
 from refit.resources import close_resources, open_resources
@@ -24,14 +24,12 @@ def load_command(
 ) -> None:
     """Load FILE into the catalog: every entry inserted or updated, entries it no longer lists
     deactivated (existing quotes keep them). Safe to run again."""
-    from refit.cli import _settings_with_servers
-
     try:
         catalog = service.parse_file(file)
     except service.CatalogFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
-    settings, servers = _settings_with_servers()
+    settings, servers = embedded.settings_with_servers()
     try:
         result = asyncio.run(load_and_invalidate(settings, catalog))
     finally:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from refit import resources
 from refit.catalog import service
 from refit.catalog.schemas import CatalogRead
-from refit.db import SessionDep
+from refit.resources import SessionDep
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/catalog", tags=["catalog"])
     summary="Brands, models, storage options and condition grades (public)",
 )
 async def get_catalog(request: Request, session: SessionDep) -> Response:
-    body = await service.cached_json(request.app.state.resources, session)
+    body = await service.cached_json(resources.current(), session)
     return Response(
         content=body,
         media_type="application/json",

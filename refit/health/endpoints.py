@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from refit import queue
+from refit import queue, resources
 
 router = APIRouter(tags=["operations"])
 log = structlog.get_logger(__name__)
@@ -38,16 +38,14 @@ async def _check(name: str, probe: Any) -> tuple[str, str | None]:
 async def readyz(request: Request) -> JSONResponse:
     """Ready to take traffic: PostgreSQL and Redis answer. Also reports the workers' heartbeat
     (informational: an API process can serve while workers restart)."""
-    resources = request.app.state.resources
+    res = resources.current()
 
     async def database() -> None:
-        async with resources.engine.connect() as connection:
+        async with res.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     results = dict(
-        await asyncio.gather(
-            _check("database", database()), _check("redis", resources.redis.ping())
-        )
+        await asyncio.gather(_check("database", database()), _check("redis", res.redis.ping()))
     )
     checks = {
         name: ("ok" if error is None else f"error: {error}") for name, error in results.items()

@@ -5,7 +5,7 @@ from refit.models.auth import EmailVerificationToken, SiwsNonce
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade, DeviceCategory
 from refit.models.idempotency import IdempotencyKey
 from refit.models.notification import OutboundEmail
-from refit.models.order import Order, OrderStatus, OrderStatusHistory, ShippingEvent
+from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.models.quote import Quote
 from refit.models.user import User
 
@@ -22,7 +22,6 @@ __all__ = [
     "OutboundEmail",
     "Quote",
     "ShippingAddress",
-    "ShippingEvent",
     "SiwsNonce",
     "User",
 ]

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import DateTime, func, text
+from sqlalchemy import DateTime, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 class UUIDPrimaryKey:
@@ -22,3 +25,21 @@ class Timestamps:
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class EnumText(TypeDecorator[Any]):
+    """A `StrEnum` stored as its value in a text column (the CHECK constraint lives in the
+    migration): Python sees the enum, PostgreSQL sees text, queries compare either."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Any) -> StrEnum | None:
+        return None if value is None else self.enum(value)

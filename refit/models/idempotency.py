@@ -1,11 +1,11 @@
-"""Idempotency keys: the first response to a (user, Idempotency-Key) pair, replayed on retry."""
+"""Idempotency keys: the first response to a (principal, Idempotency-Key) pair, replayed on
+retry. The principal is whoever asked: "user:<uuid>" or "operator:<name>"."""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
-from sqlalchemy import DateTime, ForeignKey, Integer, Text, UniqueConstraint, func
+from sqlalchemy import DateTime, Integer, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refit.db import Base
@@ -14,11 +14,9 @@ from refit.models.base import UUIDPrimaryKey
 
 class IdempotencyKey(UUIDPrimaryKey, Base):
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    __table_args__ = (UniqueConstraint("principal", "key"),)
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-    )
+    principal: Mapped[str] = mapped_column(Text, nullable=False)
     key: Mapped[str] = mapped_column(Text, nullable=False)
     request_method: Mapped[str] = mapped_column(Text, nullable=False)
     request_path: Mapped[str] = mapped_column(Text, nullable=False)

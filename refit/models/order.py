@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refit.db import Base
-from refit.models.base import Timestamps, UUIDPrimaryKey
+from refit.models.base import EnumText, Timestamps, UUIDPrimaryKey
 
 
 class OrderStatus(StrEnum):
@@ -22,7 +22,6 @@ class OrderStatus(StrEnum):
     RECEIVED = "received"
     INSPECTING = "inspecting"
     OFFER_PENDING = "offer_pending"
-    # The seller accepted the revised offer; the payout follows (see refit/orders/states.py).
     RETURNING = "returning"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
@@ -39,7 +38,9 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
     )
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
     # Only orders.service.transition() writes this column.
-    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    status: Mapped[OrderStatus] = mapped_column(
+        EnumText(OrderStatus), nullable=False, server_default="pending"
+    )
 
     device_brand: Mapped[str] = mapped_column(Text, nullable=False)
     device_model: Mapped[str] = mapped_column(Text, nullable=False)
@@ -95,29 +96,12 @@ class OrderStatusHistory(UUIDPrimaryKey, Base):
     order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("orders.id", ondelete="CASCADE"), nullable=False
     )
-    from_status: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text, nullable=False)
+    from_status: Mapped[OrderStatus | None] = mapped_column(EnumText(OrderStatus))
+    status: Mapped[OrderStatus] = mapped_column(EnumText(OrderStatus), nullable=False)
     # Who made the change: "user:<uuid>", "operator:<name>", "system:<job>".
     actor: Mapped[str] = mapped_column(Text, nullable=False, server_default="system")
     notes: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.clock_timestamp(), nullable=False
-    )
-
-
-class ShippingEvent(UUIDPrimaryKey, Base):
-    __tablename__ = "shipping_events"
-
-    order_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), nullable=False
-    )
-    event_type: Mapped[str] = mapped_column(Text, nullable=False)
-    carrier_status: Mapped[str | None] = mapped_column(Text)
-    location: Mapped[str | None] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(Text)
-    raw_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    occurred_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
     )

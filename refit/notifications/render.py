@@ -3,6 +3,9 @@
 A template is a folder under templates/: `subject.txt`, `body.txt`, `body.html` (the HTML
 extends `_layout.html`). Undefined variables are errors, so a missing context key fails the
 job loudly instead of mailing a blank.
+
+The context reaches a template as stored JSON: money, ids and times are strings. Templates
+format money with `|money` and times with `|when`, which take the string or the value.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import email.utils
 import re
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,25 @@ _env = Environment(
     undefined=StrictUndefined,
     keep_trailing_newline=True,
 )
+
+
+def _money(value: Decimal | int | str) -> str:
+    """A price as the template shows it: "1250.5", 1250.5 or Decimal("1250.50") → "1,250.50".
+    None, or text that is not a number, raises: a price must never render blank."""
+    return f"{Decimal(str(value)):,.2f}"
+
+
+def _when(value: dt.datetime | str) -> str:
+    """A datetime or its ISO text → "December 1, 2026 at 10:00 UTC"."""
+    moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    moment = moment.astimezone(dt.UTC)
+    return f"{moment:%B} {moment.day}, {moment:%Y} at {moment:%H:%M} UTC"
+
+
+_env.filters["money"] = _money
+_env.filters["when"] = _when
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from email_validator import validate_email
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, queue
+from refit import db
 from refit.models import OutboundEmail, User
 from refit.notifications.render import template_exists
-from refit.notifications.tasks import send_email
+from refit.notifications.tasks import defer_send
 
 log = structlog.get_logger(__name__)
 
@@ -42,15 +42,17 @@ async def queue_email(
     context: Mapping[str, Any],
     user_id: uuid.UUID | None = None,
     redact_after_send: bool = False,
+    email_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Record an email in the mail log and defer `notifications.send_email` for it, both in the
     session's transaction. The job renders `template` with `context` (stored as JSON: Decimal,
-    UUID and datetime values become strings). Returns the mail log id."""
+    UUID and datetime values become strings). Returns the mail log id, `email_id` when given
+    (a job derives it from its own id, so a rerun finds the email it already queued)."""
     if not template_exists(template):
         raise ValueError(f"unknown email template {template!r}")
     recipient = validate_email(to, check_deliverability=False).normalized
     payload = json.loads(json.dumps(dict(context), default=_json_default))
-    email_id = uuid.uuid4()
+    email_id = email_id or uuid.uuid4()
     # Flush the caller's pending changes under the caller's own role first: the service role
     # below is for the mail log row only and must not carry anyone's rows past RLS.
     await session.flush()
@@ -65,13 +67,18 @@ async def queue_email(
                 redact_after_send=redact_after_send,
             )
         )
-    await queue.defer(session, send_email, email_id=str(email_id))
+    await defer_send(session, email_id)
     log.info("notifications.queued", email_id=str(email_id), template=template)
     return email_id
 
 
 async def notify_user(
-    session: AsyncSession, user_id: uuid.UUID, template: str, context: Mapping[str, Any]
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    email_id: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
     """Email a seller, if they have a verified address (else nothing, and None)."""
     row = (
@@ -81,5 +88,10 @@ async def notify_user(
         log.info("notifications.skipped_no_verified_email", user_id=str(user_id), template=template)
         return None
     return await queue_email(
-        session, to=row.email, template=template, context=context, user_id=user_id
+        session,
+        to=row.email,
+        template=template,
+        context=context,
+        user_id=user_id,
+        email_id=email_id,
     )

@@ -12,7 +12,7 @@ from refit import idempotency
 from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.models.order import OrderStatus
 from refit.orders import offers, reads, service
-from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage, Tracking
+from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage
 from refit.orders.states import SELLER_CANCELLABLE
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -62,11 +62,6 @@ async def list_orders(
 @router.get("/{order_id}", response_model=OrderDetail)
 async def get_order(order_id: uuid.UUID, session: UserSessionDep) -> OrderDetail:
     return await reads.order_detail(session, await service.get_order(session, order_id))
-
-
-@router.get("/{order_id}/tracking", response_model=Tracking)
-async def get_tracking(order_id: uuid.UUID, session: UserSessionDep) -> Tracking:
-    return await reads.tracking(session, await service.get_order(session, order_id))
 
 
 @router.post("/{order_id}/ship", response_model=OrderDetail)

@@ -12,6 +12,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit import db
 from refit.errors import Conflict
 from refit.models.order import Order, OrderStatus
 from refit.orders import service
@@ -20,7 +21,7 @@ S = OrderStatus
 
 
 async def _open_offer(session: AsyncSession, order_id: uuid.UUID, *, refuse_expired: bool) -> Order:
-    order = await service.get_order_for_update(session, order_id)
+    order = await service.get_order(session, order_id, for_update=True)
     if order.status != S.OFFER_PENDING:
         raise Conflict(
             f"{order.order_number} has no revised offer to answer (it is {order.status})",
@@ -41,8 +42,9 @@ async def accept_offer(session: AsyncSession, order_id: uuid.UUID) -> Order:
     """Accept the revised price (final_price_usd). Accepting twice is harmless."""
     order = await _open_offer(session, order_id, refuse_expired=True)
     if order.offer_accepted_at is None:
-        order.offer_accepted_at = dt.datetime.now(dt.UTC)
-        await session.flush()
+        # Not a status: the seller's yes, stamped by the service after the RLS-checked lock.
+        async with db.as_service(session):
+            order.offer_accepted_at = dt.datetime.now(dt.UTC)
     return order
 
 

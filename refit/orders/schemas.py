@@ -91,24 +91,3 @@ class OrderDetail(OrderRead):
 class OrderPage(BaseModel):
     items: list[OrderRead]
     next_cursor: str | None
-
-
-class TrackingEvent(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    event_type: str
-    carrier_status: str | None
-    location: str | None
-    description: str | None
-    occurred_at: dt.datetime | None
-
-
-class Tracking(BaseModel):
-    order_status: OrderStatus
-    carrier: str | None
-    tracking_number: str | None
-    # The carrier's latest status (Shippo: PRE_TRANSIT, TRANSIT, DELIVERED, RETURNED, FAILURE,
-    # UNKNOWN); UNKNOWN before the first scan.
-    status: str
-    eta: dt.datetime | None
-    events: list[TrackingEvent]

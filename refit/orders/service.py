@@ -1,8 +1,10 @@
 """Orders: the one door for status changes (`transition`) and the reads around it.
 
-`transition()` is the only code that writes `orders.status`. It runs in the caller's
-transaction (a seller's request under RLS, an operator's request, or a job) and flushes; the
-caller's session dependency or job wrapper commits.
+`transition()` is the only code that writes `orders.status`; `create_order()` is the only
+code that inserts an order. Both run in the caller's transaction (a seller's request, an
+operator's request, or a job) and flush; the caller's session dependency or job wrapper
+commits. A seller's role may only read orders: in a seller's request the row is first found
+under RLS (another seller's order is a 404), then written as the service (`db.as_service`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import resources
+from refit import db, resources
 from refit.errors import Conflict, NotFound
 from refit.models.address import ShippingAddress
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.models.quote import Quote
-from refit.notifications import service as notifications
+from refit.orders import follow_ups
 from refit.orders.schemas import OrderCreate
 from refit.orders.states import ALLOWED_MOVES, STAMPS
 
@@ -32,16 +34,15 @@ log = structlog.get_logger(__name__)
 S = OrderStatus
 _ACTOR = re.compile(r"(user|operator|system):\S.*")
 
-# Emails sent when an order enters a status (refit/notifications/templates/<name>/), to the
-# seller's verified address only.
-STATUS_EMAILS: dict[OrderStatus, str] = {
-    S.AWAITING_SHIPMENT: "order_label_ready",
-    S.RECEIVED: "order_received",
-    S.OFFER_PENDING: "order_offer_pending",
-    S.RETURNING: "order_returning",
-    S.COMPLETED: "order_completed",
-    S.CANCELLED: "order_cancelled",
-}
+# What the order copies from its quote about the device (never from the request).
+DEVICE_FIELDS = (
+    "device_brand",
+    "device_model",
+    "device_storage",
+    "device_category",
+    "device_condition",
+    "device_details",
+)
 
 # Realtime: one NOTIFY per change, delivered by PostgreSQL only if the transaction commits.
 ORDER_EVENTS_CHANNEL = "order_events"
@@ -85,41 +86,34 @@ async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCre
         id=uuid.uuid4(),
         user_id=user_id,
         quote_id=quote.id,
-        device_brand=quote.device_brand,
-        device_model=quote.device_model,
-        device_storage=quote.device_storage,
-        device_category=quote.device_category,
-        device_condition=quote.device_condition,
-        device_details=quote.device_details,
+        **{field: getattr(quote, field) for field in DEVICE_FIELDS},
         quoted_price_usd=quote.price_usd,
         quoted_price_sol=quote.price_sol,
         quoted_price_lamports=quote.price_lamports,
         shipping_address_id=address_id,
     )
-    try:
-        # Two creates racing on one quote both pass the check above; the unique index on
-        # orders.quote_id lets one in. The savepoint keeps this transaction usable to answer.
-        async with session.begin_nested():
-            session.add(order)
-            await session.flush()
-    except IntegrityError as exc:
-        if "uq_orders_quote_id" in str(exc.orig):
-            raise _quote_used(quote.id, None) from exc
-        raise
-    session.add(
-        OrderStatusHistory(
-            order_id=order.id,
-            from_status=None,
-            status=OrderStatus.PENDING.value,
+    async with db.as_service(session):
+        try:
+            # Two creates racing on one quote both pass the check above; the unique index on
+            # orders.quote_id lets one in. The savepoint keeps this transaction usable.
+            async with session.begin_nested():
+                session.add(order)
+                await session.flush()
+        except IntegrityError as exc:
+            if "uq_orders_quote_id" in str(exc.orig):
+                raise _quote_used(quote.id, None) from exc
+            raise
+        # order_number, status and created_at are the database's defaults.
+        await session.refresh(order)
+        await _record_move(
+            session,
+            order,
+            None,
+            OrderStatus.PENDING,
             actor=f"user:{user_id}",
             notes="order created",
+            at=order.created_at,
         )
-    )
-    await session.flush()
-    # order_number, status and the timestamps are the database's defaults.
-    await session.refresh(order)
-    await _publish(session, order, None, OrderStatus.PENDING)
-    log.info("orders.created", order_id=str(order.id), quote_id=str(quote.id))
     return order
 
 
@@ -131,35 +125,42 @@ def _quote_used(quote_id: uuid.UUID, order_number: str | None) -> Conflict:
     )
 
 
-async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
-    """The order, as the session's role may see it (a seller: only their own), else 404."""
+async def get_order(
+    session: AsyncSession, order_id: uuid.UUID, *, for_update: bool = False
+) -> Order:
+    """The order as the session's role may see it (a seller: only their own), else 404.
+
+    `for_update`: locked until the transaction ends (others wait) and re-read even if this
+    session holds a copy. In a seller's session, change it only inside `db.as_service`.
+    """
+    if for_update:
+        order, _ = await _lock(session, order_id)
+        return order
     order = await session.scalar(select(Order).where(Order.id == order_id))
     if order is None:
         raise order_not_found(order_id)
     return order
 
 
-async def get_order_for_update(session: AsyncSession, order_id: uuid.UUID) -> Order:
-    """The order row locked until the transaction ends (others wait), re-read from the
-    database even if this session already holds it, else 404."""
-    order, _ = await _lock(session, order_id)
-    return order
-
-
 async def _lock(session: AsyncSession, order_id: uuid.UUID) -> tuple[Order, dt.datetime]:
+    if db.acting_user(session) is not None:
+        # The RLS-checked read: another seller's order does not exist for this session. The
+        # lock itself needs the UPDATE privilege, which only the service role has.
+        if await session.scalar(select(Order.id).where(Order.id == order_id)) is None:
+            raise order_not_found(order_id)
     # populate_existing: a copy already in the session may be stale; the lock is only worth
     # something if we decide on the row as it is now. clock_timestamp() comes with the row so
     # the history row and the stamp column carry one and the same instant.
-    row = (
-        await session.execute(
-            select(Order, func.clock_timestamp())
-            .where(Order.id == order_id)
-            .with_for_update(of=Order)
-            .execution_options(populate_existing=True)
-        )
-    ).one_or_none()
+    async with db.as_service(session):
+        row = (
+            await session.execute(
+                select(Order, func.clock_timestamp())
+                .where(Order.id == order_id)
+                .with_for_update(of=Order)
+                .execution_options(populate_existing=True)
+            )
+        ).one_or_none()
     if row is None:
-        # Under a seller's session RLS hides other sellers' orders: same answer as unknown.
         raise order_not_found(order_id)
     return row[0], row[1]
 
@@ -183,7 +184,7 @@ async def transition(
         raise ValueError(f"actor must be user:/operator:/system:<who>, got {actor!r}")
     to_status = OrderStatus(to_status)
     order, now = await _lock(session, order_id)
-    from_status = OrderStatus(order.status)
+    from_status = order.status
     if (expected_from is not None and from_status not in expected_from) or (
         to_status not in ALLOWED_MOVES[from_status]
     ):
@@ -205,77 +206,61 @@ async def transition(
             code="offer_not_accepted",
         )
 
-    order.status = to_status.value
-    stamp = STAMPS.get(to_status)
-    if stamp is not None:
-        setattr(order, stamp, now)
-    if to_status is S.OFFER_PENDING:
-        days = resources.current().settings.offer_response_days
-        order.offer_expires_at = now + dt.timedelta(days=days)
+    async with db.as_service(session):
+        order.status = to_status
+        stamp = STAMPS.get(to_status)
+        if stamp is not None:
+            setattr(order, stamp, now)
+        if to_status is S.OFFER_PENDING:
+            days = resources.current().settings.offer_response_days
+            order.offer_expires_at = now + dt.timedelta(days=days)
+        await _record_move(
+            session,
+            order,
+            from_status,
+            to_status,
+            actor=actor,
+            notes=notes,
+            metadata=metadata,
+            at=now,
+        )
+    return order
+
+
+async def _record_move(
+    session: AsyncSession,
+    order: Order,
+    from_status: OrderStatus | None,
+    to_status: OrderStatus,
+    *,
+    actor: str,
+    at: dt.datetime,
+    notes: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """The history row, the realtime event and the follow-ups of one move, in its transaction.
+    The one door's inside: only create_order and transition call it (as the service)."""
     session.add(
         OrderStatusHistory(
             order_id=order.id,
-            from_status=from_status.value,
-            status=to_status.value,
+            from_status=from_status,
+            status=to_status,
             actor=actor,
             notes=notes,
             metadata_=metadata,
-            created_at=now,
+            created_at=at,
         )
     )
     await session.flush()
     log.info(
         "orders.transition",
         order_id=str(order.id),
-        from_status=from_status.value,
+        from_status=from_status.value if from_status else None,
         to_status=to_status.value,
         actor=actor,
     )
-    await _after_transition(session, order, from_status, to_status)
-    return order
-
-
-async def _after_transition(
-    session: AsyncSession, order: Order, from_status: OrderStatus, to_status: OrderStatus
-) -> None:
-    """What follows a status change, in the same transaction: jobs and emails exist iff the
-    change commits. One branch per destination status; extend here."""
     await _publish(session, order, from_status, to_status)
-
-    if to_status is S.PROCESSING_SHIPMENT:
-        # The label job (queueing lock purchase-label:<id>): exists iff this change commits.
-        from refit.shipping.tasks import defer_label_purchase
-
-        await defer_label_purchase(session, order.id)
-    elif to_status is S.CANCELLED and from_status in (
-        S.PROCESSING_SHIPMENT,
-        S.AWAITING_SHIPMENT,
-    ):
-        # A label bought (or being bought) for a cancelled order is refunded; from
-        # processing_shipment the purchase may be in flight, the refund job finds it.
-        from refit.shipping.tasks import defer_label_refund
-
-        await defer_label_refund(session, order.id)
-
-    template = STATUS_EMAILS.get(to_status)
-    if template is not None:
-        await notifications.notify_user(
-            session, order.user_id, template, _email_context(order, from_status)
-        )
-
-
-def _email_context(order: Order, from_status: OrderStatus) -> dict[str, Any]:
-    return {
-        "order_id": str(order.id),
-        "order_number": order.order_number,
-        "status": order.status,
-        "from_status": from_status.value,
-        "device": f"{order.device_brand} {order.device_model}",
-        "quoted_price_usd": order.quoted_price_usd,
-        "final_price_usd": order.final_price_usd,
-        "offer_expires_at": order.offer_expires_at,
-        "tracking_number": order.tracking_number,
-    }
+    await follow_ups.after_move(session, order, from_status, to_status)
 
 
 async def _publish(

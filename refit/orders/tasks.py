@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import structlog
 from sqlalchemy import and_, or_, select
@@ -15,7 +16,7 @@ from sqlalchemy import and_, or_, select
 from refit import queue, resources
 from refit.errors import Conflict, NotFound
 from refit.models.order import Order, OrderStatus
-from refit.orders.service import get_order_for_update, transition
+from refit.orders.service import get_order, transition
 
 log = structlog.get_logger(__name__)
 
@@ -41,21 +42,13 @@ async def expire_unshipped(now: dt.datetime | None = None) -> int:
         and_(Order.status == S.AWAITING_SHIPMENT, Order.label_purchased_at < cutoff),
         and_(Order.status == S.PENDING, Order.created_at < cutoff),
     )
-    cancelled = 0
-    while ids := await _due(due, BATCH):
-        moved = 0
-        for order_id in ids:
-            moved += await _move(
-                order_id,
-                S.CANCELLED,
-                actor="system:orders.expire_unshipped",
-                notes=f"not shipped within {settings.order_unshipped_expiry_days} days",
-                expected_from={S.AWAITING_SHIPMENT, S.PENDING},
-            )
-        cancelled += moved
-        if moved == 0:
-            break  # every one raced with the seller: the next sweep looks again
-    return cancelled
+    return await _sweep(
+        due,
+        S.CANCELLED,
+        actor="system:orders.expire_unshipped",
+        notes=f"not shipped within {settings.order_unshipped_expiry_days} days",
+        expected_from={S.AWAITING_SHIPMENT, S.PENDING},
+    )
 
 
 async def expire_offers(now: dt.datetime | None = None) -> int:
@@ -67,22 +60,27 @@ async def expire_offers(now: dt.datetime | None = None) -> int:
         Order.offer_accepted_at.is_(None),
         Order.offer_expires_at < moment,
     )
-    returned = 0
+    return await _sweep(
+        due,
+        S.RETURNING,
+        actor="system:orders.expire_offers",
+        notes="the revised offer was not answered in time",
+        expected_from={S.OFFER_PENDING},
+        expires_before=moment,
+    )
+
+
+async def _sweep(due: object, to_status: OrderStatus, **move: Any) -> int:
+    """Move every order matching `due`, a batch at a time, each in its own transaction."""
+    moved_in_all = 0
     while ids := await _due(due, BATCH):
         moved = 0
         for order_id in ids:
-            moved += await _move(
-                order_id,
-                S.RETURNING,
-                actor="system:orders.expire_offers",
-                notes="the revised offer was not answered in time",
-                expected_from={S.OFFER_PENDING},
-                expires_before=moment,
-            )
-        returned += moved
+            moved += await _move(order_id, to_status, **move)
+        moved_in_all += moved
         if moved == 0:
-            break
-    return returned
+            break  # every one raced with the seller: the next sweep looks again
+    return moved_in_all
 
 
 async def _move(
@@ -97,7 +95,7 @@ async def _move(
     try:
         async with queue.job_session() as session:
             if expires_before is not None:
-                order = await get_order_for_update(session, order_id)
+                order = await get_order(session, order_id, for_update=True)
                 # Under the lock: an offer accepted since the query no longer lapses.
                 if (
                     order.offer_accepted_at is not None

@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Request, status
 
+from refit import resources
 from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.quotes import service
 from refit.quotes.schemas import QuoteCreate, QuoteRead
@@ -18,7 +19,7 @@ async def create_quote(
     data: QuoteCreate, request: Request, session: UserSessionDep, claims: CurrentClaims
 ) -> QuoteRead:
     """Price a device: USD locked until expires_at, SOL at the current rate."""
-    quote = await service.create_quote(session, request.app.state.resources, claims.user_id, data)
+    quote = await service.create_quote(session, resources.current(), claims.user_id, data)
     return QuoteRead.model_validate(quote)
 
 

@@ -1,61 +1,35 @@
 """Quotes are priced here, never by the client: catalog base price x grade factor in USD,
 then SOL at the current rate.
 
-Rounding always goes down (ROUND_DOWN): we never promise more than we pay. USD to the cent
-(numeric(10, 2)), SOL to 0.0001 (numeric(10, 4)), and lamports are exactly price_sol x 10^9,
-so the SOL a seller is shown and the lamports it stands for are the same amount.
+The money rules (rounding down, lamports exact) are refit/money.py's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit import db
 from refit.catalog.schemas import storage_sort_key
 from refit.errors import NotFound, Unprocessable
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade
 from refit.models.quote import Quote
+from refit.money import MAX_SOL, MAX_USD, recorded_rate, sol_to_lamports, usd_price, usd_to_sol
 from refit.pricing.service import current_rate
 from refit.quotes.schemas import QuoteCreate
 from refit.resources import Resources
-
-USD_STEP = Decimal("0.01")
-# numeric(20, 8): the rate is recorded at this precision and SOL computed from the recorded
-# value, so the stored rate reproduces the stored SOL amount exactly.
-RATE_STEP = Decimal("0.00000001")
-SOL_STEP = Decimal("0.0001")
-LAMPORTS_PER_SOL = 10**9
-# The columns' limits: numeric(10, 2) and numeric(10, 4).
-MAX_USD = Decimal("99999999.99")
-MAX_SOL = Decimal("999999.9999")
-
-
-def usd_price(base_price_usd: Decimal, price_factor: Decimal) -> Decimal:
-    return (base_price_usd * price_factor).quantize(USD_STEP, rounding=ROUND_DOWN)
-
-
-def usd_to_sol(usd: Decimal, usd_per_sol: Decimal) -> Decimal:
-    # Enough digits that the quotient is exact well past the 4th decimal before rounding.
-    with localcontext() as ctx:
-        ctx.prec = 50
-        return (usd / usd_per_sol).quantize(SOL_STEP, rounding=ROUND_DOWN)
-
-
-def sol_to_lamports(sol: Decimal) -> int:
-    lamports = sol * LAMPORTS_PER_SOL
-    if lamports != lamports.to_integral_value():
-        raise ValueError(f"{sol} SOL is not a whole number of lamports")
-    return int(lamports)
 
 
 async def create_quote(
     session: AsyncSession, resources: Resources, user_id: uuid.UUID, data: QuoteCreate
 ) -> Quote:
     """Price the device from the catalog and the grade; store and return the quote."""
+    # The rate first, before any statement: a price feed call (when the cached rate is stale)
+    # then never holds the request's pooled connection or transaction open.
+    rate = await current_rate(resources)
     model = await session.scalar(
         select(CatalogModel).where(
             func.lower(CatalogModel.brand) == data.device_brand.lower(),
@@ -110,8 +84,7 @@ async def create_quote(
         )
 
     price_usd = usd_price(variant.base_price_usd, grade.price_factor)
-    rate = await current_rate(resources)
-    usd_per_sol = rate.usd_per_sol.quantize(RATE_STEP, rounding=ROUND_HALF_EVEN)
+    usd_per_sol = recorded_rate(rate.usd_per_sol)
     price_sol = usd_to_sol(price_usd, usd_per_sol)
     if price_usd > MAX_USD or price_sol > MAX_SOL:
         raise Unprocessable(
@@ -139,8 +112,9 @@ async def create_quote(
         expires_at=now + dt.timedelta(days=resources.settings.quote_ttl_days),
         created_at=now,
     )
-    session.add(quote)
-    await session.flush()
+    # The seller's role may read quotes, never write them: a quote is a price we promise.
+    async with db.as_service(session):
+        session.add(quote)
     return quote
 
 

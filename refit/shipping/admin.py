@@ -9,18 +9,20 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, text
 
+from refit import resources
 from refit.admin.deps import OperatorDep
-from refit.db import SessionDep
 from refit.errors import Conflict, Unprocessable
 from refit.models import OrderStatus
-from refit.orders.service import get_order, get_order_for_update
+from refit.orders import follow_ups
+from refit.orders.service import get_order
+from refit.resources import SessionDep
+from refit.shipping import state
 from refit.shipping.carrier import CarrierError
 from refit.shipping.carriers import open_carrier
 from refit.shipping.endpoints import label_response
 from refit.shipping.models import LabelPurchase
 from refit.shipping.sandbox import SandboxCarrier
 from refit.shipping.schemas import RetryLabelResponse, SandboxTrackingRequest
-from refit.shipping.tasks import PURCHASE_LABEL, defer_label_purchase
 
 log = structlog.get_logger(__name__)
 
@@ -33,16 +35,15 @@ async def retry_label(
 ) -> RetryLabelResponse:
     """Clear the label error and queue the label job again (it resumes any transaction the
     carrier already has for this order, so a retry never buys a second label)."""
-    order = await get_order_for_update(session, order_id)
+    order = await get_order(session, order_id, for_update=True)
     if order.status != OrderStatus.PROCESSING_SHIPMENT:
         raise Conflict(
             f"Order {order.order_number} is {order.status}; only an order waiting for its "
             "label (processing_shipment) can have its label retried",
             code="invalid_order_state",
         )
-    order.label_error = None
-    await session.flush()
-    job_id = await defer_label_purchase(session, order.id)
+    await state.set_label_error(session, order, None)
+    job_id = await follow_ups.defer(session, follow_ups.PURCHASE_LABEL, order.id)
     log.info("shipping.label_retry", order_id=str(order.id), operator=operator, job_id=job_id)
     return RetryLabelResponse(order_id=order.id, status=order.status, job_id=job_id)
 
@@ -55,7 +56,7 @@ async def retry_label(
 async def operator_label(
     order_id: uuid.UUID, request: Request, session: SessionDep, operator: OperatorDep
 ) -> Response:
-    return await label_response(request.app.state.resources, await get_order(session, order_id))
+    return await label_response(resources.current(), await get_order(session, order_id))
 
 
 @router.get("/{order_id}/label-status")
@@ -86,7 +87,7 @@ async def label_status(
                 GROUP BY j.id ORDER BY j.id
                 """
                 ),
-                {"task": PURCHASE_LABEL, "order_id": str(order.id)},
+                {"task": follow_ups.PURCHASE_LABEL.task, "order_id": str(order.id)},
             )
         )
         .mappings()
@@ -131,7 +132,7 @@ async def push_sandbox_tracking(
     order = await get_order(session, order_id)
     if not order.tracking_number:
         raise Conflict("This order has no tracking number yet", code="label_not_ready")
-    async with open_carrier(request.app.state.resources.settings) as carrier:
+    async with open_carrier(resources.current().settings) as carrier:
         if not isinstance(carrier, SandboxCarrier):
             raise Conflict(
                 "Tracking is the carrier's to move outside the sandbox", code="not_sandbox"

@@ -128,6 +128,7 @@ class TrackingEvent:
     details: str | None
     occurred_at: dt.datetime | None
     location: str | None = None
+    substatus: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,14 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from refit import queue
-from refit.models import Order, OrderStatus
-from refit.orders.service import get_order_for_update, transition
+from refit.models import OrderStatus
+from refit.orders import follow_ups
+from refit.orders.service import get_order, transition
 from refit.resources import Resources
+from refit.shipping import state
 from refit.shipping.carrier import (
     Carrier,
     CarrierError,
@@ -36,7 +38,7 @@ from refit.shipping.carrier import (
     TransactionStatus,
     wait_for_transaction,
 )
-from refit.shipping.models import LabelPurchase, RateQuote
+from refit.shipping.models import LabelPurchase, PurchaseStatus, RateQuote
 from refit.shipping.storage import content_type_for, label_key, label_storage
 
 log = structlog.get_logger(__name__)
@@ -146,7 +148,7 @@ async def purchase(
 
 async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
     async with queue.job_session() as session:
-        order = await get_order_for_update(session, order_id)
+        order = await get_order(session, order_id, for_update=True)
         if order.status != OrderStatus.PROCESSING_SHIPMENT:
             return f"skipped: order is {order.status}"
         if order.label_file_key:
@@ -161,7 +163,7 @@ async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
                     LabelPurchase.created_at,
                 ).where(
                     LabelPurchase.order_id == order_id,
-                    LabelPurchase.status == "started",
+                    LabelPurchase.status == PurchaseStatus.STARTED,
                     LabelPurchase.rate_id == order.shipping_rate_id,
                 )
             )
@@ -206,14 +208,24 @@ async def _recover(
         ).all()
         for index, row in enumerate(rows):
             if adopted is not None and index == 0:
-                row.transaction_id = adopted.transaction_id
-                row.status = "pending"
+                await state.update_purchase(
+                    session,
+                    row_id=row.id,
+                    status=PurchaseStatus.PENDING,
+                    transaction_id=adopted.transaction_id,
+                )
             else:
-                row.status = "rejected"
-                row.messages = [{"text": "no transaction found at the carrier for this try"}]
+                await state.update_purchase(
+                    session,
+                    row_id=row.id,
+                    status=PurchaseStatus.REJECTED,
+                    messages=[
+                        CarrierMessage(text="no transaction found at the carrier for this try")
+                    ],
+                )
         if adopted is not None:
-            order = await get_order_for_update(session, order_id)
-            order.label_transaction_id = adopted.transaction_id
+            order = await get_order(session, order_id, for_update=True)
+            await state.set_transaction(session, order, adopted.transaction_id)
     log.warning(
         "shipping.purchase_recovered",
         order_id=str(order_id),
@@ -236,18 +248,17 @@ async def _buy(
         # Re-checked under the order's lock: since our snapshot the order may have gone back
         # to pending and a new purchase been asked for (purchases.request_label refuses that
         # while a row of ours is in flight, and this lock orders the two).
-        order = await get_order_for_update(session, order_id)
-        if order.status != OrderStatus.PROCESSING_SHIPMENT or order.shipping_rate_id != rate_id:
+        order = await get_order(session, order_id, for_update=True)
+        if order.status is not OrderStatus.PROCESSING_SHIPMENT or order.shipping_rate_id != rate_id:
             return None
-        row = LabelPurchase(
-            order_id=order_id,
+        row = await state.start_purchase(
+            session,
+            order_id,
             carrier_name=carrier.name,
             rate_id=rate_id,
             job_id=job_id,
             attempt=attempt,
-            status="started",
         )
-        session.add(row)
     # Committed: from here on a crash leaves a 'started' row for the next attempt to resolve.
     try:
         transaction = await carrier.purchase_label(
@@ -257,16 +268,20 @@ async def _buy(
         )
     except CarrierRejected as exc:
         # A definite refusal (4xx): nothing was bought.
-        await _set_purchase(row.id, status="rejected", messages=exc.messages)
+        async with queue.job_session() as session:
+            await state.update_purchase(
+                session, row_id=row.id, status=PurchaseStatus.REJECTED, messages=exc.messages
+            )
         raise
     # Any other failure leaves the row 'started': the outcome is unknown.
     async with queue.job_session() as session:
-        order = await get_order_for_update(session, order_id)
-        order.label_transaction_id = transaction.transaction_id
-        await session.execute(
-            update(LabelPurchase)
-            .where(LabelPurchase.id == row.id)
-            .values(transaction_id=transaction.transaction_id, status="pending")
+        order = await get_order(session, order_id, for_update=True)
+        await state.set_transaction(session, order, transaction.transaction_id)
+        await state.update_purchase(
+            session,
+            row_id=row.id,
+            status=PurchaseStatus.PENDING,
+            transaction_id=transaction.transaction_id,
         )
     log.info(
         "shipping.transaction_created",
@@ -277,44 +292,25 @@ async def _buy(
     return transaction
 
 
-async def _set_purchase(
-    row_id: uuid.UUID,
-    *,
-    status: str,
-    messages: list[CarrierMessage] | None = None,
-    label_url: str | None = None,
-) -> None:
-    values: dict[str, object] = {"status": status}
-    if messages is not None:
-        values["messages"] = [m.as_dict() for m in messages]
-    if label_url is not None:
-        values["label_url"] = label_url
-    async with queue.job_session() as session:
-        await session.execute(
-            update(LabelPurchase).where(LabelPurchase.id == row_id).values(**values)
-        )
-
-
 async def _record_status(order_id: uuid.UUID, transaction: LabelTransaction) -> None:
     """Keep the purchase log in step; an ERROR transaction is let go so a retry buys anew."""
-    status = {
-        TransactionStatus.SUCCESS: "succeeded",
-        TransactionStatus.ERROR: "error",
-    }.get(transaction.status, "error")
+    status = (
+        PurchaseStatus.SUCCEEDED
+        if transaction.status is TransactionStatus.SUCCESS
+        else PurchaseStatus.ERROR
+    )
     async with queue.job_session() as session:
-        await session.execute(
-            update(LabelPurchase)
-            .where(LabelPurchase.transaction_id == transaction.transaction_id)
-            .values(
-                status=status,
-                messages=[m.as_dict() for m in transaction.messages] or None,
-                label_url=transaction.label_url,
-            )
+        await state.update_purchase(
+            session,
+            transaction_id=transaction.transaction_id,
+            status=status,
+            messages=transaction.messages,
+            label_url=transaction.label_url,
         )
         if transaction.status is not TransactionStatus.SUCCESS:
-            order = await get_order_for_update(session, order_id)
+            order = await get_order(session, order_id, for_update=True)
             if order.label_transaction_id == transaction.transaction_id:
-                order.label_transaction_id = None
+                await state.set_transaction(session, order, None)
 
 
 async def _complete(
@@ -325,13 +321,20 @@ async def _complete(
     # Stored before the order points at it; a crash here leaves a file a retry overwrites.
     await label_storage(resources.settings).put(key, data, content_type_for(key))
     async with queue.job_session() as session:
-        order = await get_order_for_update(session, order_id)
+        order = await get_order(session, order_id, for_update=True)
         quote = await session.scalar(
             select(RateQuote).where(
                 RateQuote.order_id == order_id, RateQuote.rate_id == transaction.rate_id
             )
         )
-        _record_label(resources, order, transaction, key, quote)
+        await state.record_label(
+            session,
+            order,
+            transaction,
+            file_key=key,
+            label_url=label_url_for(resources, order_id),
+            quote=quote,
+        )
         if order.status == OrderStatus.PROCESSING_SHIPMENT:
             await transition(
                 session,
@@ -346,29 +349,8 @@ async def _complete(
             )
             return "label bought"
         # Cancelled while we were buying: the label is paid for and will never be used.
-        from refit.shipping.tasks import defer_label_refund
-
-        await defer_label_refund(session, order_id)
+        await follow_ups.defer(session, follow_ups.REFUND_LABEL, order_id)
         return f"label bought for a {order.status} order: refund queued"
-
-
-def _record_label(
-    resources: Resources,
-    order: Order,
-    transaction: LabelTransaction,
-    key: str,
-    quote: RateQuote | None,
-) -> None:
-    order.label_transaction_id = transaction.transaction_id
-    order.tracking_number = transaction.tracking_number
-    order.label_file_key = key
-    order.label_url = label_url_for(resources, order.id)
-    order.label_purchased_at = dt.datetime.now(dt.UTC)
-    order.label_error = None
-    if quote is not None:
-        order.shipping_carrier = quote.carrier
-        order.shipping_service = quote.service
-        order.shipping_cost = quote.amount
 
 
 async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:
@@ -376,11 +358,13 @@ async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:
     messages = getattr(exc, "messages", None) or []
     detail = "; ".join(m.text for m in messages) or str(exc) or type(exc).__name__
     async with queue.job_session() as session:
-        order = await get_order_for_update(session, order_id)
+        order = await get_order(session, order_id, for_update=True)
         if order.status != OrderStatus.PROCESSING_SHIPMENT or order.label_file_key:
             return
-        order.label_error = (
+        await state.set_label_error(
+            session,
+            order,
             f"We could not buy your shipping label ({detail[:500]}). Our team sees this and "
-            "will retry it; you do not need to do anything."
+            "will retry it; you do not need to do anything.",
         )
     log.error("shipping.label_failed", order_id=str(order_id), error=detail)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Numeric, Text, func
@@ -12,7 +13,25 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refit.db import Base
-from refit.models.base import Timestamps, UUIDPrimaryKey
+from refit.models.base import EnumText, Timestamps, UUIDPrimaryKey
+from refit.shipping.carrier import TrackingStatus
+
+
+class PurchaseStatus(StrEnum):
+    """One label purchase attempt, from before the carrier call to its refund."""
+
+    STARTED = "started"  # written before the carrier call; no answer yet
+    REJECTED = "rejected"  # the carrier refused, or never created it: nothing bought
+    PENDING = "pending"  # the carrier's transaction exists, still QUEUED/WAITING
+    SUCCEEDED = "succeeded"
+    ERROR = "error"  # the carrier's transaction ended in ERROR: nothing bought
+    REFUND_PENDING = "refund_pending"
+    REFUNDED = "refunded"
+    REFUND_REJECTED = "refund_rejected"
+
+
+# Attempts whose outcome is not settled yet: a new purchase must wait for them.
+IN_FLIGHT = (PurchaseStatus.STARTED, PurchaseStatus.PENDING)
 
 
 class RateQuote(UUIDPrimaryKey, Base):
@@ -51,13 +70,40 @@ class LabelPurchase(UUIDPrimaryKey, Timestamps, Base):
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     attempt: Mapped[int | None] = mapped_column(Integer)
     transaction_id: Mapped[str | None] = mapped_column(Text)
-    # started | rejected | pending | succeeded | error | refund_pending | refunded |
-    # refund_rejected
-    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="started")
+    status: Mapped[PurchaseStatus] = mapped_column(
+        EnumText(PurchaseStatus), nullable=False, server_default="started"
+    )
     messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     label_url: Mapped[str | None] = mapped_column(Text)
     refund_id: Mapped[str | None] = mapped_column(Text)
     refund_status: Mapped[str | None] = mapped_column(Text)
+
+
+class ShippingEvent(UUIDPrimaryKey, Base):
+    """One carrier tracking event of an order's parcel, normalised when written."""
+
+    __tablename__ = "shipping_events"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), nullable=False
+    )
+    # Where it came from: "track" (the carrier's track object), a webhook event name, ...
+    event_type: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[TrackingStatus] = mapped_column(
+        EnumText(TrackingStatus), nullable=False, server_default="UNKNOWN"
+    )
+    substatus: Mapped[str | None] = mapped_column(Text)
+    # The carrier's own words for the status, as sent.
+    carrier_status: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    # The carrier's delivery estimate as of this event.
+    eta: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    raw_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    occurred_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
 
 
 class SandboxObject(Base):

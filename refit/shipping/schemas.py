@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
+from refit.models import OrderStatus
 from refit.orders.schemas import OrderDetail
 from refit.shipping.carrier import TrackingStatus
 
@@ -56,3 +58,26 @@ class SandboxTrackingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: TrackingStatus
+
+
+class TrackingEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event_type: str
+    # Normalised: Shippo's UNKNOWN, PRE_TRANSIT, TRANSIT, DELIVERED, RETURNED, FAILURE.
+    status: TrackingStatus
+    substatus: str | None
+    carrier_status: str | None
+    location: str | None
+    description: str | None
+    occurred_at: dt.datetime | None
+
+
+class TrackingRead(BaseModel):
+    order_status: OrderStatus
+    carrier: str | None
+    tracking_number: str | None
+    # The carrier's latest status; UNKNOWN before the first scan.
+    status: TrackingStatus
+    eta: dt.datetime | None
+    events: list[TrackingEventRead]

@@ -9,52 +9,26 @@ import procrastinate
 import structlog
 from procrastinate.jobs import Job
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue, resources
 from refit.models import Order, OrderStatus
-from refit.shipping import labels
+from refit.orders import follow_ups
+from refit.orders.follow_ups import PURCHASE_LABEL, REFUND_LABEL
+from refit.shipping import labels, state
 from refit.shipping.carrier import CarrierError, TransactionStatus
 from refit.shipping.carriers import open_carrier
-from refit.shipping.models import LabelPurchase
+from refit.shipping.models import IN_FLIGHT, LabelPurchase, PurchaseStatus
 
 log = structlog.get_logger(__name__)
 
-PURCHASE_LABEL = "shipping.purchase_label"
 LABEL_ATTEMPTS = 3
 REFUND_ATTEMPTS = 5
 # An order may sit in processing_shipment this long before the sweep looks at it.
 SWEEP_GRACE_SECONDS = 120
 
 
-def _lock(order_id: object) -> str:
-    # One lock for every label job of an order: a purchase and a refund never overlap.
-    return f"label:{order_id}"
-
-
-async def defer_label_purchase(session: AsyncSession, order_id: uuid.UUID) -> int | None:
-    """Queue the label job in the caller's transaction (one waiting job per order)."""
-    return await queue.defer(
-        session,
-        purchase_label_task,
-        queueing_lock=f"purchase-label:{order_id}",
-        lock=_lock(order_id),
-        order_id=str(order_id),
-    )
-
-
-async def defer_label_refund(session: AsyncSession, order_id: uuid.UUID) -> int | None:
-    return await queue.defer(
-        session,
-        refund_label_task,
-        queueing_lock=f"refund-label:{order_id}",
-        lock=_lock(order_id),
-        order_id=str(order_id),
-    )
-
-
 @queue.queue.task(
-    name=PURCHASE_LABEL,
+    name=PURCHASE_LABEL.task,
     retry=queue.exponential_retry(LABEL_ATTEMPTS, 2),
     pass_context=True,
 )
@@ -102,7 +76,7 @@ class RefundRetry(procrastinate.BaseRetryStrategy):
         return self.backoff.get_retry_decision(exception=exception, job=job)
 
 
-@queue.queue.task(name="shipping.refund_label", retry=RefundRetry())
+@queue.queue.task(name=REFUND_LABEL.task, retry=RefundRetry())
 async def refund_label_task(order_id: str) -> str:
     """Refund the unused label of a cancelled order (and any purchase still in flight)."""
     res = resources.current()
@@ -120,7 +94,7 @@ async def refund_label_task(order_id: str) -> str:
                     func.extract("epoch", func.now() - LabelPurchase.created_at),
                 ).where(
                     LabelPurchase.order_id == order.id,
-                    LabelPurchase.status.in_(("started", "pending", "succeeded")),
+                    LabelPurchase.status.in_((*IN_FLIGHT, PurchaseStatus.SUCCEEDED)),
                 )
             )
         ).all()
@@ -146,17 +120,21 @@ async def refund_label_task(order_id: str) -> str:
                     res, carrier, order.id, rate_id, started_at, started_at
                 )
                 if not found:
-                    await _set_row(row_id, status="rejected")
+                    await _set_row(row_id, status=PurchaseStatus.REJECTED)
                     continue
                 transaction_id = found[0].transaction_id
             transaction = await carrier.get_transaction(transaction_id)
             if transaction.status.pending:
                 raise CarrierError(f"transaction {transaction_id} still {transaction.status}")
             if transaction.status is not TransactionStatus.SUCCESS:
-                await _set_row(row_id, status="error", transaction_id=transaction_id)
+                await _set_row(row_id, status=PurchaseStatus.ERROR, transaction_id=transaction_id)
                 continue
             refund = await carrier.refund_label(transaction_id)
-            status = "refunded" if refund.status == "SUCCESS" else "refund_pending"
+            status = (
+                PurchaseStatus.REFUNDED
+                if refund.status == "SUCCESS"
+                else PurchaseStatus.REFUND_PENDING
+            )
             await _set_row(
                 row_id,
                 status=status,
@@ -169,12 +147,9 @@ async def refund_label_task(order_id: str) -> str:
     return f"refunded {len(refunded)}"
 
 
-async def _set_row(row_id: uuid.UUID, **values: object) -> None:
+async def _set_row(row_id: uuid.UUID, *, status: PurchaseStatus, **values: object) -> None:
     async with queue.job_session() as session:
-        row = await session.get(LabelPurchase, row_id, with_for_update=True)
-        assert row is not None
-        for key, value in values.items():
-            setattr(row, key, value)
+        await state.update_purchase(session, row_id=row_id, status=status, **values)
 
 
 @queue.queue.periodic(cron="*/2 * * * *")
@@ -204,7 +179,7 @@ async def sweep_labels(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
                     LIMIT 500
                     """
                     ),
-                    {"grace": grace_seconds, "task": PURCHASE_LABEL},
+                    {"grace": grace_seconds, "task": PURCHASE_LABEL.task},
                 )
             )
             .scalars()
@@ -212,7 +187,7 @@ async def sweep_labels(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
         )
         queued = 0
         for order_id in stuck:
-            if await defer_label_purchase(session, order_id) is not None:
+            if await follow_ups.defer(session, PURCHASE_LABEL, order_id) is not None:
                 queued += 1
     if stuck:
         log.warning("shipping.sweep_requeued", count=queued, orders=[str(o) for o in stuck])

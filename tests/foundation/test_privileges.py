@@ -15,14 +15,14 @@ PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 AUTHENTICATED = {
     "users": {"SELECT"},
     "shipping_addresses": {"SELECT", "INSERT", "UPDATE", "DELETE"},
-    "orders": {"SELECT", "INSERT", "UPDATE"},
-    "order_status_history": {"SELECT", "INSERT"},
+    # Orders, their history and quotes are written by the service only (the one door).
+    "orders": {"SELECT"},
+    "order_status_history": {"SELECT"},
     "shipping_events": {"SELECT"},
     "catalog_models": {"SELECT"},
     "catalog_variants": {"SELECT"},
     "condition_grades": {"SELECT"},
-    "quotes": {"SELECT", "INSERT"},
-    "idempotency_keys": {"SELECT", "INSERT", "UPDATE"},
+    "quotes": {"SELECT"},
 }
 # Public endpoints (the catalog, sign-in) are served by the service role: anon needs nothing.
 ANON: dict[str, set[str]] = {}

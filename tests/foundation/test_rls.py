@@ -83,43 +83,19 @@ async def test_insert_for_another_user_is_refused(resources, two_users):
                     ),
                     {"u": bob},
                 )
-    async with resources.sessionmaker() as session:
-        async with session.begin():
-            await act_as_user(session, alice)
-            with pytest.raises(DBAPIError, match="row-level security"):
-                await session.execute(
-                    text(
-                        "INSERT INTO orders (user_id, device_brand, device_model, "
-                        "device_condition, quoted_price_usd, quoted_price_sol) "
-                        "VALUES (:u, 'A', 'B', 'good', 1, 1)"
-                    ),
-                    {"u": bob},
-                )
 
 
 async def test_update_of_another_users_row_changes_nothing(resources, two_users):
     alice, *_ = two_users["alice"]
-    bob, bob_address, bob_order = two_users["bob"]
+    _, bob_address, bob_order = two_users["bob"]
     async with resources.sessionmaker() as session, session.begin():
         await act_as_user(session, alice)
-        result = await session.execute(
-            text("UPDATE orders SET quoted_price_usd = 99999 WHERE id = :id"), {"id": bob_order}
-        )
-        assert result.rowcount == 0
         result = await session.execute(text("UPDATE shipping_addresses SET city = 'Nowhere'"), {})
         assert result.rowcount == 1  # only her own address
         result = await session.execute(
             text("DELETE FROM shipping_addresses WHERE id = :id"), {"id": bob_address}
         )
         assert result.rowcount == 0
-    async with resources.sessionmaker() as session, session.begin():
-        await act_as_user(session, alice)
-        # Moving her own order to Bob is refused by the policy's WITH CHECK.
-        with pytest.raises(DBAPIError, match="row-level security"):
-            await session.execute(
-                text("UPDATE orders SET user_id = :bob WHERE user_id = :alice"),
-                {"bob": bob, "alice": alice},
-            )
     async with resources.sessionmaker() as session, session.begin():
         price = await session.scalar(
             text("SELECT quoted_price_usd FROM orders WHERE id = :id"), {"id": bob_order}
@@ -128,6 +104,59 @@ async def test_update_of_another_users_row_changes_nothing(resources, two_users)
             text("SELECT city FROM shipping_addresses WHERE id = :id"), {"id": bob_address}
         )
     assert (price, city) == (300, "Austin")
+
+
+# What a seller's own SQL (Supabase's Data API with their token, say) might try on their own
+# order: every write to orders, history and quotes is the service's (the one door).
+FORGERIES = [
+    "UPDATE orders SET status = 'completed' WHERE id = :order",
+    "UPDATE orders SET quoted_price_usd = 99999, quoted_price_sol = 999 WHERE id = :order",
+    "UPDATE orders SET final_price_usd = 99999 WHERE id = :order",
+    "UPDATE orders SET payment_tx_signature = 'x', label_error = NULL WHERE id = :order",
+    "UPDATE orders SET user_id = :other WHERE id = :order",
+    "SELECT id FROM orders WHERE id = :order FOR UPDATE",
+    "DELETE FROM orders WHERE id = :order",
+    "INSERT INTO orders (user_id, status, device_brand, device_model, device_condition, "
+    "quoted_price_usd, quoted_price_sol) VALUES (:me, 'completed', 'A', 'B', 'good', 9999, 99)",
+    "INSERT INTO order_status_history (order_id, status, actor) "
+    "VALUES (:order, 'completed', 'operator:forged')",
+    "UPDATE order_status_history SET actor = 'operator:forged' WHERE order_id = :order",
+    "INSERT INTO quotes (user_id, device_brand, device_model, device_condition, "
+    "base_price_usd, price_factor, price_usd, price_sol, price_lamports, sol_usd_rate, "
+    "rate_source, expires_at) VALUES (:me, 'A', 'B', 'good', 9999, 1, 9999, 99, 99000000000, "
+    "100, 'fixed', now() + interval '1 day')",
+    "INSERT INTO idempotency_keys (principal, key, request_method, request_path, "
+    "request_hash, response_status, response_body) "
+    "VALUES ('user:' || :me, 'k', 'POST', '/api/orders/create', 'h', 201, '{}')",
+    "INSERT INTO shipping_events (order_id, event_type, status) "
+    "VALUES (:order, 'forged', 'DELIVERED')",
+]
+
+
+@pytest.mark.parametrize("statement", FORGERIES)
+async def test_a_seller_cannot_change_their_own_order_by_sql(resources, two_users, statement):
+    alice, _, alice_order = two_users["alice"]
+    bob, *_ = two_users["bob"]
+    async with resources.sessionmaker() as session:
+        async with session.begin():
+            await act_as_user(session, alice)
+            with pytest.raises(DBAPIError, match="permission denied"):
+                await session.execute(
+                    text(statement), {"order": alice_order, "me": str(alice), "other": bob}
+                )
+    async with resources.sessionmaker() as session, session.begin():
+        row = (
+            await session.execute(
+                text(
+                    "SELECT status, quoted_price_usd, final_price_usd, user_id, "
+                    "(SELECT count(*) FROM order_status_history h WHERE h.order_id = o.id) "
+                    "AS moves FROM orders o WHERE id = :id"
+                ),
+                {"id": alice_order},
+            )
+        ).one()
+    assert (row.status, row.quoted_price_usd, row.final_price_usd) == ("pending", 300, None)
+    assert (row.user_id, row.moves) == (alice, 1)
 
 
 async def test_user_role_cannot_write_system_tables(resources, two_users):

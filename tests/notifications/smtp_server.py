@@ -44,6 +44,12 @@ class SmtpRecorder:
     rcpt_replies: list[str] = field(default_factory=list)
     username: str | None = None
     password: str | None = None
+    # A test that sets `release` keeps every DATA command waiting, the message received but
+    # not yet answered, until it sets the event: the client is then in the middle of its send.
+    # `waiting` is set as each one arrives there, `in_data` counts them.
+    release: asyncio.Event | None = None
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)
+    in_data: int = 0
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -54,6 +60,10 @@ class SmtpRecorder:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.release is not None:
+            self.in_data += 1
+            self.waiting.set()
+            await self.release.wait()
         if self.data_replies:
             return self.data_replies.pop(0)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import replace
 
-from sqlalchemy import insert
-
-from refit.models import Order, OrderStatus, ShippingEvent
+from refit.models import OrderStatus
+from refit.orders.service import get_order
+from refit.shipping import state
+from refit.shipping.carrier import Tracking, TrackingEvent, TrackingStatus
 from tests.orders.helpers import add_address, operator_move, place_order, quote
 
 S = OrderStatus
@@ -73,35 +75,31 @@ async def test_tracking_from_the_order_and_its_events(client, resources, make_us
     await operator_move(resources, order_id, S.PROCESSING_SHIPMENT)
     await operator_move(resources, order_id, S.AWAITING_SHIPMENT)
     t0 = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC)
+    eta = dt.datetime(2026, 11, 23, 20, 0, tzinfo=dt.UTC)
+    label_created = TrackingEvent(TrackingStatus.PRE_TRANSIT, "Label created", t0)
+    in_transit = TrackingEvent(
+        TrackingStatus.TRANSIT,
+        "In transit",
+        t0 + dt.timedelta(hours=5),
+        location="Austin, TX",
+        substatus="package_accepted",
+    )
+    track = Tracking("USPS", "9400100000000000000000", TrackingStatus.TRANSIT, eta, [])
     async with resources.sessionmaker() as session, session.begin():
-        order = await session.get(Order, order_id)
+        order = await get_order(session, order_id, for_update=True)
         order.shipping_carrier, order.tracking_number = "USPS", "9400100000000000000000"
-        await session.execute(
-            insert(ShippingEvent),
-            [
-                {
-                    "order_id": order_id,
-                    "event_type": "track_updated",
-                    "carrier_status": "TRANSIT",
-                    "location": "Austin, TX",
-                    "description": "In transit",
-                    "raw_data": {"eta": "2026-11-23T20:00:00Z"},
-                    "occurred_at": t0 + dt.timedelta(hours=5),
-                },
-                {
-                    "order_id": order_id,
-                    "event_type": "track_updated",
-                    "carrier_status": "PRE_TRANSIT",
-                    "location": None,
-                    "description": "Label created",
-                    "raw_data": {"eta": "2026-11-24T20:00:00Z"},
-                    "occurred_at": t0,
-                },
-            ],
-        )
+        # Written out of order and twice: the writer keeps each event once.
+        first = replace(track, events=[in_transit], eta=eta)
+        again = replace(track, events=[label_created, in_transit], eta=None)
+        assert len(await state.record_tracking(session, order_id, first, source="track")) == 1
+        added = await state.record_tracking(session, order_id, again, source="track")
+        assert [e.status for e in added] == [TrackingStatus.PRE_TRANSIT]
     body = (await client.get(f"/api/orders/{order_id}/tracking", headers=seller.headers)).json()
     assert body["carrier"] == "USPS" and body["tracking_number"] == "9400100000000000000000"
-    assert [e["carrier_status"] for e in body["events"]] == ["PRE_TRANSIT", "TRANSIT"]
+    assert [e["status"] for e in body["events"]] == ["PRE_TRANSIT", "TRANSIT"]
+    assert body["events"][1]["location"] == "Austin, TX"
+    assert body["events"][1]["substatus"] == "package_accepted"
     assert body["status"] == "TRANSIT"
+    # The newest estimate the carrier gave: the later write came without one.
     assert body["eta"] == "2026-11-23T20:00:00Z"
     assert body["order_status"] == "awaiting_shipment"

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import func, update
 
 from refit.models import Order, OrderStatus, User
-from refit.orders.service import STATUS_EMAILS
+from refit.orders.follow_ups import STATUS_EMAILS
 from tests.orders.helpers import operator_move, place_order
 
 S = OrderStatus

@@ -1,0 +1,105 @@
+"""What follows a status change, declared as data beside the state table (states.py).
+
+The jobs are named, not imported: the orders core defers `shipping.purchase_label` without
+knowing the shipping code, so orders imports nothing from the domains around it. Every name
+here is checked against the worker's registered tasks by a test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit import queue
+from refit.models.order import Order, OrderStatus
+
+S = OrderStatus
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A job about one order: `queueing_lock` keeps one waiting job per order, `lock` keeps
+    jobs sharing it from running at the same time ({order_id} is filled in)."""
+
+    task: str
+    queueing_lock: str
+    lock: str | None = None
+
+
+# The label and refund jobs of one order never overlap: a refund decides on what the purchase
+# left behind.
+_LABEL_LOCK = "label:{order_id}"
+PURCHASE_LABEL = FollowUp("shipping.purchase_label", "purchase-label:{order_id}", _LABEL_LOCK)
+REFUND_LABEL = FollowUp("shipping.refund_label", "refund-label:{order_id}", _LABEL_LOCK)
+
+# (entered status, only when coming from one of these or from anywhere) -> jobs.
+ON_ENTER: tuple[tuple[OrderStatus, frozenset[OrderStatus] | None, FollowUp], ...] = (
+    (S.PROCESSING_SHIPMENT, None, PURCHASE_LABEL),
+    # A label bought, or being bought, for a cancelled order is refunded; from
+    # processing_shipment the purchase may be in flight: the refund job waits for it.
+    (S.CANCELLED, frozenset({S.PROCESSING_SHIPMENT, S.AWAITING_SHIPMENT}), REFUND_LABEL),
+)
+
+# The email a seller gets when an order enters a status (notifications/templates/<name>/),
+# sent to their verified address only.
+NOTIFY_USER = "notifications.notify_user"
+STATUS_EMAILS: dict[OrderStatus, str] = {
+    S.AWAITING_SHIPMENT: "order_label_ready",
+    S.RECEIVED: "order_received",
+    S.OFFER_PENDING: "order_offer_pending",
+    S.RETURNING: "order_returning",
+    S.COMPLETED: "order_completed",
+    S.CANCELLED: "order_cancelled",
+}
+
+TASK_NAMES = frozenset({f.task for _, _, f in ON_ENTER} | {NOTIFY_USER})
+
+
+async def defer(session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID) -> int | None:
+    """Queue `follow_up` for the order in the caller's transaction (None: one is waiting)."""
+    return await queue.defer(
+        session,
+        follow_up.task,
+        queueing_lock=follow_up.queueing_lock.format(order_id=order_id),
+        lock=follow_up.lock.format(order_id=order_id) if follow_up.lock else None,
+        order_id=str(order_id),
+    )
+
+
+async def after_move(
+    session: AsyncSession, order: Order, from_status: OrderStatus | None, to_status: OrderStatus
+) -> None:
+    """Queue what follows the move, in its transaction: the jobs exist iff it commits."""
+    for entered, after, follow_up in ON_ENTER:
+        if to_status is entered and (after is None or from_status in after):
+            await defer(session, follow_up, order.id)
+    template = STATUS_EMAILS.get(to_status)
+    if template is not None:
+        await queue.defer(
+            session,
+            NOTIFY_USER,
+            user_id=str(order.user_id),
+            template=template,
+            context=_email_context(order, from_status),
+        )
+
+
+def _email_context(order: Order, from_status: OrderStatus | None) -> dict[str, Any]:
+    # Job arguments are JSON: money as exact strings, times as ISO 8601.
+    context = {
+        "order_id": order.id,
+        "order_number": order.order_number,
+        "status": order.status,
+        "from_status": from_status,
+        "device": f"{order.device_brand} {order.device_model}",
+        "quoted_price_usd": order.quoted_price_usd,
+        "final_price_usd": order.final_price_usd,
+        "offer_expires_at": order.offer_expires_at,
+        "tracking_number": order.tracking_number,
+    }
+    result: dict[str, Any] = to_jsonable_python(context)
+    return result

@@ -1,0 +1,63 @@
+"""Keyset pagination on (created_at, id), newest first: one cursor codec for every list.
+
+A cursor is the position of the last row of a page, opaque to clients. Pages stay stable
+while rows are added, and each page is one index range scan however deep the client goes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Select, tuple_
+
+from refit.errors import BadRequest
+
+
+class Positioned(Protocol):
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+Row = TypeVar("Row", bound=Positioned)
+
+
+def encode_cursor(row: Positioned) -> str:
+    raw = json.dumps([row.created_at.isoformat(), str(row.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    """The (created_at, id) position a cursor stands for; a cursor we did not make is a 400."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, row_id = json.loads(raw)
+        position = dt.datetime.fromisoformat(created_at), uuid.UUID(row_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BadRequest("The cursor is not one this API returned", code="invalid_cursor") from exc
+    if position[0].tzinfo is None:
+        raise BadRequest("The cursor is not one this API returned", code="invalid_cursor")
+    return position
+
+
+def newest_first(query: Select[Any], model: Any, *, limit: int, cursor: str | None) -> Select[Any]:
+    """`query` ordered newest first, after the cursor's position, one row more than a page
+    (the extra row says whether there is a next page)."""
+    query = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        created_at, row_id = decode_cursor(cursor)
+        query = query.where(tuple_(model.created_at, model.id) < tuple_(created_at, row_id))
+    return query
+
+
+def page(rows: Sequence[Row], limit: int) -> tuple[list[Row], str | None]:
+    """The page's rows and the cursor of the next page (None on the last)."""
+    items = list(rows[:limit])
+    return items, (encode_cursor(items[-1]) if len(rows) > limit else None)

@@ -1,0 +1,78 @@
+"""The order status templates render from the context as the mail log stores it (JSON: money
+and times are strings), the same as from the Python values, and never print a raw ISO time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from refit.notifications.render import TEMPLATES_DIR, render
+from refit.settings import Settings
+
+ORDER_TEMPLATES = sorted(p.name for p in TEMPLATES_DIR.glob("order_*"))
+SETTINGS = Settings(_env_file=None, env="test", public_url="http://testserver")  # type: ignore[call-arg]
+
+
+def _context(**changes):
+    # What the orders domain puts in an email's context after a status change.
+    return {
+        "order_id": "0b6c1a52-7d43-4c2e-9d0e-5a1f3e2b8c71",
+        "order_number": "RF-1042",
+        "status": "offer_pending",
+        "from_status": "inspecting",
+        "device": "Apple iPhone 13",
+        "quoted_price_usd": Decimal("1120.00"),
+        "final_price_usd": Decimal("95.5"),
+        "offer_expires_at": dt.datetime(2026, 12, 1, 10, 0, 30, 123456, tzinfo=dt.UTC),
+        "tracking_number": "9400TEST",
+        **changes,
+    }
+
+
+def _as_stored(context):
+    return json.loads(json.dumps(context, default=str))
+
+
+def test_every_order_template_is_covered():
+    assert len(ORDER_TEMPLATES) >= 6
+
+
+NO_REVISION = {"final_price_usd": None, "offer_expires_at": None}
+CASES = [(t, {}) for t in ORDER_TEMPLATES] + [
+    # Before an inspection there is no revised price nor deadline; a revised offer has both.
+    (t, NO_REVISION)
+    for t in ORDER_TEMPLATES
+    if t != "order_offer_pending"
+]
+
+
+@pytest.mark.parametrize(("template", "changes"), CASES)
+def test_strings_render_as_the_values_do(template, changes):
+    native = render(SETTINGS, template, _context(**changes))
+    stored = render(SETTINGS, template, _as_stored(_context(**changes)))
+    assert stored == native
+    for part in (stored.subject, stored.text, stored.html):
+        assert "T10:00" not in part and "None" not in part
+
+
+def test_money_and_deadline_are_formatted():
+    offer = render(SETTINGS, "order_offer_pending", _as_stored(_context()))
+    assert "$1,120.00" in offer.text and "$95.50" in offer.text
+    assert "before December 1, 2026 at 10:00 UTC" in offer.text
+    assert "$95.50" in offer.html and "December 1, 2026 at 10:00 UTC" in offer.html
+
+    paid = render(SETTINGS, "order_completed", _as_stored(_context(final_price_usd=None)))
+    assert "($1,120.00)" in paid.text
+
+    # A time from another zone, or without one (taken as UTC), is shown in UTC.
+    for when in ("2026-12-01T05:00:00-05:00", "2026-12-01T10:00:00"):
+        again = render(SETTINGS, "order_offer_pending", _context(offer_expires_at=when))
+        assert "December 1, 2026 at 10:00 UTC" in again.text
+
+
+def test_a_price_that_is_not_a_number_fails_loudly():
+    with pytest.raises(ArithmeticError):
+        render(SETTINGS, "order_received", _context(quoted_price_usd="n/a"))
