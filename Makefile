@@ -11,7 +11,7 @@ uv:
 install: uv
 	@uv sync --locked --quiet
 
-# API + worker + dashboard on http://127.0.0.1:8000 (REFIT_HOST / REFIT_PORT). Without
+# API + worker on http://127.0.0.1:8000 (REFIT_HOST / REFIT_PORT). Without
 # REFIT_DATABASE_URL / REFIT_REDIS_URL it runs on a private PostgreSQL and Redis in ./.refit/.
 run: install
 	uv run refit run

@@ -93,7 +93,7 @@ def _serve(api: bool, worker: bool, migrate_first: bool) -> None:
 
 @cli.command()
 def run() -> None:
-    """Everything in one process: migrate, then serve the API and dashboard and run the worker.
+    """Everything in one process: migrate, then serve the API and run the worker.
 
     With REFIT_DATABASE_URL / REFIT_REDIS_URL unset, starts a private PostgreSQL and Redis
     under REFIT_DATA_DIR (./.refit) and stops them on Ctrl-C; the next run reuses the data.

@@ -57,10 +57,6 @@ class Unauthorized(ProblemError):
         super().__init__(detail, **kwargs)
 
 
-class Forbidden(ProblemError):
-    status, code = 403, "forbidden"
-
-
 class NotFound(ProblemError):
     status, code = 404, "not_found"
 

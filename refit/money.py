@@ -40,7 +40,3 @@ def sol_to_lamports(sol: Decimal) -> int:
     if lamports != lamports.to_integral_value():
         raise ValueError(f"{sol} SOL is not a whole number of lamports")
     return int(lamports)
-
-
-def lamports_to_sol(lamports: int) -> Decimal:
-    return Decimal(lamports) / LAMPORTS_PER_SOL

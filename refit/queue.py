@@ -163,6 +163,9 @@ def build_worker(*, wait: bool = True, install_signal_handlers: bool = True) -> 
     """A worker for this process. `stop()` (or SIGINT/SIGTERM when it installs its handlers)
     lets running jobs finish, up to a minute, then exits."""
     settings = resources.current().settings
+    # Register every task module's tasks: nothing else imports them (domains defer each
+    # other's jobs by name), and a job whose task is not registered fails as unknown.
+    queue.perform_import_paths()
     return Worker(
         app=queue,
         concurrency=settings.worker_concurrency,

@@ -1,7 +1,8 @@
 """Operators' authentication for /api/admin (HTTP Basic against REFIT_ADMIN_PASSWORD).
 
-The operators' dashboard will bring its own login; until then every operator action
-carries the operator's name (the Basic username) into the order history.
+One shared password: the Basic username is only a label for the logs (anyone with the
+password can give any name), so it is never written into an order's history as proof of who
+acted. Operator accounts replace this.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How a rendered message leaves: SMTP (REFIT_SMTP_URL) or, unset, a folder of .eml files.
 
-The outbox folder (DATA_DIR/outbox) is the embedded default; the operators' dashboard lists it.
+The outbox folder (DATA_DIR/outbox) is the embedded default: one .eml file per message.
 """
 
 from __future__ import annotations

@@ -134,12 +134,11 @@ async def get_order(
     session holds a copy. In a seller's session, change it only inside `db.as_service`.
     """
     if for_update:
-        order, _ = await _lock(session, order_id)
-        return order
-    order = await session.scalar(select(Order).where(Order.id == order_id))
-    if order is None:
+        return (await _lock(session, order_id))[0]
+    found = await session.scalar(select(Order).where(Order.id == order_id))
+    if found is None:
         raise order_not_found(order_id)
-    return order
+    return found
 
 
 async def _lock(session: AsyncSession, order_id: uuid.UUID) -> tuple[Order, dt.datetime]:

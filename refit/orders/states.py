@@ -11,11 +11,13 @@ cancelled ◄─────┴────────────────�
    └──────────────────────────── returning ◄── declined / no answer ──┘
 
 Choices, and why:
-- processing_shipment → pending: the label job failed for good (address refused, carrier
-  error); the seller may fix the address and buy again. A job retry stays in
-  processing_shipment.
+- processing_shipment → pending: allowed so a label that can never be bought can be given
+  up on (the seller fixes the address and buys again). The label job does not take it: a
+  job out of attempts leaves the order in processing_shipment with `label_error` set, and
+  operators retry it.
 - cancelled only before the device is in transit (pending, processing_shipment,
-  awaiting_shipment); from awaiting_shipment the label is refunded by the follow-up.
+  awaiting_shipment); a label bought or being bought is then refunded (follow_ups.py says
+  which jobs follow which move).
 - A revised offer (offer_pending) is answered by the seller or expires. Accepting is not a
   status (API.md has none for it): it stamps `offer_accepted_at` and the order stays
   offer_pending until the payout is confirmed on chain (→ completed), like inspecting →
@@ -56,9 +58,3 @@ STAMPS: dict[OrderStatus, str] = {
     S.COMPLETED: "completed_at",
     S.CANCELLED: "cancelled_at",
 }
-
-FINAL = frozenset(s for s, moves in ALLOWED_MOVES.items() if not moves)
-
-
-def can_move(from_status: OrderStatus, to_status: OrderStatus) -> bool:
-    return to_status in ALLOWED_MOVES[from_status]

@@ -9,7 +9,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, text
 
-from refit import resources
+from refit import idempotency, resources
 from refit.admin.deps import OperatorDep
 from refit.errors import Conflict, Unprocessable
 from refit.models import OrderStatus
@@ -31,10 +31,20 @@ router = APIRouter(prefix="/api/admin/orders", tags=["admin"])
 
 @router.post("/{order_id}/retry-label", status_code=202, response_model=RetryLabelResponse)
 async def retry_label(
-    order_id: uuid.UUID, session: SessionDep, operator: OperatorDep
-) -> RetryLabelResponse:
+    order_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    operator: OperatorDep,
+    idempotency_key: idempotency.IdempotencyKeyHeader = None,
+) -> Response:
     """Clear the label error and queue the label job again (it resumes any transaction the
-    carrier already has for this order, so a retry never buys a second label)."""
+    carrier already has for this order, so a retry never buys a second label). Accepts
+    `Idempotency-Key`."""
+    claim = await idempotency.begin(
+        session, f"operator:{operator}", idempotency_key, request, {"order_id": str(order_id)}
+    )
+    if claim.replay is not None:
+        return claim.replay
     order = await get_order(session, order_id, for_update=True)
     if order.status != OrderStatus.PROCESSING_SHIPMENT:
         raise Conflict(
@@ -45,7 +55,9 @@ async def retry_label(
     await state.set_label_error(session, order, None)
     job_id = await follow_ups.defer(session, follow_ups.PURCHASE_LABEL, order.id)
     log.info("shipping.label_retry", order_id=str(order.id), operator=operator, job_id=job_id)
-    return RetryLabelResponse(order_id=order.id, status=order.status, job_id=job_id)
+    body = RetryLabelResponse(order_id=order.id, status=order.status, job_id=job_id)
+    response: Response = await idempotency.respond(session, claim, 202, body)
+    return response
 
 
 @router.get(

@@ -302,7 +302,7 @@ async def _record_status(order_id: uuid.UUID, transaction: LabelTransaction) -> 
     async with queue.job_session() as session:
         await state.update_purchase(
             session,
-            transaction_id=transaction.transaction_id,
+            of_transaction=transaction.transaction_id,
             status=status,
             messages=transaction.messages,
             label_url=transaction.label_url,

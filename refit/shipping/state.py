@@ -94,22 +94,23 @@ async def update_purchase(
     session: AsyncSession,
     *,
     row_id: uuid.UUID | None = None,
-    transaction_id: str | None = None,
+    of_transaction: str | None = None,
     status: PurchaseStatus,
     messages: list[CarrierMessage] | None = None,
     **fields: Any,
 ) -> None:
-    """Move one attempt (by row id) or every attempt of a carrier transaction on. `fields` are
-    the other columns: transaction_id (by row), label_url, refund_id, refund_status."""
-    if (row_id is None) == (transaction_id is None):
-        raise ValueError("name the attempt by row_id or by transaction_id")
+    """Move one attempt (`row_id`) or every attempt of a carrier transaction
+    (`of_transaction`) on. `fields` are the other columns: transaction_id, label_url,
+    refund_id, refund_status."""
+    if (row_id is None) == (of_transaction is None):
+        raise ValueError("name the attempt by row_id or by of_transaction")
     values: dict[str, Any] = {"status": status, **fields}
     if messages is not None:
         values["messages"] = [m.as_dict() for m in messages] or None
     where = (
         LabelPurchase.id == row_id
         if row_id is not None
-        else LabelPurchase.transaction_id == transaction_id
+        else LabelPurchase.transaction_id == of_transaction
     )
     async with db.as_service(session):
         await session.execute(update(LabelPurchase).where(where).values(**values))
@@ -127,15 +128,12 @@ async def record_tracking(
     normalised: status, substatus, location, description, when, and the carrier's ETA.
     Returns the new ones, oldest first."""
     async with db.as_service(session):
-        known = set(
-            (
-                await session.execute(
-                    select(ShippingEvent.status, ShippingEvent.occurred_at).where(
-                        ShippingEvent.order_id == order_id
-                    )
-                )
-            ).all()
+        rows = await session.execute(
+            select(ShippingEvent.status, ShippingEvent.occurred_at).where(
+                ShippingEvent.order_id == order_id
+            )
         )
+        known = {(status, at) for status, at in rows.all()}
         added = []
         for event in tracking.events:
             if (event.status, event.occurred_at) in known:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from typing import Any
 
 import procrastinate
 import structlog
@@ -147,7 +148,7 @@ async def refund_label_task(order_id: str) -> str:
     return f"refunded {len(refunded)}"
 
 
-async def _set_row(row_id: uuid.UUID, *, status: PurchaseStatus, **values: object) -> None:
+async def _set_row(row_id: uuid.UUID, *, status: PurchaseStatus, **values: Any) -> None:
     async with queue.job_session() as session:
         await state.update_purchase(session, row_id=row_id, status=status, **values)
 

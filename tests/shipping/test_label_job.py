@@ -216,8 +216,14 @@ async def test_carrier_fails_three_times_then_an_operator_retries(
     # The sweep leaves an order with a recorded failure to the operators.
     assert await sweep_labels(grace_seconds=0) == 0
 
-    retried = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=OPERATOR)
+    # An operator's write carries an Idempotency-Key like a seller's: a double click replays
+    # the first answer (the same job) instead of acting twice.
+    keyed = {**OPERATOR, "Idempotency-Key": "retry-label-1"}
+    retried = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=keyed)
     assert retried.status_code == 202 and retried.json()["job_id"] is not None
+    replayed = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=keyed)
+    assert replayed.status_code == 202 and replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json() == retried.json()
     assert (await order_row(resources, order.id)).label_error is None
     await run_jobs()
     stored = await order_row(resources, order.id)
