@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     shippo_base_url: str = "https://api.goshippo.com"
     shippo_api_version: str = "2018-02-08"
     shippo_timeout_seconds: float = 20.0
+    # How long, in all, a seller's request may wait on the carrier (validation and rates, a
+    # rate-limit wait included) before it answers 503; jobs are not bound by it.
+    carrier_request_timeout_seconds: float = Field(default=10.0, gt=0)
     shippo_webhook_token: str = DEV_WEBHOOK_TOKEN
     shippo_webhook_hmac_secret: str | None = None
     label_file_type: str = "PDF_4x6"

@@ -1,25 +1,16 @@
-"""/api/shipping/addresses (CRUD) and /api/shipping/validate-address."""
+"""/api/shipping/addresses: the seller's saved addresses (CRUD). Asking a carrier about one
+is shipping's (POST /api/shipping/validate-address in refit/shipping/endpoints.py)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from refit.addresses import service
-from refit.addresses.schemas import (
-    AddressCreate,
-    AddressPage,
-    AddressRead,
-    AddressUpdate,
-    ValidateAddressRequest,
-    ValidateAddressResponse,
-)
+from refit.addresses.schemas import AddressCreate, AddressPage, AddressRead, AddressUpdate
 from refit.auth.deps import CurrentClaims, UserSessionDep
-from refit.ratelimit import enforce
-from refit.shipping.carrier import CarrierError
-from refit.shipping.carriers import CARRIER_CALLS_PER_USER, as_problem, open_carrier
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
 
@@ -59,31 +50,3 @@ async def update_address(
 async def delete_address(address_id: uuid.UUID, session: UserSessionDep) -> Response:
     await service.delete_address(session, address_id)
     return Response(status_code=204)
-
-
-@router.post("/validate-address", response_model=ValidateAddressResponse)
-async def validate_address(
-    body: ValidateAddressRequest, request: Request, session: UserSessionDep, claims: CurrentClaims
-) -> ValidateAddressResponse:
-    """Ask the carrier. An invalid address is a 200 with is_valid false: reporting is the job.
-    A saved address keeps the verdict (is_validated, validation_data)."""
-    settings = request.app.state.resources.settings
-    await enforce(request, CARRIER_CALLS_PER_USER, "shipping.carrier", str(claims.user_id))
-    saved = None
-    if body.address_id is not None:
-        saved = await service.get_address(session, body.address_id, for_update=True)
-        target = service.to_carrier_address(saved)
-    else:
-        target = service.to_carrier_address(body.inline())
-    async with open_carrier(settings) as carrier:
-        try:
-            result = await carrier.validate_address(target)
-        except CarrierError as exc:
-            raise as_problem(exc) from exc
-        if saved is not None:
-            await service.record_validation(session, saved, result, carrier=carrier.name)
-    return ValidateAddressResponse(
-        is_valid=result.is_valid,
-        messages=[m.as_dict() for m in result.messages],  # type: ignore[misc]
-        recommended_address=service.recommended(result),  # type: ignore[arg-type]
-    )

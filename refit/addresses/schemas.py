@@ -23,6 +23,14 @@ Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=30, pattern=r"^[0-9+()\-. x]*$")
 ]
 
+# Where a parcel goes: what a carrier rates and validates, so what an address's fingerprint and
+# a carrier's recommended form are made of.
+PLACE_FIELDS = ("name", "street1", "street2", "city", "state", "zip", "country")
+# Everything a seller writes of an address, all of it sent to the carrier (phone included).
+# The schemas below spell these out field by field (each has its own rules); a test holds
+# them to these lists.
+ADDRESS_FIELDS = (*PLACE_FIELDS, "phone")
+
 
 def _normalise(data: Any) -> Any:
     """Upper-case country and US states, and check what carriers will refuse anyway."""
@@ -100,10 +108,12 @@ class AddressUpdate(BaseModel):
         return _normalise(data)
 
 
-class AddressRead(BaseModel):
+class RecommendedAddress(BaseModel):
+    """The carrier-visible place (PLACE_FIELDS): what a carrier recommends, and the core of a
+    saved address as the API shows it."""
+
     model_config = ConfigDict(from_attributes=True)
 
-    id: uuid.UUID
     name: str
     street1: str
     street2: str | None
@@ -111,6 +121,10 @@ class AddressRead(BaseModel):
     state: str
     zip: str
     country: str
+
+
+class AddressRead(RecommendedAddress):
+    id: uuid.UUID
     phone: str | None
     is_default: bool
     is_validated: bool
@@ -158,16 +172,6 @@ class CarrierMessageRead(BaseModel):
     code: str | None = None
     source: str | None = None
     type: str | None = None
-
-
-class RecommendedAddress(BaseModel):
-    name: str
-    street1: str
-    street2: str | None
-    city: str
-    state: str
-    zip: str
-    country: str
 
 
 class ValidateAddressResponse(BaseModel):

@@ -1,26 +1,31 @@
-"""Sellers' shipping addresses. Every function runs in the seller's RLS-filtered session."""
+"""Sellers' shipping addresses. Every function runs in the seller's RLS-filtered session.
+
+What carriers make of an address (validation, their form of it) is shipping's business
+(refit/shipping/addresses.py); this domain only says which fields make a place.
+"""
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
-import json
 import uuid
-from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit.addresses.schemas import AddressCreate, AddressFields, AddressUpdate
-from refit.errors import BadRequest, Conflict, NotFound
+from refit.addresses.schemas import (
+    ADDRESS_FIELDS,
+    PLACE_FIELDS,
+    AddressCreate,
+    AddressFields,
+    AddressUpdate,
+)
+from refit.errors import Conflict, NotFound
 from refit.models import Order, OrderStatus, ShippingAddress
-from refit.shipping.carrier import Address, AddressValidation
+from refit.pagination import newest_first, page
 
 MAX_ADDRESSES_PER_USER = 50
-CONTENT_FIELDS = ("name", "street1", "street2", "city", "state", "zip", "country", "phone")
 # Orders still needing the seller's address: the label is not bought yet, or the device may
 # come back to them.
 LIVE_STATUSES = tuple(
@@ -30,24 +35,8 @@ LIVE_STATUSES = tuple(
 
 def fingerprint(address: ShippingAddress | AddressFields) -> str:
     """What a carrier sees of an address (no phone): equal fingerprints, same rates."""
-    parts = [
-        " ".join(str(getattr(address, f) or "").upper().split())
-        for f in ("name", "street1", "street2", "city", "state", "zip", "country")
-    ]
+    parts = [" ".join(str(getattr(address, f) or "").upper().split()) for f in PLACE_FIELDS]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
-def to_carrier_address(address: ShippingAddress | AddressFields) -> Address:
-    return Address(
-        name=address.name,
-        street1=address.street1,
-        street2=address.street2 or None,
-        city=address.city,
-        state=address.state,
-        zip=address.zip,
-        country=address.country,
-        phone=address.phone or None,
-    )
 
 
 async def _lock_user_addresses(session: AsyncSession, user_id: uuid.UUID) -> None:
@@ -67,37 +56,11 @@ async def _unset_default(session: AsyncSession, user_id: uuid.UUID) -> None:
     )
 
 
-def _encode_cursor(address: ShippingAddress) -> str:
-    raw = json.dumps([address.created_at.isoformat(), str(address.id)])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    try:
-        created, ident = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return dt.datetime.fromisoformat(created), uuid.UUID(ident)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("The cursor is not one we issued", code="invalid_cursor") from exc
-
-
 async def list_addresses(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> tuple[list[ShippingAddress], str | None]:
-    query = select(ShippingAddress).order_by(
-        ShippingAddress.created_at.desc(), ShippingAddress.id.desc()
-    )
-    if cursor:
-        created, ident = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                ShippingAddress.created_at < created,
-                and_(ShippingAddress.created_at == created, ShippingAddress.id < ident),
-            )
-        )
-    rows = list((await session.scalars(query.limit(limit + 1))).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (_encode_cursor(rows[-1]) if more and rows else None)
+    query = newest_first(select(ShippingAddress), ShippingAddress, limit=limit, cursor=cursor)
+    return page((await session.scalars(query)).all(), limit)
 
 
 async def get_address(
@@ -148,7 +111,7 @@ async def update_address(
     address = await get_address(session, address_id, for_update=True)
     changes = patch.model_dump(exclude_unset=True)
     is_default = changes.pop("is_default", None)
-    merged = {f: getattr(address, f) for f in CONTENT_FIELDS} | changes
+    merged = {f: getattr(address, f) for f in ADDRESS_FIELDS} | changes
     try:
         checked = AddressFields.model_validate(merged)
     except ValidationError as exc:
@@ -156,7 +119,7 @@ async def update_address(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from exc
     new_values = checked.model_dump()
-    if any(new_values[f] != getattr(address, f) for f in CONTENT_FIELDS):
+    if any(new_values[f] != getattr(address, f) for f in ADDRESS_FIELDS):
         if fingerprint(checked) != fingerprint(address):
             # A different place: the carrier's verdict on the old one no longer applies.
             address.is_validated = False
@@ -188,44 +151,4 @@ async def delete_address(session: AsyncSession, address_id: uuid.UUID) -> None:
             code="address_in_use",
         )
     await session.delete(address)
-    await session.flush()
-
-
-def validation_record(
-    result: AddressValidation, *, carrier: str, address_print: str
-) -> dict[str, Any]:
-    """What `validation_data` keeps of a carrier's verdict."""
-    return {
-        "is_valid": result.is_valid,
-        "messages": [m.as_dict() for m in result.messages],
-        "recommended_address": recommended(result),
-        "carrier": carrier,
-        "carrier_object_id": result.carrier_object_id,
-        "fingerprint": address_print,
-        "validated_at": dt.datetime.now(dt.UTC).isoformat(),
-    }
-
-
-def recommended(result: AddressValidation) -> dict[str, Any] | None:
-    if result.recommended is None:
-        return None
-    r = result.recommended
-    return {
-        "name": r.name,
-        "street1": r.street1,
-        "street2": r.street2,
-        "city": r.city,
-        "state": r.state,
-        "zip": r.zip,
-        "country": r.country,
-    }
-
-
-async def record_validation(
-    session: AsyncSession, address: ShippingAddress, result: AddressValidation, *, carrier: str
-) -> None:
-    address.is_validated = result.is_valid
-    address.validation_data = validation_record(
-        result, carrier=carrier, address_print=fingerprint(address)
-    )
     await session.flush()

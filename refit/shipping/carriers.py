@@ -15,15 +15,39 @@ from refit.shipping.shippo import ShippoCarrier
 # Carrier calls (validation, rating) per seller: the carrier's own quota is account-wide
 # (Shippo test mode: 50 POSTs a minute), so one seller must not be able to spend it all.
 CARRIER_CALLS_PER_USER = "30/minute"
+# A seller waiting on the carrier: all its calls together get this long (unless settings say
+# otherwise), and a 429 is waited out only when it asks for at most this many seconds.
+REQUEST_RATE_LIMIT_WAIT = 1.0
+
+
+def carrier_name(settings: Settings) -> str:
+    """The name of the carrier `open_carrier` gives, without opening it."""
+    return ShippoCarrier.name if settings.shippo_api_key else SandboxCarrier.name
 
 
 @asynccontextmanager
-async def open_carrier(settings: Settings) -> AsyncIterator[Carrier]:
-    """Shippo when REFIT_SHIPPO_API_KEY is set, else the built-in sandbox carrier."""
+async def open_carrier(
+    settings: Settings, *, seller_waiting: bool = False
+) -> AsyncIterator[Carrier]:
+    """Shippo when REFIT_SHIPPO_API_KEY is set, else the built-in sandbox carrier.
+
+    `seller_waiting`: the calls answer a seller's request, so they fail fast (503 with
+    Retry-After) rather than wait: a 429 is retried once at most, after a short wait, and all
+    calls together are bounded by the request timeout. Background jobs wait out the carrier.
+    """
     if settings.shippo_api_key:
         api, downloads = ShippoCarrier.clients(settings)
         async with api, downloads:
-            yield ShippoCarrier(api, downloads)
+            if seller_waiting:
+                yield ShippoCarrier(
+                    api,
+                    downloads,
+                    max_rate_limit_wait=REQUEST_RATE_LIMIT_WAIT,
+                    rate_limit_retries=1,
+                    budget_seconds=settings.carrier_request_timeout_seconds,
+                )
+            else:
+                yield ShippoCarrier(api, downloads)
     else:
         yield SandboxCarrier(resources.current().sessionmaker)
 

@@ -1,4 +1,10 @@
-"""The seller's "buy this label" request: checks, then processing_shipment (the job follows)."""
+"""The seller's "buy this label" request: checks, then processing_shipment (the job follows).
+
+The decision is one transaction with no network call in it. The only carrier call a purchase
+may need is a verdict on the address, when none is on record for it: `request_label` then
+raises `VerdictNeeded` (its transaction rolls back, the order's lock goes with it), the
+caller asks the carrier with nothing held and decides again with the verdict in hand.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +18,35 @@ from refit import db
 from refit.addresses.service import fingerprint
 from refit.errors import Conflict, Unprocessable
 from refit.models import Order, OrderStatus
-from refit.orders.service import transition
-from refit.resources import Resources
-from refit.shipping.carrier import Carrier
-from refit.shipping.models import LabelPurchase, RateQuote
-from refit.shipping.rates import ensure_deliverable, load_order, order_address
+from refit.orders.service import get_order, transition
+from refit.shipping import addresses, state
+from refit.shipping.addresses import AddressSnapshot, Verdict
+from refit.shipping.models import IN_FLIGHT, LabelPurchase, RateQuote
+from refit.shipping.rates import order_address
+
+
+class VerdictNeeded(Exception):
+    """The purchase can go ahead only with the carrier's verdict on this address."""
+
+    def __init__(self, address: AddressSnapshot) -> None:
+        super().__init__("the carrier's verdict on the address is needed")
+        self.address = address
 
 
 async def request_label(
     session: AsyncSession,
-    resources: Resources,
-    carrier: Carrier,
     order_id: uuid.UUID,
     rate_id: str,
     *,
     user_id: uuid.UUID,
+    carrier_name: str,
+    verdict: Verdict | None = None,
 ) -> Order:
     """Record the chosen rate and move the order to processing_shipment; the transition
-    defers the label job in this same transaction (it exists iff this commits)."""
-    order = await load_order(session, order_id, lock=True)
+    defers the label job in this same transaction (it exists iff this commits). Everything
+    is decided under the order's row lock; `verdict` is the carrier's answer on the address
+    when an earlier try raised `VerdictNeeded`."""
+    order = await get_order(session, order_id, for_update=True)
     if order.status != OrderStatus.PENDING:
         raise Conflict(
             f"Order {order.order_number} is {order.status}; a label is bought once, "
@@ -52,22 +68,22 @@ async def request_label(
             "rate_id is not one of the rates quoted for this order; ask for rates first",
             code="unknown_rate",
         )
-    if quote.carrier_name != carrier.name or quote.expires_at <= dt.datetime.now(dt.UTC):
+    if quote.carrier_name != carrier_name or quote.expires_at <= dt.datetime.now(dt.UTC):
         raise Conflict("This rate has expired; ask for rates again", code="rate_expired")
-    address = await order_address(session, order)
+    address = await order_address(session, order, lock=True)
     if fingerprint(address) != quote.address_fingerprint:
         raise Conflict(
             "The shipping address changed since these rates were quoted; ask for rates again",
             code="rate_expired",
         )
-    await ensure_deliverable(session, resources, carrier, address)
+    if verdict is not None:
+        addresses.record_validation(address, verdict)
+    on_record = addresses.verdict_on_record(address, carrier_name)
+    if on_record is None:
+        raise VerdictNeeded(AddressSnapshot.of(address))
+    addresses.require_deliverable(on_record)
 
-    order.shipping_rate_id = quote.rate_id
-    order.shipping_carrier = quote.carrier
-    order.shipping_service = quote.service
-    order.shipping_cost = quote.amount
-    order.label_error = None
-    await session.flush()
+    await state.choose_rate(session, order, quote)
     return await transition(
         session,
         order.id,
@@ -81,13 +97,13 @@ async def request_label(
 async def _refuse_while_in_flight(session: AsyncSession, order: Order) -> None:
     """An order sent back to pending (processing_shipment -> pending) may still have an
     earlier purchase in flight: a transaction we wait on (label_transaction_id, which the
-    label job clears when it ends in ERROR) or an attempt whose reply never came ('started')
-    or is still QUEUED ('pending'). Buying with a new rate now could end in two paid labels.
+    label job clears when it ends in ERROR) or an attempt whose reply never came (STARTED)
+    or is still QUEUED (PENDING). Buying with a new rate now could end in two paid labels.
 
     The simplest safe answer is no: nothing is bought until that purchase is resolved (by the
     label job, an operator, or cancelling the order, whose refund job settles it). Resolving
     or refunding it from this request instead would mean carrier calls and waits here.
-    The order row is locked (FOR UPDATE), and the label job writes its 'started' row under
+    The order row is locked (FOR UPDATE), and the label job writes its STARTED row under
     the same lock, after re-checking the order still wants that rate (labels._buy).
     """
     async with db.as_service(session):
@@ -96,7 +112,7 @@ async def _refuse_while_in_flight(session: AsyncSession, order: Order) -> None:
                 select(
                     exists().where(
                         LabelPurchase.order_id == order.id,
-                        LabelPurchase.status.in_(("started", "pending")),
+                        LabelPurchase.status.in_(IN_FLIGHT),
                     )
                 )
             )

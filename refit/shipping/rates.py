@@ -1,4 +1,10 @@
-"""Rates for an order: from the seller's address to the warehouse, for the device's parcel."""
+"""Rates for an order: from the seller's address to the warehouse, for the device's parcel.
+
+Three steps, so that no transaction (and no pooled connection) is held while the carrier
+answers: `plan` reads the order and its address in a short seller transaction, `fetch` asks
+the carrier with none open, and `record` re-checks under the order's lock and keeps the
+quotes (and the carrier's verdict on the address) in a second one.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -15,28 +21,20 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
-from refit.addresses import service as addresses
-from refit.errors import Conflict, NotFound, Unprocessable
+from refit import db, resources
+from refit.errors import Conflict, Unprocessable
 from refit.models import Order, OrderStatus, ShippingAddress
-from refit.resources import Resources
+from refit.orders.service import get_order
 from refit.settings import Settings
-from refit.shipping.carrier import (
-    Address,
-    AddressValidation,
-    Carrier,
-    CarrierMessage,
-    Parcel,
-    Rate,
-    Shipment,
-)
+from refit.shipping import addresses
+from refit.shipping.addresses import AddressSnapshot, Verdict
+from refit.shipping.carrier import Address, Carrier, Parcel, Rate, Shipment
 from refit.shipping.models import RateQuote
 from refit.shipping.parcels import category_of, parcel_for
 
 # Shippo rates can be bought for 7 days; we stop a day short.
 QUOTE_VALIDITY = dt.timedelta(days=6)
 RATES_CACHE_SECONDS = 15 * 60
-VALIDATION_CACHE_SECONDS = 24 * 3600
 
 
 def warehouse(settings: Settings) -> Address:
@@ -54,94 +52,98 @@ def warehouse(settings: Settings) -> Address:
     )
 
 
-async def load_order(session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False) -> Order:
-    query = select(Order).where(Order.id == order_id)
-    if lock:
-        query = query.with_for_update()
-    order = await session.scalar(query)
-    if order is None:  # another seller's order is invisible under RLS: a 404 too
-        raise NotFound("No such order", code="order_not_found")
-    return order
-
-
-async def order_address(session: AsyncSession, order: Order) -> ShippingAddress:
+async def order_address(
+    session: AsyncSession, order: Order, *, lock: bool = False
+) -> ShippingAddress:
+    """The order's address (`lock`: FOR UPDATE, re-read, until the transaction ends)."""
     if order.shipping_address_id is None:
         raise Conflict("The order has no shipping address", code="no_shipping_address")
-    address = await session.get(ShippingAddress, order.shipping_address_id)
+    address = await session.get(
+        ShippingAddress, order.shipping_address_id, with_for_update=lock, populate_existing=lock
+    )
     if address is None:
         raise Conflict("The order's shipping address is gone", code="no_shipping_address")
     return address
 
 
-async def ensure_deliverable(
-    session: AsyncSession, resources: Resources, carrier: Carrier, address: ShippingAddress
-) -> None:
-    """The carrier's verdict on the address (kept on it; cached a day by content). Raise 422
-    `address_invalid` with the carrier's messages when it says no."""
-    print_ = addresses.fingerprint(address)
-    data = address.validation_data or {}
-    if data.get("fingerprint") != print_ or data.get("carrier") != carrier.name:
-        key = resources.redis_key("shipping", "validation", carrier.name, print_)
-        cached = await resources.redis.get(key)
-        if cached:
-            result = _validation_from_json(json.loads(cached))
-        else:
-            result = await carrier.validate_address(addresses.to_carrier_address(address))
-            await resources.redis.set(
-                key, json.dumps(_validation_to_json(result)), ex=VALIDATION_CACHE_SECONDS
-            )
-        # The verdict is kept even if this request then fails: the cache above covers the
-        # rollback, the column covers the next successful request.
-        await addresses.record_validation(session, address, result, carrier=carrier.name)
-        data = address.validation_data or {}
-    if not data.get("is_valid"):
-        raise Unprocessable(
-            "The carrier cannot deliver to this address; correct it and try again",
-            code="address_invalid",
-            extra={"messages": data.get("messages") or []},
-        )
+@dataclass(frozen=True)
+class RatingPlan:
+    """What rating an order needs, read in one transaction (plain values, no ORM rows)."""
+
+    order_id: uuid.UUID
+    parcel: Parcel
+    address: AddressSnapshot
 
 
-async def quote_rates(
-    session: AsyncSession, resources: Resources, carrier: Carrier, order_id: uuid.UUID
-) -> list[RateQuote]:
-    """Rates for the order (seller's session: RLS proves ownership), recorded as quotes so
-    purchase-label can only buy one of them."""
-    order = await load_order(session, order_id)
-    if order.status != OrderStatus.PENDING:
-        raise Conflict(
-            f"The order is {order.status}; rates are for orders waiting for a label",
-            code="invalid_order_state",
-        )
+@dataclass(frozen=True)
+class Rated:
+    """The carrier's answers: its verdict on the address and the shipment's rates."""
+
+    carrier_name: str
+    verdict: Verdict
+    shipment: Shipment
+    quoted_at: dt.datetime
+
+
+async def plan(session: AsyncSession, order_id: uuid.UUID) -> RatingPlan:
+    """Step 1, in the seller's transaction (RLS proves the order is theirs)."""
+    order = await get_order(session, order_id)
+    _require_pending(order)
     address = await order_address(session, order)
-    await ensure_deliverable(session, resources, carrier, address)
-    parcel = parcel_for(category_of(order))
-    shipment, quoted_at = await _shipment(resources, carrier, order, address, parcel)
-    print_ = addresses.fingerprint(address)
+    return RatingPlan(order.id, parcel_for(category_of(order)), AddressSnapshot.of(address))
+
+
+async def fetch(carrier: Carrier, plan: RatingPlan) -> Rated:
+    """Step 2, with no transaction open: the carrier's verdict on the address (unless one is
+    on record), then its rates; 422 `address_invalid` or `no_rates` when it says no."""
+    verdict = plan.address.verdict_on_record(carrier.name) or await addresses.check(
+        carrier, plan.address
+    )
+    addresses.require_deliverable(verdict)
+    shipment, quoted_at = await _shipment(carrier, plan)
+    if not shipment.rates:
+        raise Unprocessable(
+            "The carrier offers no service from this address",
+            code="no_rates",
+            extra={"messages": [m.as_dict() for m in shipment.messages]},
+        )
+    return Rated(carrier.name, verdict, shipment, quoted_at)
+
+
+async def record(session: AsyncSession, plan: RatingPlan, rated: Rated) -> list[RateQuote]:
+    """Step 3, in a second seller transaction: still pending, still the address that was
+    rated (409 `address_changed` if not), then the verdict kept and the rates recorded as
+    quotes, so purchase-label can only buy one of them."""
+    order = await get_order(session, plan.order_id, for_update=True)
+    _require_pending(order)
+    address = await order_address(session, order, lock=True)
+    if not addresses.record_validation(address, rated.verdict):
+        raise Conflict(
+            "The shipping address changed while the carrier was rating it; ask for rates again",
+            code="address_changed",
+        )
+    # The seller may have asked the carrier again meanwhile: the newest verdict decides.
+    addresses.require_deliverable(
+        addresses.verdict_on_record(address, rated.carrier_name) or rated.verdict
+    )
     rows = [
         {
             "order_id": order.id,
             "rate_id": rate.rate_id,
-            "carrier_name": carrier.name,
-            "shipment_id": shipment.shipment_id,
+            "carrier_name": rated.carrier_name,
+            "shipment_id": rated.shipment.shipment_id,
             "carrier": rate.carrier,
             "service": rate.service,
             "service_token": rate.service_token,
             "amount": rate.amount,
             "currency": rate.currency,
             "estimated_days": rate.estimated_days,
-            "address_fingerprint": print_,
-            "quoted_at": quoted_at,
-            "expires_at": quoted_at + QUOTE_VALIDITY,
+            "address_fingerprint": plan.address.fingerprint,
+            "quoted_at": rated.quoted_at,
+            "expires_at": rated.quoted_at + QUOTE_VALIDITY,
         }
-        for rate in shipment.rates
+        for rate in rated.shipment.rates
     ]
-    if not rows:
-        raise Unprocessable(
-            "The carrier offers no service from this address",
-            code="no_rates",
-            extra={"messages": [m.as_dict() for m in shipment.messages]},
-        )
     # Quotes are a system table: written with the service role, after RLS let us read the
     # order above.
     async with db.as_service(session):
@@ -163,32 +165,38 @@ async def quote_rates(
     return list(quotes)
 
 
-async def _shipment(
-    resources: Resources, carrier: Carrier, order: Order, address: ShippingAddress, parcel: Parcel
-) -> tuple[Shipment, dt.datetime]:
+def _require_pending(order: Order) -> None:
+    if order.status != OrderStatus.PENDING:
+        raise Conflict(
+            f"The order is {order.status}; rates are for orders waiting for a label",
+            code="invalid_order_state",
+        )
+
+
+async def _shipment(carrier: Carrier, plan: RatingPlan) -> tuple[Shipment, dt.datetime]:
     # Keyed by order as well as by (address, parcel): a carrier's rate object is bought at
     # most once and its shipment carries the order's metadata, so orders never share one.
-    settings = resources.settings
+    res = resources.current()
     parts = [
         carrier.name,
-        str(order.id),
-        addresses.fingerprint(address),
-        json.dumps({k: str(v) for k, v in asdict(parcel).items()}, sort_keys=True),
-        json.dumps(warehouse(settings).as_dict(), sort_keys=True),
+        str(plan.order_id),
+        plan.address.fingerprint,
+        json.dumps({k: str(v) for k, v in asdict(plan.parcel).items()}, sort_keys=True),
+        json.dumps(warehouse(res.settings).as_dict(), sort_keys=True),
     ]
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
-    key = resources.redis_key("shipping", "rates", digest)
-    cached = await resources.redis.get(key)
+    key = res.redis_key("shipping", "rates", digest)
+    cached = await res.redis.get(key)
     if cached:
         return _shipment_from_json(json.loads(cached))
     shipment = await carrier.get_rates(
-        addresses.to_carrier_address(address),
-        warehouse(settings),
-        parcel,
-        metadata=f"order:{order.id}",
+        plan.address.carrier_address,
+        warehouse(res.settings),
+        plan.parcel,
+        metadata=f"order:{plan.order_id}",
     )
     quoted_at = dt.datetime.now(dt.UTC)
-    await _cache(resources.redis, key, shipment, quoted_at)
+    await _cache(res.redis, key, shipment, quoted_at)
     return shipment, quoted_at
 
 
@@ -206,22 +214,4 @@ def _shipment_from_json(data: dict[str, Any]) -> tuple[Shipment, dt.datetime]:
     return (
         Shipment(shipment_id=data["shipment_id"], rates=rates),
         dt.datetime.fromisoformat(data["quoted_at"]),
-    )
-
-
-def _validation_to_json(result: AddressValidation) -> dict[str, Any]:
-    return {
-        "is_valid": result.is_valid,
-        "messages": [m.as_dict() for m in result.messages],
-        "recommended": result.recommended.as_dict() if result.recommended else None,
-        "carrier_object_id": result.carrier_object_id,
-    }
-
-
-def _validation_from_json(data: dict[str, Any]) -> AddressValidation:
-    return AddressValidation(
-        is_valid=data["is_valid"],
-        messages=[CarrierMessage(**m) for m in data["messages"]],
-        recommended=Address(**data["recommended"]) if data["recommended"] else None,
-        carrier_object_id=data.get("carrier_object_id"),
     )

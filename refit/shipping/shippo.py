@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from dataclasses import fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -57,13 +58,18 @@ class ShippoCarrier:
         max_rate_limit_wait: float = 30.0,
         rate_limit_retries: int = 3,
         max_list_pages: int = MAX_LIST_PAGES,
+        budget_seconds: float | None = None,
     ) -> None:
+        """`budget_seconds`: how long all of this object's API calls together may take
+        (waits on a 429 included) before they fail as CarrierUnavailable; None: no bound but
+        each call's own timeouts. A seller's request gets a budget, a background job not."""
         self._api = api
         # Label URLs are signed S3 URLs: fetched with a client that never carries our API key.
         self._downloads = downloads
         self._max_rate_limit_wait = max_rate_limit_wait
         self._rate_limit_retries = rate_limit_retries
         self._max_list_pages = max_list_pages
+        self._budget = budget_seconds
 
     @classmethod
     def clients(cls, settings: Settings) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
@@ -231,6 +237,32 @@ class ShippoCarrier:
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        budget = self._budget
+        if budget is None:
+            return await self._send(method, path, json=json, params=params)
+        if budget <= 0:
+            raise CarrierUnavailable(f"no time left for Shippo to answer {method} {path}")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(budget):
+                return await self._send(method, path, json=json, params=params)
+        except TimeoutError as exc:
+            # For a POST the outcome is unknown, as with any timeout.
+            raise CarrierUnavailable(
+                f"Shippo did not answer {method} {path} within {budget:.1f} s"
+            ) from exc
+        finally:
+            self._budget = budget - (loop.time() - started)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         for attempt in range(self._rate_limit_retries + 1):
             try:
                 response = await self._api.request(method, path, json=json, params=params)
@@ -331,18 +363,7 @@ def _address(body: dict[str, Any], *, fallback: Address) -> Address:
         value = body.get(key)
         return value if value not in (None, "") else getattr(fallback, key)
 
-    return Address(
-        name=pick("name"),
-        company=pick("company"),
-        street1=pick("street1"),
-        street2=pick("street2"),
-        city=pick("city"),
-        state=pick("state"),
-        zip=pick("zip"),
-        country=pick("country"),
-        phone=pick("phone"),
-        email=pick("email"),
-    )
+    return Address(**{f.name: pick(f.name) for f in fields(Address)})
 
 
 def _differs(returned: Address, sent: Address) -> bool:
@@ -399,11 +420,14 @@ def _event(raw: dict[str, Any]) -> TrackingEvent:
         status = TrackingStatus.UNKNOWN
     location = raw.get("location") or {}
     place = ", ".join(str(location[k]) for k in ("city", "state", "country") if location.get(k))
+    substatus = raw.get("substatus") or {}
     return TrackingEvent(
         status=status,
         details=raw.get("status_details"),
         occurred_at=_datetime(raw.get("status_date")),
         location=place or None,
+        # Shippo's substatus codes are opaque strings (its list is not published with the API).
+        substatus=substatus.get("code") if isinstance(substatus, dict) else None,
     )
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import dataclasses
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import select
 
+from refit.addresses import schemas
+from refit.addresses.service import fingerprint
 from refit.models import Order, ShippingAddress
+from refit.shipping.carrier import Address
 
 HOME = {
     "name": "Ada Seller",
@@ -251,3 +257,38 @@ async def test_nul_character_is_a_400_and_changes_nothing(client, make_user, res
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_data"
     assert await _rows(resources, seller.id) == []
+
+
+def test_the_address_fields_are_written_down_once():
+    """The schemas spell the fields out (each has its rules); they must be the same lists."""
+    fields = set(schemas.ADDRESS_FIELDS)
+    assert set(schemas.AddressFields.model_fields) == fields
+    assert set(schemas.AddressUpdate.model_fields) == fields | {"is_default"}
+    assert set(schemas.ValidateAddressRequest.model_fields) == fields | {"address_id"}
+    assert set(schemas.RecommendedAddress.model_fields) == set(schemas.PLACE_FIELDS)
+    assert fields <= set(schemas.AddressRead.model_fields)
+    assert fields <= set(ShippingAddress.__table__.columns.keys())
+    assert fields <= {f.name for f in dataclasses.fields(Address)}
+
+
+def test_the_fingerprint_is_the_place_not_the_phone():
+    home = schemas.AddressFields.model_validate(HOME)
+    assert fingerprint(home) == fingerprint(home.model_copy(update={"phone": "+1 555 0199"}))
+    assert fingerprint(home) == fingerprint(home.model_copy(update={"city": " mountain  VIEW"}))
+    for field in schemas.PLACE_FIELDS:
+        moved = home.model_copy(update={field: "Elsewhere 9"})
+        assert fingerprint(moved) != fingerprint(home), field
+
+
+def test_addresses_import_nothing_from_shipping():
+    """Shipping builds on addresses (carrier form, verdicts), never the reverse."""
+    package = Path(schemas.__file__).parent
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not any(n.startswith("refit.shipping") for n in names), source.name

@@ -10,7 +10,10 @@ Scripting: `fail_next_transactions(n)` (ERROR transactions with messages),
 `hold_next_transaction()` (the transaction is created, the reply waits for `release()`),
 `hold_next_transaction(create_first=False)` (the request waits for `release()` before the
 transaction exists: a carrier that creates it late), `add_transactions(n, ...)` (other
-orders' labels on the account), `rate_limit_next(n, reset_in)` (429 with X-RateLimit-Reset).
+orders' labels on the account), `rate_limit_next(n, reset_in)` (429 with X-RateLimit-Reset),
+`throttle(retry_after)` (every call a 429 with Retry-After, until `throttle(None)`),
+`hold_rating()` (POST /addresses and /shipments wait for `release_rating()`; `held_count()`
+says how many are waiting, `wait_for_held(n, timeout)` waits until n are).
 `labels_bought()` counts transactions that reached SUCCESS; `requests` logs every call and
 `list_queries` the query of every GET /transactions.
 
@@ -72,6 +75,14 @@ class State:
     rate_limits: int = 0
     refused_streets: set[str] = field(default_factory=set)
     rate_limit_reset_in: float = 1.0
+    throttle_retry_after: int | None = None
+    # Rating gate: open (set) unless a test holds validation and rating requests.
+    rating_open: threading.Event = field(default_factory=threading.Event)
+    rating_held: int = 0
+    rating_changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        self.rating_open.set()
 
     def new_id(self, kind: str) -> str:
         return f"{kind}_{next(self.ids):08d}"
@@ -84,6 +95,7 @@ class ShippoServer(LocalHTTPServer):
 
     def stop(self) -> None:
         self.state.held.set()  # release a purchase reply a test is holding
+        self.state.rating_open.set()
         super().stop()
 
     # --- scripting -----------------------------------------------------------------------
@@ -154,6 +166,28 @@ class ShippoServer(LocalHTTPServer):
         with self.state.lock:
             self.state.rate_limits, self.state.rate_limit_reset_in = n, reset_in
 
+    def throttle(self, retry_after: int | None) -> None:
+        """Every API call answered 429 with `Retry-After: retry_after` (None: no more)."""
+        with self.state.lock:
+            self.state.throttle_retry_after = retry_after
+
+    def hold_rating(self) -> None:
+        """From now on POST /addresses and POST /shipments wait until release_rating()."""
+        self.state.rating_open.clear()
+
+    def release_rating(self) -> None:
+        self.state.rating_open.set()
+
+    def held_count(self) -> int:
+        """How many validation and rating requests are waiting for release_rating()."""
+        with self.state.rating_changed:
+            return self.state.rating_held
+
+    def wait_for_held(self, n: int, timeout: float) -> bool:
+        """Block (a thread) until at least n requests are held; False after `timeout` s."""
+        with self.state.rating_changed:
+            return self.state.rating_changed.wait_for(lambda: self.state.rating_held >= n, timeout)
+
     # --- inspection ----------------------------------------------------------------------
 
     def transactions_created(self) -> list[dict[str, Any]]:
@@ -221,6 +255,13 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                 limited = state.rate_limits > 0
                 if limited:
                     state.rate_limits -= 1
+                throttled = state.throttle_retry_after
+            if throttled is not None:
+                return self._send(
+                    429,
+                    {"detail": "Request was throttled."},
+                    headers={"Retry-After": str(throttled)},
+                )
             if limited:
                 reset = int(time.time() + state.rate_limit_reset_in + 0.999)
                 return self._send(
@@ -243,7 +284,22 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
             action = handlers.get(route)
             if action is None:
                 return self._send(404, {"detail": "Not found."})
+            if route in (("POST", "addresses", 1), ("POST", "shipments", 1)):
+                self._wait_for_rating_gate()
             action()
+
+        def _wait_for_rating_gate(self) -> None:
+            if state.rating_open.is_set():
+                return
+            with state.rating_changed:
+                state.rating_held += 1
+                state.rating_changed.notify_all()
+            try:
+                state.rating_open.wait(120)
+            finally:
+                with state.rating_changed:
+                    state.rating_held -= 1
+                    state.rating_changed.notify_all()
 
         # --- objects ---------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.errors import Conflict
 from refit.models import OrderStatus
 from refit.shipping import purchases
-from refit.shipping.carriers import CARRIER_CALLS_PER_USER, open_carrier
+from refit.shipping.carriers import CARRIER_CALLS_PER_USER, carrier_name
 from refit.shipping.models import RateQuote
 from tests.shipping.helpers import buy, history, label_jobs, order_row, quote
 
@@ -170,15 +170,15 @@ async def test_rolled_back_purchase_leaves_no_job_and_no_change(
     seller = await make_user()
     order = await make_order(seller)
     rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    carrier = carrier_name(resources.settings)
 
     # 1. The real service in a seller's transaction that fails after the transition.
     with pytest.raises(RuntimeError):
         async with resources.sessionmaker() as session, session.begin():
             await db.act_as_user(session, seller.id)
-            async with open_carrier(resources.settings) as carrier:
-                moved = await purchases.request_label(
-                    session, resources, carrier, order.id, rate_id, user_id=seller.id
-                )
+            moved = await purchases.request_label(
+                session, order.id, rate_id, user_id=seller.id, carrier_name=carrier
+            )
             assert moved.status == OrderStatus.PROCESSING_SHIPMENT
             async with db.as_service(session):
                 inside = await session.scalar(
@@ -200,10 +200,9 @@ async def test_rolled_back_purchase_leaves_no_job_and_no_change(
 
     @app.post("/probe/purchase-then-fail")
     async def probe(session: UserSessionDep, claims: CurrentClaims) -> None:
-        async with open_carrier(resources.settings) as carrier:
-            await purchases.request_label(
-                session, resources, carrier, order.id, rate_id, user_id=claims.user_id
-            )
+        await purchases.request_label(
+            session, order.id, rate_id, user_id=claims.user_id, carrier_name=carrier
+        )
         raise Conflict("changed my mind", code="probe_conflict")
 
     async with httpx.AsyncClient(
