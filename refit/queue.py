@@ -179,9 +179,22 @@ def build_worker(*, wait: bool = True, install_signal_handlers: bool = True) -> 
     )
 
 
-async def run_until_empty() -> None:
-    """Run every job that is due, then return (tests, one-off maintenance)."""
-    await build_worker(wait=False, install_signal_handlers=False).run()
+async def run_until_empty(max_rounds: int = 20) -> None:
+    """Run every job that is due, including the ones those jobs defer, then return (tests,
+    one-off maintenance).
+
+    A worker without `wait` stops when it finds nothing to take; with several jobs running at
+    once, one that defers a follow-up (notify_user defers send_email) may finish just after
+    the worker looked. So look again until nothing due is left.
+    """
+    for _ in range(max_rounds):
+        await build_worker(wait=False, install_signal_handlers=False).run()
+        due = await queue.connector.execute_query_one_async(
+            "SELECT count(*) AS n FROM procrastinate_jobs "
+            "WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now())"
+        )
+        if not due["n"]:
+            return
 
 
 async def worker_heartbeats() -> dict[str, Any]:

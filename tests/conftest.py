@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from refit import db, embedded, migrate, queue
@@ -29,6 +32,24 @@ from refit.resources import Resources, close_resources, open_resources
 from refit.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+OpenClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "allow_500: the test provokes a 500 on purpose (without it, any 500 fails the test)",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
 
 
 def with_database(url: str, name: str) -> str:
@@ -105,16 +126,78 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
 
 
 @pytest.fixture
-async def client(resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(resources.settings, resources=resources)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
+def open_client(request: pytest.FixtureRequest) -> Iterator[OpenClient]:
+    """Opens an httpx client on an app in this process. Any 500 fails the test: a crash must
+    never pass for a refusal. A test that provokes one on purpose says so with
+    `@pytest.mark.allow_500`. A 503 is a real answer (a dependency is down) and passes."""
+    allowed = request.node.get_closest_marker("allow_500") is not None
+    crashes: list[str] = []
+
+    async def refuse_500(response: httpx.Response) -> None:
+        if response.status_code != 500 or allowed:
+            return
+        await response.aread()
+        crash = f"{response.request.method} {response.request.url.path} answered 500: "
+        crashes.append(crash + response.text)
+        pytest.fail(crashes[-1] + " (the traceback is in the captured log)", pytrace=False)
+
+    @asynccontextmanager
+    async def open_(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
             base_url="http://testserver",
-        ) as http,
-    ):
+            event_hooks={"response": [refuse_500]},
+        ) as http:
+            yield http
+
+    yield open_
+    if crashes and not request.node.stash.get(_CALL_FAILED, False):
+        # The failure raised in the hook was swallowed on the way (a gather with
+        # return_exceptions=True, a broad except): the test passed, the crash still counts.
+        pytest.fail("\n".join(crashes), pytrace=False)
+
+
+@pytest.fixture
+async def client(resources: Resources, open_client: OpenClient) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(resources.settings, resources=resources)
+    async with app.router.lifespan_context(app), open_client(app) as http:
         yield http
+
+
+@pytest.fixture
+def open_client_without(
+    settings: Settings, open_client: OpenClient
+) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """Opens a client on an app whose PostgreSQL and/or Redis ("database", "redis") is down:
+    its URL points at a loopback port bound but never listening, so every connection is
+    refused and no other process can take the port meanwhile.
+
+    It opens its own resources, which become the process's current ones: use it after the
+    test is done with `client` and `resources`, never before."""
+
+    @asynccontextmanager
+    async def open_(*down: str) -> AsyncIterator[httpx.AsyncClient]:
+        assert down and set(down) <= {"database", "redis"}, down
+        assert settings.database_url
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+            unreachable = {
+                "database": make_url(settings.database_url)
+                .set(host="127.0.0.1", port=port, query={})
+                .render_as_string(hide_password=False),
+                "redis": f"redis://127.0.0.1:{port}/0",
+            }
+            update = {f"{name}_url": unreachable[name] for name in down}
+            broken = await open_resources(settings.model_copy(update=update))
+            try:
+                app = create_app(broken.settings, resources=broken)
+                async with app.router.lifespan_context(app), open_client(app) as http:
+                    yield http
+            finally:
+                await close_resources(broken)
+
+    return open_
 
 
 @pytest.fixture

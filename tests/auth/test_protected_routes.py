@@ -6,20 +6,16 @@ domain are covered without touching this file.
 
 from __future__ import annotations
 
-import asyncio
-import re
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
 
 from refit.admin.deps import current_operator
 from refit.app import create_app
 from refit.auth.deps import current_claims
 from refit.auth.tokens import issue_access_token
 from tests.auth.wallets import bearer, sign_in
+from tests.routes import api_routes, call_route, depends_on, routes_depending_on
 
 # Reachable without a seller's token on purpose (marked "public" in shared/API.md, or a link
 # opened from an email). Anything else under /api must depend on current_claims (sellers) or
@@ -33,41 +29,8 @@ PUBLIC = {
 }
 
 
-def _depends_on(dependant: Any, call: Any) -> bool:
-    return any(d.call is call or _depends_on(d, call) for d in dependant.dependencies)
-
-
-def _api_routes(app: FastAPI) -> Iterator[tuple[str, str, Any]]:
-    for route in iter_route_contexts(app.routes):
-        dependant = getattr(route, "dependant", None)
-        if dependant is None or not route.path_format:
-            continue
-        for method in sorted(route.methods or ()):
-            if method != "HEAD":
-                yield method, route.path_format, dependant
-
-
 def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
-    return [
-        (method, path)
-        for method, path, dependant in _api_routes(app)
-        if _depends_on(dependant, current_claims)
-    ]
-
-
-def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
-
-
-async def _call(client, method: str, path: str, headers: dict[str, str]):
-    kwargs: dict[str, Any] = {"headers": headers}
-    if method in {"POST", "PUT", "PATCH"}:
-        kwargs["json"] = {}
-    try:
-        # A live stream (SSE) never ends on its own: not finishing means it was let in.
-        return await asyncio.wait_for(client.request(method, _concrete(path), **kwargs), 10)
-    except TimeoutError:
-        return None
+    return routes_depending_on(app, current_claims)
 
 
 def _app(resources) -> FastAPI:
@@ -97,10 +60,10 @@ async def test_revoked_and_expired_tokens_get_401_on_every_protected_endpoint(
         # A live token of a fresh seller is let through (whatever the endpoint then says about
         # an empty body or an unknown id): the 401s below come from the token alone.
         fresh = await make_user()
-        let_in = await _call(client, method, path, fresh.headers)
+        let_in = await call_route(client, method, path, fresh.headers)
         assert let_in is None or let_in.status_code != 401, (method, path, let_in.text)
 
-        response = await _call(client, method, path, bearer(expired))
+        response = await call_route(client, method, path, bearer(expired))
         assert response is not None and response.status_code == 401, (method, path)
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "token_expired", (method, path)
@@ -110,7 +73,7 @@ async def test_revoked_and_expired_tokens_get_401_on_every_protected_endpoint(
     assert sign_out.status_code == 204
 
     for method, path in routes:
-        response = await _call(client, method, path, bearer(token))
+        response = await call_route(client, method, path, bearer(token))
         assert response is not None and response.status_code == 401, (method, path)
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "token_revoked", (method, path)
@@ -129,9 +92,26 @@ async def test_no_token_or_a_forged_one_gets_401(client, settings):
 async def test_every_api_endpoint_is_protected_unless_public_on_purpose(resources):
     unguarded = {
         (method, path)
-        for method, path, dependant in _api_routes(_app(resources))
+        for method, path, dependant in api_routes(_app(resources))
         if path.startswith("/api/")
-        and not _depends_on(dependant, current_claims)
-        and not _depends_on(dependant, current_operator)
+        and not depends_on(dependant, current_claims)
+        and not depends_on(dependant, current_operator)
     }
     assert unguarded <= PUBLIC, sorted(unguarded - PUBLIC)
+
+
+async def test_a_live_token_gets_503_on_every_protected_endpoint_while_redis_is_down(
+    client, resources, make_user, open_client_without
+):
+    """Fail closed: when Redis cannot say whether a token was revoked, a live token is refused
+    with 503 auth_unavailable: neither served nor mistaken for a bad token (401)."""
+    routes = protected_routes(_app(resources))
+    assert ("GET", "/api/auth/me") in routes
+    seller = await make_user()
+    assert (await client.get("/api/auth/me", headers=seller.headers)).status_code == 200
+    async with open_client_without("redis") as http:
+        for method, path in routes:
+            response = await call_route(http, method, path, seller.headers)
+            assert response is not None and response.status_code == 503, (method, path)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["code"] == "auth_unavailable", (method, path)

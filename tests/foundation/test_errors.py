@@ -1,5 +1,10 @@
 """Every error the app produces is RFC 9457 problem+json."""
 
+import pytest
+from pydantic import BaseModel
+
+from refit.app import create_app
+from refit.auth.deps import CurrentClaims
 from refit.errors import PROBLEM_JSON
 
 
@@ -22,9 +27,6 @@ async def test_wrong_method_is_405_problem(client):
 
 
 def _app_with_protected_route(resources):
-    from refit.app import create_app
-    from refit.auth.deps import CurrentClaims
-
     app = create_app(resources.settings, resources=resources)
 
     @app.get("/protected")
@@ -34,54 +36,34 @@ def _app_with_protected_route(resources):
     return app
 
 
-async def _get(app, path, headers=None):
-    import httpx
-
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as http:
-        return await http.get(path, headers=headers)
-
-
-async def test_missing_or_bad_token_is_401_problem(resources, make_user):
-    app = _app_with_protected_route(resources)
-    body = assert_problem(await _get(app, "/protected"), 401, "no_token")
-    assert "Bearer" in body["detail"]
-    bad = await _get(app, "/protected", {"Authorization": "Bearer not-a-jwt"})
-    assert_problem(bad, 401, "invalid_token")
-    assert bad.headers["www-authenticate"] == "Bearer"
-    seller = await make_user()
-    ok = await _get(app, "/protected", seller.headers)
+async def test_missing_or_bad_token_is_401_problem(resources, make_user, open_client):
+    async with open_client(_app_with_protected_route(resources)) as http:
+        body = assert_problem(await http.get("/protected"), 401, "no_token")
+        assert "Bearer" in body["detail"]
+        bad = await http.get("/protected", headers={"Authorization": "Bearer not-a-jwt"})
+        assert_problem(bad, 401, "invalid_token")
+        assert bad.headers["www-authenticate"] == "Bearer"
+        seller = await make_user()
+        ok = await http.get("/protected", headers=seller.headers)
     assert ok.json() == {"user": str(seller.id)}
 
 
-async def test_unexpected_crash_is_500_problem_without_internals(resources):
-    import httpx
-
-    from refit.app import create_app
-
+@pytest.mark.allow_500
+async def test_unexpected_crash_is_500_problem_without_internals(resources, open_client):
     app = create_app(resources.settings, resources=resources)
 
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals")
 
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://testserver",
-    ) as http:
+    async with open_client(app) as http:
         response = await http.get("/boom")
     body = assert_problem(response, 500, "internal_error")
     assert "secret" not in response.text
     assert body["detail"]
 
 
-async def test_malformed_json_is_400_and_invalid_field_is_422(resources):
-    import httpx
-    from pydantic import BaseModel
-
-    from refit.app import create_app
-
+async def test_malformed_json_is_400_and_invalid_field_is_422(resources, open_client):
     app = create_app(resources.settings, resources=resources)
 
     class Body(BaseModel):
@@ -91,9 +73,7 @@ async def test_malformed_json_is_400_and_invalid_field_is_422(resources):
     async def echo(body: Body) -> Body:
         return body
 
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as http:
+    async with open_client(app) as http:
         malformed = await http.post(
             "/echo", content=b"{not json", headers={"content-type": "application/json"}
         )

@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from refit import queue
 from refit.app import create_app
-from refit.db import SessionDep
 from refit.errors import Conflict
+from refit.resources import SessionDep
 from tests.foundation.queue_probe import always_fails, record_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,6 +129,27 @@ async def _wait_for(predicate, timeout=30.0):
     raise AssertionError("timed out waiting")
 
 
+async def _running_jobs(resources) -> set[int]:
+    async with resources.sessionmaker() as session:
+        rows = await session.execute(
+            text("SELECT id FROM procrastinate_jobs WHERE status = 'doing'")
+        )
+        return set(rows.scalars())
+
+
+async def _heartbeats_age(resources, seconds):
+    """As the passing of time would: every worker's last heartbeat was `seconds` earlier."""
+    async with resources.sessionmaker() as session, session.begin():
+        aged = await session.execute(
+            text(
+                "UPDATE procrastinate_workers "
+                "SET last_heartbeat = last_heartbeat - make_interval(secs => :s)"
+            ),
+            {"s": seconds},
+        )
+        assert aged.rowcount >= 1
+
+
 @pytest.mark.timeout(120)
 async def test_worker_killed_mid_job_is_detected_and_the_job_runs_again(
     resources, settings, run_jobs
@@ -164,12 +185,16 @@ async def test_worker_killed_mid_job_is_detected_and_the_job_runs_again(
             )
 
     assert await job_status() == "doing"
+    # The probe, and any periodic job the worker had started when it died.
+    left_running = await _running_jobs(resources)
+    assert job_id in left_running
     # Nothing is retried while the dead worker's heartbeat is still fresh...
     assert await queue.retry_stalled_jobs(queue.queue) == 0
-    # ...and once it is stale, the periodic sweep puts the job back.
-    await asyncio.sleep(settings.worker_stalled_after_seconds + 1)
+    # ...and once it is stale (time passes in SQL), the periodic sweep puts them all back.
+    await _heartbeats_age(resources, settings.worker_stalled_after_seconds + 1)
     assert (await queue.worker_heartbeats())["alive"] == 0
-    assert await queue.retry_stalled_jobs(queue.queue) == 1
+    assert await queue.retry_stalled_jobs(queue.queue) == len(left_running)
+    assert await _running_jobs(resources) == set()
     assert await job_status() == "todo"
 
     await run_jobs()

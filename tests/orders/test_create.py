@@ -8,9 +8,10 @@ import datetime as dt
 import uuid
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from refit.models import IdempotencyKey, Order, OrderStatusHistory, Quote
+from tests.locks import wait_until_waiting_on_lock
 from tests.orders.helpers import add_address, quote
 
 
@@ -86,9 +87,34 @@ async def test_same_key_other_body_is_409(client, resources, ready):
     assert len(await _orders(resources)) == 1
 
 
+async def _all_in_flight_together(client, resources, body, requests):
+    """Start `requests` (coroutine factories) while this test holds the order's address row
+    FOR UPDATE: each create needs it FOR SHARE, so all are in flight at once; let go only when
+    PostgreSQL shows every one of them waiting on a lock."""
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("SELECT id FROM shipping_addresses WHERE id = :id FOR UPDATE"),
+            {"id": body["shipping_address_id"]},
+        )
+        tasks = [asyncio.create_task(request()) for request in requests]
+        try:
+            # The first waits on this lock; with one key, the others on its key's row.
+            await wait_until_waiting_on_lock(resources.engine, count=len(tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+    return await asyncio.gather(*tasks)
+
+
 async def test_concurrent_requests_with_one_key_make_one_order(client, resources, ready):
     seller, _, body = ready
-    responses = await asyncio.gather(*(_create(client, seller, body, "race-key") for _ in range(5)))
+    responses = await _all_in_flight_together(
+        client,
+        resources,
+        body,
+        [lambda: _create(client, seller, body, "race-key") for _ in range(5)],
+    )
     assert {r.status_code for r in responses} == {201}
     assert len({r.content for r in responses}) == 1
     assert len(await _orders(resources)) == 1
@@ -141,7 +167,12 @@ async def test_one_order_per_quote(client, resources, ready):
 
 async def test_racing_creates_on_one_quote(client, resources, ready):
     seller, _, body = ready
-    responses = await asyncio.gather(*(_create(client, seller, body, f"key-{i}") for i in range(4)))
+    responses = await _all_in_flight_together(
+        client,
+        resources,
+        body,
+        [lambda i=i: _create(client, seller, body, f"key-{i}") for i in range(4)],
+    )
     assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"quote_already_used"}
     assert len(await _orders(resources)) == 1

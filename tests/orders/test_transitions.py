@@ -12,6 +12,7 @@ from refit.errors import Conflict, NotFound
 from refit.models import Order, OrderStatus, OrderStatusHistory
 from refit.notifications.render import render
 from refit.orders.service import transition
+from tests.locks import backend_pid, wait_until_waiting_on_lock
 from tests.orders.helpers import operator_move, place_order
 
 S = OrderStatus
@@ -34,12 +35,9 @@ async def _walk(resources, order_id, steps) -> None:
         await operator_move(resources, order_id, step)
 
 
-async def _move_in_own_session(resources, order_id, to_status, started: asyncio.Event):
+async def _move_in_own_session(resources, order_id, to_status):
     async with resources.sessionmaker() as session, session.begin():
         order = await transition(session, order_id, to_status, actor="operator:racer")
-        started.set()
-        # Hold the row lock a moment so the other side is surely waiting on it.
-        await asyncio.sleep(0.2)
         return order.status
 
 
@@ -48,34 +46,51 @@ async def _move_in_own_session(resources, order_id, to_status, started: asyncio.
     [(S.SHIPPED, S.CANCELLED), (S.CANCELLED, S.CANCELLED), (S.SHIPPED, S.SHIPPED)],
 )
 async def test_two_concurrent_transitions_one_wins(client, resources, make_user, first, second):
+    """The second move starts while the first holds the order's row lock, and PostgreSQL shows
+    it waiting there; once the first commits, the second sees the new status and is refused."""
     seller = await make_user()
     order_id = uuid.UUID((await place_order(client, resources, seller))["id"])
     await _walk(resources, order_id, TO_AWAITING)
 
-    started = asyncio.Event()
-    results = await asyncio.gather(
-        _move_in_own_session(resources, order_id, first, started),
-        _move_in_own_session(resources, order_id, second, asyncio.Event()),
-        return_exceptions=True,
-    )
-    wins = [r for r in results if not isinstance(r, BaseException)]
-    losses = [r for r in results if isinstance(r, BaseException)]
-    assert len(wins) == 1 and len(losses) == 1, results
-    assert isinstance(losses[0], Conflict) and losses[0].code == "invalid_transition"
-    assert losses[0].status == 409
+    async with resources.sessionmaker() as session, session.begin():
+        order = await transition(session, order_id, first, actor="operator:racer")
+        won = order.status
+        holder = await backend_pid(session)
+        second_move = asyncio.create_task(_move_in_own_session(resources, order_id, second))
+        try:
+            await wait_until_waiting_on_lock(resources.engine, blocked_by=holder)
+        except BaseException:
+            second_move.cancel()
+            raise
+    with pytest.raises(Conflict) as lost:
+        await second_move
+    assert won == first
+    assert lost.value.code == "invalid_transition" and lost.value.status == 409
     history = await _history(resources, order_id)
     assert len(history) == 4  # created, processing, awaiting, and ONE of the two moves
-    assert history[-1][1] == wins[0]
+    assert history[-1][1] == first
 
 
 async def test_two_concurrent_requests_one_wins(client, resources, make_user):
+    """Both requests are in flight together, queued on the order's row lock (held here until
+    PostgreSQL shows both waiting): one ships or cancels, the other is refused."""
     seller = await make_user()
     order_id = (await place_order(client, resources, seller))["id"]
     await _walk(resources, uuid.UUID(order_id), TO_AWAITING)
-    ship, cancel = await asyncio.gather(
-        client.post(f"/api/orders/{order_id}/ship", headers=seller.headers),
-        client.post(f"/api/orders/{order_id}/cancel", headers=seller.headers),
-    )
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            select(Order.id).where(Order.id == uuid.UUID(order_id)).with_for_update()
+        )
+        requests = asyncio.gather(
+            client.post(f"/api/orders/{order_id}/ship", headers=seller.headers),
+            client.post(f"/api/orders/{order_id}/cancel", headers=seller.headers),
+        )
+        try:
+            await wait_until_waiting_on_lock(resources.engine, count=2)
+        except BaseException:
+            requests.cancel()
+            raise
+    ship, cancel = await requests
     assert sorted([ship.status_code, cancel.status_code]) == [200, 409]
     loser = ship if ship.status_code == 409 else cancel
     assert loser.json()["code"] == "invalid_transition"
@@ -219,7 +234,7 @@ async def test_unknown_order_is_404(resources):
     assert raised.value.code == "order_not_found"
 
 
-async def test_status_email_is_queued_with_the_move(client, resources, make_user):
+async def test_status_email_is_queued_with_the_move(client, resources, make_user, run_jobs):
     seller = await make_user(email="seller@example.com")
     async with resources.sessionmaker() as session, session.begin():
         await session.execute(
@@ -227,6 +242,7 @@ async def test_status_email_is_queued_with_the_move(client, resources, make_user
         )
     order = await place_order(client, resources, seller)
     await _walk(resources, uuid.UUID(order["id"]), TO_AWAITING)
+    await run_jobs()  # notifications.notify_user, deferred by name with the move
     async with resources.sessionmaker() as session:
         mails = (
             await session.execute(text("SELECT recipient, template, context FROM outbound_emails"))

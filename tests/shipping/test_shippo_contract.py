@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
+import httpx
 import pytest
 
 from refit.settings import Settings
@@ -20,6 +23,7 @@ from refit.shipping.carrier import (
 )
 from refit.shipping.carriers import open_carrier
 from refit.shipping.shippo import ShippoCarrier
+from tests.local_http import LocalHTTPServer
 from tests.shipping.shippo_server import TOKEN
 
 SELLER = Address(
@@ -173,13 +177,65 @@ async def test_unknown_rate_is_a_rejection_with_field_messages(shippo):
     assert "expired" in caught.value.messages[0].text
 
 
-async def test_429_waits_for_x_ratelimit_reset_then_retries(shippo, shippo_server):
-    shippo_server.rate_limit_next(1, reset_in=1)
-    started = time.monotonic()
-    shipment = await shippo.get_rates(SELLER, WAREHOUSE, PHONE_BOX, metadata="order:r")
+class RateLimitWindow(LocalHTTPServer):
+    """In front of the Shippo server, a rate-limit window as Shippo keeps it: every request
+    before `reset` (Unix time) is refused with 429 and X-RateLimit-Reset, later ones are passed
+    on. A client that sends again before the reset is refused again, so the refusals counted
+    here show whether it waited."""
+
+    def __init__(self, upstream: str, reset: int) -> None:
+        self.refused: list[str] = []
+        self.passed: list[str] = []
+        window = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if time.time() < reset:
+                    window.refused.append(self.path)
+                    self._reply(429, b'{"detail": "Request was throttled."}', str(reset))
+                    return
+                window.passed.append(self.path)
+                sent = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                answer = httpx.post(upstream + self.path, content=body, headers=sent)
+                self._reply(answer.status_code, answer.content)
+
+            def _reply(self, status: int, data: bytes, reset_at: str | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if reset_at is not None:
+                    self.send_header("X-RateLimit-Reset", reset_at)
+                self.end_headers()
+                self.wfile.write(data)
+
+        super().__init__(Handler)
+
+
+HOP_BY_HOP = {"host", "content-length", "connection", "accept-encoding"}
+
+
+async def test_429_waits_for_x_ratelimit_reset_then_retries(shippo_server, tmp_path):
+    window = RateLimitWindow(shippo_server.url, reset=int(time.time()) + 2).start()
+    try:
+        settings = Settings(
+            _env_file=None, data_dir=tmp_path, shippo_api_key=TOKEN, shippo_base_url=window.url
+        )
+        async with open_carrier(settings) as carrier:
+            shipment = await carrier.get_rates(SELLER, WAREHOUSE, PHONE_BOX, metadata="order:r")
+    finally:
+        window.stop()
     assert shipment.rates
-    assert len(shippo_server.calls("POST", "/shipments")) == 2
-    assert time.monotonic() - started >= 0.5  # it waited for the window
+    # Refused once, then sent again only once the window had reset: a retry inside the window
+    # would have been refused a second time.
+    assert window.refused == ["/shipments"]
+    assert window.passed == ["/shipments"]
+    assert len(shippo_server.calls("POST", "/shipments")) == 1
 
 
 async def test_429_beyond_the_bound_is_retryable_with_retry_after(shippo_server, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
+from sqlalchemy import text
 
 from refit import queue
 from refit.models import OrderStatus
@@ -63,9 +64,25 @@ async def _kill_then_recover(resources, settings, worker, order_id):
     worker.wait()
     [job] = await label_jobs(resources, order_id)
     assert job.status == "doing"  # the dead worker's job, until its heartbeat goes stale
-    await asyncio.sleep(settings.worker_stalled_after_seconds + 1)
+    # With any periodic job the worker had started when it died.
+    async with resources.sessionmaker() as session:
+        running = await session.scalar(
+            text("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")
+        )
+    # Time passes in SQL: the dead worker's last heartbeat is now older than the bound.
+    async with resources.sessionmaker() as session, session.begin():
+        aged = await session.execute(
+            text(
+                "UPDATE procrastinate_workers "
+                "SET last_heartbeat = last_heartbeat - make_interval(secs => :s)"
+            ),
+            {"s": settings.worker_stalled_after_seconds + 1},
+        )
+        assert aged.rowcount >= 1
     # What the periodic queue.retry_stalled_jobs task does every minute, run now.
-    assert await queue.retry_stalled_jobs(queue.queue) == 1
+    assert await queue.retry_stalled_jobs(queue.queue) == running
+    [job] = await label_jobs(resources, order_id)
+    assert job.status == "todo"
     restarted = _start_worker(settings)
     try:
 

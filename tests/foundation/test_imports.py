@@ -1,0 +1,133 @@
+"""The import graph of refit/: no circles, and the orders core imports no other domain.
+
+Every import in a file counts, at module level or inside a function: an import deferred into a
+function to dodge a circle is still the circle, only found later and at run time.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "refit"
+
+# The one module of another domain the orders core may import: the request dependencies.
+ORDERS_MAY_IMPORT = {"refit.auth.deps"}
+
+
+@dataclass(frozen=True)
+class Import:
+    source: str
+    target: str
+    line: int
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The refit module that importing `name` loads: the longest prefix that is one."""
+    parts = name.split(".")
+    while parts:
+        candidate = ".".join(parts)
+        if candidate in modules:
+            return candidate
+        parts.pop()
+    return None
+
+
+def _imports_of(module: str, path: Path, modules: dict[str, Path]) -> Iterator[Import]:
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = module.split(".")
+                # `from . import x` in a module means its package; in __init__, itself.
+                drop = node.level - 1 if is_package else node.level
+                base = ".".join(package[: len(package) - drop])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            # `from a import b` loads a.b when that is a module, else takes b from a.
+            names = [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"] or [base]
+        else:
+            continue
+        for name in names:
+            target = _resolve(name, modules)
+            if target is not None and target != module:
+                yield Import(module, target, node.lineno)
+
+
+def _graph() -> dict[str, list[Import]]:
+    modules = _modules()
+    return {name: list(_imports_of(name, path, modules)) for name, path in modules.items()}
+
+
+def _shortest_cycle_through(start: str, graph: dict[str, list[Import]]) -> list[Import] | None:
+    came_from: dict[str, Import] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for edge in graph[node]:
+            if edge.target == start:
+                path = [edge]
+                while path[0].source != start:
+                    path.insert(0, came_from[path[0].source])
+                return path
+            if edge.target not in came_from:
+                came_from[edge.target] = edge
+                queue.append(edge.target)
+    return None
+
+
+def _chain(cycle: list[Import]) -> str:
+    steps = [f"{edge.source} (line {edge.line})" for edge in cycle]
+    return " → ".join([*steps, cycle[0].source])
+
+
+def test_the_module_graph_has_no_cycle():
+    graph = _graph()
+    assert graph.get("refit.orders.service"), "the walk found no imports where some must be"
+    cycles: dict[frozenset[str], str] = {}
+    for module in sorted(graph):
+        cycle = _shortest_cycle_through(module, graph)
+        if cycle is not None:
+            cycles.setdefault(frozenset(edge.source for edge in cycle), _chain(cycle))
+    chains = sorted(cycles.values())
+    assert chains == [], "import cycles:\n" + "\n".join(chains)
+
+
+def _domain(module: str) -> str | None:
+    """The domain folder a module is in (refit/<domain>/...), None for a core module."""
+    parts = module.split(".")
+    if len(parts) < 2 or not (PACKAGE / parts[1]).is_dir() or parts[1] == "models":
+        return None
+    return parts[1]
+
+
+def test_the_orders_core_imports_no_other_domain():
+    graph = _graph()
+    domains = {_domain(module) for module in graph} - {None}
+    assert {"orders", "shipping", "auth"} <= domains
+    crossings = [
+        f"{edge.source} imports {edge.target} (line {edge.line})"
+        for module, edges in sorted(graph.items())
+        if _domain(module) == "orders"
+        for edge in edges
+        if _domain(edge.target) not in (None, "orders") and edge.target not in ORDERS_MAY_IMPORT
+    ]
+    assert crossings == [], "orders reaches into other domains:\n" + "\n".join(crossings)
