@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
 from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -37,6 +39,7 @@ NAMING_CONVENTION = {
 }
 
 USER_ROLE = "authenticated"
+POOL_RECYCLE_SECONDS = 300
 
 
 class Base(DeclarativeBase):
@@ -56,15 +59,27 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, prepared_statements: bool = False
+) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
-        # Supabase's transaction pooler (pgbouncer) cannot keep prepared statements.
-        connect_args={"prepare_threshold": None},
+        # No ping before each use (a round trip on every request): connections are recycled
+        # before servers and proxies drop idle ones, and one that died anyway fails its
+        # request with a 503 (hot reads retry once) and is dropped from the pool.
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        connect_args=connect_args(prepared_statements),
     )
+
+
+def connect_args(prepared_statements: bool) -> dict[str, Any]:
+    """psycopg's: statements run more than once on a connection are prepared (parsed and
+    planned once), unless a transaction pooler (PgBouncer in transaction mode, Supabase's
+    port 6543) sits in between: it cannot keep them, so they are turned off."""
+    return {"prepare_threshold": 2 if prepared_statements else None}
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -72,9 +87,10 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-_AS_USER = text(
-    "SELECT set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)"
+_AS_USER_SQL = (
+    "SELECT set_config('role', %(role)s, true), set_config('request.jwt.claims', %(claims)s, true)"
 )
+_AS_USER = text(_AS_USER_SQL.replace("%(role)s", ":role").replace("%(claims)s", ":claims"))
 
 
 def _as_user_params(user_id: uuid.UUID) -> dict[str, str]:
@@ -140,6 +156,52 @@ async def as_service(session: AsyncSession) -> AsyncIterator[AsyncSession]:
             # caller is told about that error, not about this one.
             if not failed:
                 raise
+
+
+async def fetch_as_user(
+    engine: AsyncEngine, user_id: uuid.UUID, query: str, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one read-only `query` in the seller's role, under RLS, in ONE round trip: BEGIN,
+    role and claims, the query and COMMIT go out together in psycopg's pipeline mode.
+
+    For hot reads; the same RLS as a `UserSessionDep` session (another seller's rows do not
+    exist). No pool pre-ping: a connection that died while idle is thrown away and the read
+    tried once more on a fresh one.
+    """
+    for attempt in (1, 2):
+        async with engine.connect() as connection:
+            pg = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(pg, psycopg.AsyncConnection)
+            try:
+                return await _pipelined_read(pg, user_id, query, params)
+            except psycopg.OperationalError:
+                if attempt == 2 or not pg.closed:
+                    raise
+                await connection.invalidate()
+    raise AssertionError("unreachable")
+
+
+async def _pipelined_read(
+    pg: psycopg.AsyncConnection[Any], user_id: uuid.UUID, query: str, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    # In autocommit mode psycopg sends our BEGIN instead of its own, which it would sync
+    # separately: everything leaves in one Sync, one round trip.
+    await pg.set_autocommit(True)
+    try:
+        cursor = pg.cursor(row_factory=dict_row)
+        async with pg.pipeline():
+            await pg.execute("BEGIN READ ONLY")
+            await pg.execute(_AS_USER_SQL, _as_user_params(user_id))
+            await cursor.execute(query, params)  # type: ignore[arg-type]
+            await pg.execute("COMMIT")
+        return await cursor.fetchall()
+    except psycopg.Error:
+        if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await pg.execute("ROLLBACK")
+        raise
+    finally:
+        if not pg.closed:
+            await pg.set_autocommit(False)
 
 
 async def raw_connection(session: AsyncSession) -> Any:

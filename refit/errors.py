@@ -10,6 +10,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import redis.exceptions
 import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
@@ -155,6 +157,18 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL or Redis unreachable, or a pooled connection that died while idle (the pool
+    # does not ping before use; the dead one is dropped): worth retrying in a moment.
+    log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
+    return problem_response(
+        503,
+        "dependency_unavailable",
+        "A service we depend on is not answering; try again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Logged with the traceback (and sent to Sentry by its integration); the client gets no
     # internals.
@@ -167,4 +181,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(sqlalchemy.exc.DataError, _data_error)
+    for unavailable in (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        psycopg.OperationalError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    ):
+        app.add_exception_handler(unavailable, _dependency_down)
     app.add_exception_handler(Exception, _unexpected)

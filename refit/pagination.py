@@ -29,8 +29,8 @@ class Positioned(Protocol):
 Row = TypeVar("Row", bound=Positioned)
 
 
-def encode_cursor(row: Positioned) -> str:
-    raw = json.dumps([row.created_at.isoformat(), str(row.id)]).encode()
+def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -60,4 +60,5 @@ def newest_first(query: Select[Any], model: Any, *, limit: int, cursor: str | No
 def page(rows: Sequence[Row], limit: int) -> tuple[list[Row], str | None]:
     """The page's rows and the cursor of the next page (None on the last)."""
     items = list(rows[:limit])
-    return items, (encode_cursor(items[-1]) if len(rows) > limit else None)
+    last = items[-1] if len(rows) > limit else None
+    return items, (encode_cursor(last.created_at, last.id) if last is not None else None)

@@ -104,14 +104,15 @@ async def job_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def open_queue(database_url: str, *, max_size: int = 10) -> ExitStack:
+async def open_queue(
+    database_url: str, *, max_size: int = 10, prepared_statements: bool = False
+) -> ExitStack:
     """Connect the queue app to PostgreSQL for this process; close with `close_queue`."""
     connector = procrastinate.PsycopgConnector(
         conninfo=db.libpq_url(database_url),
         min_size=1,
         max_size=max_size,
-        # Supabase's transaction pooler (pgbouncer) cannot keep prepared statements.
-        kwargs={"prepare_threshold": None},
+        kwargs=db.connect_args(prepared_statements),
     )
     stack = ExitStack()
     stack.enter_context(queue.replace_connector(connector))

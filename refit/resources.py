@@ -40,6 +40,7 @@ async def open_resources(settings: Settings) -> Resources:
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        prepared_statements=settings.db_prepared_statements,
     )
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     _current = Resources(

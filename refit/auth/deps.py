@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit import db, resources
 from refit.auth import tokens
 from refit.errors import Unauthorized
+from refit.logs import SELLER_ID_STATE
 from refit.resources import SessionDep
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from connect-wallet")
@@ -29,6 +30,8 @@ async def current_claims(
     res = resources.current()
     claims = tokens.decode_access_token(res.settings, credentials.credentials)
     await tokens.ensure_not_revoked(res.redis, res.settings, claims)
+    # For the access log line: who asked (never the token itself).
+    setattr(request.state, SELLER_ID_STATE, claims.user_id)
     return claims
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import jwt
 from redis.asyncio import Redis
 
+from refit.auth import revocations
 from refit.errors import ServiceUnavailable, Unauthorized
 from refit.settings import Settings
 
@@ -72,23 +73,29 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims:
     return TokenClaims(user_id=user_id, jti=str(claims["jti"]), expires_at=int(claims["exp"]))
 
 
-def _revoked_key(settings: Settings, jti: str) -> str:
-    return f"{settings.redis_key_prefix}revoked-token:{jti}"
-
-
 async def revoke(redis: Redis, settings: Settings, claims: TokenClaims) -> None:
+    """Refuse the token from now on, in every API process: the Redis key is the record, the
+    publish tells the other processes' revocation watch at once."""
     ttl = max(1, claims.expires_at - int(time.time()))
-    await redis.set(_revoked_key(settings, claims.jti), "1", ex=ttl)
+    await redis.set(revocations.revoked_key(settings, claims.jti), "1", ex=ttl)
+    watch = revocations.current_watch()
+    if watch is not None:
+        watch.add(claims.jti, claims.expires_at)
+    await redis.publish(revocations.channel(settings), f"{claims.jti} {claims.expires_at}")
 
 
 async def ensure_not_revoked(redis: Redis, settings: Settings, claims: TokenClaims) -> None:
-    # Fail closed: if Redis cannot say the token is live, the request is refused (503), never
-    # served with a possibly revoked token.
-    try:
-        revoked = await redis.exists(_revoked_key(settings, claims.jti))
-    except Exception as exc:
-        raise ServiceUnavailable(
-            "Cannot check the session right now", code="auth_unavailable"
-        ) from exc
-    if revoked:
+    """401 for a revoked token. Answered in-process while the revocation watch is live;
+    otherwise Redis is asked, and if Redis cannot say, the request is refused (503), never
+    served with a possibly revoked token."""
+    watch = revocations.current_watch()
+    known = watch.revoked(claims.jti) if watch is not None else None
+    if known is None:
+        try:
+            known = bool(await redis.exists(revocations.revoked_key(settings, claims.jti)))
+        except Exception as exc:
+            raise ServiceUnavailable(
+                "Cannot check the session right now", code="auth_unavailable"
+            ) from exc
+    if known:
         raise Unauthorized("The access token has been revoked", code="token_revoked")

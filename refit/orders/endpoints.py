@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic import BaseModel
 
 from refit import idempotency
 from refit.auth.deps import CurrentClaims, UserSessionDep
@@ -50,18 +51,23 @@ async def create_order(
 
 @router.get("", response_model=OrderPage)
 async def list_orders(
-    session: UserSessionDep,
     claims: CurrentClaims,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> OrderPage:
+) -> Response:
     """The caller's orders, newest first; pass `next_cursor` back as `cursor` for more."""
-    return await reads.list_orders(session, claims.user_id, limit=limit, cursor=cursor)
+    page = await reads.list_orders(claims.user_id, limit=limit, cursor=cursor)
+    return _json(page)
 
 
 @router.get("/{order_id}", response_model=OrderDetail)
-async def get_order(order_id: uuid.UUID, session: UserSessionDep) -> OrderDetail:
-    return await reads.order_detail(session, await service.get_order(session, order_id))
+async def get_order(order_id: uuid.UUID, claims: CurrentClaims) -> Response:
+    return _json(await reads.seller_order_detail(claims.user_id, order_id))
+
+
+def _json(model: BaseModel) -> Response:
+    # Serialised once, by pydantic's core, straight to bytes (response_model documents it).
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{order_id}/ship", response_model=OrderDetail)
