@@ -11,12 +11,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from refit import queue
 from refit.addresses.endpoints import router as addresses_router
+from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
 from refit.catalog.endpoints import router as catalog_router
 from refit.errors import install_error_handlers
 from refit.health.endpoints import router as health_router
-from refit.logs import RequestIdMiddleware, configure_logging
-from refit.metrics import MetricsMiddleware
+from refit.logs import RequestMiddleware, configure_logging
 from refit.metrics import router as metrics_router
 from refit.orders.endpoints import router as orders_router
 from refit.quotes.endpoints import router as quotes_router
@@ -34,26 +34,39 @@ def init_sentry(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> FastAPI:
     """The ASGI app. Given `resources`, it uses them (refit run shares them with the worker);
-    otherwise its lifespan opens and closes its own."""
+    otherwise its lifespan opens and closes its own, with settings from the environment when
+    none are given (each process of `refit api --workers N` builds its app so)."""
     settings = settings or (resources.settings if resources else get_settings())
+    if resources is None:
+        # Before uvicorn's first line in this process, so that one is formatted as ours too.
+        configure_logging(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if resources is not None:
-            yield
+            await revocations.start_watch(resources.redis, resources.settings)
+            try:
+                yield
+            finally:
+                await revocations.stop_watch()
             return
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError(
                 "REFIT_DATABASE_URL and REFIT_REDIS_URL are needed to serve the API alone; "
                 "`refit run` starts embedded servers when they are unset"
             )
-        configure_logging(settings)
         init_sentry(settings)
         own = await open_resources(settings)
-        pool = await queue.open_queue(settings.database_url, max_size=2)
+        pool = await queue.open_queue(
+            settings.database_url,
+            max_size=2,
+            prepared_statements=settings.db_prepared_statements,
+        )
+        await revocations.start_watch(own.redis, settings)
         try:
             yield
         finally:
+            await revocations.stop_watch()
             await queue.close_queue(pool)
             await close_resources(own)
 
@@ -72,8 +85,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    # Outside CORS: its id, metrics and access line cover preflight requests too.
+    app.add_middleware(RequestMiddleware)
 
     app.include_router(health_router)
     app.include_router(metrics_router)

@@ -1,15 +1,19 @@
-"""structlog: JSON lines in production, readable lines in a terminal; a request id in each."""
+"""structlog: JSON lines in production, readable lines in a terminal; a request id in each, and
+one access line per request."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 import uuid
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from refit.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from refit.settings import Settings
 
 
@@ -48,34 +52,80 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    # uvicorn's own access log repeats ours; procrastinate is chatty at INFO.
+    # uvicorn's own access log repeats our http.request line; procrastinate is chatty at INFO.
     logging.getLogger("uvicorn.access").handlers[:] = []
     logging.getLogger("uvicorn.access").propagate = False
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
 
 
-class RequestIdMiddleware:
-    """Binds a request id (the caller's X-Request-ID or a new one) to every log line of the
-    request and echoes it in the response. Pure ASGI so streaming responses (SSE) pass."""
+# A seller-authenticated request records its seller here (`request.state.seller_id`), so the
+# access line names who asked without this layer decoding tokens itself.
+SELLER_ID_STATE = "seller_id"
+_MAX_REQUEST_ID = 64
+
+access_log = structlog.get_logger("refit.access")
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id":
+            incoming = value[:_MAX_REQUEST_ID].decode("latin-1")
+            if incoming and incoming.isprintable():
+                return incoming
+            break
+    return uuid.uuid4().hex
+
+
+class RequestMiddleware:
+    """The one layer around every HTTP request: a request id (the caller's X-Request-ID or a
+    new one) bound to each log line of the request and echoed in the response; the Prometheus
+    counters; one `http.request` access line. One layer, not three: each layer costs a
+    coroutine and a `send` wrapper per request. Pure ASGI, so streaming responses pass."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Which of `refit api --workers N` served it.
+        self.pid = os.getpid()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = _request_id(scope["headers"])
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        id_header = (b"x-request-id", request_id.encode("latin-1"))
+        status = 500  # what the client gets when the app raises before answering
+        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                status = message["status"]
+                # A copy: the list may be a reused Response's own.
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(
-            request_id=request_id, method=scope["method"], path=scope["path"]
-        ):
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            method = scope["method"]
+            # The route template, not the raw path: ids in paths would explode the metrics'
+            # label sets and the access lines' distinct values.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(seconds)
+            seller_id = state.get(SELLER_ID_STATE)
+            access_log.info(
+                "http.request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+                request_id=request_id,
+                pid=self.pid,
+                **({"seller_id": str(seller_id)} if seller_id is not None else {}),
+            )
+            structlog.contextvars.reset_contextvars(**bound)

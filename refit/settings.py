@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # `refit api` processes sharing the port (uvicorn's supervisor restarts one that dies).
+    api_workers: int = Field(default=1, ge=1)
     public_url: str = "http://127.0.0.1:8000"
     data_dir: Path = Path(".refit")
     log_level: str = "INFO"
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # Server-side prepared statements (psycopg prepares a query it has run a few times on a
+    # connection). A transaction pooler (PgBouncer in transaction mode, Supabase's port 6543)
+    # hands each transaction another server connection, where the statement does not exist.
+    db_prepared_statements: bool = True
     redis_url: str | None = None
     redis_key_prefix: str = "refit:"
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,8 +28,8 @@ from refit.resources import Resources
 log = structlog.get_logger(__name__)
 
 SHIPPED_CATALOG = Path(__file__).parent / "data" / "catalog.json"
-# Short: a load invalidates the key anyway; the TTL only bounds what another deployment's
-# direct SQL edit would leave stale.
+# The Redis copy. Short: a load deletes it anyway; the TTL only bounds what a direct SQL edit,
+# or a refill racing a load, leaves stale.
 CACHE_SECONDS = 60
 
 
@@ -202,19 +204,65 @@ async def read(session: AsyncSession) -> CatalogRead:
     )
 
 
+@dataclass(frozen=True)
+class CatalogAnswer:
+    body: str
+    etag: str
+
+
+def etag_of(body: str) -> str:
+    """A strong ETag: the same bytes give the same tag in every process and after a refill,
+    so a client's copy stays valid until the catalog itself changes."""
+    return '"' + hashlib.blake2b(body.encode(), digest_size=16).hexdigest() + '"'
+
+
 def cache_key(resources: Resources) -> str:
-    return resources.redis_key("catalog", "v1")
+    # v2: a hash of body and etag (v1 was the body alone, and expires by itself).
+    return resources.redis_key("catalog", "v2")
 
 
-async def cached_json(resources: Resources, session: AsyncSession) -> str:
-    """GET /api/catalog's body: from Redis when fresh, else read and cached for a minute."""
+async def cached_etag(resources: Resources) -> str | None:
+    """The cached answer's ETag, without its body and without PostgreSQL: what a conditional
+    request needs. None when nothing is cached or Redis is down."""
+    try:
+        etag = await resources.redis.hget(cache_key(resources), "etag")
+    except (RedisError, OSError) as exc:
+        log.warning("catalog.cache_unavailable", error=repr(exc))
+        return None
+    return str(etag) if etag is not None else None
+
+
+async def answer(resources: Resources) -> CatalogAnswer:
+    """GET /api/catalog's body and ETag: from Redis, else read from PostgreSQL and cached.
+    Redis down: read from PostgreSQL every time (public data, still served)."""
     key = cache_key(resources)
-    cached = await resources.redis.get(key)
-    if cached is not None:
-        return str(cached)
-    body = (await read(session)).model_dump_json()
-    await resources.redis.set(key, body, ex=CACHE_SECONDS)
-    return body
+    try:
+        body, etag = await resources.redis.hmget(key, ["body", "etag"])
+    except (RedisError, OSError) as exc:
+        log.warning("catalog.cache_unavailable", error=repr(exc))
+        return _answer_of(await _read_json(resources))
+    if body is not None and etag is not None:
+        return CatalogAnswer(body=str(body), etag=str(etag))
+    fresh = _answer_of(await _read_json(resources))
+    try:
+        async with resources.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"body": fresh.body, "etag": fresh.etag})
+            pipe.expire(key, CACHE_SECONDS)
+            await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("catalog.cache_unavailable", error=repr(exc))
+    return fresh
+
+
+def _answer_of(body: str) -> CatalogAnswer:
+    return CatalogAnswer(body=body, etag=etag_of(body))
+
+
+async def _read_json(resources: Resources) -> str:
+    # Its own short transaction, opened only on a cache miss: the endpoint takes no request
+    # session, so a cached answer (or a 304) never builds one.
+    async with resources.sessionmaker() as session, session.begin():
+        return (await read(session)).model_dump_json()
 
 
 async def invalidate(resources: Resources) -> None:

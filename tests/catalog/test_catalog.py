@@ -75,7 +75,7 @@ def test_shipped_file_is_a_valid_realistic_catalog():
 async def test_get_catalog_is_public_and_complete(client):
     response = await client.get("/api/catalog")
     assert response.status_code == 200
-    assert response.headers["cache-control"] == "public, max-age=60"
+    assert response.headers["cache-control"] == "public, max-age=60, stale-while-revalidate=600"
     body = response.json()
     names = [b["name"] for b in body["brands"]]
     assert names == ["Apple", "Google", "Samsung"]

@@ -1,0 +1,185 @@
+"""`refit api --workers 2`, the real command: two processes on one port, each answering health,
+readiness and a signed-in request, /metrics counting both, and SIGTERM stopping all of it
+gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTED = re.compile(r"Started server process \[(\d+)\]")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _log(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            pass  # a line from something that does not log JSON (a library's print)
+    return lines
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+async def _read(path: Path) -> str:
+    return await asyncio.to_thread(path.read_text)
+
+
+async def _until(what: str, check: Any, process: subprocess.Popen, log: Path, timeout: float):
+    """Poll `check()` until it returns something true, the process ends, or time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"refit api exited while {what}:\n{(await _read(log))[-4000:]}")
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out {what}:\n{(await _read(log))[-4000:]}")
+
+
+@pytest.mark.timeout(300)
+async def test_refit_api_with_two_processes_serves_and_stops_on_sigterm(settings, make_user):
+    seller = await make_user()
+    port = _free_port()
+    data_dir = ROOT / ".refit" / f"api-{uuid.uuid4().hex[:8]}"
+    log_path = data_dir.with_suffix(".log")
+    data_dir.parent.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REFIT_", "PROMETHEUS_"))}
+    env.update(
+        REFIT_ENV="test",
+        REFIT_DATABASE_URL=settings.database_url,
+        # No REFIT_REDIS_URL: the command starts the embedded Redis and exports its URL. The
+        # two processes can only reach it through their environment, so a ready answer from
+        # each shows they saw it.
+        REFIT_DATA_DIR=str(data_dir),
+        REFIT_PORT=str(port),
+        REFIT_PUBLIC_URL=settings.public_url,  # the seller's token was issued for it
+        REFIT_LOG_FORMAT="json",
+        PYTHONPATH=str(ROOT),  # this tree's code, whatever the script was installed from
+    )
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            # The installed `refit` script, as production and the benchmark start it.
+            [str(Path(sys.executable).parent / "refit"), "api", "--workers", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # A fresh connection per request, so the kernel may hand each to either process.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await _until("waiting for /readyz", ready, process, log_path, timeout=180)
+
+            async def both_started() -> list[int]:
+                pids = [int(m.group(1)) for m in STARTED.finditer(await _read(log_path))]
+                return pids if len(pids) == 2 else []
+
+            workers = await _until("waiting for 2 processes", both_started, process, log_path, 180)
+            assert process.pid not in workers
+
+            wanted = {
+                "/healthz": {},
+                "/readyz": {},
+                "/api/orders": seller.headers,  # signed in: token, revocation check, RLS read
+            }
+            sent: dict[str, int] = defaultdict(int)
+
+            async def each_served_each() -> bool:
+                answers = await asyncio.gather(
+                    *(
+                        http.get(path, headers=headers)
+                        for path, headers in wanted.items()
+                        for _ in range(4)
+                    )
+                )
+                for response in answers:
+                    assert response.status_code == 200, (response.url, response.text)
+                    sent[response.url.path] += 1
+                served = {
+                    (line["pid"], line["route"])
+                    for line in await asyncio.to_thread(_log, log_path)
+                    if line.get("event") == "http.request" and line["status"] == 200
+                }
+                return all((pid, route) in served for pid in workers for route in wanted)
+
+            await _until(
+                "waiting for each process to serve", each_served_each, process, log_path, 120
+            )
+
+            # /metrics, from whichever process answers, counts the requests of both.
+            async def healthz_counted() -> bool:
+                text = (await http.get("/metrics")).text
+                found = re.search(
+                    r'^refit_http_requests_total\{method="GET",route="/healthz",status="200"\} '
+                    r"(\S+)$",
+                    text,
+                    re.MULTILINE,
+                )
+                return found is not None and float(found.group(1)) == sent["/healthz"]
+
+            await _until(
+                "waiting for /metrics to count both", healthz_counted, process, log_path, 30
+            )
+
+        os.kill(process.pid, signal.SIGTERM)  # what an orchestrator sends, to the parent only
+        assert await asyncio.to_thread(process.wait, 60) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        output = await _read(log_path)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+
+    # Each process finished its lifespan (connections closed), and none outlived the parent.
+    assert "Received SIGTERM" in output
+    assert output.count("Application shutdown complete.") == 2, output[-4000:]
+    assert not [pid for pid in workers if _alive(pid)]
+    # The embedded Redis the command started (the one the processes used) stopped with it.
+    (redis_socket,) = [
+        line["socket"]
+        for line in (json.loads(raw) for raw in output.splitlines() if raw.startswith("{"))
+        if line.get("event") == "embedded.redis_started"
+    ]
+    assert not await asyncio.to_thread(os.path.exists, redis_socket)
