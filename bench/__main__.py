@@ -1,18 +1,30 @@
 """`make bench`: run every benchmark against a fresh, migrated database.
 
 PostgreSQL and Redis: REFIT_BENCH_DATABASE_URL / REFIT_BENCH_REDIS_URL, else the embedded
-servers under ./.refit/bench. Results are printed, never asserted.
+servers under ./.refit/bench. Results are printed, never asserted. Everything started here
+(API, worker, Node peer, load generators) is stopped at the end, also on an error, Ctrl-C or
+SIGTERM, and the bench database is dropped.
+
+    REFIT_BENCH_SIZES=10000        only the small table (default: 10000,1000000)
+    REFIT_BENCH_DURATION=8         seconds per measured run
+    REFIT_BENCH_RATE=500           the open-loop read's offered rate
+    REFIT_BENCH_LABEL_ORDERS=300   orders whose labels the worker buys, per size
 """
 
 import asyncio
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench import foundation
+from bench import foundation, service
 from refit import db, embedded, migrate, queue
 from refit.logs import configure_logging
 from refit.resources import close_resources, open_resources
@@ -23,6 +35,12 @@ BENCHMARKS = [foundation]
 
 
 async def main() -> None:
+    # SIGTERM ends the run the way Ctrl-C does: the finally blocks below stop and drop.
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGTERM,
+        asyncio.current_task().cancel,  # type: ignore[union-attr]
+    )
+    began = time.monotonic()
     servers = embedded.ensure_servers(
         os.environ.get("REFIT_BENCH_DATABASE_URL"),
         os.environ.get("REFIT_BENCH_REDIS_URL"),
@@ -36,6 +54,8 @@ async def main() -> None:
         .set(database=name)
         .render_as_string(hide_password=False)
     )
+    work = ROOT / ".refit" / "bench" / name
+    started: list[subprocess.Popen[bytes]] = []
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     try:
@@ -56,15 +76,42 @@ async def main() -> None:
         try:
             for module in BENCHMARKS:
                 for line in await module.run(resources):
-                    print(line)
+                    print(line, flush=True)
+            # The foundation's 50 connections go back to PostgreSQL before the servers
+            # under test need theirs (max_connections is 100 by default).
+            await resources.engine.dispose()
+            print(flush=True)
+            setup = service.Setup(
+                database_url=url,
+                conninfo=db.libpq_url(url),
+                redis_url=servers.redis_url,
+                key_prefix=f"bench:{name}:",
+                work=work,
+                resources=resources,
+            )
+            for line in await service.run(setup, started):
+                print(line, flush=True)
         finally:
+            service.servers.stop_all(started)
+            async for key in resources.redis.scan_iter(match=f"bench:{name}:*"):
+                await resources.redis.delete(key)
             await queue.close_queue(handle)
             await close_resources(resources)
     finally:
+        service.servers.stop_all(started)
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         servers.stop()
+        # Keep the servers' logs; the rest (label PDFs, pgbench logs, token files) goes.
+        for path in work.iterdir() if work.is_dir() else []:
+            if path.name != "logs":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        print(f"bench: done in {time.monotonic() - began:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
+        sys.exit(130)

@@ -38,7 +38,9 @@ class Settings(BaseSettings):
 
     # --- PostgreSQL and Redis (unset: the embedded servers under data_dir) ---------------
     database_url: str | None = None
-    db_pool_size: int = 10
+    # Kept open per process. Connections past it (the overflow) are closed when returned, so
+    # a pool smaller than a process's usual concurrency opens and closes one per few requests.
+    db_pool_size: int = 20
     db_max_overflow: int = 10
     # Server-side prepared statements (psycopg prepares a query it has run a few times on a
     # connection). A transaction pooler (PgBouncer in transaction mode, Supabase's port 6543)
