@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
                 "`refit run` starts embedded servers when they are unset"
             )
         init_sentry(settings)
-        own = await open_resources(settings)
+        own = await open_resources(settings, ping_before_use=False)
         pool = await queue.open_queue(
             settings.database_url,
             max_size=2,

@@ -67,7 +67,7 @@ class _Server(uvicorn.Server):
 async def _serve_until_signal(settings: Settings, *, api: bool, worker: bool) -> None:
     init_sentry(settings)
     assert settings.database_url
-    resources = await open_resources(settings)
+    resources = await open_resources(settings, ping_before_use=worker)
     pool = await queue.open_queue(
         settings.database_url,
         max_size=settings.worker_concurrency + 2,
@@ -86,7 +86,9 @@ async def _serve_until_signal(settings: Settings, *, api: bool, worker: bool) ->
         runners.append(server.serve())
         stoppers.append(lambda: setattr(server, "should_exit", True))
     if worker:
-        job_worker = queue.build_worker(install_signal_handlers=False)
+        # Restarted when it stops on a lost database, so an outage never ends the process
+        # (and with it the API of `refit run`).
+        job_worker = queue.SupervisedWorker()
         runners.append(job_worker.run())
         stoppers.append(job_worker.stop)
 

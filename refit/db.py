@@ -60,16 +60,23 @@ def libpq_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, prepared_statements: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    prepared_statements: bool = False,
+    ping_before_use: bool = True,
 ) -> AsyncEngine:
+    """`ping_before_use=False` for API processes: a ping is a round trip on every request.
+    Their connections are recycled before servers and proxies drop idle ones, one that died
+    anyway fails its request with a 503 (hot reads retry once), and the pool drops it. A
+    process that runs jobs pings: after an outage its first jobs must not fail on a dead
+    connection (a job that fails is retried later, or never, as its task says)."""
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        # No ping before each use (a round trip on every request): connections are recycled
-        # before servers and proxies drop idle ones, and one that died anyway fails its
-        # request with a 503 (hot reads retry once) and is dropped from the pool.
-        pool_pre_ping=False,
+        pool_pre_ping=ping_before_use,
         pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args=connect_args(prepared_statements),
     )

@@ -7,6 +7,8 @@ and check they still need doing (see `job_session`). Retries are procrastinate's
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import traceback
 from collections.abc import AsyncIterator
@@ -178,6 +180,45 @@ def build_worker(*, wait: bool = True, install_signal_handlers: bool = True) -> 
         shutdown_graceful_timeout=60,
         worker_middleware=[_job_middleware],
     )
+
+
+class SupervisedWorker:
+    """The worker of a process that must stay up: procrastinate's worker stops when it loses
+    the database (its LISTEN connection fails, "stopping worker"); this starts a new one,
+    after a backoff of up to `RESTART_MAX_SECONDS`, until `stop()` is called. A crash delays
+    jobs, never strands them: the new worker takes them, and jobs the old one was running
+    come back through the stalled-worker sweep."""
+
+    RESTART_MAX_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._stopping = asyncio.Event()
+        self._worker: Worker | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.stop()
+
+    async def run(self) -> None:
+        wait = 1.0
+        while not self._stopping.is_set():
+            self._worker = build_worker(install_signal_handlers=False)
+            started = asyncio.get_running_loop().time()
+            try:
+                await self._worker.run()
+            except Exception as exc:
+                log.error("queue.worker_failed", error=repr(exc))
+            else:
+                if self._stopping.is_set():
+                    return
+                log.error("queue.worker_stopped_unexpectedly")
+            if asyncio.get_running_loop().time() - started > 60:
+                wait = 1.0  # it had been running fine: this is a new trouble
+            log.warning("queue.worker_restarting", in_seconds=wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+            wait = min(wait * 2, self.RESTART_MAX_SECONDS)
 
 
 async def run_until_empty(max_rounds: int = 20) -> None:

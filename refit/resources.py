@@ -33,7 +33,9 @@ class Resources:
         return self.settings.redis_key_prefix + ":".join(str(p) for p in parts)
 
 
-async def open_resources(settings: Settings) -> Resources:
+async def open_resources(settings: Settings, *, ping_before_use: bool = True) -> Resources:
+    """Open the process's connections. API-only processes pass `ping_before_use=False`
+    (see `db.create_engine`)."""
     global _current
     assert settings.database_url and settings.redis_url, "URLs resolved before opening"
     engine = db.create_engine(
@@ -41,6 +43,7 @@ async def open_resources(settings: Settings) -> Resources:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         prepared_statements=settings.db_prepared_statements,
+        ping_before_use=ping_before_use,
     )
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     _current = Resources(
