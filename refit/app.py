@@ -14,7 +14,7 @@ from refit.addresses.endpoints import router as addresses_router
 from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
 from refit.catalog.endpoints import router as catalog_router
-from refit.errors import install_error_handlers
+from refit.errors import BodyLimit, install_error_handlers
 from refit.health.endpoints import router as health_router
 from refit.logs import RequestMiddleware, configure_logging
 from refit.metrics import router as metrics_router
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     # Outside CORS: its id, metrics and access line cover preflight requests too.
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMiddleware)
 
     app.include_router(health_router)

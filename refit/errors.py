@@ -190,3 +190,45 @@ def install_error_handlers(app: FastAPI) -> None:
     ):
         app.add_exception_handler(unavailable, _dependency_down)
     app.add_exception_handler(Exception, _unexpected)
+
+
+class PayloadTooLarge(ProblemError):
+    status, code = 413, "payload_too_large"
+
+
+class BodyLimit:
+    """413 problem+json for a request body over the limit, never held in memory: refused up
+    front when its Content-Length says so, cut off as it streams in otherwise (chunked)."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _refusal(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is over {self.max_body_bytes} bytes")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            refusal = self._refusal()
+            response = problem_response(
+                413, refusal.code, refusal.detail, headers={"Connection": "close"}
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                # An HTTPException: FastAPI passes it through its body parsing (anything else
+                # becomes a 400 there); the HTTP handler answers it as problem+json.
+                raise StarletteHTTPException(413, self._refusal().detail)
+            return message
+
+        await self.app(scope, counted, send)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     sentry_dsn: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
+    # The largest request body accepted (413 beyond): JSON bodies here are a few KB.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     # --- PostgreSQL and Redis (unset: the embedded servers under data_dir) ---------------
     database_url: str | None = None

@@ -81,3 +81,27 @@ async def test_malformed_json_is_400_and_invalid_field_is_422(resources, open_cl
     assert_problem(malformed, 400, "malformed_json")
     body = assert_problem(invalid, 422, "validation_error")
     assert body["errors"][0]["loc"] == ["body", "count"]
+
+
+async def test_a_body_over_the_limit_is_413_problem_json(client, resources):
+    """A 2 MB body to a public endpoint is refused as it streams in, and nothing breaks."""
+    body = b'{"wallet_address": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    response = await client.post(
+        "/api/auth/nonce", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "payload_too_large"
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_chunked_body_over_the_limit_is_413_too(client, resources):
+    async def chunks():
+        for _ in range(3):
+            yield b"x" * (1024 * 1024)
+
+    response = await client.post(
+        "/api/auth/nonce", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
