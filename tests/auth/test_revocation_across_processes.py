@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 from refit.auth import revocations
 from refit.auth.tokens import decode_access_token
 from tests.foundation.test_api_processes import _free_port, _read, _until
+from tests.processes import start_refit, stop_refit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,17 +37,8 @@ async def test_a_revoked_token_is_refused_by_another_process_within_a_second(
         REFIT_PORT=str(port),
         REFIT_PUBLIC_URL=settings.public_url,
         REFIT_LOG_FORMAT="json",
-        PYTHONPATH=str(ROOT),
     )
-    with log_path.open("wb") as out:
-        other = subprocess.Popen(
-            [str(Path(sys.executable).parent / "refit"), "api"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    other = start_refit(["api"], env, log_path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
 
@@ -74,10 +63,4 @@ async def test_a_revoked_token_is_refused_by_another_process_within_a_second(
                 assert time.monotonic() < deadline, "still accepted a second after sign-out"
                 await asyncio.sleep(0.02)
     finally:
-        if other.poll() is None:
-            os.killpg(other.pid, signal.SIGTERM)
-            try:
-                await asyncio.to_thread(other.wait, 30)
-            except subprocess.TimeoutExpired:
-                os.killpg(other.pid, signal.SIGKILL)
-                other.wait()
+        await stop_refit(other)

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -21,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.processes import start_refit
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED = re.compile(r"Started server process \[(\d+)\]")
@@ -88,16 +89,8 @@ async def test_refit_api_with_two_processes_serves_and_stops_on_sigterm(settings
         PYTHONPATH=str(ROOT),  # this tree's code, whatever the script was installed from
     )
     base = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            # The installed `refit` script, as production and the benchmark start it.
-            [str(Path(sys.executable).parent / "refit"), "api", "--workers", "2"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # The installed `refit` script, as production and the benchmark start it.
+    process = start_refit(["api", "--workers", "2"], env, log_path)
     try:
         # A fresh connection per request, so the kernel may hand each to either process.
         limits = httpx.Limits(max_keepalive_connections=0)

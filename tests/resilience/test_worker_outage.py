@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from refit import queue
+from tests.processes import start_refit, stop_refit
 from tests.resilience.pg_proxy import CuttableProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,15 +50,7 @@ async def test_worker_survives_a_database_outage(resources, settings, outage_sec
         "REFIT_WORKER_STALLED_AFTER_SECONDS": "3",
     }
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "refit", "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = start_refit(["worker"], env, log_path)
     try:
 
         async def heartbeat_after(moment: object) -> bool:
@@ -103,12 +94,6 @@ async def test_worker_survives_a_database_outage(resources, settings, outage_sec
             "waiting for a heartbeat after the outage", lambda: heartbeat_after(back), worker
         )
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                await asyncio.to_thread(worker.wait, 60)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+        await stop_refit(worker)
         await proxy.stop()
         print((await asyncio.to_thread(log_path.read_text))[-5000:])  # shown on failure
