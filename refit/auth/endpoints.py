@@ -53,8 +53,16 @@ async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> No
     ip = ratelimit.client_ip(request)
     await ratelimit.enforce(request, settings.rate_limit_nonce_per_ip, "auth.nonce", "ip", ip)
     service.require_wallet_address(body.wallet_address)
+    # Per wallet AND address: counted per wallet alone, a stranger's nine requests would
+    # lock the wallet's owner out from everywhere before anyone proved a key.
     await ratelimit.enforce(
-        request, settings.rate_limit_nonce_per_wallet, "auth.nonce", "wallet", body.wallet_address
+        request,
+        settings.rate_limit_nonce_per_wallet,
+        "auth.nonce",
+        "wallet",
+        body.wallet_address,
+        "ip",
+        ip,
     )
     issued = await service.issue_nonce(session, settings, body.wallet_address)
     return NonceResponse(

@@ -7,9 +7,11 @@ import datetime as dt
 import json
 
 import base58
+import httpx
 import pytest
 from sqlalchemy import text
 
+from refit.app import create_app
 from tests.auth.wallets import (
     Wallet,
     bearer,
@@ -337,3 +339,21 @@ async def test_nonce_is_rate_limited_per_wallet_and_per_ip(client, settings):
     by_ip = await client.post("/api/auth/nonce", json={"wallet_address": Wallet().address})
     assert by_ip.status_code == 429
     assert by_ip.headers["RateLimit-Limit"] == "4"
+
+
+async def test_a_stranger_cannot_lock_a_wallet_out_of_sign_in(client, resources, settings):
+    """The stranger uses up the nonces of the victim's wallet from their own address; the
+    victim, from theirs, still gets a nonce and signs in."""
+    settings.rate_limit_nonce_per_wallet = "2/minute"
+    victim = Wallet()
+    app = create_app(resources.settings, resources=resources)
+    stranger_at = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=stranger_at, base_url="http://testserver") as stranger:
+        answers = [
+            (await stranger.post("/api/auth/nonce", json={"wallet_address": victim.address}))
+            for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    body = await signed_body(client, victim)
+    signed_in = await _connect(client, body)
+    assert signed_in.status_code == 200, signed_in.text
