@@ -172,8 +172,8 @@ async def fetch_as_user(
     role and claims, the query and COMMIT go out together in one message.
 
     For hot reads; the same RLS as a `UserSessionDep` session (another seller's rows do not
-    exist). No pool pre-ping: a connection that died while idle is thrown away and the read
-    tried once more on a fresh one.
+    exist). A connection that died while idle (API processes do not ping before use) is
+    thrown away and the read tried once more on a fresh one.
     """
     for attempt in (1, 2):
         async with engine.connect() as connection:

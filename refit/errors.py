@@ -158,8 +158,8 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
-    # PostgreSQL or Redis unreachable, or a pooled connection that died while idle (the pool
-    # does not ping before use; the dead one is dropped): worth retrying in a moment.
+    # PostgreSQL or Redis unreachable, or a pooled connection that died while idle (API-only
+    # processes do not ping before use; the dead one is dropped): worth retrying in a moment.
     log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
     return problem_response(
         503,
@@ -192,10 +192,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-class PayloadTooLarge(ProblemError):
-    status, code = 413, "payload_too_large"
-
-
 class BodyLimit:
     """413 problem+json for a request body over the limit, never held in memory: refused up
     front when its Content-Length says so, cut off as it streams in otherwise (chunked)."""
@@ -203,9 +199,7 @@ class BodyLimit:
     def __init__(self, app: Any, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-
-    def _refusal(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"The request body is over {self.max_body_bytes} bytes")
+        self.detail = f"The request body is over {max_body_bytes} bytes"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -213,9 +207,8 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            refusal = self._refusal()
             response = problem_response(
-                413, refusal.code, refusal.detail, headers={"Connection": "close"}
+                413, "payload_too_large", self.detail, headers={"Connection": "close"}
             )
             await response(scope, receive, send)
             return
@@ -228,7 +221,7 @@ class BodyLimit:
             if received > self.max_body_bytes:
                 # An HTTPException: FastAPI passes it through its body parsing (anything else
                 # becomes a 400 there); the HTTP handler answers it as problem+json.
-                raise StarletteHTTPException(413, self._refusal().detail)
+                raise StarletteHTTPException(413, self.detail)
             return message
 
         await self.app(scope, counted, send)

@@ -19,11 +19,12 @@ from refit import db
 from refit.addresses.service import fingerprint
 from refit.models import OrderStatus, ShippingAddress
 from refit.settings import Settings
-from refit.shipping.carrier import Address, CarrierUnavailable
+from refit.shipping.carrier import CarrierUnavailable
 from refit.shipping.models import RateQuote
 from refit.shipping.shippo import ShippoCarrier
 from tests.shipping.helpers import buy, order_row
 from tests.shipping.shippo_server import TOKEN
+from tests.shipping.test_shippo_contract import SELLER
 
 # How long any one wait may take before the test fails (not how long things should take).
 DEADLINE = 30.0
@@ -205,23 +206,16 @@ async def test_a_seller_waits_on_the_carrier_no_longer_than_the_budget(shippo_se
         shippo_timeout_seconds=30,
     )
     api, downloads = ShippoCarrier.clients(settings)
-    address = Address(
-        name="Ada Seller",
-        street1="1600 Amphitheatre Pkwy",
-        city="Mountain View",
-        state="CA",
-        zip="94043",
-    )
     shippo_server.hold_rating()
     try:
         async with api, downloads:
             carrier = ShippoCarrier(api, downloads, budget_seconds=0.5)
             with pytest.raises(CarrierUnavailable) as caught:
-                await asyncio.wait_for(carrier.validate_address(address), DEADLINE)
+                await asyncio.wait_for(carrier.validate_address(SELLER), DEADLINE)
             assert caught.value.retryable
             assert shippo_server.held_count() == 1  # the carrier had not answered
             with pytest.raises(CarrierUnavailable):
-                await carrier.validate_address(address)
+                await carrier.validate_address(SELLER)
     finally:
         shippo_server.release_rating()
     assert len(shippo_server.calls("POST", "/addresses")) == 1
