@@ -11,11 +11,15 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from refit import queue
 from refit.addresses.endpoints import router as addresses_router
+from refit.admin.endpoints import router as admin_router
 from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
 from refit.catalog.endpoints import router as catalog_router
 from refit.errors import BodyLimit, install_error_handlers
+from refit.events.endpoints import router as events_router
+from refit.events.listener import start_listener
 from refit.health.endpoints import router as health_router
+from refit.inspection import endpoints as inspection
 from refit.logs import RequestMiddleware, configure_logging
 from refit.metrics import router as metrics_router
 from refit.orders.endpoints import router as orders_router
@@ -25,6 +29,7 @@ from refit.settings import Settings, get_settings
 from refit.shipping.admin import router as shipping_admin_router
 from refit.shipping.endpoints import router as shipping_router
 from refit.shipping.tracking import router as tracking_router
+from refit.shipping.webhooks import router as webhooks_router
 
 
 def init_sentry(settings: Settings) -> None:
@@ -45,9 +50,11 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if resources is not None:
             await revocations.start_watch(resources.redis, resources.settings)
+            listener = start_listener(app, resources.settings)
             try:
                 yield
             finally:
+                await listener.stop()
                 await revocations.stop_watch()
             return
         if not settings.database_url or not settings.redis_url:
@@ -63,9 +70,11 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             prepared_statements=settings.db_prepared_statements,
         )
         await revocations.start_watch(own.redis, settings)
+        listener = start_listener(app, settings)
         try:
             yield
         finally:
+            await listener.stop()
             await revocations.stop_watch()
             await queue.close_queue(pool)
             await close_resources(own)
@@ -86,7 +95,9 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     # Outside CORS: its id, metrics and access line cover preflight requests too.
-    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_body_bytes=settings.max_body_bytes, larger=inspection.body_limits(settings)
+    )
     app.add_middleware(RequestMiddleware)
 
     app.include_router(health_router)
@@ -95,9 +106,14 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(catalog_router)
     app.include_router(quotes_router)
     app.include_router(orders_router)
+    app.include_router(events_router)
     app.include_router(addresses_router)
     app.include_router(shipping_router)
     app.include_router(tracking_router)
+    app.include_router(admin_router)
     app.include_router(shipping_admin_router)
+    app.include_router(inspection.router)
+    app.include_router(inspection.photos_router)
+    app.include_router(webhooks_router)
     app.include_router(auth_router)
     return app

@@ -20,9 +20,12 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from refit import embedded, migrate, queue
+from refit.admin import cli as operator_cli
 from refit.app import create_app, init_sentry
 from refit.catalog.cli import app as catalog_app
 from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
+from refit.events.stream import end_streams
+from refit.ledger.server import LedgerServer, serve_ledger
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings, get_settings
 
@@ -32,6 +35,7 @@ cli = typer.Typer(
     add_completion=False,
 )
 cli.add_typer(catalog_app, name="catalog")
+cli.add_typer(operator_cli.app, name="operator")
 log = structlog.get_logger("refit.cli")
 
 
@@ -64,7 +68,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve_until_signal(settings: Settings, *, api: bool, worker: bool) -> None:
+async def _serve_until_signal(
+    settings: Settings, *, api: bool, worker: bool, ledger: bool = False
+) -> None:
     init_sentry(settings)
     assert settings.database_url
     resources = await open_resources(settings, ping_before_use=worker)
@@ -85,12 +91,20 @@ async def _serve_until_signal(settings: Settings, *, api: bool, worker: bool) ->
         server = _Server(config)
         runners.append(server.serve())
         stoppers.append(lambda: setattr(server, "should_exit", True))
+        # uvicorn waits for open responses to finish; order-event streams never do by
+        # themselves (sse-starlette does not see signals handled here).
+        stoppers.append(end_streams)
     if worker:
         # Restarted when it stops on a lost database, so an outage never ends the process
         # (and with it the API of `refit run`).
         job_worker = queue.SupervisedWorker()
         runners.append(job_worker.run())
         stoppers.append(job_worker.stop)
+    if ledger and not settings.solana_rpc_url:
+        # The local Solana ledger payouts go to; a port already taken is logged, not fatal.
+        local_ledger = LedgerServer(settings, optional=True)
+        runners.append(local_ledger.serve())
+        stoppers.append(local_ledger.stop)
 
     loop = asyncio.get_running_loop()
 
@@ -148,7 +162,10 @@ def _metrics_shared_by_processes() -> Iterator[None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _serve(api: bool, worker: bool, migrate_first: bool, api_workers: int = 1) -> None:
+def _serve(
+    api: bool, worker: bool, migrate_first: bool, api_workers: int = 1, ledger: bool = False
+) -> None:
+    embedded_database = not get_settings().database_url
     settings, servers = embedded.settings_with_servers()
     try:
         if migrate_first:
@@ -156,6 +173,16 @@ def _serve(api: bool, worker: bool, migrate_first: bool, api_workers: int = 1) -
             migrate.upgrade(settings.database_url)
             # A fresh database gets the shipped device catalog (an existing one is kept).
             asyncio.run(seed_catalog_if_empty(settings.database_url))
+            if embedded_database and settings.env == "development":
+                # ... and an operator to sign in with (REFIT_ADMIN_PASSWORD), while it has none.
+                asyncio.run(
+                    operator_cli.create_first_admin(settings.database_url, settings.admin_password)
+                )
+        if api and settings.is_production:
+            assert settings.database_url
+            if not asyncio.run(operator_cli.has_enabled_admin(settings.database_url)):
+                typer.echo(operator_cli.NO_ADMIN, err=True)
+                raise typer.Exit(STARTUP_FAILURE)
         if api:
             log.info(
                 "refit.listening",
@@ -166,7 +193,7 @@ def _serve(api: bool, worker: bool, migrate_first: bool, api_workers: int = 1) -
             assert not worker, "the worker runs in its own process: `refit worker`"
             _serve_api_processes(settings, api_workers)
         else:
-            _run_on_uvloop(_serve_until_signal(settings, api=api, worker=worker))
+            _run_on_uvloop(_serve_until_signal(settings, api=api, worker=worker, ledger=ledger))
     finally:
         servers.stop()
 
@@ -177,8 +204,9 @@ def run() -> None:
 
     With REFIT_DATABASE_URL / REFIT_REDIS_URL unset, starts a private PostgreSQL and Redis
     under REFIT_DATA_DIR (./.refit) and stops them on Ctrl-C; the next run reuses the data.
+    With REFIT_SOLANA_RPC_URL unset, serves the local Solana ledger too (`refit ledger`).
     """
-    _serve(api=True, worker=True, migrate_first=True)
+    _serve(api=True, worker=True, migrate_first=True, ledger=True)
 
 
 @cli.command()
@@ -208,6 +236,13 @@ def api(
 def worker() -> None:
     """Run the job worker only. SIGTERM lets running jobs finish, then exits."""
     _serve(api=False, worker=True, migrate_first=False)
+
+
+@cli.command("ledger")
+def ledger_command() -> None:
+    """Serve the local Solana ledger alone (JSON-RPC on REFIT_LEDGER_HOST:REFIT_LEDGER_PORT,
+    state under REFIT_DATA_DIR/ledger), with the development treasury funded."""
+    _run_on_uvloop(serve_ledger(get_settings()))
 
 
 @cli.command("migrate")

@@ -7,6 +7,8 @@ only ever sees `application/problem+json`.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -194,21 +196,34 @@ def install_error_handlers(app: FastAPI) -> None:
 
 class BodyLimit:
     """413 problem+json for a request body over the limit, never held in memory: refused up
-    front when its Content-Length says so, cut off as it streams in otherwise (chunked)."""
+    front when its Content-Length says so, cut off as it streams in otherwise (chunked).
 
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    `larger`: path patterns (regular expressions matching the whole path) allowed a larger
+    body than `max_body_bytes`, with their own limit (photo uploads)."""
+
+    def __init__(
+        self, app: Any, max_body_bytes: int, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.detail = f"The request body is over {max_body_bytes} bytes"
+        self.larger = [(re.compile(path), limit) for path, limit in (larger or {}).items()]
+
+    def _limit(self, path: str) -> int:
+        return next(
+            (limit for pattern, limit in self.larger if pattern.fullmatch(path)),
+            self.max_body_bytes,
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope["path"])
+        detail = f"The request body is over {limit} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             response = problem_response(
-                413, "payload_too_large", self.detail, headers={"Connection": "close"}
+                413, "payload_too_large", detail, headers={"Connection": "close"}
             )
             await response(scope, receive, send)
             return
@@ -218,10 +233,10 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_body_bytes:
+            if received > limit:
                 # An HTTPException: FastAPI passes it through its body parsing (anything else
                 # becomes a 400 there); the HTTP handler answers it as problem+json.
-                raise StarletteHTTPException(413, self.detail)
+                raise StarletteHTTPException(413, detail)
             return message
 
         await self.app(scope, counted, send)

@@ -76,11 +76,28 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+        for name, value in headers
+    )
+
+
+def _route(scope: Scope) -> str:
+    # The route template, not the raw path: ids in paths would explode the metrics' label
+    # sets and the access lines' distinct values.
+    return getattr(scope.get("route"), "path", "unmatched")
+
+
 class RequestMiddleware:
     """The one layer around every HTTP request: a request id (the caller's X-Request-ID or a
     new one) bound to each log line of the request and echoed in the response; the Prometheus
     counters; one `http.request` access line. One layer, not three: each layer costs a
-    coroutine and a `send` wrapper per request. Pure ASGI, so streaming responses pass."""
+    coroutine and a `send` wrapper per request. Pure ASGI, so streaming responses pass.
+
+    An event stream (text/event-stream) lasts as long as the client stays: its latency is the
+    time to its headers, observed when they go out; its access line is written when it ends,
+    with `duration_ms` that same latency and `stream_ms` the stream's whole life."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -97,13 +114,17 @@ class RequestMiddleware:
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500  # what the client gets when the app raises before answering
         started = time.perf_counter()
+        streamed_after: float | None = None  # an event stream's time to its headers
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streamed_after
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # A copy: the list may be a reused Response's own.
                 message["headers"] = [*message.get("headers", ()), id_header]
+                if _is_event_stream(message["headers"]):
+                    streamed_after = time.perf_counter() - started
+                    HTTP_LATENCY.labels(scope["method"], _route(scope)).observe(streamed_after)
             await send(message)
 
         bound = structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -112,12 +133,17 @@ class RequestMiddleware:
         finally:
             seconds = time.perf_counter() - started
             method = scope["method"]
-            # The route template, not the raw path: ids in paths would explode the metrics'
-            # label sets and the access lines' distinct values.
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = _route(scope)
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(seconds)
+            extra: dict[str, Any] = {}
+            if streamed_after is None:
+                HTTP_LATENCY.labels(method, route).observe(seconds)
+            else:
+                extra["stream_ms"] = round(seconds * 1000, 2)
+                seconds = streamed_after
             seller_id = state.get(SELLER_ID_STATE)
+            if seller_id is not None:
+                extra["seller_id"] = str(seller_id)
             access_log.info(
                 "http.request",
                 method=method,
@@ -126,6 +152,6 @@ class RequestMiddleware:
                 duration_ms=round(seconds * 1000, 2),
                 request_id=request_id,
                 pid=self.pid,
-                **({"seller_id": str(seller_id)} if seller_id is not None else {}),
+                **extra,
             )
             structlog.contextvars.reset_contextvars(**bound)

@@ -20,6 +20,7 @@ import structlog
 from procrastinate import builtin_tasks
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.worker import Worker
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, resources
@@ -35,6 +36,8 @@ TASK_MODULES = [
     "refit.notifications.tasks",
     "refit.notifications.notify_tasks",
     "refit.shipping.tasks",
+    "refit.shipping.webhook_tasks",
+    "refit.shipping.sandbox_webhooks",
 ]
 
 queue = procrastinate.App(
@@ -95,6 +98,20 @@ async def defer(
             log.info("queue.already_enqueued", task=name, queueing_lock=queueing_lock)
             return None
     log.info("queue.deferred", task=name, job_id=job_id)
+    return job_id
+
+
+async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:
+    """Make the job waiting under `queueing_lock` due now (a retry scheduled minutes ahead,
+    when news says it would succeed now). Its id, or None when none is waiting."""
+    async with db.as_service(session):
+        job_id: int | None = await session.scalar(
+            text(
+                "UPDATE procrastinate_jobs SET scheduled_at = now() "
+                "WHERE queueing_lock = :lock AND status = 'todo' RETURNING id"
+            ),
+            {"lock": queueing_lock},
+        )
     return job_id
 
 

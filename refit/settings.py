@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     # --- PostgreSQL and Redis (unset: the embedded servers under data_dir) ---------------
     database_url: str | None = None
+    # A direct (session) connection for LISTEN, when database_url goes through a transaction
+    # pooler, where LISTEN does not work (Supabase: port 5432 rather than the pooler's 6543).
+    database_direct_url: str | None = None
     # Kept open per process. Connections past it (the overflow) are closed when returned, so
     # a pool smaller than a process's usual concurrency opens and closes one per few requests.
     db_pool_size: int = 20
@@ -72,7 +75,15 @@ class Settings(BaseSettings):
     rate_limit_nonce_per_ip: str = "30/minute"
     rate_limit_nonce_per_wallet: str = "10/minute"
     rate_limit_connect_wallet_per_ip: str = "60/minute"
+    # The password of the `admin` operator `refit run` creates on the embedded default
+    # (development, no REFIT_DATABASE_URL) while there is no operator; used nowhere else.
     admin_password: str = DEV_ADMIN_PASSWORD
+    # Operators' access tokens (POST /api/admin/login) last a shift.
+    operator_token_ttl_seconds: int = Field(default=28_800, ge=60)
+    # Failed operator sign-ins, counted per username and per client IP; over either, even the
+    # right password is refused until the window has passed.
+    rate_limit_operator_login_per_username: str = "5/15minutes"
+    rate_limit_operator_login_per_ip: str = "20/15minutes"
 
     # --- mail ----------------------------------------------------------------------------
     smtp_url: str | None = None  # smtp://user:pass@host:port, smtps:// for implicit TLS
@@ -96,6 +107,20 @@ class Settings(BaseSettings):
     # --- orders --------------------------------------------------------------------------
     order_unshipped_expiry_days: int = 30
     offer_response_days: int = 14
+
+    # --- inspection ----------------------------------------------------------------------
+    # The photos of one evidence upload, in all (413 beyond); the one route allowed a body
+    # larger than max_body_bytes.
+    evidence_max_bytes: int = Field(default=10_485_760, ge=1024)
+    # Lifetime of a signed evidence photo URL (the order's owner and operators get fresh ones
+    # with every read of the order).
+    evidence_url_ttl_seconds: int = Field(default=900, ge=1)
+
+    # --- realtime (order events over Server-Sent Events) -----------------------------------
+    # A comment line this often on an idle stream, so proxies do not close it.
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Lifetime of a stream ticket (?ticket= for browsers' EventSource, which sends no headers).
+    stream_ticket_ttl_seconds: int = Field(default=60, ge=1)
 
     # --- shipping ------------------------------------------------------------------------
     shippo_api_key: str | None = None
@@ -124,6 +149,23 @@ class Settings(BaseSettings):
     warehouse_country: str = "US"
     warehouse_phone: str = "+1 555 341 9393"
     warehouse_email: str = "receiving@refit.local"
+    # Labels of devices worth more than this (USD: the quote inbound, the device's value on
+    # the way back) are insured for that value; labels home are always insured.
+    insure_above_usd: Decimal = Field(default=Decimal("100"), ge=0)
+    # Above this value a signature is required on delivery, both ways.
+    signature_above_usd: Decimal = Field(default=Decimal("500"), ge=0)
+
+    # --- Solana (payouts) ----------------------------------------------------------------
+    # The cluster's JSON-RPC endpoint; unset: the local ledger (refit/ledger/) on
+    # ledger_host:ledger_port, which `refit run` starts.
+    solana_rpc_url: str | None = None
+    # The treasury that pays sellers: a keypair file, or the JSON array of 64 numbers itself
+    # (the Solana CLI's format). Unset outside production: one generated under data_dir.
+    treasury_keypair: SecretStr | None = None
+    ledger_host: str = "127.0.0.1"
+    ledger_port: int = Field(default=8899, ge=0, le=65535)
+    # One slot of the local ledger; a blockhash lives 150 of them, as on mainnet.
+    ledger_slot_ms: int = Field(default=400, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -132,14 +174,16 @@ class Settings(BaseSettings):
         problems = []
         if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
             problems.append("REFIT_JWT_SECRET must be set to a random value of 32+ characters")
-        if self.admin_password == DEV_ADMIN_PASSWORD or len(self.admin_password) < 16:
-            problems.append("REFIT_ADMIN_PASSWORD must be set, 16+ characters")
         if self.shippo_webhook_token == DEV_WEBHOOK_TOKEN:
             problems.append("REFIT_SHIPPO_WEBHOOK_TOKEN must be set")
         if not self.database_url:
             problems.append("REFIT_DATABASE_URL must be set (no embedded PostgreSQL in production)")
         if not self.redis_url:
             problems.append("REFIT_REDIS_URL must be set (no embedded Redis in production)")
+        if not self.solana_rpc_url:
+            problems.append("REFIT_SOLANA_RPC_URL must be set (no local ledger in production)")
+        if self.treasury_keypair is None:
+            problems.append("REFIT_TREASURY_KEYPAIR must be set (no generated treasury)")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self
@@ -147,6 +191,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def solana_rpc_endpoint(self) -> str:
+        return self.solana_rpc_url or f"http://{self.ledger_host}:{self.ledger_port}"
 
     @property
     def labels_dir(self) -> Path:

@@ -5,6 +5,7 @@ from refit.models.auth import EmailVerificationToken, SiwsNonce
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade, DeviceCategory
 from refit.models.idempotency import IdempotencyKey
 from refit.models.notification import OutboundEmail
+from refit.models.operator import Operator, OperatorRole
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.models.quote import Quote
 from refit.models.user import User
@@ -16,6 +17,8 @@ __all__ = [
     "DeviceCategory",
     "EmailVerificationToken",
     "IdempotencyKey",
+    "Operator",
+    "OperatorRole",
     "Order",
     "OrderStatus",
     "OrderStatusHistory",

@@ -88,6 +88,10 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
     received_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Something a person must look at (a parcel returned to sender, a carrier failure, a
+    # delivery elsewhere than the warehouse): why, and since when. Cleared by an operator.
+    attention_reason: Mapped[str | None] = mapped_column(Text)
+    attention_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OrderStatusHistory(UUIDPrimaryKey, Base):

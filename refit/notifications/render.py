@@ -6,6 +6,10 @@ job loudly instead of mailing a blank.
 
 The context reaches a template as stored JSON: money, ids and times are strings. Templates
 format money with `|money` and times with `|when`, which take the string or the value.
+
+A context may name files to attach: `"attachments": [{"storage_key", "filename",
+"content_type"}]`, keys of `refit.storage`. The send job reads them (`attachments_of`) and
+passes their bytes to `build_message`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import datetime as dt
 import email.utils
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from email.message import EmailMessage
@@ -23,6 +28,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from refit.settings import Settings
+from refit.storage import content_type_for
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -61,6 +67,28 @@ class RenderedEmail:
     html: str
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file of `refit.storage` sent with an email, under `filename`."""
+
+    storage_key: str
+    filename: str
+    content_type: str
+
+
+def attachments_of(context: dict[str, Any]) -> list[Attachment]:
+    """The files an email's context names (none when it names none). A malformed entry
+    raises: the job fails loudly rather than send without the file."""
+    return [
+        Attachment(
+            storage_key=entry["storage_key"],
+            filename=entry["filename"],
+            content_type=entry.get("content_type") or content_type_for(entry["storage_key"]),
+        )
+        for entry in context.get("attachments") or []
+    ]
+
+
 def template_exists(name: str) -> bool:
     return bool(_NAME.fullmatch(name)) and all(
         (TEMPLATES_DIR / name / part).is_file() for part in ("subject.txt", "body.txt", "body.html")
@@ -87,6 +115,7 @@ def build_message(
     recipient: str,
     rendered: RenderedEmail,
     created_at: dt.datetime,
+    attachments: Sequence[tuple[Attachment, bytes]] = (),
 ) -> EmailMessage:
     """The MIME message. Its Message-ID and Date come from the mail log row, so every attempt
     of one email produces the same message (a duplicate, if one ever slips out, is
@@ -100,4 +129,13 @@ def build_message(
     message["Message-ID"] = f"<{email_id}@{sender_domain}>"
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # The first attachment turns the message into multipart/mixed: the text/HTML alternative
+    # stays its body, the files follow it.
+    for attachment, data in attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        if not maintype or not subtype:
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(
+            data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     return message

@@ -3,24 +3,32 @@
 No transaction is open while the message travels: a slow SMTP server (up to the sender's
 timeout) must not keep the mail log row locked, nor a pooled connection checked out. The job
 runs in three steps: prepare (one short transaction), send (none), record (one short
-transaction).
+transaction). Files the email carries are read from storage between prepare and send: from a
+bucket that is a network call too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from email.message import EmailMessage
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
 from refit.models import OutboundEmail
-from refit.notifications.render import build_message, render
+from refit.notifications.render import (
+    Attachment,
+    RenderedEmail,
+    attachments_of,
+    build_message,
+    render,
+)
 from refit.notifications.senders import PermanentDeliveryError, sender_for
 from refit.queue import defer, exponential_retry, job_session, queue
 from refit.settings import Settings
+from refit.storage import LabelNotFound, label_storage
 
 log = structlog.get_logger(__name__)
 
@@ -54,13 +62,21 @@ async def send_email(email_id: str) -> None:
     # job for this email writes the marker and those never overlap (see `defer_send`), so it
     # cannot change between this read and the row's.
     already_sent = await _already_sent(res, marker)
-    prepared = await _prepare(res.settings, row_id, already_sent=already_sent)
-    if prepared is None:
+    draft = await _prepare(res.settings, row_id, already_sent=already_sent)
+    if draft is None:
         return
-    message, key = prepared
+    files = await _read_attachments(res.settings, row_id, draft.attachments)
+    message = build_message(
+        res.settings,
+        email_id=row_id,
+        recipient=draft.recipient,
+        rendered=draft.rendered,
+        created_at=draft.created_at,
+        attachments=files,
+    )
     sender = sender_for(res.settings)
     try:
-        await sender.send(message, key=key)
+        await sender.send(message, key=draft.key)
     except PermanentDeliveryError as exc:
         log.warning("notifications.refused", email_id=email_id, error=str(exc))
         await _record_refused(row_id, error=str(exc))
@@ -70,11 +86,20 @@ async def send_email(email_id: str) -> None:
     log.info("notifications.sent", email_id=email_id, transport=sender.name)
 
 
-async def _prepare(
-    settings: Settings, email_id: uuid.UUID, *, already_sent: bool
-) -> tuple[EmailMessage, str] | None:
-    """Step 1, one short transaction: the message and its outbox key, or None when the email
-    needs nothing more. The rendered subject is recorded, committed before the send."""
+@dataclass(frozen=True)
+class _Draft:
+    """What the prepare step read from the mail log row: all the message needs but its files."""
+
+    recipient: str
+    rendered: RenderedEmail
+    created_at: dt.datetime
+    key: str
+    attachments: list[Attachment]
+
+
+async def _prepare(settings: Settings, email_id: uuid.UUID, *, already_sent: bool) -> _Draft | None:
+    """Step 1, one short transaction: the rendered email and its outbox key, or None when the
+    email needs nothing more. The rendered subject is recorded, committed before the send."""
     async with job_session() as session:
         email = await _unfinished(session, email_id)
         if email is None:
@@ -85,16 +110,38 @@ async def _prepare(
             return None
         # A missing template or context key raises here: the job fails loudly, nothing sent.
         rendered = render(settings, email.template, email.context)
+        attachments = attachments_of(email.context)
         email.subject = rendered.subject
-        message = build_message(
-            settings,
-            email_id=email.id,
+        return _Draft(
             recipient=email.recipient,
             rendered=rendered,
             created_at=email.created_at,
+            key=f"{email.created_at.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{email.id}",
+            attachments=attachments,
         )
-        key = f"{email.created_at.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{email.id}"
-        return message, key
+
+
+async def _read_attachments(
+    settings: Settings, email_id: uuid.UUID, attachments: list[Attachment]
+) -> list[tuple[Attachment, bytes]]:
+    """Step 2a, no transaction: the bytes of every file the email carries. A missing or
+    unreadable file fails the job, retried with its backoff and then left failed for an
+    operator: the email is never sent without what it says it carries."""
+    if not attachments:
+        return []
+    storage = label_storage(settings)
+    files = []
+    for attachment in attachments:
+        try:
+            files.append((attachment, await storage.get(attachment.storage_key)))
+        except LabelNotFound:
+            log.error(
+                "notifications.attachment_missing",
+                email_id=str(email_id),
+                storage_key=attachment.storage_key,
+            )
+            raise
+    return files
 
 
 async def _record_sent(email_id: uuid.UUID, *, transport: str) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue
 from refit.models.order import Order, OrderStatus
+from refit.storage import content_type_for
 
 S = OrderStatus
 
@@ -35,6 +36,9 @@ class FollowUp:
 _LABEL_LOCK = "label:{order_id}"
 PURCHASE_LABEL = FollowUp("shipping.purchase_label", "purchase-label:{order_id}", _LABEL_LOCK)
 REFUND_LABEL = FollowUp("shipping.refund_label", "refund-label:{order_id}", _LABEL_LOCK)
+PURCHASE_RETURN_LABEL = FollowUp(
+    "shipping.purchase_return_label", "return-label:{order_id}", _LABEL_LOCK
+)
 
 # (entered status, only when coming from one of these or from anywhere) -> jobs.
 ON_ENTER: tuple[tuple[OrderStatus, frozenset[OrderStatus] | None, FollowUp], ...] = (
@@ -42,6 +46,8 @@ ON_ENTER: tuple[tuple[OrderStatus, frozenset[OrderStatus] | None, FollowUp], ...
     # A label bought, or being bought, for a cancelled order is refunded; from
     # processing_shipment the purchase may be in flight: the refund job waits for it.
     (S.CANCELLED, frozenset({S.PROCESSING_SHIPMENT, S.AWAITING_SHIPMENT}), REFUND_LABEL),
+    # The device goes home: an insured label from the warehouse to the seller.
+    (S.RETURNING, None, PURCHASE_RETURN_LABEL),
 )
 
 # The email a seller gets when an order enters a status (notifications/templates/<name>/),
@@ -49,6 +55,7 @@ ON_ENTER: tuple[tuple[OrderStatus, frozenset[OrderStatus] | None, FollowUp], ...
 NOTIFY_USER = "notifications.notify_user"
 STATUS_EMAILS: dict[OrderStatus, str] = {
     S.AWAITING_SHIPMENT: "order_label_ready",
+    S.SHIPPED: "order_shipped",
     S.RECEIVED: "order_received",
     S.OFFER_PENDING: "order_offer_pending",
     S.RETURNING: "order_returning",
@@ -70,10 +77,25 @@ async def defer(session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID)
     )
 
 
+async def defer_now(session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID) -> int | None:
+    """Queue `follow_up` for the order, or make the one already waiting (a retry scheduled
+    ahead) due now. The job's id, or None when one is running and none waits."""
+    job_id = await defer(session, follow_up, order_id)
+    if job_id is None:
+        job_id = await queue.hurry(session, follow_up.queueing_lock.format(order_id=order_id))
+    return job_id
+
+
 async def after_move(
-    session: AsyncSession, order: Order, from_status: OrderStatus | None, to_status: OrderStatus
+    session: AsyncSession,
+    order: Order,
+    from_status: OrderStatus | None,
+    to_status: OrderStatus,
+    *,
+    notes: str | None = None,
 ) -> None:
-    """Queue what follows the move, in its transaction: the jobs exist iff it commits."""
+    """Queue what follows the move, in its transaction: the jobs exist iff it commits. The
+    move's `notes` (an inspector's findings for a revised offer) go into the email."""
     for entered, after, follow_up in ON_ENTER:
         if to_status is entered and (after is None or from_status in after):
             await defer(session, follow_up, order.id)
@@ -84,22 +106,38 @@ async def after_move(
             NOTIFY_USER,
             user_id=str(order.user_id),
             template=template,
-            context=_email_context(order, from_status),
+            context=_email_context(order, from_status, notes),
         )
 
 
-def _email_context(order: Order, from_status: OrderStatus | None) -> dict[str, Any]:
+def _email_context(
+    order: Order, from_status: OrderStatus | None, notes: str | None = None
+) -> dict[str, Any]:
     # Job arguments are JSON: money as exact strings, times as ISO 8601.
     context = {
         "order_id": order.id,
         "order_number": order.order_number,
         "status": order.status,
         "from_status": from_status,
+        "notes": notes,
         "device": f"{order.device_brand} {order.device_model}",
         "quoted_price_usd": order.quoted_price_usd,
         "final_price_usd": order.final_price_usd,
         "offer_expires_at": order.offer_expires_at,
         "tracking_number": order.tracking_number,
+        "shipping_carrier": order.shipping_carrier,
+        # Files from refit.storage the send job attaches (by key: the job reads them outside
+        # any transaction, and a missing one fails it rather than mail without the label).
+        "attachments": [],
     }
+    if order.status == S.AWAITING_SHIPMENT and order.label_file_key:
+        extension = order.label_file_key.rsplit(".", 1)[-1]
+        context["attachments"] = [
+            {
+                "storage_key": order.label_file_key,
+                "filename": f"refit-label-{order.order_number}.{extension}",
+                "content_type": content_type_for(order.label_file_key),
+            }
+        ]
     result: dict[str, Any] = to_jsonable_python(context)
     return result

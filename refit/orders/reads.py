@@ -1,4 +1,5 @@
-"""Read side of orders: the seller's list (cursor pages) and one order with its history.
+"""Read side of orders: the seller's list (cursor pages) and one order with its history (and
+its inspection, once there is one).
 
 The seller's own reads are the hot path: each is ONE round trip to PostgreSQL
 (`db.fetch_as_user`: role, claims, the query and the commit pipelined), the order and its
@@ -11,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, resources
@@ -19,6 +20,7 @@ from refit.models.order import Order, OrderStatusHistory
 from refit.orders.schemas import OrderDetail, OrderPage, OrderRead, StatusChange
 from refit.orders.service import order_not_found
 from refit.pagination import decode_cursor, encode_cursor
+from refit.signed_urls import evidence_photo_url
 
 # The history as JSON built by PostgreSQL, in the order it happened.
 _HISTORY = """
@@ -29,7 +31,18 @@ coalesce((
                   ORDER BY h.created_at, h.id)
   FROM order_status_history h WHERE h.order_id = o.id), '[]') AS status_history
 """
-_ORDER_DETAIL = f"SELECT o.*, {_HISTORY} FROM orders o WHERE o.id = %(id)s"
+# The inspection (its own row and photos: RLS lets a seller read those of their orders), once
+# there is one; the photos as ids, signed into URLs here.
+_INSPECTION = """
+(SELECT json_build_object('grade', i.grade, 'storage', i.storage, 'notes', i.notes,
+                          'checklist', i.checklist, 'inspected_at', i.created_at,
+                          'photos', coalesce((
+                            SELECT json_agg(p.id ORDER BY p.created_at, p.id)
+                            FROM evidence_photos p WHERE p.order_id = o.id), '[]'))
+ FROM inspections i WHERE i.order_id = o.id) AS inspection
+"""
+_ORDER_DETAIL = f"SELECT o.*, {_HISTORY}, {_INSPECTION} FROM orders o WHERE o.id = %(id)s"
+_INSPECTION_OF = text(f"SELECT {_INSPECTION} FROM orders o WHERE o.id = :id")
 _ORDER_PAGE = """
 SELECT o.* FROM orders o
 WHERE o.user_id = %(user_id)s {after}
@@ -46,7 +59,19 @@ async def seller_order_detail(user_id: uuid.UUID, order_id: uuid.UUID) -> OrderD
     )
     if not rows:
         raise order_not_found(order_id)
-    return OrderDetail.model_validate(rows[0])
+    row = rows[0]
+    row["inspection"] = _with_photo_urls(row["inspection"])
+    return OrderDetail.model_validate(row)
+
+
+def _with_photo_urls(inspection: dict[str, Any] | None) -> dict[str, Any] | None:
+    if inspection is None:
+        return None
+    settings = resources.current().settings
+    return {
+        **inspection,
+        "photos": [evidence_photo_url(settings, photo_id) for photo_id in inspection["photos"]],
+    }
 
 
 async def list_orders(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> OrderPage:
@@ -76,9 +101,11 @@ async def order_detail(session: AsyncSession, order: Order) -> OrderDetail:
             .order_by(OrderStatusHistory.created_at, OrderStatusHistory.id)
         )
     ).all()
+    inspection = await session.scalar(_INSPECTION_OF, {"id": order.id})
     return OrderDetail.model_validate(
         {
             **OrderRead.model_validate(order).model_dump(),
             "status_history": [StatusChange.model_validate(h) for h in history],
+            "inspection": _with_photo_urls(inspection),
         }
     )

@@ -84,8 +84,22 @@ class OrderRead(BaseModel):
     cancelled_at: dt.datetime | None
 
 
+class InspectionView(BaseModel):
+    """The inspection as the order's owner sees it (API.md): what was found, the inspector's
+    notes and the photos, as signed URLs valid for a few minutes."""
+
+    grade: str
+    storage: str | None
+    notes: str
+    checklist: dict[str, Any]
+    photos: list[str]
+    inspected_at: dt.datetime
+
+
 class OrderDetail(OrderRead):
     status_history: list[StatusChange]
+    # Once the device was inspected.
+    inspection: InspectionView | None = None
 
 
 class OrderPage(BaseModel):

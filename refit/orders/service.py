@@ -259,7 +259,7 @@ async def _record_move(
         actor=actor,
     )
     await _publish(session, order, from_status, to_status)
-    await follow_ups.after_move(session, order, from_status, to_status)
+    await follow_ups.after_move(session, order, from_status, to_status, notes=notes)
 
 
 async def _publish(

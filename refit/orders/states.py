@@ -3,12 +3,14 @@ door; anything not listed here is a 409 `invalid_transition`. The statuses are e
 ten of API.md (the clients are built against them).
 
 pending ──► processing_shipment ──► awaiting_shipment ──► shipped ──► received ──► inspecting
-   │            │    ▲                    │                                          │    │
-   │            │    └─(label failed)─┐   │                                          │    ▼
-   ▼            ▼                     │   ▼                          offer_pending ◄─┘ completed
-cancelled ◄─────┴─────────────────────┴── cancelled                   │    │ (accepted, ▲
-   ▲                                                                  │    └── paid) ───┘
-   └──────────────────────────── returning ◄── declined / no answer ──┘
+   │            │    ▲                    │                                     │    │    │
+   │            │    └─(label failed)─┐   │                                     │    │    ▼
+   ▼            ▼                     │   ▼                     offer_pending ◄─┘    │ completed
+cancelled ◄─────┴─────────────────────┴── cancelled              │    │ (accepted, │    ▲
+   ▲                                                             │    └── paid) ───┼────┘
+   └──────────────────────── returning ◄── declined / no answer ─┘                 │
+                                 ▲                                                 │
+                                 └──────────── unbuyable (e.g. activation lock) ───┘
 
 Choices, and why:
 - processing_shipment → pending: allowed so a label that can never be bought can be given
@@ -25,6 +27,9 @@ Choices, and why:
   `offer_response_days`, → returning: the default is to give the device back, never to
   accept for the seller. An accepted offer can no longer be declined or expire
   (refit/orders/offers.py).
+- inspecting → returning: the inspection found a device we cannot buy (activation lock on,
+  or it does not power on and its grade is not one meant for a dead device): it goes home,
+  with no offer to answer (refit/inspection/service.py).
 - returning → cancelled once the device is back with the seller (no payout).
 - completed and cancelled are final.
 """
@@ -41,7 +46,7 @@ ALLOWED_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.AWAITING_SHIPMENT: frozenset({S.SHIPPED, S.CANCELLED}),
     S.SHIPPED: frozenset({S.RECEIVED}),
     S.RECEIVED: frozenset({S.INSPECTING}),
-    S.INSPECTING: frozenset({S.COMPLETED, S.OFFER_PENDING}),
+    S.INSPECTING: frozenset({S.COMPLETED, S.OFFER_PENDING, S.RETURNING}),
     S.OFFER_PENDING: frozenset({S.COMPLETED, S.RETURNING}),
     S.RETURNING: frozenset({S.CANCELLED}),
     S.COMPLETED: frozenset(),

@@ -1,5 +1,5 @@
-"""Quotes are priced here, never by the client: catalog base price x grade factor in USD,
-then SOL at the current rate.
+"""Quotes are priced here, never by the client: catalog base price x grade factor in USD
+(refit/catalog/prices.py, shared with the inspection), then SOL at the current rate.
 
 The money rules (rounding down, lamports exact) are refit/money.py's.
 """
@@ -9,15 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db
-from refit.catalog.schemas import storage_sort_key
+from refit.catalog.prices import catalog_price
 from refit.errors import NotFound, Unprocessable
-from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade
 from refit.models.quote import Quote
-from refit.money import MAX_SOL, MAX_USD, recorded_rate, sol_to_lamports, usd_price, usd_to_sol
+from refit.money import MAX_SOL, MAX_USD, recorded_rate, sol_to_lamports, usd_to_sol
 from refit.pricing.service import current_rate
 from refit.quotes.schemas import QuoteCreate
 from refit.resources import Resources
@@ -30,60 +29,10 @@ async def create_quote(
     # The rate first, before any statement: a price feed call (when the cached rate is stale)
     # then never holds the request's pooled connection or transaction open.
     rate = await current_rate(resources)
-    model = await session.scalar(
-        select(CatalogModel).where(
-            func.lower(CatalogModel.brand) == data.device_brand.lower(),
-            func.lower(CatalogModel.model) == data.device_model.lower(),
-            CatalogModel.is_active,
-        )
+    found = await catalog_price(
+        session, data.device_brand, data.device_model, data.storage, data.device_condition
     )
-    if model is None:
-        raise Unprocessable(
-            f"{data.device_brand} {data.device_model} is not in the catalog (GET /api/catalog)",
-            code="unknown_device",
-        )
-    variants = (
-        await session.scalars(
-            select(CatalogVariant).where(
-                CatalogVariant.model_id == model.id, CatalogVariant.is_active
-            )
-        )
-    ).all()
-    options = sorted((v.storage for v in variants), key=storage_sort_key)
-    variant: CatalogVariant | None
-    if data.storage is None:
-        if len(variants) != 1:
-            raise Unprocessable(
-                f"{model.model} comes in several storage sizes: say which",
-                code="storage_required",
-                extra={"storage_options": options},
-            )
-        variant = variants[0]
-    else:
-        wanted = data.storage.replace(" ", "").lower()
-        variant = next((v for v in variants if v.storage.lower() == wanted), None)
-        if variant is None:
-            raise Unprocessable(
-                f"{model.model} has no {data.storage} option",
-                code="unknown_storage",
-                extra={"storage_options": options},
-            )
-    grade = await session.scalar(
-        select(ConditionGrade).where(
-            ConditionGrade.code == data.device_condition.lower(), ConditionGrade.is_active
-        )
-    )
-    if grade is None:
-        codes = (
-            await session.scalars(select(ConditionGrade.code).where(ConditionGrade.is_active))
-        ).all()
-        raise Unprocessable(
-            f"Unknown condition {data.device_condition!r}",
-            code="unknown_condition",
-            extra={"conditions": sorted(codes)},
-        )
-
-    price_usd = usd_price(variant.base_price_usd, grade.price_factor)
+    model, variant, grade, price_usd = found.model, found.variant, found.grade, found.price_usd
     usd_per_sol = recorded_rate(rate.usd_per_sol)
     price_sol = usd_to_sol(price_usd, usd_per_sol)
     if price_usd > MAX_USD or price_sol > MAX_SOL:

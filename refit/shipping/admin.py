@@ -1,47 +1,65 @@
-"""Operators' shipping endpoints under /api/admin (HTTP Basic, service role)."""
+"""Operators' shipping endpoints under /api/admin (an operator's token, service role)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import idempotency, resources
-from refit.admin.deps import OperatorDep
+from refit import idempotency, queue, resources
+from refit.admin.deps import AdminDep, OperatorDep
 from refit.errors import Conflict, Unprocessable
 from refit.models import OrderStatus
-from refit.orders import follow_ups
-from refit.orders.service import get_order
+from refit.orders import follow_ups, offers
+from refit.orders.schemas import OrderCancel
+from refit.orders.service import get_order, transition
+from refit.orders.states import SELLER_CANCELLABLE
 from refit.resources import SessionDep
-from refit.shipping import state
+from refit.shipping import returns, sandbox_webhooks, state
 from refit.shipping.carrier import CarrierError
 from refit.shipping.carriers import open_carrier
 from refit.shipping.endpoints import label_response
-from refit.shipping.models import LabelPurchase
+from refit.shipping.models import LabelPurchase, Leg
 from refit.shipping.sandbox import SandboxCarrier
-from refit.shipping.schemas import RetryLabelResponse, SandboxTrackingRequest
+from refit.shipping.schemas import OrderJobQueued, SandboxTrackingRequest
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/admin/orders", tags=["admin"])
 
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"description": "An inspector: admins only; nothing changed", **_PROBLEM}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such order", **_PROBLEM}}
 
-@router.post("/{order_id}/retry-label", status_code=202, response_model=RetryLabelResponse)
+
+@router.post(
+    "/{order_id}/retry-label",
+    status_code=202,
+    response_model=OrderJobQueued,
+    responses={
+        **_ADMIN_ONLY,
+        **_NOT_FOUND,
+        409: {"description": "The order is not waiting for its label", **_PROBLEM},
+    },
+)
 async def retry_label(
     order_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    operator: OperatorDep,
+    operator: AdminDep,
     idempotency_key: idempotency.IdempotencyKeyHeader = None,
 ) -> Response:
     """Clear the label error and queue the label job again (it resumes any transaction the
     carrier already has for this order, so a retry never buys a second label). Accepts
-    `Idempotency-Key`."""
+    `Idempotency-Key`. Admins only."""
     claim = await idempotency.begin(
-        session, f"operator:{operator}", idempotency_key, request, {"order_id": str(order_id)}
+        session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
     )
     if claim.replay is not None:
         return claim.replay
@@ -54,8 +72,10 @@ async def retry_label(
         )
     await state.set_label_error(session, order, None)
     job_id = await follow_ups.defer(session, follow_ups.PURCHASE_LABEL, order.id)
-    log.info("shipping.label_retry", order_id=str(order.id), operator=operator, job_id=job_id)
-    body = RetryLabelResponse(order_id=order.id, status=order.status, job_id=job_id)
+    log.info(
+        "shipping.label_retry", order_id=str(order.id), operator_id=str(operator.id), job_id=job_id
+    )
+    body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
     response: Response = await idempotency.respond(session, claim, 202, body)
     return response
 
@@ -140,17 +160,193 @@ async def push_sandbox_tracking(
     session: SessionDep,
     operator: OperatorDep,
 ) -> Response:
-    """Sandbox carrier only: move the parcel's tracking on (pre-transit, transit, delivered)."""
+    """Sandbox carrier only: move a parcel's tracking on (pre-transit, transit, delivered):
+    the inbound one, or with `leg: return` the device's way home."""
     order = await get_order(session, order_id)
-    if not order.tracking_number:
-        raise Conflict("This order has no tracking number yet", code="label_not_ready")
+    number = order.tracking_number
+    if body.leg is Leg.RETURN:
+        home = await state.return_of(session, order.id)
+        number = home.tracking_number if home is not None else None
+    if not number:
+        raise Conflict("This parcel has no tracking number yet", code="label_not_ready")
     async with open_carrier(resources.current().settings) as carrier:
         if not isinstance(carrier, SandboxCarrier):
             raise Conflict(
                 "Tracking is the carrier's to move outside the sandbox", code="not_sandbox"
             )
         try:
-            await carrier.advance_tracking(order.tracking_number, body.status)
+            await carrier.advance_tracking(number, body.status)
         except CarrierError as exc:
             raise Unprocessable(exc.detail, code="sandbox_tracking_refused") from exc
+    # The sandbox tells us as Shippo would: a webhook, delivered by a job.
+    await queue.defer(
+        session,
+        sandbox_webhooks.PUSH_TASK,
+        queueing_lock=sandbox_webhooks.push_lock(number),
+        tracking_number=number,
+    )
     return Response(status_code=204)
+
+
+@router.post(
+    "/{order_id}/return-label",
+    status_code=202,
+    response_model=OrderJobQueued,
+    responses={
+        **_NOT_FOUND,
+        409: {
+            "description": "Not an order that can go home (inspecting, offer_pending, or "
+            "returning without its label home), or the seller already accepted the offer",
+            **_PROBLEM,
+        },
+    },
+)
+async def return_label(
+    order_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    operator: OperatorDep,
+    idempotency_key: idempotency.IdempotencyKeyHeader = None,
+) -> Response:
+    """Send the device home with an insured label (a job buys it). An order in inspecting
+    (unbuyable) or offer_pending (the seller declined, by phone say) moves to returning; an
+    order already returning whose label home failed gets the job again (it resumes any
+    purchase the carrier already has, so never two labels). Accepts `Idempotency-Key`."""
+    claim = await idempotency.begin(
+        session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
+    )
+    if claim.replay is not None:
+        return claim.replay
+    order = await get_order(session, order_id, for_update=True)
+    job_id: int | None
+    if order.status is OrderStatus.RETURNING:
+        home = await state.return_of(session, order.id)
+        if home is not None and home.status in returns.DONE:
+            raise Conflict(
+                f"The label home of order {order.order_number} is already {home.status}",
+                code="return_label_bought",
+            )
+        job_id = await follow_ups.defer(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
+    elif order.status is OrderStatus.OFFER_PENDING:
+        # The seller's no, given to an operator: the same checks as the seller's own decline.
+        order = await offers.decline_offer(session, order.id, actor=operator.actor)
+        job_id = await _waiting_job(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
+    elif order.status is OrderStatus.INSPECTING:
+        order = await transition(
+            session,
+            order.id,
+            OrderStatus.RETURNING,
+            actor=operator.actor,
+            notes="sent home by an operator",
+            expected_from={OrderStatus.INSPECTING},
+        )
+        job_id = await _waiting_job(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
+    else:
+        raise Conflict(
+            f"Order {order.order_number} is {order.status}; a device goes home from "
+            "inspecting or offer_pending (or again while returning)",
+            code="invalid_order_state",
+        )
+    log.info(
+        "shipping.return_requested",
+        order_id=str(order.id),
+        operator_id=str(operator.id),
+        job_id=job_id,
+    )
+    body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
+    response: Response = await idempotency.respond(session, claim, 202, body)
+    return response
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderJobQueued,
+    responses={
+        **_ADMIN_ONLY,
+        **_NOT_FOUND,
+        409: {"description": "The device is already on its way (invalid_transition)", **_PROBLEM},
+    },
+)
+async def cancel_order(
+    order_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    operator: AdminDep,
+    data: Annotated[OrderCancel | None, Body()] = None,
+    idempotency_key: idempotency.IdempotencyKeyHeader = None,
+) -> Response:
+    """Cancel an order before its device is in transit (pending, processing_shipment,
+    awaiting_shipment); a label bought or being bought is refunded by the job in `job_id`.
+    Accepts `Idempotency-Key`. Admins only."""
+    reason = data.reason if data else None
+    claim = await idempotency.begin(
+        session,
+        operator.actor,
+        idempotency_key,
+        request,
+        {"order_id": str(order_id), "reason": reason},
+    )
+    if claim.replay is not None:
+        return claim.replay
+    order = await transition(
+        session,
+        order_id,
+        OrderStatus.CANCELLED,
+        actor=operator.actor,
+        notes=reason or "cancelled by an operator",
+        expected_from=set(SELLER_CANCELLABLE),
+    )
+    job_id = await _waiting_job(session, follow_ups.REFUND_LABEL, order.id)
+    body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
+    response: Response = await idempotency.respond(session, claim, 200, body)
+    return response
+
+
+@router.post(
+    "/{order_id}/refund-label",
+    status_code=202,
+    response_model=OrderJobQueued,
+    responses={
+        **_ADMIN_ONLY,
+        **_NOT_FOUND,
+        409: {"description": "Only a cancelled order's label is refunded", **_PROBLEM},
+    },
+)
+async def refund_label(
+    order_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    operator: AdminDep,
+    idempotency_key: idempotency.IdempotencyKeyHeader = None,
+) -> Response:
+    """Queue the refund of a cancelled order's unused label again (the job refunds what is
+    refundable and settles any purchase still in flight; a label already refunded is left
+    alone). Accepts `Idempotency-Key`. Admins only."""
+    claim = await idempotency.begin(
+        session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
+    )
+    if claim.replay is not None:
+        return claim.replay
+    order = await get_order(session, order_id, for_update=True)
+    if order.status is not OrderStatus.CANCELLED:
+        raise Conflict(
+            f"Order {order.order_number} is {order.status}; only a cancelled order's label "
+            "is refunded",
+            code="invalid_order_state",
+        )
+    job_id = await follow_ups.defer(session, follow_ups.REFUND_LABEL, order.id)
+    log.info("shipping.refund_requested", order_id=str(order.id), operator_id=str(operator.id))
+    body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
+    response: Response = await idempotency.respond(session, claim, 202, body)
+    return response
+
+
+async def _waiting_job(
+    session: AsyncSession, follow_up: follow_ups.FollowUp, order_id: uuid.UUID
+) -> int | None:
+    """The job of `follow_up` waiting for the order (the move just made queued it)."""
+    job_id: int | None = await session.scalar(
+        text("SELECT id FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo'"),
+        {"lock": follow_up.queueing_lock.format(order_id=order_id)},
+    )
+    return job_id

@@ -43,6 +43,20 @@ class Parcel:
 
 
 @dataclass(frozen=True)
+class Extras:
+    """What a shipment asks beyond carriage: insurance of its contents for their value (USD)
+    and a signature on delivery. Priced into the rates, so asked for when rating."""
+
+    insurance_usd: Decimal | None = None
+    # What the insurer is told the parcel holds ("Used phone").
+    content: str = "Used electronic device"
+    signature: bool = False
+
+
+NO_EXTRAS = Extras()
+
+
+@dataclass(frozen=True)
 class CarrierMessage:
     text: str
     code: str | None = None
@@ -138,6 +152,10 @@ class Tracking:
     status: TrackingStatus
     eta: dt.datetime | None
     events: list[TrackingEvent]  # oldest first
+    # What the label or track registration carried ("order:<uuid>"), when the carrier says.
+    metadata: str | None = None
+    # Where the parcel is going, when the carrier says: a delivery elsewhere is not ours.
+    destination_zip: str | None = None
 
 
 class CarrierError(Exception):
@@ -178,7 +196,13 @@ class Carrier(Protocol):
     async def validate_address(self, address: Address) -> AddressValidation: ...
 
     async def get_rates(
-        self, address_from: Address, address_to: Address, parcel: Parcel, *, metadata: str
+        self,
+        address_from: Address,
+        address_to: Address,
+        parcel: Parcel,
+        *,
+        metadata: str,
+        extras: Extras = NO_EXTRAS,
     ) -> Shipment: ...
 
     async def purchase_label(

@@ -38,7 +38,7 @@ from refit.shipping.schemas import (
     RatesRequest,
     RatesResponse,
 )
-from refit.shipping.storage import LabelNotFound, content_type_for, label_storage
+from refit.storage import LabelNotFound, content_type_for, label_storage
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
 

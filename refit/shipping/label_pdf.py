@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 from reportlab.graphics.barcode.code128 import Code128
 from reportlab.lib.units import inch
@@ -34,7 +35,10 @@ def render_label(
     service: str,
     tracking_number: str,
     weight_lb: str,
+    services: Sequence[str] = (),
 ) -> bytes:
+    """`services`: what the label carries beyond postage ("INSURED $412.50", "SIGNATURE
+    REQUIRED"), printed under the service name."""
     buffer = io.BytesIO()
     page = canvas.Canvas(buffer, pagesize=(WIDTH, HEIGHT))
     page.setTitle(f"Label {tracking_number}")
@@ -47,6 +51,10 @@ def render_label(
     y -= 16
     page.setFont("Helvetica-Bold", 14)
     page.drawString(MARGIN, y, f"{carrier.upper()} {service.upper()}")
+    if services:
+        y -= 11
+        page.setFont("Helvetica-Bold", 8)
+        page.drawString(MARGIN, y, " / ".join(services))
     y -= 8
     page.line(MARGIN, y, WIDTH - MARGIN, y)
 

@@ -39,7 +39,7 @@ from refit.shipping.carrier import (
     wait_for_transaction,
 )
 from refit.shipping.models import LabelPurchase, PurchaseStatus, RateQuote
-from refit.shipping.storage import content_type_for, label_key, label_storage
+from refit.storage import content_type_for, label_key, label_storage
 
 log = structlog.get_logger(__name__)
 
@@ -85,13 +85,17 @@ async def find_lost(
     rate_id: str,
     since: dt.datetime,
     until: dt.datetime,
+    *,
+    metadata: str | None = None,
 ) -> list[LabelTransaction]:
     """Transactions that our attempts, written between `since` and `until`, may have created
-    for this order and rate; ERROR ones left out, the best first (SUCCESS, then pending)."""
+    for this order and rate (labelled `metadata`, by default the inbound label's); ERROR ones
+    left out, the best first (SUCCESS, then pending)."""
+    metadata = metadata or metadata_for(order_id)
     settle = dt.timedelta(seconds=2 * resources.settings.shippo_timeout_seconds)
     listed = await carrier.find_transactions(
         rate_id,
-        metadata=metadata_for(order_id),
+        metadata=metadata,
         created_after=since - SEARCH_MARGIN,
         created_before=until + settle + SEARCH_MARGIN,
     )
@@ -99,7 +103,7 @@ async def find_lost(
     found = [
         t
         for t in listed
-        if t.metadata == metadata_for(order_id)
+        if t.metadata == metadata
         and t.rate_id == rate_id
         and t.status is not TransactionStatus.ERROR
     ]

@@ -1,4 +1,5 @@
-"""ORM models of the shipping system tables (migration 0005). Service role only."""
+"""ORM models of the shipping system tables (migrations 0005, 0007, 0010). Service role only,
+but for `shipping_events`, which a seller may read for their own orders."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Numeric, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +43,23 @@ class PurchaseStatus(StrEnum):
 
 # Attempts whose outcome is not settled yet: a new purchase must wait for them.
 IN_FLIGHT = (PurchaseStatus.STARTED, PurchaseStatus.PENDING)
+
+
+class Leg(StrEnum):
+    """Which of an order's parcels: the seller's to the warehouse, or the device's way home."""
+
+    INBOUND = "inbound"
+    RETURN = "return"
+
+
+class ReturnStatus(StrEnum):
+    """The label home of an order in returning (one row per order)."""
+
+    STARTED = "started"  # a purchase call made (or about to be) and not answered yet
+    PENDING = "pending"  # the carrier's transaction exists, still QUEUED/WAITING
+    PURCHASED = "purchased"  # bought and stored: the parcel can leave
+    FAILED = "failed"  # nothing bought and nothing in flight; `error` says why
+    DELIVERED = "delivered"  # the carrier delivered it to the seller
 
 
 class RateQuote(UUIDPrimaryKey, Base):
@@ -79,14 +107,61 @@ class LabelPurchase(UUIDPrimaryKey, Timestamps, Base):
     refund_status: Mapped[str | None] = mapped_column(Text)
 
 
+class ReturnShipment(UUIDPrimaryKey, Timestamps, Base):
+    """The device's label home, bought exactly once (refit/shipping/returns.py): the row is
+    written before the carrier is called, the carrier's transaction id before it is waited
+    on."""
+
+    __tablename__ = "shipping_returns"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    status: Mapped[ReturnStatus] = mapped_column(
+        EnumText(ReturnStatus), nullable=False, server_default="started"
+    )
+    # Which implementation sold it ("shippo", "sandbox"), and what.
+    carrier_name: Mapped[str | None] = mapped_column(Text)
+    rate_id: Mapped[str | None] = mapped_column(Text)
+    carrier: Mapped[str | None] = mapped_column(Text)
+    service: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    insured_usd: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    signature: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    transaction_id: Mapped[str | None] = mapped_column(Text)
+    tracking_number: Mapped[str | None] = mapped_column(Text)
+    label_file_key: Mapped[str | None] = mapped_column(Text)
+    # The carrier's signed label URL, for operators.
+    label_url: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    # When the latest purchase call was begun (database clock): a reply lost then is looked
+    # for around this moment.
+    attempted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    purchased_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class ShippingEvent(UUIDPrimaryKey, Base):
-    """One carrier tracking event of an order's parcel, normalised when written."""
+    """One carrier tracking event of one of an order's parcels, normalised when written."""
 
     __tablename__ = "shipping_events"
+    # One row per parcel, status and moment: a webhook delivered twice, or the same event seen
+    # in a webhook body and in the carrier's track, is recorded once.
+    __table_args__ = (
+        UniqueConstraint(
+            "order_id",
+            "leg",
+            "status",
+            "occurred_at",
+            name="uq_shipping_events_order_leg_status_occurred",
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
 
     order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("orders.id", ondelete="CASCADE"), nullable=False
     )
+    leg: Mapped[Leg] = mapped_column(EnumText(Leg), nullable=False, server_default="inbound")
     # Where it came from: "track" (the carrier's track object), a webhook event name, ...
     event_type: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[TrackingStatus] = mapped_column(
@@ -104,6 +179,32 @@ class ShippingEvent(UUIDPrimaryKey, Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class WebhookInbox(UUIDPrimaryKey, Base):
+    """A verified webhook body, kept once per event (`provider`, `dedupe_key`) before it is
+    handled; a body that could not be parsed is kept with its `error` for an operator."""
+
+    __tablename__ = "webhook_inbox"
+    __table_args__ = (
+        UniqueConstraint("provider", "dedupe_key", name="uq_webhook_inbox_provider_dedupe_key"),
+    )
+
+    provider: Mapped[str] = mapped_column(Text, nullable=False)
+    event: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str] = mapped_column(Text, nullable=False)
+    test: Mapped[bool | None] = mapped_column(Boolean)
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The bytes as received (decoded leniently) when they were not a JSON object.
+    raw_body: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    # What handling it did ("moved to received", "no matching order", ...).
+    outcome: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SandboxObject(Base):

@@ -1,4 +1,5 @@
-"""The box a device ships in, by device category (packed, with padding)."""
+"""The box a device ships in, by device category (packed, with padding), and how it is
+protected on the way (insurance, signature)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from refit.models import Order
-from refit.shipping.carrier import Parcel
+from refit.settings import Settings
+from refit.shipping.carrier import Extras, Parcel
 
 # Inches and pounds, padded mailer or box included. "other" is the larger-than-most default, so
 # an unknown device is never under-declared (carriers bill adjustments for that).
@@ -62,3 +64,19 @@ def _detail(details: dict[str, Any] | None) -> str | None:
 
 def parcel_for(category: str) -> Parcel:
     return PARCELS.get(category, PARCELS["other"])
+
+
+def protection(settings: Settings, order: Order, *, home: bool) -> Extras:
+    """Insurance and signature for the device's parcel. To the warehouse (`home` False): the
+    quote is its value, insured above `insure_above_usd`. Back to the seller: always insured,
+    for the higher of the quote and our revised price (a declined offer is a disputed one;
+    the seller's loss would be the device as they described it)."""
+    value = order.quoted_price_usd
+    if home and order.final_price_usd is not None:
+        value = max(value, order.final_price_usd)
+    insured = value > 0 and (home or value > settings.insure_above_usd)
+    return Extras(
+        insurance_usd=value if insured else None,
+        content=f"Used {category_of(order)}",
+        signature=value > settings.signature_above_usd,
+    )

@@ -28,9 +28,9 @@ from refit.orders.service import get_order
 from refit.settings import Settings
 from refit.shipping import addresses
 from refit.shipping.addresses import AddressSnapshot, Verdict
-from refit.shipping.carrier import Address, Carrier, Parcel, Rate, Shipment
+from refit.shipping.carrier import Address, Carrier, Extras, Parcel, Rate, Shipment
 from refit.shipping.models import RateQuote
-from refit.shipping.parcels import category_of, parcel_for
+from refit.shipping.parcels import category_of, parcel_for, protection
 
 # Shippo rates can be bought for 7 days; we stop a day short.
 QUOTE_VALIDITY = dt.timedelta(days=6)
@@ -73,6 +73,8 @@ class RatingPlan:
     order_id: uuid.UUID
     parcel: Parcel
     address: AddressSnapshot
+    # Insurance and signature, by the device's quoted value (parcels.protection).
+    extras: Extras
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,12 @@ async def plan(session: AsyncSession, order_id: uuid.UUID) -> RatingPlan:
     order = await get_order(session, order_id)
     _require_pending(order)
     address = await order_address(session, order)
-    return RatingPlan(order.id, parcel_for(category_of(order)), AddressSnapshot.of(address))
+    return RatingPlan(
+        order.id,
+        parcel_for(category_of(order)),
+        AddressSnapshot.of(address),
+        protection(resources.current().settings, order, home=False),
+    )
 
 
 async def fetch(carrier: Carrier, plan: RatingPlan) -> Rated:
@@ -183,6 +190,7 @@ async def _shipment(carrier: Carrier, plan: RatingPlan) -> tuple[Shipment, dt.da
         plan.address.fingerprint,
         json.dumps({k: str(v) for k, v in asdict(plan.parcel).items()}, sort_keys=True),
         json.dumps(warehouse(res.settings).as_dict(), sort_keys=True),
+        json.dumps({k: str(v) for k, v in asdict(plan.extras).items()}, sort_keys=True),
     ]
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
     key = res.redis_key("shipping", "rates", digest)
@@ -194,6 +202,7 @@ async def _shipment(carrier: Carrier, plan: RatingPlan) -> tuple[Shipment, dt.da
         warehouse(res.settings),
         plan.parcel,
         metadata=f"order:{plan.order_id}",
+        extras=plan.extras,
     )
     quoted_at = dt.datetime.now(dt.UTC)
     await _cache(res.redis, key, shipment, quoted_at)

@@ -20,10 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from refit.shipping.carrier import (
+    NO_EXTRAS,
     Address,
     AddressValidation,
     CarrierMessage,
     CarrierRejected,
+    Extras,
     LabelTransaction,
     Parcel,
     Rate,
@@ -36,6 +38,7 @@ from refit.shipping.carrier import (
 )
 from refit.shipping.label_pdf import render_label
 from refit.shipping.models import SandboxObject
+from refit.shipping.shippo import shipment_extra
 
 # (carrier, service, token, base, per zone, per lb, days base)
 SERVICES = (
@@ -48,6 +51,7 @@ TRANSIT_AFTER = dt.timedelta(hours=1)
 DELIVERED_AFTER = dt.timedelta(days=2)
 TRACKING_STEPS = (TrackingStatus.PRE_TRANSIT, TrackingStatus.TRANSIT, TrackingStatus.DELIVERED)
 US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+SIGNATURE_FEE = Decimal("3.40")
 
 
 def zone(from_zip: str, to_zip: str) -> int:
@@ -99,14 +103,23 @@ class SandboxCarrier:
         return AddressValidation(is_valid=not messages, messages=messages)
 
     async def get_rates(
-        self, address_from: Address, address_to: Address, parcel: Parcel, *, metadata: str
+        self,
+        address_from: Address,
+        address_to: Address,
+        parcel: Parcel,
+        *,
+        metadata: str,
+        extras: Extras = NO_EXTRAS,
     ) -> Shipment:
         shipment_id = f"sbx_shp_{uuid.uuid4().hex}"
         z = zone(address_from.zip, address_to.zip)
         weight = parcel.weight if parcel.mass_unit == "lb" else parcel.weight / Decimal(16)
+        surcharge = extras_cost(extras)
         rates = []
         for carrier, service, token, base, per_zone, per_lb, days in SERVICES:
-            amount = _money(Decimal(base) + Decimal(per_zone) * z + Decimal(per_lb) * weight)
+            amount = _money(
+                Decimal(base) + Decimal(per_zone) * z + Decimal(per_lb) * weight + surcharge
+            )
             rates.append(
                 Rate(
                     rate_id=f"sbx_rate_{uuid.uuid4().hex}",
@@ -128,6 +141,7 @@ class SandboxCarrier:
                         "address_to": address_to.as_dict(),
                         "parcel": {k: str(v) for k, v in asdict(parcel).items()},
                         "metadata": metadata,
+                        "extra": shipment_extra(extras),
                     },
                 )
             )
@@ -156,8 +170,11 @@ class SandboxCarrier:
                     "Sandbox refused the purchase",
                     [CarrierMessage(text="Rate not found.", code="rate")],
                 )
+            shipment = await session.get(SandboxObject, rate.data["shipment"])
             transaction_id = f"sbx_txn_{uuid.uuid4().hex}"
             data = {
+                "carrier": rate.data["carrier"].lower(),
+                "address_to_zip": shipment.data["address_to"]["zip"] if shipment else None,
                 "rate": rate_id,
                 "status": TransactionStatus.SUCCESS.value,
                 "metadata": metadata,
@@ -165,6 +182,8 @@ class SandboxCarrier:
                 "label_url": f"sandbox://labels/{transaction_id}.pdf",
                 "label_file_type": label_file_type,
                 "purchased_at": _now().isoformat(),
+                # What the label carries beyond postage, as the shipment asked for it.
+                "extra": (shipment.data.get("extra") if shipment else None) or {},
             }
             session.add(SandboxObject(object_id=transaction_id, kind="transaction", data=data))
         return _transaction(transaction_id, data)
@@ -210,6 +229,7 @@ class SandboxCarrier:
             service=rate.data["service"],
             tracking_number=txn.data["tracking_number"],
             weight_lb=shipment.data["parcel"]["weight"],
+            services=_label_services(shipment.data.get("extra") or {}),
         )
 
     async def refund_label(self, transaction_id: str) -> Refund:
@@ -223,33 +243,11 @@ class SandboxCarrier:
         )
 
     async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking:
-        txn = await self._by_tracking_number(tracking_number)
-        purchased = dt.datetime.fromisoformat(txn["purchased_at"])
-        elapsed = _now() - purchased
-        reached = 0 + (elapsed >= TRANSIT_AFTER) + (elapsed >= DELIVERED_AFTER)
-        forced = txn.get("tracking_override")
-        if forced:
-            reached = max(reached, TRACKING_STEPS.index(TrackingStatus(forced["status"])))
-        times = (purchased, purchased + TRANSIT_AFTER, purchased + DELIVERED_AFTER)
-        events = [
-            TrackingEvent(
-                status=step,
-                details=_DETAILS[step],
-                occurred_at=min(times[i], _now()),
-                location=None,
-            )
-            for i, step in enumerate(TRACKING_STEPS[: reached + 1])
-        ]
-        return Tracking(
-            carrier=carrier,
-            tracking_number=tracking_number,
-            status=events[-1].status,
-            eta=purchased + DELIVERED_AFTER,
-            events=events,
-        )
+        return tracking_of(await self._by_tracking_number(tracking_number), carrier)
 
     async def advance_tracking(self, tracking_number: str, status: TrackingStatus) -> None:
-        """The operator's push: move a sandbox parcel on without waiting."""
+        """The operator's push: move a sandbox parcel on without waiting. Each step reached
+        by a push keeps the moment it was pushed, so the track reads the same every time."""
         if status not in TRACKING_STEPS:
             raise CarrierRejected(f"sandbox tracking cannot be set to {status}")
         async with self._sessionmaker() as session, session.begin():
@@ -263,10 +261,16 @@ class SandboxCarrier:
             )
             if row is None:
                 raise CarrierRejected(f"no sandbox parcel {tracking_number}")
-            row.data = {
-                **row.data,
-                "tracking_override": {"status": status.value, "at": _now().isoformat()},
-            }
+            reached = {e.status for e in tracking_of(row.data, "").events}
+            pushed = dict(row.data.get("tracking_pushed") or {})
+            # Steps pushed together are a second apart, as real scans would be: a track
+            # sorted by time then reads in the order the parcel moved.
+            at = _now()
+            for step in TRACKING_STEPS[: TRACKING_STEPS.index(status) + 1]:
+                if step not in reached:
+                    pushed[step.value] = at.isoformat()
+                    at += dt.timedelta(seconds=1)
+            row.data = {**row.data, "tracking_pushed": pushed}
 
     async def _by_tracking_number(self, tracking_number: str) -> dict[str, Any]:
         async with self._sessionmaker() as session:
@@ -286,6 +290,59 @@ _DETAILS = {
     TrackingStatus.TRANSIT: "In transit to the destination facility.",
     TrackingStatus.DELIVERED: "Delivered to the ReFit warehouse.",
 }
+# A parcel on its way back to its seller (metadata "return:<order id>").
+_RETURN_DELIVERED = "Delivered to the addressee."
+
+
+def extras_cost(extras: Extras) -> Decimal:
+    """What the sandbox charges on top of postage: insurance at 1% of the declared value
+    (at least $1.00), a signature on delivery a flat fee."""
+    cost = Decimal(0)
+    if extras.insurance_usd is not None and extras.insurance_usd > 0:
+        cost += max(Decimal("1.00"), _money(extras.insurance_usd / 100))
+    if extras.signature:
+        cost += SIGNATURE_FEE
+    return cost
+
+
+def _label_services(extra: dict[str, Any]) -> list[str]:
+    services = []
+    if extra.get("insurance"):
+        services.append(f"INSURED ${extra['insurance']['amount']}")
+    if extra.get("signature_confirmation"):
+        services.append("SIGNATURE REQUIRED")
+    return services
+
+
+def tracking_of(transaction: dict[str, Any], carrier: str) -> Tracking:
+    """A sandbox parcel's track as of now: each step on its clock (TRANSIT_AFTER,
+    DELIVERED_AFTER) or at the moment an operator pushed it there, whichever came first."""
+    purchased = dt.datetime.fromisoformat(transaction["purchased_at"])
+    pushed = transaction.get("tracking_pushed") or {}
+    clock = (purchased, purchased + TRANSIT_AFTER, purchased + DELIVERED_AFTER)
+    now = _now()
+    events = []
+    for step, natural in zip(TRACKING_STEPS, clock, strict=True):
+        at = dt.datetime.fromisoformat(pushed[step.value]) if step.value in pushed else None
+        if natural <= now and (at is None or natural < at):
+            at = natural
+        if at is None:
+            break
+        details = _DETAILS[step]
+        if step is TrackingStatus.DELIVERED and str(transaction.get("metadata")).startswith(
+            "return:"
+        ):
+            details = _RETURN_DELIVERED
+        events.append(TrackingEvent(status=step, details=details, occurred_at=at))
+    return Tracking(
+        carrier=carrier,
+        tracking_number=transaction["tracking_number"],
+        status=events[-1].status,
+        eta=purchased + DELIVERED_AFTER,
+        events=events,
+        metadata=transaction.get("metadata"),
+        destination_zip=transaction.get("address_to_zip"),
+    )
 
 
 def _transaction(transaction_id: str, data: dict[str, Any]) -> LabelTransaction:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstr
 from refit.models import OrderStatus
 from refit.orders.schemas import OrderDetail
 from refit.shipping.carrier import TrackingStatus
+from refit.shipping.models import Leg
 
 Money = Annotated[Decimal, PlainSerializer(lambda d: f"{d:.2f}", return_type=str)]
 
@@ -48,21 +49,30 @@ class LabelPurchaseAccepted(BaseModel):
     order: OrderDetail
 
 
-class RetryLabelResponse(BaseModel):
+class OrderJobQueued(BaseModel):
+    """An operator's shipping action: the order as it now is, and the job that does the work."""
+
     order_id: uuid.UUID
     status: str
-    job_id: int | None = Field(description="The queued job, or null if one was already waiting")
+    job_id: int | None = Field(
+        description="The job queued for the order (label, label home, refund), or null if none "
+        "is waiting: one was already running, or none follows"
+    )
 
 
 class SandboxTrackingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: TrackingStatus
+    # Which parcel: the seller's to the warehouse, or the device's way home.
+    leg: Leg = Leg.INBOUND
 
 
 class TrackingEventRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    # inbound: the seller's parcel to the warehouse; return: the device's way home.
+    leg: Leg
     event_type: str
     # Normalised: Shippo's UNKNOWN, PRE_TRANSIT, TRANSIT, DELIVERED, RETURNED, FAILURE.
     status: TrackingStatus

@@ -19,12 +19,14 @@ import structlog
 
 from refit.settings import Settings
 from refit.shipping.carrier import (
+    NO_EXTRAS,
     Address,
     AddressValidation,
     CarrierError,
     CarrierMessage,
     CarrierRejected,
     CarrierUnavailable,
+    Extras,
     LabelTransaction,
     Parcel,
     Rate,
@@ -107,28 +109,34 @@ class ShippoCarrier:
         )
 
     async def get_rates(
-        self, address_from: Address, address_to: Address, parcel: Parcel, *, metadata: str
+        self,
+        address_from: Address,
+        address_to: Address,
+        parcel: Parcel,
+        *,
+        metadata: str,
+        extras: Extras = NO_EXTRAS,
     ) -> Shipment:
-        body = await self._request(
-            "POST",
-            "/shipments",
-            json={
-                "address_from": address_from.as_dict(),
-                "address_to": address_to.as_dict(),
-                "parcels": [
-                    {
-                        "length": str(parcel.length),
-                        "width": str(parcel.width),
-                        "height": str(parcel.height),
-                        "distance_unit": parcel.distance_unit,
-                        "weight": str(parcel.weight),
-                        "mass_unit": parcel.mass_unit,
-                    }
-                ],
-                "metadata": metadata,
-                "async": False,
-            },
-        )
+        request: dict[str, Any] = {
+            "address_from": address_from.as_dict(),
+            "address_to": address_to.as_dict(),
+            "parcels": [
+                {
+                    "length": str(parcel.length),
+                    "width": str(parcel.width),
+                    "height": str(parcel.height),
+                    "distance_unit": parcel.distance_unit,
+                    "weight": str(parcel.weight),
+                    "mass_unit": parcel.mass_unit,
+                }
+            ],
+            "metadata": metadata,
+            "async": False,
+        }
+        extra = shipment_extra(extras)
+        if extra:
+            request["extra"] = extra
+        body = await self._request("POST", "/shipments", json=request)
         messages = [_message(m) for m in body.get("messages") or []]
         if body.get("status") == "ERROR":
             raise CarrierRejected("Shippo could not rate this shipment", messages)
@@ -152,10 +160,10 @@ class ShippoCarrier:
                 "async": False,
             },
         )
-        return _transaction(body)
+        return parse_transaction(body)
 
     async def get_transaction(self, transaction_id: str) -> LabelTransaction:
-        return _transaction(await self._request("GET", f"/transactions/{transaction_id}"))
+        return parse_transaction(await self._request("GET", f"/transactions/{transaction_id}"))
 
     async def find_transactions(
         self,
@@ -180,7 +188,7 @@ class ShippoCarrier:
             body = await self._request("GET", "/transactions", params=params)
             for raw in body.get("results") or []:
                 if isinstance(raw, dict) and raw.get("metadata") == metadata:
-                    transaction = _transaction(raw)
+                    transaction = parse_transaction(raw)
                     if transaction.rate_id == rate_id:
                         found.append(transaction)
             if not body.get("next"):
@@ -217,15 +225,7 @@ class ShippoCarrier:
 
     async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking:
         body = await self._request("GET", f"/tracks/{carrier}/{tracking_number}")
-        history = [_event(e) for e in body.get("tracking_history") or []]
-        current = body.get("tracking_status")
-        return Tracking(
-            carrier=body.get("carrier") or carrier,
-            tracking_number=body.get("tracking_number") or tracking_number,
-            status=_event(current).status if current else TrackingStatus.UNKNOWN,
-            eta=_datetime(body.get("eta")),
-            events=history,
-        )
+        return parse_track(body, carrier=carrier, tracking_number=tracking_number)
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -296,6 +296,24 @@ class ShippoCarrier:
                 raise CarrierUnavailable(f"Shippo sent an unexpected body on {path}")
             return body
         raise AssertionError("unreachable")
+
+
+def shipment_extra(extras: Extras) -> dict[str, Any]:
+    """Shippo's ShipmentExtras for `extras`: `insurance` {amount, currency, content} (Shippo's
+    own insurance when no provider is named, available for every carrier) and
+    `signature_confirmation`. Our return label home is an ordinary shipment from the warehouse
+    to the seller: Shippo's `is_return` is for the other way round (a customer sending back
+    an outbound parcel, REFERENCE 1.4), so it is never set here."""
+    extra: dict[str, Any] = {}
+    if extras.insurance_usd is not None and extras.insurance_usd > 0:
+        extra["insurance"] = {
+            "amount": f"{extras.insurance_usd:.2f}",
+            "currency": "USD",
+            "content": extras.content,
+        }
+    if extras.signature:
+        extra["signature_confirmation"] = "STANDARD"
+    return extra
 
 
 def _shippo_time(value: dt.datetime) -> str:
@@ -394,7 +412,8 @@ def _rate(raw: dict[str, Any]) -> Rate:
     )
 
 
-def _transaction(raw: dict[str, Any]) -> LabelTransaction:
+def parse_transaction(raw: dict[str, Any]) -> LabelTransaction:
+    """A Shippo Transaction object (an API answer or a transaction_updated webhook's data)."""
     rate = raw.get("rate")
     rate_id = rate.get("object_id") if isinstance(rate, dict) else rate
     try:
@@ -411,6 +430,54 @@ def _transaction(raw: dict[str, Any]) -> LabelTransaction:
         messages=[_message(m) for m in raw.get("messages") or []],
         eta=raw.get("eta"),
     )
+
+
+def parse_track(
+    body: dict[str, Any], *, carrier: str | None = None, tracking_number: str | None = None
+) -> Tracking:
+    """A Shippo Track object (GET /tracks/..., or a track_updated webhook's data). The
+    current status is also an event: a webhook's history may not list it yet."""
+    history = [_event(e) for e in body.get("tracking_history") or [] if isinstance(e, dict)]
+    current = body.get("tracking_status")
+    latest = _event(current) if isinstance(current, dict) else None
+    if latest is not None and all(
+        (e.status, e.occurred_at) != (latest.status, latest.occurred_at) for e in history
+    ):
+        history.append(latest)
+    address_to = body.get("address_to")
+    return Tracking(
+        carrier=str(body.get("carrier") or carrier or ""),
+        tracking_number=str(body.get("tracking_number") or tracking_number or ""),
+        status=latest.status if latest else TrackingStatus.UNKNOWN,
+        eta=_datetime(body.get("eta")),
+        events=history,
+        metadata=body.get("metadata") or None,
+        destination_zip=(address_to.get("zip") or None) if isinstance(address_to, dict) else None,
+    )
+
+
+def track_body(tracking: Tracking) -> dict[str, Any]:
+    """`tracking` as Shippo's Track object: what the sandbox carrier sends in its webhooks."""
+    history = [
+        {
+            "object_id": f"ts_{index}",
+            "status": event.status.value,
+            "status_details": event.details,
+            "status_date": event.occurred_at.isoformat() if event.occurred_at else None,
+            "substatus": {"code": event.substatus} if event.substatus else None,
+            "location": {"city": event.location} if event.location else None,
+        }
+        for index, event in enumerate(tracking.events)
+    ]
+    return {
+        "carrier": tracking.carrier,
+        "tracking_number": tracking.tracking_number,
+        "eta": tracking.eta.isoformat() if tracking.eta else None,
+        "metadata": tracking.metadata,
+        "address_to": {"zip": tracking.destination_zip} if tracking.destination_zip else None,
+        "tracking_status": history[-1] if history else None,
+        "tracking_history": history,
+    }
 
 
 def _event(raw: dict[str, Any]) -> TrackingEvent:

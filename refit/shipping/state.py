@@ -1,5 +1,5 @@
 """Shipping's one writer: every change to an order's shipping columns, to label purchase
-attempts and to tracking events goes through here.
+attempts, to the label home (`shipping_returns`) and to tracking events goes through here.
 
 The shipping columns of `orders` (rate, carrier, label, tracking number, label error) belong
 to shipping as `status` belongs to `orders.service.transition()`. Writes run as the service
@@ -13,13 +13,21 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db
 from refit.models import Order
-from refit.shipping.carrier import CarrierMessage, LabelTransaction, Tracking
-from refit.shipping.models import LabelPurchase, PurchaseStatus, RateQuote, ShippingEvent
+from refit.shipping.carrier import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
+from refit.shipping.models import (
+    LabelPurchase,
+    Leg,
+    PurchaseStatus,
+    RateQuote,
+    ReturnShipment,
+    ReturnStatus,
+    ShippingEvent,
+)
 
 
 async def choose_rate(session: AsyncSession, order: Order, quote: RateQuote) -> None:
@@ -123,14 +131,15 @@ async def record_tracking(
     *,
     source: str,
     raw: dict[str, Any] | None = None,
+    leg: Leg = Leg.INBOUND,
 ) -> list[ShippingEvent]:
-    """Add the track's events the order does not have yet (same status at the same moment),
-    normalised: status, substatus, location, description, when, and the carrier's ETA.
-    Returns the new ones, oldest first."""
+    """Add the track's events the order's parcel (`leg`) does not have yet (same status at
+    the same moment), normalised: status, substatus, location, description, when, and the
+    carrier's ETA. Returns the new ones, oldest first."""
     async with db.as_service(session):
         rows = await session.execute(
             select(ShippingEvent.status, ShippingEvent.occurred_at).where(
-                ShippingEvent.order_id == order_id
+                ShippingEvent.order_id == order_id, ShippingEvent.leg == leg
             )
         )
         known = {(status, at) for status, at in rows.all()}
@@ -142,6 +151,7 @@ async def record_tracking(
             added.append(
                 ShippingEvent(
                     order_id=order_id,
+                    leg=leg,
                     event_type=source,
                     status=event.status,
                     substatus=event.substatus,
@@ -155,3 +165,88 @@ async def record_tracking(
             )
         session.add_all(added)
     return added
+
+
+async def flag_for_operator(session: AsyncSession, order: Order, reason: str) -> bool:
+    """Ask a person to look at the order (a parcel returned, a carrier failure, a delivery
+    elsewhere). The first reason's moment is kept; a new reason is added to the old ones.
+    False: already flagged for this very reason."""
+    if order.attention_reason and reason in order.attention_reason.split("\n"):
+        return False
+    async with db.as_service(session):
+        order.attention_reason = (
+            f"{order.attention_reason}\n{reason}" if order.attention_reason else reason
+        )
+        if order.attention_at is None:
+            order.attention_at = dt.datetime.now(dt.UTC)
+    return True
+
+
+async def return_of(session: AsyncSession, order_id: uuid.UUID) -> ReturnShipment | None:
+    """The order's label home, locked (callers hold the order's lock too)."""
+    return await session.scalar(
+        select(ReturnShipment)
+        .where(ReturnShipment.order_id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def start_return(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    row: ReturnShipment | None,
+    *,
+    carrier_name: str,
+    rate: Rate,
+    extras: Extras,
+) -> ReturnShipment:
+    """The purchase about to be made (on the order's `row`, if it has one), written and
+    committed by the caller before the carrier call, with its moment (the database's clock):
+    a reply lost now is looked for around it."""
+    async with db.as_service(session):
+        if row is None:
+            row = ReturnShipment(order_id=order_id)
+            session.add(row)
+        row.status = ReturnStatus.STARTED
+        row.carrier_name = carrier_name
+        row.rate_id = rate.rate_id
+        row.carrier = rate.carrier
+        row.service = rate.service
+        row.cost = rate.amount
+        row.insured_usd = extras.insurance_usd
+        row.signature = extras.signature
+        row.transaction_id = None
+        row.attempted_at = await session.scalar(select(func.now()))
+        await session.flush()
+    return row
+
+
+async def update_return(
+    session: AsyncSession, row: ReturnShipment, *, status: ReturnStatus, **fields: Any
+) -> None:
+    """Move the label home on: `fields` are its other columns (transaction_id, error,
+    tracking_number, label_file_key, label_url, purchased_at, delivered_at)."""
+    async with db.as_service(session):
+        row.status = status
+        for name, value in fields.items():
+            if not hasattr(ReturnShipment, name):
+                raise ValueError(f"shipping_returns has no column {name}")
+            setattr(row, name, value)
+
+
+async def return_failed(
+    session: AsyncSession, order_id: uuid.UUID, row: ReturnShipment | None, error: str
+) -> ReturnShipment:
+    """The return job gave up: say why (on the order's `row`, created if it has none). A
+    purchase still in flight (started, pending) keeps its status, so the next try resolves
+    it before buying anything."""
+    async with db.as_service(session):
+        if row is None:
+            row = ReturnShipment(order_id=order_id, status=ReturnStatus.FAILED)
+            session.add(row)
+        elif row.status not in (ReturnStatus.STARTED, ReturnStatus.PENDING):
+            row.status = ReturnStatus.FAILED
+        row.error = error
+        await session.flush()
+    return row

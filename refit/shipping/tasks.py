@@ -1,4 +1,5 @@
-"""Shipping jobs: buy a label, refund an unused one, and the sweep that re-queues stuck orders."""
+"""Shipping jobs: buy a label, refund an unused one, buy the label home of a returning order,
+and the sweep that re-queues stuck orders."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from sqlalchemy import func, select, text
 from refit import queue, resources
 from refit.models import Order, OrderStatus
 from refit.orders import follow_ups
-from refit.orders.follow_ups import PURCHASE_LABEL, REFUND_LABEL
-from refit.shipping import labels, state
+from refit.orders.follow_ups import PURCHASE_LABEL, PURCHASE_RETURN_LABEL, REFUND_LABEL
+from refit.shipping import labels, returns, state
 from refit.shipping.carrier import CarrierError, TransactionStatus
 from refit.shipping.carriers import open_carrier
 from refit.shipping.models import IN_FLIGHT, LabelPurchase, PurchaseStatus
@@ -24,6 +25,8 @@ log = structlog.get_logger(__name__)
 
 LABEL_ATTEMPTS = 3
 REFUND_ATTEMPTS = 5
+# Waits of 3, 9, 27, 81 s: the device is ours to send back, no seller waits on a screen.
+RETURN_ATTEMPTS = 5
 # An order may sit in processing_shipment this long before the sweep looks at it.
 SWEEP_GRACE_SECONDS = 120
 
@@ -48,6 +51,26 @@ async def purchase_label_task(context: procrastinate.JobContext, order_id: str) 
             await labels.record_failure(uuid.UUID(order_id), exc)
         raise
     log.info("shipping.purchase_label_done", order_id=order_id, outcome=outcome)
+    return outcome
+
+
+@queue.queue.task(
+    name=PURCHASE_RETURN_LABEL.task,
+    retry=queue.exponential_retry(RETURN_ATTEMPTS, 3),
+    pass_context=True,
+)
+async def purchase_return_label_task(context: procrastinate.JobContext, order_id: str) -> str:
+    job = context.job
+    assert job is not None
+    res = resources.current()
+    try:
+        async with open_carrier(res.settings) as carrier:
+            outcome = await returns.purchase(res, carrier, uuid.UUID(order_id))
+    except Exception as exc:
+        if job.attempts + 1 >= RETURN_ATTEMPTS:
+            await returns.record_failure(uuid.UUID(order_id), exc)
+        raise
+    log.info("shipping.purchase_return_label_done", order_id=order_id, outcome=outcome)
     return outcome
 
 
@@ -156,21 +179,42 @@ async def _set_row(row_id: uuid.UUID, *, status: PurchaseStatus, **values: Any) 
 @queue.queue.periodic(cron="*/2 * * * *")
 @queue.queue.task(name="shipping.sweep_labels", queueing_lock="shipping.sweep_labels")
 async def sweep_labels_task(timestamp: int) -> int:
-    return await sweep_labels()
+    return await sweep_labels() + await sweep_returns()
 
 
 async def sweep_labels(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
     """Orders in processing_shipment with no error and no live label job get one again, so a
     lost job (a crash before it was written cannot happen, but a job deleted by hand, or one
     whose failure could not be recorded) never leaves a seller waiting forever."""
+    return await _requeue(
+        PURCHASE_LABEL,
+        "orders o WHERE o.status = 'processing_shipment' AND o.label_error IS NULL",
+        grace_seconds,
+    )
+
+
+async def sweep_returns(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
+    """Orders in returning with no live return job and no label home bought get the job
+    again, so no device is left without a way home. A return that failed for good is left to
+    the operators it was flagged for (they retry it through POST …/return-label)."""
+    return await _requeue(
+        PURCHASE_RETURN_LABEL,
+        "orders o LEFT JOIN shipping_returns r ON r.order_id = o.id "
+        "WHERE o.status = 'returning' AND (r.id IS NULL OR r.status IN ('started', 'pending'))",
+        grace_seconds,
+    )
+
+
+async def _requeue(follow_up: follow_ups.FollowUp, stuck: str, grace_seconds: int) -> int:
+    """Queue `follow_up` again for the orders `stuck` ("orders o [JOIN …] WHERE …") names that
+    have not changed for `grace_seconds` and have no job of it waiting or running."""
     async with queue.job_session() as session:
-        stuck = (
+        found = (
             (
                 await session.execute(
                     text(
-                        """
-                    SELECT o.id FROM orders o
-                    WHERE o.status = 'processing_shipment' AND o.label_error IS NULL
+                        f"""
+                    SELECT o.id FROM {stuck}
                       AND o.updated_at < now() - make_interval(secs => :grace)
                       AND NOT EXISTS (
                         SELECT 1 FROM procrastinate_jobs j
@@ -180,16 +224,21 @@ async def sweep_labels(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
                     LIMIT 500
                     """
                     ),
-                    {"grace": grace_seconds, "task": PURCHASE_LABEL.task},
+                    {"grace": grace_seconds, "task": follow_up.task},
                 )
             )
             .scalars()
             .all()
         )
         queued = 0
-        for order_id in stuck:
-            if await follow_ups.defer(session, PURCHASE_LABEL, order_id) is not None:
+        for order_id in found:
+            if await follow_ups.defer(session, follow_up, order_id) is not None:
                 queued += 1
-    if stuck:
-        log.warning("shipping.sweep_requeued", count=queued, orders=[str(o) for o in stuck])
+    if found:
+        log.warning(
+            "shipping.sweep_requeued",
+            task=follow_up.task,
+            count=queued,
+            orders=[str(o) for o in found],
+        )
     return queued

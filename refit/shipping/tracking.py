@@ -1,4 +1,4 @@
-"""The seller's view of the parcel: GET /api/orders/{id}/tracking, from the normalised events
+"""The seller's view of the parcels: GET /api/orders/{id}/tracking, from the normalised events
 the shipping writer recorded (refit/shipping/state.py)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from refit.auth.deps import UserSessionDep
 from refit.models import Order
 from refit.orders.service import get_order
 from refit.shipping.carrier import TrackingStatus
-from refit.shipping.models import ShippingEvent
+from refit.shipping.models import Leg, ShippingEvent
 from refit.shipping.schemas import TrackingEventRead, TrackingRead
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -36,9 +36,12 @@ async def tracking(session: AsyncSession, order: Order) -> TrackingRead:
             )
         )
     ).all()
-    latest = events[-1] if events else None
+    # The status, number and ETA are the inbound parcel's; the way home's events are listed
+    # too, marked `leg: return`.
+    inbound = [e for e in events if e.leg is Leg.INBOUND]
+    latest = inbound[-1] if inbound else None
     # The newest estimate the carrier gave (a later event may come without one).
-    eta = next((e.eta for e in reversed(events) if e.eta is not None), None)
+    eta = next((e.eta for e in reversed(inbound) if e.eta is not None), None)
     return TrackingRead(
         order_status=order.status,
         carrier=order.shipping_carrier,

@@ -14,23 +14,29 @@ from refit.admin.deps import current_operator
 from refit.app import create_app
 from refit.auth.deps import current_claims
 from refit.auth.tokens import issue_access_token
+from refit.events.endpoints import stream_claims
 from tests.auth.wallets import bearer, sign_in
 from tests.routes import api_routes, call_route, depends_on, routes_depending_on
 
 # Reachable without a seller's token on purpose (marked "public" in shared/API.md, or a link
-# opened from an email). Anything else under /api must depend on current_claims (sellers) or
-# current_operator (operators): a new endpoint missing both fails the last test here.
+# opened from an email). Anything else under /api must depend on current_claims (sellers),
+# stream_claims (a seller's event stream: the Bearer token as current_claims reads it, or a
+# stream ticket) or current_operator (operators): a new endpoint missing all fails the last
+# test here.
 PUBLIC = {
     ("POST", "/api/auth/nonce"),
     ("POST", "/api/auth/connect-wallet"),
     ("GET", "/api/auth/verify-email/confirm"),
     ("GET", "/api/catalog"),
     ("POST", "/api/webhooks/shippo"),
+    ("POST", "/api/admin/login"),
+    # The signed, short-lived URL is the permission (refit/signed_urls.py).
+    ("GET", "/api/evidence/{photo_id}"),
 }
 
 
 def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
-    return routes_depending_on(app, current_claims)
+    return routes_depending_on(app, current_claims) + routes_depending_on(app, stream_claims)
 
 
 def _app(resources) -> FastAPI:
@@ -95,6 +101,7 @@ async def test_every_api_endpoint_is_protected_unless_public_on_purpose(resource
         for method, path, dependant in api_routes(_app(resources))
         if path.startswith("/api/")
         and not depends_on(dependant, current_claims)
+        and not depends_on(dependant, stream_claims)
         and not depends_on(dependant, current_operator)
     }
     assert unguarded <= PUBLIC, sorted(unguarded - PUBLIC)

@@ -23,6 +23,9 @@ AUTHENTICATED = {
     "catalog_variants": {"SELECT"},
     "condition_grades": {"SELECT"},
     "quotes": {"SELECT"},
+    # The owner sees the inspection of their device and its photos.
+    "inspections": {"SELECT"},
+    "evidence_photos": {"SELECT"},
 }
 # Public endpoints (the catalog, sign-in) are served by the service role: anon needs nothing.
 ANON: dict[str, set[str]] = {}

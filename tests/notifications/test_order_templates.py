@@ -28,6 +28,8 @@ def _context(**changes):
         "final_price_usd": Decimal("95.5"),
         "offer_expires_at": dt.datetime(2026, 12, 1, 10, 0, 30, 123456, tzinfo=dt.UTC),
         "tracking_number": "9400TEST",
+        "shipping_carrier": "USPS",
+        "attachments": [],
         **changes,
     }
 
@@ -37,7 +39,7 @@ def _as_stored(context):
 
 
 def test_every_order_template_is_covered():
-    assert len(ORDER_TEMPLATES) >= 6
+    assert len(ORDER_TEMPLATES) >= 7
 
 
 NO_REVISION = {"final_price_usd": None, "offer_expires_at": None}
@@ -47,6 +49,8 @@ CASES = [(t, {}) for t in ORDER_TEMPLATES] + [
     for t in ORDER_TEMPLATES
     if t != "order_offer_pending"
 ]
+# A move made by hand, before any label: no tracking number nor carrier to show.
+CASES.append(("order_shipped", {"tracking_number": None, "shipping_carrier": None}))
 
 
 @pytest.mark.parametrize(("template", "changes"), CASES)
@@ -76,3 +80,23 @@ def test_money_and_deadline_are_formatted():
 def test_a_price_that_is_not_a_number_fails_loudly():
     with pytest.raises(ArithmeticError):
         render(SETTINGS, "order_received", _context(quoted_price_usd="n/a"))
+
+
+def test_shipped_shows_tracking_and_carrier_when_known():
+    shipped = render(SETTINGS, "order_shipped", _as_stored(_context(status="shipped")))
+    assert shipped.subject == "Your Apple iPhone 13 is on its way to us (order RF-1042)"
+    assert "Tracking number: 9400TEST (USPS)" in shipped.text
+    assert "<code>9400TEST</code> (USPS)" in shipped.html
+    unknown = render(SETTINGS, "order_shipped", _context(tracking_number=None))
+    assert "Tracking number" not in unknown.text and "Tracking number" not in unknown.html
+
+
+def test_label_ready_says_the_label_is_attached_only_when_it_is():
+    label = {"storage_key": "labels/o/t.pdf", "filename": "refit-label-RF-1042.pdf"}
+    attached = render(SETTINGS, "order_label_ready", _context(attachments=[label]))
+    assert "It is attached to this email" in attached.text
+    assert "It is attached to this email" in attached.html
+    # Without a file (a move made by hand), or a context queued before attachments existed.
+    for context in (_context(), {k: v for k, v in _context().items() if k != "attachments"}):
+        plain = render(SETTINGS, "order_label_ready", context)
+        assert "attached" not in plain.text and "download it" in plain.text

@@ -27,7 +27,8 @@ SPEC: dict[str, set[str]] = {
     "awaiting_shipment": {"shipped", "cancelled"},
     "shipped": {"received"},
     "received": {"inspecting"},
-    "inspecting": {"completed", "offer_pending"},
+    # returning: API.md's operator verdict "home" for a device that cannot be bought.
+    "inspecting": {"completed", "offer_pending", "returning"},
     "offer_pending": {"completed", "returning"},
     "returning": {"cancelled"},
     "completed": set(),

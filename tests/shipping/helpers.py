@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-
 from sqlalchemy import select, text
 
 from refit.models import Order, OrderStatusHistory
-from refit.settings import DEV_ADMIN_PASSWORD
 from refit.shipping.models import LabelPurchase
-
-OPERATOR = {
-    "Authorization": "Basic " + base64.b64encode(f"ops:{DEV_ADMIN_PASSWORD}".encode()).decode()
-}
 
 
 async def label_jobs(resources, order_id=None):

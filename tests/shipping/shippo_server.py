@@ -73,6 +73,11 @@ class State:
     held: threading.Event = field(default_factory=threading.Event)
     holding: threading.Event = field(default_factory=threading.Event)
     rate_limits: int = 0
+    # Tracks the carrier knows, set by tests: tracking number -> [(status, status_date)].
+    tracks: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # When a default track's steps happened, fixed at the first read: a carrier's history
+    # reads the same each time.
+    track_times: dict[str, str] = field(default_factory=dict)
     refused_streets: set[str] = field(default_factory=set)
     rate_limit_reset_in: float = 1.0
     throttle_retry_after: int | None = None
@@ -144,6 +149,28 @@ class ShippoServer(LocalHTTPServer):
                     },
                     final="OTHER",  # not one of ours: labels_bought() leaves it out
                 )
+
+    def add_label(self, rate: str, metadata: str) -> str:
+        """A label the account bought (SUCCESS, downloadable) as if by our purchase: its id."""
+        with self.state.lock:
+            txn_id = self.state.new_id("txn")
+            self.state.transactions[txn_id] = Txn(
+                body={
+                    "object_id": txn_id,
+                    "object_state": "VALID",
+                    "status": "SUCCESS",
+                    "object_created": _now(),
+                    "object_updated": _now(),
+                    "object_owner": OWNER,
+                    "test": True,
+                    "rate": rate,
+                    "metadata": metadata,
+                    "tracking_number": f"9400{txn_id[-8:]}11",
+                    "label_url": f"{self.url}/labels/{txn_id}.pdf",
+                    "messages": [],
+                }
+            )
+        return txn_id
 
     def settle_queued(self) -> None:
         """QUEUED transactions turn SUCCESS on their next GET."""
@@ -561,17 +588,26 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
             self._send(201, refund)
 
         def _track(self, carrier: str, number: str) -> None:
-            status = number.removeprefix("SHIPPO_") if number.startswith("SHIPPO_") else "TRANSIT"
-            steps = ["PRE_TRANSIT", "TRANSIT", "DELIVERED"]
-            shown = steps[: steps.index(status) + 1] if status in steps else [status]
+            with state.lock:
+                steps = state.tracks.get(number)
+                if steps is None:
+                    status = (
+                        number.removeprefix("SHIPPO_")
+                        if number.startswith("SHIPPO_")
+                        else "TRANSIT"
+                    )
+                    order = ["PRE_TRANSIT", "TRANSIT", "DELIVERED"]
+                    shown = order[: order.index(status) + 1] if status in order else [status]
+                    at = state.track_times.setdefault(number, _now())
+                    steps = [(s, at) for s in shown]
             history = [
                 {
                     "object_id": f"ts_{i}",
-                    "object_created": _now(),
-                    "object_updated": _now(),
+                    "object_created": at,
+                    "object_updated": at,
                     "status": s,
                     "status_details": f"Status {s}",
-                    "status_date": _now(),
+                    "status_date": at,
                     "substatus": None,
                     "location": {
                         "city": "San Francisco",
@@ -580,7 +616,7 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                         "country": "US",
                     },
                 }
-                for i, s in enumerate(shown)
+                for i, (s, at) in enumerate(steps)
             ]
             self._send(
                 200,

@@ -14,10 +14,10 @@ from refit.models.notification import OutboundEmail
 from refit.orders.service import transition
 from refit.shipping.sandbox import tracking_number_for
 from refit.shipping.tasks import sweep_labels
+from tests.admin.helpers import operator_headers
 from tests.orders.helpers import DEVICE
 from tests.shipping.conftest import HOME
 from tests.shipping.helpers import (
-    OPERATOR,
     buy,
     history,
     label_jobs,
@@ -105,7 +105,9 @@ async def test_sandbox_end_to_end(client, make_user, resources, run_jobs):
     ).status_code == 404
     assert (await client.get(f"/api/shipping/labels/{order.id}")).status_code == 401
     assert (await client.get(f"/api/admin/orders/{order.id}/label")).status_code == 401
-    operator = await client.get(f"/api/admin/orders/{order.id}/label", headers=OPERATOR)
+    operator = await client.get(
+        f"/api/admin/orders/{order.id}/label", headers=await operator_headers(resources)
+    )
     assert operator.status_code == 200 and operator.content == label.content
 
     # The seller's "label ready" email went through the queue (its send job was deferred by the
@@ -124,7 +126,7 @@ async def test_sandbox_end_to_end(client, make_user, resources, run_jobs):
     pushed = await client.post(
         f"/api/admin/orders/{order.id}/sandbox-tracking",
         json={"status": "TRANSIT"},
-        headers=OPERATOR,
+        headers=await operator_headers(resources, role="inspector"),
     )
     assert pushed.status_code == 204
 
@@ -205,7 +207,8 @@ async def test_carrier_fails_three_times_then_an_operator_retries(
     assert shippo_server.labels_bought() == []
 
     # The operator's view.
-    status = await client.get(f"/api/admin/orders/{order.id}/label-status", headers=OPERATOR)
+    operator = await operator_headers(resources)
+    status = await client.get(f"/api/admin/orders/{order.id}/label-status", headers=operator)
     assert status.status_code == 200
     body = status.json()
     assert body["label_error"] == stored.label_error
@@ -218,7 +221,7 @@ async def test_carrier_fails_three_times_then_an_operator_retries(
 
     # An operator's write carries an Idempotency-Key like a seller's: a double click replays
     # the first answer (the same job) instead of acting twice.
-    keyed = {**OPERATOR, "Idempotency-Key": "retry-label-1"}
+    keyed = {**operator, "Idempotency-Key": "retry-label-1"}
     retried = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=keyed)
     assert retried.status_code == 202 and retried.json()["job_id"] is not None
     replayed = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=keyed)
@@ -231,7 +234,7 @@ async def test_carrier_fails_three_times_then_an_operator_retries(
     assert len(shippo_server.labels_bought()) == 1
     assert len(shippo_server.transactions_created()) == 4
     # Retrying an order that has its label is refused.
-    again = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=OPERATOR)
+    again = await client.post(f"/api/admin/orders/{order.id}/retry-label", headers=operator)
     assert again.status_code == 409
     assert (await client.post(f"/api/admin/orders/{order.id}/retry-label")).status_code == 401
 

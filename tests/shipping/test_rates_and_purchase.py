@@ -26,8 +26,9 @@ async def test_rates_are_deterministic_sorted_and_quoted(client, make_user, make
         ("USPS", "Priority Mail"),
         ("UPS", "Ground"),
     ]
-    # Zone 1 (94043 -> 94117), the 1.0 lb phone box.
-    assert [r["amount"] for r in rates] == ["6.60", "9.50", "11.80"]
+    # Zone 1 (94043 -> 94117), the 1.0 lb phone box: 6.60, 9.50 and 11.80 of postage, plus
+    # 4.13 of insurance (1% of the $412.50 quote, above insure_above_usd).
+    assert [r["amount"] for r in rates] == ["10.73", "13.63", "15.93"]
     assert all(r["currency"] == "USD" and r["estimated_days"] for r in rates)
     # Cached: asking again shows the same rate objects, no new carrier shipment.
     assert await quote(client, seller, order.id) == rates

@@ -5,14 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import io
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
 
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping.carrier import Address, Parcel, TrackingStatus, TransactionStatus
 from refit.shipping.models import SandboxObject
 from refit.shipping.parcels import PARCELS
 from refit.shipping.sandbox import SandboxCarrier, tracking_number_for
+from refit.shipping.sandbox_webhooks import tracking_clock
+from refit.shipping.shippo import parse_track
+from refit.shipping.webhooks import parse, sign
+from tests.local_http import LocalHTTPServer
 
 SELLER = Address(name="Bo Seller", street1="1 Main St", city="Boston", state="MA", zip="02108")
 WAREHOUSE = Address(
@@ -80,3 +86,59 @@ async def test_label_tracking_and_refund(resources):
     assert (await carrier.get_transaction(txn.transaction_id)).status is (
         TransactionStatus.REFUNDED
     )
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Our webhook endpoint's stand-in: records each POST and answers 200."""
+
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+async def test_the_sandbox_clock_sends_a_shippo_shaped_webhook_when_a_parcel_moves(
+    resources, run_jobs
+):
+    carrier = SandboxCarrier(resources.sessionmaker)
+    rate = (await carrier.get_rates(SELLER, WAREHOUSE, PARCELS["phone"], metadata="order:c")).rates[
+        0
+    ]
+    txn = await carrier.purchase_label(rate.rate_id, metadata="order:c", label_file_type="PDF")
+    _Recorder.received = []
+    server = LocalHTTPServer(_Recorder).start()
+    resources.settings.public_url = server.url
+    resources.settings.shippo_webhook_hmac_secret = "sandbox-signs-too"
+    try:
+        # Just bought: pre-transit, which no webhook has told yet.
+        assert await tracking_clock() == 1
+        await run_jobs()
+        assert await tracking_clock() == 0  # told: nothing new
+        async with resources.sessionmaker() as session, session.begin():
+            row = await session.get(SandboxObject, txn.transaction_id)
+            bought = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+            row.data = {**row.data, "purchased_at": bought.isoformat()}
+        assert await tracking_clock() == 1  # an hour on: in transit
+        await run_jobs()
+        assert await tracking_clock() == 0
+    finally:
+        server.stop()
+
+    assert len(_Recorder.received) == 2
+    path, headers, raw = _Recorder.received[-1]
+    assert path == f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
+    stamp, signature = (p.split("=", 1)[1] for p in headers["Shippo-Auth-Signature"].split(","))
+    assert signature == sign("sandbox-signs-too", int(stamp), raw)
+    event, body, _, error = parse(raw)
+    assert (event, error) == ("track_updated", None) and body is not None
+    track = parse_track(body["data"])
+    assert track.tracking_number == txn.tracking_number and track.metadata == "order:c"
+    assert [e.status for e in track.events] == [TrackingStatus.PRE_TRANSIT, TrackingStatus.TRANSIT]
+    assert track.destination_zip == "94117"

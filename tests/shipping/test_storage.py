@@ -6,7 +6,7 @@ import pytest
 
 from refit.models import OrderStatus
 from refit.settings import Settings
-from refit.shipping.storage import (
+from refit.storage import (
     LabelNotFound,
     LocalLabelStorage,
     S3LabelStorage,

@@ -1,7 +1,8 @@
-"""Label storage: a local folder by default, any S3-compatible bucket (R2, MinIO, S3) by settings.
+"""File storage: a local folder by default, any S3-compatible bucket (R2, MinIO, S3) by settings.
 
-Labels are private: they are only ever served through our authenticated endpoints, never by
-a public URL of the store.
+A core module: shipping writes its labels here and notifications reads them to attach to an
+email, so neither domain imports the other. The files are private: only ever served through
+our authenticated endpoints or mailed to their owner, never by a public URL of the store.
 """
 
 from __future__ import annotations

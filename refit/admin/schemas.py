@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from refit.admin.operators import MAX_PASSWORD_LENGTH
+from refit.models import OperatorRole
+
+
+class OperatorLogin(BaseModel):
+    # Loose bounds: a name that cannot exist is answered like a wrong password (401).
+    username: str = Field(min_length=1, max_length=256, examples=["ada"])
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+class OperatorRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    role: OperatorRole
+
+
+class OperatorSession(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    operator: OperatorRead

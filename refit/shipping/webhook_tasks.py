@@ -1,0 +1,337 @@
+"""`shipping.handle_webhook`: one kept webhook (refit/shipping/webhooks.py) applied to its order.
+
+A track update is a hint. When it would move or flag the order, the track is read again from
+the carrier (outside any transaction) and that answer is what is recorded and acted on: a
+forged or stale body can at most make us ask the carrier. Then, under the order's row lock:
+the events the order lacks are recorded (shipping's one writer), the order moves forward
+through `orders.service.transition()` (in transit → shipped, delivered to the warehouse →
+received), and what needs a person is flagged. Moves only go forward, so an event arriving
+late (TRANSIT after DELIVERED) adds its row and moves nothing.
+
+The parcel may also be the device's way home (`shipping_returns`, metadata `return:<id>`): its
+events are recorded as the return leg, and its delivery ends the order (returning →
+cancelled); a return the carrier sends back or fails is flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import structlog
+from sqlalchemy import or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit import queue, resources
+from refit.models import Order, OrderStatus
+from refit.orders import follow_ups
+from refit.orders.service import get_order, transition
+from refit.settings import Settings
+from refit.shipping import state
+from refit.shipping.carrier import CarrierError, CarrierUnavailable, Tracking, TrackingStatus
+from refit.shipping.carriers import open_carrier
+from refit.shipping.models import Leg, ReturnShipment, ReturnStatus, WebhookInbox
+from refit.shipping.shippo import parse_track, parse_transaction
+from refit.shipping.webhooks import HANDLE_TASK
+
+log = structlog.get_logger(__name__)
+
+S = OrderStatus
+T = TrackingStatus
+ACTOR = "system:carrier-tracking"
+# The order moves the carrier's word can make, in order, from where the order is.
+FORWARD = {
+    S.AWAITING_SHIPMENT: (S.SHIPPED, S.RECEIVED),
+    S.SHIPPED: (S.RECEIVED,),
+}
+# Statuses before the parcel should be moving: a scan then is worth a person's look.
+NOT_YET_SHIPPED = frozenset({S.PENDING, S.PROCESSING_SHIPMENT, S.CANCELLED})
+# Rows older than this with no live job are queued again by the sweep.
+SWEEP_AFTER_SECONDS = 600
+
+
+class LabelNotRecordedYet(CarrierError):
+    """The update names an order whose label is still being recorded: try again shortly."""
+
+    retryable = True
+
+
+@queue.queue.task(name=HANDLE_TASK, retry=queue.exponential_retry(8, 2))
+async def handle_webhook_task(inbox_id: str) -> str:
+    outcome = await handle(uuid.UUID(inbox_id))
+    log.info("shipping.webhook_handled", inbox_id=inbox_id, outcome=outcome)
+    return outcome
+
+
+async def handle(inbox_id: uuid.UUID) -> str:
+    async with queue.job_session() as session:
+        row = await session.get(WebhookInbox, inbox_id)
+        if row is None or row.processed_at is not None or row.body is None:
+            return "nothing to do"
+        data = row.body["data"]
+        if row.event == "transaction_updated":
+            outcome, order_id = await _transaction_updated(session, data)
+            _finish(row, outcome, order_id)
+            return outcome
+        if row.event != "track_updated":
+            _finish(row, f"ignored: {row.event} events are not used", None)
+            return "ignored"
+        hint = parse_track(data)
+        found = await _find_parcel(session, hint)
+        if found is None:
+            _finish(row, f"no order has tracking number {hint.tracking_number}", None)
+            return "no matching order"
+        order, leg, carrier_of_label = found
+        order_id, status, raw = order.id, order.status, data
+        carrier_code = hint.carrier or (carrier_of_label or "").lower()
+
+    truth = hint
+    acts = _acts_on_return(status, hint) if leg is Leg.RETURN else _acts_on(status, hint)
+    if acts:
+        # Outside any transaction: the carrier may be slow, and no row is locked meanwhile.
+        settings = resources.current().settings
+        async with open_carrier(settings) as carrier:
+            truth = await carrier.get_tracking(carrier_code, hint.tracking_number)
+
+    async with queue.job_session() as session:
+        order = await get_order(session, order_id, for_update=True)
+        row = await session.get(WebhookInbox, inbox_id, with_for_update=True)
+        if row is None or row.processed_at is not None:
+            return "nothing to do"
+        added = await state.record_tracking(
+            session, order.id, truth, source="track_updated", raw=raw, leg=leg
+        )
+        if leg is Leg.RETURN:
+            outcome = await _apply_return(session, order, truth)
+        else:
+            outcome = await _apply(session, resources.current().settings, order, truth)
+        outcome = f"{len(added)} new event(s) ({leg.value}); {outcome}"
+        _finish(row, outcome, order.id)
+    return outcome
+
+
+async def _find_parcel(
+    session: AsyncSession, hint: Tracking
+) -> tuple[Order, Leg, str | None] | None:
+    """The order whose parcel this is, which of its parcels, and that label's carrier."""
+    number = hint.tracking_number
+    order = await session.scalar(select(Order).where(Order.tracking_number == number))
+    if order is not None:
+        return order, Leg.INBOUND, order.shipping_carrier
+    home = await session.scalar(
+        select(ReturnShipment).where(ReturnShipment.tracking_number == number)
+    )
+    if home is not None:
+        order = await session.get(Order, home.order_id)
+        if order is not None:
+            return order, Leg.RETURN, home.carrier
+    named = _order_id(hint.metadata, "order:")
+    if named is not None:
+        order = await session.get(Order, named)
+        if order is not None and order.status is S.PROCESSING_SHIPMENT:
+            # The label job has bought it and is storing it: the number appears shortly.
+            raise LabelNotRecordedYet(f"order {named} has no tracking number recorded yet")
+    named = _order_id(hint.metadata, "return:")
+    if named is not None:
+        order = await session.get(Order, named)
+        if order is not None and order.status is S.RETURNING:
+            # The return job has bought it and is storing it, as above.
+            raise LabelNotRecordedYet(f"order {named} has no return tracking number yet")
+    return None
+
+
+def _order_id(metadata: str | None, prefix: str) -> uuid.UUID | None:
+    if not metadata or not metadata.startswith(prefix):
+        return None
+    try:
+        return uuid.UUID(metadata.removeprefix(prefix))
+    except ValueError:
+        return None
+
+
+def _acts_on(status: OrderStatus, tracking: Tracking) -> bool:
+    """Would this track move or flag an order in `status`? Only then is the carrier asked."""
+    seen = {e.status for e in tracking.events} | {tracking.status}
+    if status in FORWARD:
+        return bool(seen & {T.TRANSIT, T.DELIVERED, T.RETURNED, T.FAILURE})
+    if status in NOT_YET_SHIPPED:
+        return bool(seen & {T.TRANSIT, T.DELIVERED})
+    return False
+
+
+async def _apply(session: AsyncSession, settings: Settings, order: Order, truth: Tracking) -> str:
+    seen = {e.status for e in truth.events} | {truth.status}
+    done = []
+    if truth.status in (T.RETURNED, T.FAILURE):
+        reason = f"the carrier reports the parcel {truth.status.value} ({truth.tracking_number})"
+        if await state.flag_for_operator(session, order, reason):
+            done.append("flagged: " + truth.status.value)
+    if order.status in NOT_YET_SHIPPED and seen & {T.TRANSIT, T.DELIVERED}:
+        reason = f"the carrier scanned the parcel of a {order.status.value} order"
+        if await state.flag_for_operator(session, order, reason):
+            done.append("flagged: scanned while " + order.status.value)
+        return "; ".join(done) or "no move"
+
+    target: OrderStatus | None = None
+    if T.DELIVERED in seen:
+        if _delivered_elsewhere(settings, truth):
+            reason = f"delivered to ZIP {truth.destination_zip}, not the warehouse"
+            if await state.flag_for_operator(session, order, reason):
+                done.append("flagged: delivered elsewhere")
+            target = S.SHIPPED
+        else:
+            target = S.RECEIVED
+    elif T.TRANSIT in seen:
+        target = S.SHIPPED
+    path = FORWARD.get(order.status, ())
+    if target is not None and target in path:
+        for step in path[: path.index(target) + 1]:
+            await transition(
+                session,
+                order.id,
+                step,
+                actor=ACTOR,
+                notes=f"carrier: {truth.status.value}",
+                metadata={"tracking_number": truth.tracking_number},
+                expected_from={order.status},
+            )
+            done.append(f"moved to {step.value}")
+    return "; ".join(done) or "no move"
+
+
+def _acts_on_return(status: OrderStatus, tracking: Tracking) -> bool:
+    """Would the parcel home's track end or flag the order? Only then is the carrier asked."""
+    seen = {e.status for e in tracking.events} | {tracking.status}
+    return status is S.RETURNING and bool(seen & {T.DELIVERED, T.RETURNED, T.FAILURE})
+
+
+async def _apply_return(session: AsyncSession, order: Order, truth: Tracking) -> str:
+    """The parcel home delivered: returning → cancelled, the return marked delivered. Sent
+    back to us or failed: flagged for a person."""
+    seen = {e.status for e in truth.events} | {truth.status}
+    done = []
+    if truth.status in (T.RETURNED, T.FAILURE):
+        reason = (
+            f"the carrier reports the parcel home {truth.status.value} ({truth.tracking_number})"
+        )
+        if await state.flag_for_operator(session, order, reason):
+            done.append("flagged: return " + truth.status.value)
+    if T.DELIVERED in seen and order.status is S.RETURNING:
+        home = await state.return_of(session, order.id)
+        if home is not None:
+            delivered_at = next(
+                (e.occurred_at for e in truth.events if e.status is T.DELIVERED), None
+            )
+            await state.update_return(
+                session,
+                home,
+                status=ReturnStatus.DELIVERED,
+                delivered_at=delivered_at or dt.datetime.now(dt.UTC),
+            )
+        await transition(
+            session,
+            order.id,
+            S.CANCELLED,
+            actor=ACTOR,
+            notes="carrier: DELIVERED (the device is back with the seller)",
+            metadata={"tracking_number": truth.tracking_number, "leg": Leg.RETURN.value},
+            expected_from={S.RETURNING},
+        )
+        done.append("moved to cancelled")
+    return "; ".join(done) or "no move"
+
+
+def _delivered_elsewhere(settings: Settings, truth: Tracking) -> bool:
+    if not truth.destination_zip:
+        return False
+    return truth.destination_zip[:5] != settings.warehouse_zip[:5]
+
+
+async def _transaction_updated(
+    session: AsyncSession, data: dict[str, object]
+) -> tuple[str, uuid.UUID | None]:
+    """A label we wait on settled at the carrier: the label job (which reads the transaction
+    again from the carrier, and buys nothing twice) completes it now instead of at its next
+    poll."""
+    try:
+        transaction = parse_transaction(data)
+    except (CarrierUnavailable, KeyError) as exc:
+        return f"unreadable transaction: {exc}", None
+    home_of = _order_id(transaction.metadata, "return:")
+    if home_of is not None:
+        return await _return_transaction_updated(session, home_of, transaction.status.pending)
+    named = _order_id(transaction.metadata, "order:")
+    order = await session.scalar(
+        select(Order).where(
+            or_(
+                Order.label_transaction_id == transaction.transaction_id,
+                Order.id == named if named else text("false"),
+            )
+        )
+    )
+    if order is None:
+        return f"no order waits on transaction {transaction.transaction_id}", None
+    waiting = (
+        order.status is S.PROCESSING_SHIPMENT
+        and not order.label_file_key
+        and order.label_transaction_id in (None, transaction.transaction_id)
+    )
+    if not waiting or transaction.status.pending:
+        return f"nothing to do: order is {order.status.value}", order.id
+    job_id = await follow_ups.defer_now(session, follow_ups.PURCHASE_LABEL, order.id)
+    return ("label job due now" if job_id else "label job running"), order.id
+
+
+async def _return_transaction_updated(
+    session: AsyncSession, order_id: uuid.UUID, pending: bool
+) -> tuple[str, uuid.UUID | None]:
+    """The same for the label home: its job, due now, reads the transaction and completes."""
+    home = await session.scalar(select(ReturnShipment).where(ReturnShipment.order_id == order_id))
+    if home is None or home.status not in (ReturnStatus.STARTED, ReturnStatus.PENDING):
+        return f"no return of order {order_id} waits on a transaction", None
+    if pending:
+        return "nothing to do: the transaction is still pending", order_id
+    job_id = await follow_ups.defer_now(session, follow_ups.PURCHASE_RETURN_LABEL, order_id)
+    return ("return job due now" if job_id else "return job running"), order_id
+
+
+def _finish(row: WebhookInbox, outcome: str, order_id: uuid.UUID | None) -> None:
+    row.outcome = outcome[:2000]
+    row.order_id = order_id
+    row.processed_at = dt.datetime.now(dt.UTC)
+
+
+@queue.queue.periodic(cron="*/5 * * * *")
+@queue.queue.task(name="shipping.sweep_webhooks", queueing_lock="shipping.sweep_webhooks")
+async def sweep_webhooks_task(timestamp: int) -> int:
+    return await sweep_webhooks()
+
+
+async def sweep_webhooks(after_seconds: int = SWEEP_AFTER_SECONDS) -> int:
+    """Kept events neither handled nor waiting on a job (their job failed out of attempts, say
+    through a long carrier outage) get a new job: a delivered event is never dropped."""
+    async with queue.job_session() as session:
+        stuck = (
+            await session.scalars(
+                text(
+                    """
+                SELECT w.id FROM webhook_inbox w
+                WHERE w.processed_at IS NULL AND w.error IS NULL AND w.body IS NOT NULL
+                  AND w.received_at < now() - make_interval(secs => :after)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM procrastinate_jobs j
+                    WHERE j.task_name = :task AND j.status IN ('todo', 'doing')
+                      AND j.args ->> 'inbox_id' = w.id::text)
+                ORDER BY w.received_at LIMIT 500
+                """
+                ),
+                {"after": after_seconds, "task": HANDLE_TASK},
+            )
+        ).all()
+        for inbox_id in stuck:
+            await queue.defer(
+                session, HANDLE_TASK, queueing_lock=f"webhook:{inbox_id}", inbox_id=str(inbox_id)
+            )
+    if stuck:
+        log.warning("shipping.webhooks_requeued", count=len(stuck))
+    return len(stuck)

@@ -1,0 +1,136 @@
+"""POST /api/webhooks/shippo: Shippo's track_updated and transaction_updated bodies, verified,
+kept once in `webhook_inbox`, and handled by a job (refit/shipping/webhook_tasks.py).
+
+The answer is a 2xx within one short transaction: Shippo redelivers what we do not
+acknowledge, so the work that may wait on the carrier happens in the job, never here. A body
+delivered again (same event) finds its row and queues nothing; a body we cannot read is kept
+with the reason, for an operator, and acknowledged (a redelivery would not read better).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from sqlalchemy import literal_column
+from sqlalchemy.dialects.postgresql import insert
+
+from refit import queue, resources
+from refit.errors import Unauthorized
+from refit.resources import SessionDep
+from refit.settings import Settings
+from refit.shipping.models import WebhookInbox
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+
+PROVIDER = "shippo"
+HANDLE_TASK = "shipping.handle_webhook"
+# Shippo's HMAC header is `t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` as
+# integrators verify it (REFERENCE 1.6: the docs' own text is cut off, so both names Shippo
+# has been seen to use are read). A signature older or newer than this is a replay.
+SIGNATURE_HEADERS = ("shippo-auth-signature", "shippo-signature")
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+@router.post(
+    "/shippo",
+    responses={401: {"description": "Missing or wrong token or signature; nothing stored"}},
+)
+async def shippo_webhook(request: Request, session: SessionDep) -> dict[str, str]:
+    """Acknowledge a Shippo webhook: `accepted` (kept and queued), `duplicate` (this event was
+    already kept) or `kept` (not readable: kept for an operator, not handled)."""
+    raw = await request.body()
+    verify(resources.current().settings, request, raw)
+    event, body, key, error = parse(raw)
+    row_id = await session.scalar(
+        insert(WebhookInbox)
+        .values(
+            provider=PROVIDER,
+            event=event,
+            dedupe_key=key,
+            test=body.get("test") if body is not None else None,
+            body=body,
+            raw_body=None if body is not None else raw.decode("utf-8", "replace"),
+            error=error,
+        )
+        .on_conflict_do_nothing(constraint="uq_webhook_inbox_provider_dedupe_key")
+        .returning(literal_column("id"))
+    )
+    if row_id is None:
+        log.info("shipping.webhook_duplicate", webhook_event=event, key=key)
+        return {"status": "duplicate"}
+    if error is not None:
+        log.warning("shipping.webhook_unreadable", inbox_id=str(row_id), error=error)
+        return {"status": "kept"}
+    # In this transaction: the job exists iff the row does.
+    await queue.defer(session, HANDLE_TASK, inbox_id=str(row_id))
+    return {"status": "accepted"}
+
+
+def verify(settings: Settings, request: Request, raw: bytes) -> None:
+    """The URL token always (constant time); the HMAC signature too when a secret is set."""
+    token = request.query_params.get("token", "")
+    if not hmac.compare_digest(token.encode(), settings.shippo_webhook_token.encode()):
+        raise Unauthorized("Missing or wrong webhook token", code="webhook_unauthorized")
+    secret = settings.shippo_webhook_hmac_secret
+    if secret is None:
+        return
+    header = next((request.headers[h] for h in SIGNATURE_HEADERS if h in request.headers), "")
+    parts = dict(p.strip().split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        stamp = int(parts.get("t", ""))
+    except ValueError:
+        stamp = 0
+    if abs(time.time() - stamp) > SIGNATURE_TOLERANCE_SECONDS:
+        raise Unauthorized("Missing, stale or malformed signature", code="webhook_unauthorized")
+    expected = sign(secret, stamp, raw)
+    if not hmac.compare_digest(parts.get("v1", "").encode(), expected.encode()):
+        raise Unauthorized("Wrong webhook signature", code="webhook_unauthorized")
+
+
+def sign(secret: str, stamp: int, raw: bytes) -> str:
+    return hmac.new(secret.encode(), f"{stamp}.".encode() + raw, hashlib.sha256).hexdigest()
+
+
+def parse(raw: bytes) -> tuple[str | None, dict[str, Any] | None, str, str | None]:
+    """(event, body, dedupe key, error). The key names the event, not the delivery: Shippo
+    sends no event id, so it is built from what identifies the carrier's update."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        return None, None, _digest(raw), f"not JSON: {exc}"
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        return None, None, _digest(raw), "not a Shippo webhook: expected {event, test, data}"
+    event = str(body.get("event") or "")
+    data = body["data"]
+    if event == "track_updated":
+        status = data.get("tracking_status")
+        current = status if isinstance(status, dict) else {}
+        parts = [
+            data.get("carrier"),
+            data.get("tracking_number"),
+            current.get("object_id"),
+            current.get("status"),
+            current.get("status_date"),
+        ]
+        if not data.get("tracking_number"):
+            return event, None, _digest(raw), "track_updated without a tracking_number"
+    elif event == "transaction_updated":
+        if not data.get("object_id"):
+            return event, None, _digest(raw), "transaction_updated without an object_id"
+        parts = [data.get("object_id"), data.get("status"), data.get("object_updated")]
+    else:
+        # Other events (transaction_created, batches) are kept; the job records it ignored them.
+        return event, body, f"{event}:{_digest(raw)}", None
+    return event, body, ":".join([event, *(str(p or "") for p in parts)]), None
+
+
+def _digest(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

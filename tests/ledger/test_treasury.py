@@ -1,0 +1,72 @@
+"""The treasury keypair: the Solana CLI's file format, owner-only, or REFIT_TREASURY_KEYPAIR;
+production insists on a real one and a real cluster."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from solders.keypair import Keypair
+
+from refit.ledger.treasury import load_or_create_keypair, load_treasury
+from refit.settings import Settings
+
+
+def test_a_generated_keypair_is_a_cli_keypair_file_readable_by_its_owner_only(tmp_path: Path):
+    path = tmp_path / "keys" / "treasury.json"
+
+    created = load_or_create_keypair(path)
+
+    numbers = json.loads(path.read_text())
+    assert len(numbers) == 64 and all(0 <= n < 256 for n in numbers)
+    assert Keypair.from_bytes(bytes(numbers)) == created
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_keypair(path) == created
+    assert list(tmp_path.joinpath("keys").iterdir()) == [path]
+
+
+def test_the_setting_is_a_path_or_the_json_array_itself(tmp_path: Path):
+    keypair = Keypair()
+    text = json.dumps(list(bytes(keypair)))
+    (tmp_path / "k.json").write_text(text)
+
+    for value in (text, str(tmp_path / "k.json")):
+        settings = Settings(_env_file=None, data_dir=tmp_path, treasury_keypair=value)
+        assert load_treasury(settings) == keypair
+        assert text not in repr(settings)
+    assert not (tmp_path / "treasury.json").exists()
+
+
+def test_a_bad_setting_says_so_without_quoting_it(tmp_path: Path):
+    settings = Settings(_env_file=None, data_dir=tmp_path, treasury_keypair="[1, 2, 3]")
+    with pytest.raises(ValueError) as error:
+        load_treasury(settings)
+    assert "1, 2, 3" not in str(error.value)
+
+
+def test_development_generates_one_under_the_data_dir(tmp_path: Path):
+    settings = Settings(_env_file=None, data_dir=tmp_path)
+    assert load_treasury(settings) == load_treasury(settings)
+    assert (tmp_path / "treasury.json").exists()
+    assert settings.solana_rpc_endpoint == "http://127.0.0.1:8899"
+
+
+def test_production_needs_a_cluster_and_a_treasury():
+    with pytest.raises(ValidationError) as error:
+        Settings(_env_file=None, env="production")
+    assert "REFIT_SOLANA_RPC_URL" in str(error.value)
+    assert "REFIT_TREASURY_KEYPAIR" in str(error.value)
+    settings = Settings(
+        _env_file=None,
+        env="production",
+        jwt_secret="x" * 40,
+        shippo_webhook_token="a-random-webhook-token",
+        database_url="postgresql://refit@db.example/refit",
+        redis_url="redis://cache.example:6379/0",
+        solana_rpc_url="https://api.mainnet-beta.solana.com",
+        treasury_keypair=SecretStr("/run/secrets/treasury.json"),
+    )
+    assert settings.solana_rpc_endpoint == "https://api.mainnet-beta.solana.com"
