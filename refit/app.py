@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from refit import queue
 from refit.addresses.endpoints import router as addresses_router
 from refit.admin.endpoints import router as admin_router
+from refit.admin.manage import router as operators_router
 from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
 from refit.catalog.endpoints import router as catalog_router
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(shipping_router)
     app.include_router(tracking_router)
     app.include_router(admin_router)
+    app.include_router(operators_router)
     app.include_router(shipping_admin_router)
     app.include_router(inspection.router)
     app.include_router(inspection.photos_router)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Literal
 
@@ -20,6 +21,20 @@ class OperatorRead(BaseModel):
 
     id: uuid.UUID
     username: str
+    role: OperatorRole
+
+
+class OperatorListed(OperatorRead):
+    disabled_at: dt.datetime | None
+    created_at: dt.datetime
+    last_login_at: dt.datetime | None
+
+
+class OperatorCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=2, max_length=32, examples=["grace"])
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
     role: OperatorRole
 
 

@@ -6,6 +6,7 @@ at a real SMTP server, one per step."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from PIL import Image
 
 from refit.settings import DEV_ADMIN_PASSWORD
 from tests.auth.wallets import bearer, sign_in
@@ -188,6 +190,99 @@ async def _journey(http: httpx.AsyncClient, smtp: Any, data_dir: Path) -> None:
     assert any(
         event == "track_updated" and "moved to received" in outcome for event, outcome in inbox
     )
+    await _inspect_decline_and_return(http, smtp, data_dir, seller, operator, order_id)
+
+
+async def _inspect_decline_and_return(
+    http: httpx.AsyncClient,
+    smtp: Any,
+    data_dir: Path,
+    seller: dict[str, str],
+    operator: dict[str, str],
+    order_id: str,
+) -> None:
+    """Issue 11 on the embedded default: inspected below the quote with a photo, the seller
+    sees the revised offer and declines, the real worker buys the insured label home, and the
+    sandbox's delivery webhook for the return parcel ends the order cancelled."""
+    started = await http.post(f"/api/admin/orders/{order_id}/inspection/start", headers=operator)
+    assert started.status_code == 200, started.text
+    photo = io.BytesIO()
+    Image.new("RGB", (48, 32), (120, 40, 40)).save(photo, "JPEG")
+    uploaded = await http.post(
+        f"/api/admin/orders/{order_id}/evidence",
+        files=[("photos", ("back.jpg", photo.getvalue(), "image/jpeg"))],
+        headers=operator,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    verdict = await http.post(
+        f"/api/admin/orders/{order_id}/inspect",
+        json={
+            "grade": "fair",
+            "imei": "490154203237518",
+            "checklist": {
+                "powers_on": True,
+                "activation_lock_off": True,
+                "screen": "scratched",
+                "battery_health_pct": 84,
+            },
+            "notes": "Deep scratch across the back glass.",
+        },
+        headers=operator,
+    )
+    assert verdict.status_code == 200, verdict.text
+    order = (await http.get(f"/api/orders/{order_id}", headers=seller)).json()
+    assert order["status"] == "offer_pending"
+    assert order["inspection"]["notes"] == "Deep scratch across the back glass."
+    [photo_url] = order["inspection"]["photos"]
+    opened = await http.get(photo_url)
+    assert opened.status_code == 200 and opened.headers["content-type"] == "image/jpeg"
+
+    declined = await http.post(f"/api/orders/{order_id}/offer/decline", headers=seller)
+    assert declined.status_code == 200, declined.text
+
+    def return_row() -> tuple[Any, ...] | None:
+        with psycopg.connect(_conninfo(data_dir)) as conn:
+            return conn.execute(
+                "SELECT status, tracking_number, insured_usd, label_file_key "
+                "FROM shipping_returns WHERE order_id = %s",
+                (order_id,),
+            ).fetchone()
+
+    bought = await _until(
+        lambda: _awaitable(r if (r := return_row()) and r[0] == "purchased" else None),
+        "the return label",
+    )
+    assert bought[1] and bought[2] > 0 and bought[3]
+    pushed = await http.post(
+        f"/api/admin/orders/{order_id}/sandbox-tracking",
+        json={"status": "DELIVERED", "leg": "return"},
+        headers=operator,
+    )
+    assert pushed.status_code == 204, pushed.text
+
+    async def cancelled() -> bool:
+        got = await http.get(f"/api/orders/{order_id}", headers=seller)
+        return bool(got.json()["status"] == "cancelled")
+
+    await _until(cancelled, "the return delivery webhook to cancel the order")
+
+    wanted = ["order_cancelled", "order_offer_pending", "order_return_label", "order_returning"]
+
+    def later_mails() -> list[tuple[Any, ...]]:
+        with psycopg.connect(_conninfo(data_dir)) as conn:
+            return conn.execute(
+                "SELECT template, count(*), count(sent_at) FROM outbound_emails "
+                "WHERE template = ANY(%s) GROUP BY template ORDER BY template",
+                (wanted,),
+            ).fetchall()
+
+    mails = await _until(
+        lambda: _awaitable(
+            m if len(m := later_mails()) == len(wanted) and all(r[2] for r in m) else None
+        ),
+        "one email per step home",
+    )
+    assert mails == [(name, 1, 1) for name in wanted]
 
 
 def _mail(smtp: Any, recipient: str, subject_part: str) -> Any:
