@@ -240,3 +240,14 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json answers an endpoint gives (`responses=`)."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase + " (problem+json, see `code`)",
+            "content": {"application/problem+json": {}},
+        }
+        for status in statuses
+    }

@@ -10,14 +10,13 @@ from refit import idempotency
 from refit.admin import operators
 from refit.admin.deps import AdminDep
 from refit.admin.schemas import OperatorCreate, OperatorListed
+from refit.errors import problem_responses
 from refit.models import Operator
 from refit.resources import SessionDep
 
 router = APIRouter(prefix="/api/admin/operators", tags=["admin"])
 
-_PROBLEMS: dict[int | str, dict[str, object]] = {
-    code: {"content": {"application/problem+json": {}}} for code in (401, 403, 409, 422)
-}
+_PROBLEMS = problem_responses(401, 403, 422)
 
 
 @router.get("", response_model=list[OperatorListed], responses=_PROBLEMS)

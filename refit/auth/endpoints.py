@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import html
-from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -21,7 +20,7 @@ from refit.auth.schemas import (
     VerifyEmailConfirm,
     VerifyEmailRequest,
 )
-from refit.errors import ProblemError, Unauthorized
+from refit.errors import ProblemError, Unauthorized, problem_responses
 from refit.models import User
 from refit.resources import SessionDep
 from refit.settings import Settings
@@ -30,23 +29,12 @@ from refit.users.schemas import UserRead
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem+json answers an endpoint gives."""
-    return {
-        status: {
-            "description": HTTPStatus(status).phrase + " (problem+json, see `code`)",
-            "content": {"application/problem+json": {}},
-        }
-        for status in statuses
-    }
-
-
 def _settings(request: Request) -> Settings:
     settings: Settings = resources.current().settings
     return settings
 
 
-@router.post("/nonce", response_model=NonceResponse, responses=_problems(422, 429))
+@router.post("/nonce", response_model=NonceResponse, responses=problem_responses(422, 429))
 async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> NonceResponse:
     """Public. A single-use nonce for this wallet and the Sign-In With Solana text to sign."""
     settings = _settings(request)
@@ -73,7 +61,9 @@ async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> No
     )
 
 
-@router.post("/connect-wallet", response_model=SessionResponse, responses=_problems(401, 429))
+@router.post(
+    "/connect-wallet", response_model=SessionResponse, responses=problem_responses(401, 429)
+)
 async def connect_wallet(
     body: ConnectWalletRequest, request: Request, session: SessionDep
 ) -> SessionResponse:
@@ -101,7 +91,7 @@ async def connect_wallet(
     )
 
 
-@router.get("/me", response_model=UserRead, responses=_problems(401))
+@router.get("/me", response_model=UserRead, responses=problem_responses(401))
 async def me(session: UserSessionDep, claims: CurrentClaims) -> UserRead:
     """The signed-in seller."""
     user = await session.get(User, claims.user_id)
@@ -110,7 +100,7 @@ async def me(session: UserSessionDep, claims: CurrentClaims) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/sign-out", status_code=204, responses=_problems(401))
+@router.post("/sign-out", status_code=204, responses=problem_responses(401))
 async def sign_out(request: Request, claims: CurrentClaims) -> Response:
     """Revoke the access token this request carries."""
     res = resources.current()
@@ -122,7 +112,7 @@ async def sign_out(request: Request, claims: CurrentClaims) -> Response:
     "/verify-email",
     status_code=202,
     response_model=VerifyEmailAccepted,
-    responses=_problems(401, 409, 429),
+    responses=problem_responses(401, 409, 429),
 )
 async def verify_email(
     body: VerifyEmailRequest, request: Request, session: UserSessionDep, claims: CurrentClaims
@@ -136,7 +126,9 @@ async def verify_email(
 
 
 @router.post(
-    "/verify-email/confirm", response_model=UserRead, responses=_problems(400, 401, 409, 410)
+    "/verify-email/confirm",
+    response_model=UserRead,
+    responses=problem_responses(400, 401, 409, 410),
 )
 async def confirm_email(
     body: VerifyEmailConfirm, session: UserSessionDep, claims: CurrentClaims
@@ -155,7 +147,7 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 @router.get(
     "/verify-email/confirm",
     response_model=UserRead,
-    responses={200: {"content": {"text/html": {}}}, **_problems(400, 409, 410)},
+    responses={200: {"content": {"text/html": {}}}, **problem_responses(400, 409, 410)},
 )
 async def confirm_email_link(
     request: Request,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from http import HTTPStatus
 from typing import Annotated, Any
 
 import structlog
@@ -17,7 +16,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from refit import idempotency, resources
 from refit.admin.deps import OperatorDep
-from refit.errors import NotFound, ProblemError
+from refit.errors import NotFound, ProblemError, problem_responses
 from refit.inspection import evidence, reads, service
 from refit.inspection.models import EvidencePhoto
 from refit.inspection.schemas import (
@@ -55,15 +54,8 @@ def body_limits(settings: Settings) -> dict[str, int]:
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem+json answers an endpoint gives (401: no or a bad
-    operator token; 403: an inspector where an admin is needed)."""
-    return {
-        status: {
-            "description": HTTPStatus(status).phrase + " (problem+json, see `code`)",
-            "content": {"application/problem+json": {}},
-        }
-        for status in (401, *statuses)
-    }
+    """401: no or a bad operator token; 403: an inspector where an admin is needed."""
+    return problem_responses(401, *statuses)
 
 
 @router.get("", response_model=AdminOrderPage, responses=_problems(400, 422))
