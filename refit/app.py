@@ -24,6 +24,7 @@ from refit.inspection import endpoints as inspection
 from refit.logs import RequestMiddleware, configure_logging
 from refit.metrics import router as metrics_router
 from refit.orders.endpoints import router as orders_router
+from refit.payouts.endpoints import router as payouts_router
 from refit.quotes.endpoints import router as quotes_router
 from refit.resources import Resources, close_resources, open_resources
 from refit.settings import Settings, get_settings
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(admin_router)
     app.include_router(operators_router)
     app.include_router(shipping_admin_router)
+    app.include_router(payouts_router)
     app.include_router(inspection.router)
     app.include_router(inspection.photos_router)
     app.include_router(webhooks_router)

@@ -38,6 +38,7 @@ TASK_MODULES = [
     "refit.shipping.tasks",
     "refit.shipping.webhook_tasks",
     "refit.shipping.sandbox_webhooks",
+    "refit.payouts.tasks",
 ]
 
 queue = procrastinate.App(

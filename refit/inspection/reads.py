@@ -28,6 +28,8 @@ from refit.inspection.schemas import (
 )
 from refit.models import Order, OrderStatus, OrderStatusHistory, ShippingAddress, User
 from refit.orders.service import get_order
+from refit.payouts.models import Payout
+from refit.payouts.schemas import PayoutRead
 from refit.settings import Settings
 from refit.shipping.tracking import tracking
 from refit.signed_urls import evidence_photo_url
@@ -108,8 +110,8 @@ def evidence_read(settings: Settings, photo: EvidencePhoto) -> EvidenceRead:
 async def order_story(
     session: AsyncSession, settings: Settings, order_id: uuid.UUID
 ) -> AdminOrderDetail:
-    """The seller, address, label, tracking, history (with who did what), inspection and
-    evidence of one order."""
+    """The seller, address, label, tracking, history (with who did what), inspection,
+    evidence and payout of one order."""
     order = await get_order(session, order_id)
     seller = await session.get(User, order.user_id)
     assert seller is not None  # orders.user_id is a foreign key
@@ -127,6 +129,7 @@ async def order_story(
     ).all()
     inspection = await session.scalar(select(Inspection).where(Inspection.order_id == order.id))
     photos = await photos_of(session, order.id)
+    payout = await session.scalar(select(Payout).where(Payout.order_id == order.id))
     return AdminOrderDetail(
         order=AdminOrderRead.model_validate(order),
         seller=SellerRead(
@@ -140,4 +143,5 @@ async def order_story(
         history=[HistoryEntry.model_validate(h) for h in history],
         inspection=InspectionRead.model_validate(inspection) if inspection else None,
         evidence=[evidence_read(settings, p) for p in photos],
+        payout=PayoutRead.model_validate(payout) if payout else None,
     )

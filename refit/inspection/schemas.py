@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from refit.inspection.models import Outcome
 from refit.models.order import OrderStatus
 from refit.orders.schemas import OrderRead
+from refit.payouts.schemas import PayoutRead
 from refit.shipping.schemas import TrackingRead
 
 Price = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
@@ -196,3 +197,5 @@ class AdminOrderDetail(BaseModel):
     history: list[HistoryEntry]
     inspection: InspectionRead | None
     evidence: list[EvidenceRead]
+    # Once an admin asked to pay the order.
+    payout: PayoutRead | None = None

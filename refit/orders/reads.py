@@ -1,5 +1,5 @@
 """Read side of orders: the seller's list (cursor pages) and one order with its history (and
-its inspection, once there is one).
+its inspection and payout, once there are).
 
 The seller's own reads are the hot path: each is ONE round trip to PostgreSQL
 (`db.fetch_as_user`: role, claims, the query and the commit pipelined), the order and its
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,8 +42,20 @@ _INSPECTION = """
                             FROM evidence_photos p WHERE p.order_id = o.id), '[]'))
  FROM inspections i WHERE i.order_id = o.id) AS inspection
 """
-_ORDER_DETAIL = f"SELECT o.*, {_HISTORY}, {_INSPECTION} FROM orders o WHERE o.id = %(id)s"
-_INSPECTION_OF = text(f"SELECT {_INSPECTION} FROM orders o WHERE o.id = :id")
+# The payout, once asked for (RLS and column grants let a seller read these of their own).
+# Amounts as text: JSON numbers would come back as floats.
+_PAYOUT = """
+(SELECT json_build_object('status', p.status, 'amount_usd', p.amount_usd::text,
+                          'amount_sol', p.amount_sol::text, 'lamports', p.lamports,
+                          'signature', p.signature)
+ FROM payouts p WHERE p.order_id = o.id) AS payout
+"""
+_ORDER_DETAIL = (
+    f"SELECT o.*, {_HISTORY}, {_INSPECTION}, {_PAYOUT} FROM orders o WHERE o.id = %(id)s"
+)
+_EXTRAS_OF = text(f"SELECT {_INSPECTION}, {_PAYOUT} FROM orders o WHERE o.id = :id")
+# A transaction the explorer can show: broadcast, at least.
+_ON_CHAIN = {"sent", "finalized"}
 _ORDER_PAGE = """
 SELECT o.* FROM orders o
 WHERE o.user_id = %(user_id)s {after}
@@ -61,7 +74,31 @@ async def seller_order_detail(user_id: uuid.UUID, order_id: uuid.UUID) -> OrderD
         raise order_not_found(order_id)
     row = rows[0]
     row["inspection"] = _with_photo_urls(row["inspection"])
+    row["payout"] = _with_explorer_url(row["payout"])
     return OrderDetail.model_validate(row)
+
+
+def explorer_url(signature: str) -> str:
+    """The transaction on the Solana explorer: devnet or testnet by name, a local endpoint
+    (the local ledger) as a custom cluster at its URL, anything else as mainnet. A remote
+    URL is never put in the link: providers' URLs carry their API key."""
+    rpc = resources.current().settings.solana_rpc_endpoint
+    base = f"https://explorer.solana.com/tx/{signature}"
+    host = urlsplit(rpc).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return f"{base}?{urlencode({'cluster': 'custom', 'customUrl': rpc})}"
+    for cluster in ("devnet", "testnet"):
+        if cluster in host:
+            return f"{base}?cluster={cluster}"
+    return base
+
+
+def _with_explorer_url(payout: dict[str, Any] | None) -> dict[str, Any] | None:
+    if payout is None:
+        return None
+    signature = payout.get("signature")
+    url = explorer_url(signature) if signature and payout["status"] in _ON_CHAIN else None
+    return {**payout, "explorer_url": url}
 
 
 def _with_photo_urls(inspection: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -101,11 +138,12 @@ async def order_detail(session: AsyncSession, order: Order) -> OrderDetail:
             .order_by(OrderStatusHistory.created_at, OrderStatusHistory.id)
         )
     ).all()
-    inspection = await session.scalar(_INSPECTION_OF, {"id": order.id})
+    extras = (await session.execute(_EXTRAS_OF, {"id": order.id})).mappings().one()
     return OrderDetail.model_validate(
         {
             **OrderRead.model_validate(order).model_dump(),
             "status_history": [StatusChange.model_validate(h) for h in history],
-            "inspection": _with_photo_urls(inspection),
+            "inspection": _with_photo_urls(extras["inspection"]),
+            "payout": _with_explorer_url(extras["payout"]),
         }
     )

@@ -96,10 +96,25 @@ class InspectionView(BaseModel):
     inspected_at: dt.datetime
 
 
+class PayoutView(BaseModel):
+    """The seller's payment as the order shows it: USD is what was promised, SOL and
+    lamports what the rate at payout made of it; the signature once a transaction is signed,
+    the explorer's link once it was sent."""
+
+    status: str
+    amount_usd: Decimal
+    amount_sol: Decimal | None
+    lamports: int | None
+    signature: str | None
+    explorer_url: str | None
+
+
 class OrderDetail(OrderRead):
     status_history: list[StatusChange]
     # Once the device was inspected.
     inspection: InspectionView | None = None
+    # Once an operator asked for the payment.
+    payout: PayoutView | None = None
 
 
 class OrderPage(BaseModel):

@@ -18,6 +18,7 @@ from refit.orders import follow_ups, offers
 from refit.orders.schemas import OrderCancel
 from refit.orders.service import get_order, transition
 from refit.orders.states import SELLER_CANCELLABLE
+from refit.payouts.models import Payout
 from refit.resources import SessionDep
 from refit.shipping import returns, sandbox_webhooks, state
 from refit.shipping.carrier import CarrierError
@@ -196,7 +197,8 @@ async def push_sandbox_tracking(
         **_NOT_FOUND,
         409: {
             "description": "Not an order that can go home (inspecting, offer_pending, or "
-            "returning without its label home), or the seller already accepted the offer",
+            "returning without its label home), the seller already accepted the offer, or "
+            "the order is being paid",
             **_PROBLEM,
         },
     },
@@ -218,6 +220,12 @@ async def return_label(
     if claim.replay is not None:
         return claim.replay
     order = await get_order(session, order_id, for_update=True)
+    # Under the order's lock, as the pay request takes it: never home once being paid.
+    if await session.scalar(select(Payout.id).where(Payout.order_id == order.id)):
+        raise Conflict(
+            f"Order {order.order_number} is being paid; it cannot go home",
+            code="payout_requested",
+        )
     job_id: int | None
     if order.status is OrderStatus.RETURNING:
         home = await state.return_of(session, order.id)

@@ -26,6 +26,19 @@ AUTHENTICATED = {
     # The owner sees the inspection of their device and its photos.
     "inspections": {"SELECT"},
     "evidence_photos": {"SELECT"},
+    # payouts: SELECT on some columns only (see PAYOUT_COLUMNS), so no table privilege.
+}
+# What a seller may read of their payouts: not the signed bytes, the operator or errors.
+PAYOUT_COLUMNS = {
+    "id",
+    "order_id",
+    "status",
+    "amount_usd",
+    "amount_sol",
+    "lamports",
+    "signature",
+    "created_at",
+    "finalized_at",
 }
 # Public endpoints (the catalog, sign-in) are served by the service role: anon needs nothing.
 ANON: dict[str, set[str]] = {}
@@ -83,6 +96,14 @@ async def test_roles_get_exactly_their_privileges_under_supabase_defaults(admin_
                 return result
 
             assert await granted("authenticated") == AUTHENTICATED
+            readable = await (
+                await conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                    "'payouts' AND has_column_privilege('authenticated', 'public.payouts', "
+                    "column_name, 'SELECT')"
+                )
+            ).fetchall()
+            assert {r[0] for r in readable} == PAYOUT_COLUMNS
             assert await granted("anon") == ANON
 
             callable_queue_functions = await (

@@ -1,0 +1,92 @@
+"""The payout's calls to Solana (solana-py), none of them inside a database transaction: the
+same code against the local ledger and a real cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed, Finalized
+from solana.rpc.core import RPCException
+from solana.rpc.models import TxOpts
+from solders.hash import Hash
+from solders.instruction import AccountMeta
+from solders.keypair import Keypair
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+from solders.transaction_status import TransactionConfirmationStatus
+
+
+@dataclass(frozen=True)
+class Blockhash:
+    blockhash: Hash
+    last_valid_block_height: int
+
+
+async def latest_blockhash(rpc: AsyncClient) -> Blockhash:
+    value = (await rpc.get_latest_blockhash(Confirmed)).value
+    return Blockhash(value.blockhash, value.last_valid_block_height)
+
+
+def sign_transfer(
+    treasury: Keypair, recipient: Pubkey, lamports: int, reference: Pubkey, blockhash: Hash
+) -> VersionedTransaction:
+    """The treasury's transfer to the seller, carrying the order's reference key as a
+    read-only non-signer account (findable with getSignaturesForAddress)."""
+    instruction = transfer(
+        TransferParams(from_pubkey=treasury.pubkey(), to_pubkey=recipient, lamports=lamports)
+    )
+    instruction.accounts = [*instruction.accounts, AccountMeta(reference, False, False)]
+    message = MessageV0.try_compile(treasury.pubkey(), [instruction], [], blockhash)
+    return VersionedTransaction(message, [treasury])
+
+
+class SendRefused(Exception):
+    """The RPC refused the transaction for a reason that is not "already processed" or "its
+    blockhash is gone" (for instance the treasury cannot pay)."""
+
+
+async def send(rpc: AsyncClient, signed_tx: bytes) -> bool:
+    """Broadcast the stored bytes. True when the RPC took them or had them already; False
+    when their blockhash is unknown (expired: the status check decides). Connection errors
+    propagate: the job is retried and sends the same bytes again."""
+    try:
+        await rpc.send_raw_transaction(
+            signed_tx, opts=TxOpts(skip_preflight=False, preflight_commitment=Confirmed)
+        )
+    except RPCException as exc:
+        message = str(exc)
+        if "already been processed" in message or "AlreadyProcessed" in message:
+            return True
+        if "Blockhash not found" in message or "BlockhashNotFound" in message:
+            return False
+        raise SendRefused(message[:500]) from exc
+    return True
+
+
+class Landing(StrEnum):
+    FINALIZED = "finalized"  # landed, no error, finalized
+    FAILED = "failed"  # landed with an error: nothing was transferred
+    PENDING = "pending"  # seen but not final, or unseen while its blockhash still lives
+    EXPIRED = "expired"  # unseen with history searched, and past its last valid height
+
+
+async def landing(rpc: AsyncClient, signature: Signature, last_valid_block_height: int) -> Landing:
+    """Where the transaction stands. The block height is read BEFORE the status: once past
+    the last valid height the transaction can never be processed, so an absent status read
+    after it is final."""
+    height = (await rpc.get_block_height(Finalized)).value
+    status = (await rpc.get_signature_statuses([signature], search_transaction_history=True)).value[
+        0
+    ]
+    if status is None:
+        return Landing.EXPIRED if height > last_valid_block_height else Landing.PENDING
+    if status.err is not None:
+        return Landing.FAILED
+    if status.confirmation_status == TransactionConfirmationStatus.Finalized:
+        return Landing.FINALIZED
+    return Landing.PENDING

@@ -1,0 +1,73 @@
+"""Operators' payout endpoints under /api/admin (an operator's token, service role)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+
+from refit import idempotency, resources
+from refit.admin.deps import AdminDep, OperatorDep
+from refit.ledger.treasury import load_treasury
+from refit.payouts import service
+from refit.payouts.models import Payout, PayoutStatus
+from refit.payouts.schemas import PayoutList, PayoutRead
+from refit.resources import SessionDep
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+@router.post(
+    "/orders/{order_id}/pay",
+    status_code=202,
+    response_model=PayoutRead,
+    responses={
+        403: {"description": "An inspector: admins only; nothing changed", **_PROBLEM},
+        404: {"description": "No such order", **_PROBLEM},
+        409: {"description": "The order is not waiting for its payout", **_PROBLEM},
+    },
+)
+async def pay_order(
+    order_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    operator: AdminDep,
+    idempotency_key: idempotency.IdempotencyKeyHeader = None,
+) -> Response:
+    """Pay the seller in SOL for an order inspected as quoted, or whose revised offer the
+    seller accepted: one payout per order however often this is asked (a job signs, sends
+    and waits for finality; the order becomes completed then). Accepts `Idempotency-Key`.
+    Admins only."""
+    # The keypair file is read before the first statement: no file I/O under a lock.
+    treasury = load_treasury(resources.current().settings).pubkey()
+    claim = await idempotency.begin(
+        session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
+    )
+    if claim.replay is not None:
+        return claim.replay
+    payout = await service.request_payout(
+        session, order_id, treasury=treasury, requested_by=operator.actor
+    )
+    response: Response = await idempotency.respond(
+        session, claim, 202, PayoutRead.model_validate(payout)
+    )
+    return response
+
+
+@router.get("/payouts", response_model=PayoutList)
+async def list_payouts(
+    session: SessionDep, operator: OperatorDep, status: PayoutStatus | None = None
+) -> PayoutList:
+    """The newest payouts (up to 200), optionally only those in one status."""
+    query = select(Payout).order_by(Payout.created_at.desc(), Payout.id).limit(200)
+    if status is not None:
+        query = query.where(Payout.status == status)
+    payouts = (await session.scalars(query)).all()
+    return PayoutList(payouts=[PayoutRead.model_validate(p) for p in payouts])

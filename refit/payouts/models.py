@@ -1,0 +1,53 @@
+"""ORM model of a payout (migration 0011). Service role only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, Numeric, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from refit.db import Base
+from refit.models.base import EnumText, Timestamps, UUIDPrimaryKey
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"  # asked for; nothing signed yet
+    SIGNED = "signed"  # the transaction is stored; it may or may not have been broadcast
+    SENT = "sent"  # the RPC accepted it (or had it already)
+    FINALIZED = "finalized"  # on chain, finalized: the order is completed
+    FAILED = "failed"  # landed with an error (no transfer): for an operator
+
+
+# Still to drive to the chain; the sweep looks for these.
+OPEN = frozenset({PayoutStatus.PENDING, PayoutStatus.SIGNED, PayoutStatus.SENT})
+
+
+class Payout(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "payouts"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="RESTRICT"), unique=True, nullable=False
+    )
+    status: Mapped[PayoutStatus] = mapped_column(
+        EnumText(PayoutStatus), nullable=False, server_default="pending"
+    )
+    amount_usd: Mapped[Decimal] = mapped_column(Numeric(10, 2), nullable=False)
+    amount_sol: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
+    sol_usd_rate: Mapped[Decimal | None] = mapped_column(Numeric(20, 8))
+    rate_source: Mapped[str | None] = mapped_column(Text)
+    rate_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    lamports: Mapped[int | None] = mapped_column(BigInteger)
+    recipient: Mapped[str] = mapped_column(Text, nullable=False)
+    treasury: Mapped[str] = mapped_column(Text, nullable=False)
+    reference: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
+    signed_tx: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signature: Mapped[str | None] = mapped_column(Text)
+    last_valid_block_height: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    requested_by: Mapped[str] = mapped_column(Text, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    finalized_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

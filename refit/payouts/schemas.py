@@ -1,0 +1,40 @@
+"""What the operators' API shows of a payout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict
+
+from refit.payouts.models import PayoutStatus
+
+
+class PayoutRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    status: PayoutStatus
+    amount_usd: Decimal
+    amount_sol: Decimal | None
+    sol_usd_rate: Decimal | None
+    rate_source: str | None
+    rate_at: dt.datetime | None
+    lamports: int | None
+    recipient: str
+    treasury: str
+    reference: str
+    signature: str | None
+    last_valid_block_height: int | None
+    attempts: int
+    requested_by: str
+    error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    finalized_at: dt.datetime | None
+
+
+class PayoutList(BaseModel):
+    payouts: list[PayoutRead]

@@ -1,0 +1,175 @@
+"""Payouts' rows: asked for once per order, signed and stored before any broadcast,
+finished with the order in one transaction. The chain calls live in `chain.py` and run
+between these short transactions (`tasks.py`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import structlog
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit import queue
+from refit.errors import Conflict
+from refit.inspection.models import Inspection, Outcome
+from refit.models import Order, OrderStatus, User
+from refit.money import recorded_rate, sol_to_lamports, usd_to_sol
+from refit.orders import prices
+from refit.orders.service import get_order, transition
+from refit.payouts.chain import Blockhash, sign_transfer
+from refit.payouts.models import Payout, PayoutStatus
+from refit.pricing.sources import Rate
+
+log = structlog.get_logger(__name__)
+
+SEND_TASK = "payouts.send_payout"
+ACTOR = "system:payouts"
+
+
+def job_lock(order_id: uuid.UUID) -> str:
+    return f"payout:{order_id}"
+
+
+async def _ready_to_pay(session: AsyncSession, order: Order) -> None:
+    """409 unless the order waits for its payout: as quoted at inspection, or a revised
+    offer the seller accepted."""
+    if order.final_price_usd is None or order.final_price_usd <= 0:
+        ready = False
+    elif order.status is OrderStatus.INSPECTING:
+        outcome = await session.scalar(
+            select(Inspection.outcome).where(Inspection.order_id == order.id)
+        )
+        ready = outcome is Outcome.AS_QUOTED
+    elif order.status is OrderStatus.OFFER_PENDING:
+        ready = order.offer_accepted_at is not None
+    else:
+        ready = False
+    if not ready:
+        raise Conflict(
+            f"Order {order.order_number} is {order.status.value} and not waiting for its "
+            "payout (an as-quoted inspection, or a revised offer the seller accepted)",
+            code="not_ready_to_pay",
+        )
+
+
+async def request_payout(
+    session: AsyncSession, order_id: uuid.UUID, *, treasury: Pubkey, requested_by: str
+) -> Payout:
+    """The order's payout, created (and its job deferred, in this transaction) on the first
+    request only: the row is unique per order, so any number of requests make one."""
+    order = await get_order(session, order_id, for_update=True)
+    existing = await session.scalar(select(Payout).where(Payout.order_id == order.id))
+    if existing is not None:
+        return existing
+    await _ready_to_pay(session, order)
+    assert order.final_price_usd is not None
+    recipient = await session.scalar(select(User.wallet_address).where(User.id == order.user_id))
+    assert recipient is not None
+    inserted = await session.scalar(
+        insert(Payout)
+        .values(
+            order_id=order.id,
+            amount_usd=order.final_price_usd,
+            recipient=recipient,
+            treasury=str(treasury),
+            # A key no one holds, only to be found by: the order's mark on the chain.
+            reference=str(Keypair().pubkey()),
+            requested_by=requested_by,
+        )
+        .on_conflict_do_nothing(index_elements=["order_id"])
+        .returning(Payout.id)
+    )
+    if inserted is not None:
+        await queue.defer(
+            session,
+            SEND_TASK,
+            queueing_lock=job_lock(order.id),
+            lock=job_lock(order.id),
+            order_id=str(order.id),
+        )
+        log.info("payouts.requested", order_id=str(order.id), by=requested_by)
+    payout = await session.scalar(
+        select(Payout).where(Payout.order_id == order.id).execution_options(populate_existing=True)
+    )
+    assert payout is not None
+    return payout
+
+
+async def lock_payout(session: AsyncSession, order_id: uuid.UUID) -> Payout | None:
+    return await session.scalar(
+        select(Payout)
+        .where(Payout.order_id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def store_signed(
+    session: AsyncSession,
+    payout: Payout,
+    *,
+    treasury: Keypair,
+    rate: Rate | None,
+    blockhash: Blockhash,
+) -> None:
+    """Price (the first time only), sign and store the transfer, before it is ever sent. A
+    re-sign keeps the amount and takes only a fresh blockhash."""
+    if payout.lamports is None:
+        assert rate is not None
+        usd_per_sol = recorded_rate(rate.usd_per_sol)
+        sol = usd_to_sol(payout.amount_usd, usd_per_sol)
+        payout.sol_usd_rate = usd_per_sol
+        payout.rate_source = rate.source
+        payout.rate_at = rate.published_at
+        payout.amount_sol = sol
+        payout.lamports = sol_to_lamports(sol)
+    if str(treasury.pubkey()) != payout.treasury:
+        raise RuntimeError("the treasury keypair is not the one this payout was asked from")
+    tx = sign_transfer(
+        treasury,
+        Pubkey.from_string(payout.recipient),
+        payout.lamports,
+        Pubkey.from_string(payout.reference),
+        blockhash.blockhash,
+    )
+    payout.signed_tx = bytes(tx)
+    payout.signature = str(tx.signatures[0])
+    payout.last_valid_block_height = blockhash.last_valid_block_height
+    payout.attempts += 1
+    payout.status = PayoutStatus.SIGNED
+    payout.error = None
+    await session.flush()
+    log.info(
+        "payouts.signed",
+        order_id=str(payout.order_id),
+        signature=payout.signature,
+        attempt=payout.attempts,
+        lamports=payout.lamports,
+        last_valid_block_height=payout.last_valid_block_height,
+    )
+
+
+async def finish(session: AsyncSession, payout: Payout) -> None:
+    """The transfer is finalized: the payout, the order's payment and its move to
+    completed, in one transaction (the payout row locked by the caller)."""
+    assert payout.signature is not None and payout.amount_sol is not None
+    order = await get_order(session, payout.order_id, for_update=True)
+    await prices.record_payment(session, order, payout.amount_sol, payout.signature)
+    await transition(
+        session,
+        order.id,
+        OrderStatus.COMPLETED,
+        actor=ACTOR,
+        notes="paid on chain",
+        metadata={"signature": payout.signature, "lamports": payout.lamports},
+        expected_from={OrderStatus.INSPECTING, OrderStatus.OFFER_PENDING},
+    )
+    payout.status = PayoutStatus.FINALIZED
+    payout.finalized_at = dt.datetime.now(dt.UTC)
+    await session.flush()
+    log.info("payouts.finalized", order_id=str(payout.order_id), signature=payout.signature)

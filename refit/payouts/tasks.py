@@ -1,0 +1,212 @@
+"""The payout job: sign and store, send, wait for finality; never a chain call inside a
+transaction. Each step commits before the next network call, so a crash anywhere resumes
+from what is stored: a retry re-sends the same bytes, and a new transaction is signed only
+once the chain shows the stored one can never land (history searched, past its height)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+import procrastinate
+import structlog
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solders.keypair import Keypair
+from solders.signature import Signature
+from sqlalchemy import text
+
+from refit import queue, resources
+from refit.ledger.treasury import load_treasury
+from refit.payouts import chain, service
+from refit.payouts.models import OPEN, PayoutStatus
+from refit.pricing.service import current_rate
+
+log = structlog.get_logger(__name__)
+
+# How long one run waits for finality before handing over to a retry (mainnet: ~13 s).
+FINALITY_WAIT_SECONDS = 90.0
+POLL_SECONDS = 0.25
+# Re-signs in one run: each needs the previous transaction proven dead, so more is a bug.
+MAX_SIGNINGS_PER_RUN = 3
+SWEEP_GRACE_SECONDS = 300
+
+
+class NotSettled(Exception):
+    """Sent, not final yet and not expired: the retry looks again."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    status: PayoutStatus
+    signed_tx: bytes | None
+    signature: str | None
+    last_valid_block_height: int | None
+
+
+@queue.queue.task(
+    name=service.SEND_TASK,
+    retry=procrastinate.RetryStrategy(max_attempts=40, wait=5, linear_wait=5),
+)
+async def send_payout_task(order_id: str) -> str:
+    return await send_payout(uuid.UUID(order_id))
+
+
+async def send_payout(order_id: uuid.UUID) -> str:
+    """Drive the order's payout to the chain and back, as far as it goes in one run."""
+    settings = resources.current().settings
+    treasury = load_treasury(settings)
+    async with AsyncClient(settings.solana_rpc_endpoint, commitment=Confirmed) as rpc:
+        stored = await _read(order_id)
+        if stored is None or stored.status not in OPEN:
+            return "nothing to do"
+        if stored.signed_tx is None:
+            await _sign(rpc, treasury, order_id, replacing=None)
+        for _ in range(MAX_SIGNINGS_PER_RUN):
+            stored = await _read(order_id)
+            assert stored is not None
+            if stored.status not in OPEN:
+                return stored.status.value
+            assert stored.signed_tx and stored.signature and stored.last_valid_block_height
+            try:
+                if await chain.send(rpc, stored.signed_tx):
+                    await _mark_sent(order_id, stored.signature)
+            except chain.SendRefused as exc:
+                await _record_error(order_id, str(exc))
+                raise
+            signature = Signature.from_string(stored.signature)
+            outcome = await _settle(rpc, signature, stored.last_valid_block_height)
+            if outcome is chain.Landing.FINALIZED:
+                await _finish(order_id, stored.signature)
+                return "finalized"
+            if outcome is chain.Landing.FAILED:
+                await _fail(order_id, stored.signature)
+                return "failed"
+            if outcome is chain.Landing.PENDING:
+                raise NotSettled(f"{stored.signature} not finalized yet")
+            log.warning("payouts.expired", order_id=str(order_id), signature=stored.signature)
+            await _sign(rpc, treasury, order_id, replacing=stored.signature)
+        raise RuntimeError(f"payout of {order_id}: re-signed {MAX_SIGNINGS_PER_RUN} times")
+
+
+async def _read(order_id: uuid.UUID) -> Stored | None:
+    async with queue.job_session() as session:
+        payout = await service.lock_payout(session, order_id)
+        if payout is None:
+            return None
+        return Stored(
+            payout.status, payout.signed_tx, payout.signature, payout.last_valid_block_height
+        )
+
+
+async def _sign(
+    rpc: AsyncClient, treasury: Keypair, order_id: uuid.UUID, *, replacing: str | None
+) -> None:
+    """Step A. The rate and the blockhash are fetched before the transaction opens."""
+    rate = await current_rate(resources.current()) if replacing is None else None
+    blockhash = await chain.latest_blockhash(rpc)
+    async with queue.job_session() as session:
+        payout = await service.lock_payout(session, order_id)
+        assert payout is not None
+        # Under the row lock: sign only if nothing was signed since we looked (or, when
+        # replacing, only the very transaction proven dead is replaced).
+        if payout.status not in OPEN or payout.signature != replacing:
+            return
+        await service.store_signed(
+            session, payout, treasury=treasury, rate=rate, blockhash=blockhash
+        )
+
+
+async def _mark_sent(order_id: uuid.UUID, signature: str) -> None:
+    async with queue.job_session() as session:
+        payout = await service.lock_payout(session, order_id)
+        if payout is not None and payout.signature == signature:
+            if payout.status is PayoutStatus.SIGNED:
+                payout.status = PayoutStatus.SENT
+                log.info("payouts.sent", order_id=str(order_id), signature=signature)
+
+
+async def _record_error(order_id: uuid.UUID, error: str) -> None:
+    async with queue.job_session() as session:
+        payout = await service.lock_payout(session, order_id)
+        if payout is not None:
+            payout.error = error[:2000]
+
+
+async def _settle(
+    rpc: AsyncClient, signature: Signature, last_valid_block_height: int
+) -> chain.Landing:
+    """Step C: poll until finalized, failed or provably expired, up to a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FINALITY_WAIT_SECONDS
+    while True:
+        outcome = await chain.landing(rpc, signature, last_valid_block_height)
+        if outcome is not chain.Landing.PENDING or loop.time() >= deadline:
+            return outcome
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _finish(order_id: uuid.UUID, signature: str) -> None:
+    async with queue.job_session() as session:
+        payout = await service.lock_payout(session, order_id)
+        if payout is None or payout.status is PayoutStatus.FINALIZED:
+            return
+        if payout.signature != signature:
+            raise RuntimeError(f"payout of {order_id} changed signature while finalizing")
+        await service.finish(session, payout)
+
+
+async def _fail(order_id: uuid.UUID, signature: str) -> None:
+    # Landed with an error: no lamports moved, but nothing is re-signed by itself either;
+    # an operator looks at it (GET /api/admin/payouts?status=failed).
+    async with queue.job_session() as session:
+        payout = await service.lock_payout(session, order_id)
+        if payout is not None and payout.signature == signature:
+            payout.status = PayoutStatus.FAILED
+            payout.error = "the transfer landed with an error"
+    log.error("payouts.failed_on_chain", order_id=str(order_id), signature=signature)
+
+
+@queue.queue.periodic(cron="*/2 * * * *")
+@queue.queue.task(name="payouts.sweep", queueing_lock="payouts.sweep")
+async def sweep_task(timestamp: int) -> int:
+    return await sweep()
+
+
+async def sweep(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
+    """Payouts still open (pending, signed, sent), unchanged for `grace_seconds` and with no
+    job waiting or running get their job again: a job out of attempts or lost never leaves
+    a seller unpaid without the sweep trying again."""
+    async with queue.job_session() as session:
+        found = (
+            await session.scalars(
+                text(
+                    """
+                SELECT p.order_id FROM payouts p
+                WHERE p.status IN ('pending', 'signed', 'sent')
+                  AND p.updated_at < now() - make_interval(secs => :grace)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM procrastinate_jobs j
+                    WHERE j.task_name = :task AND j.status IN ('todo', 'doing')
+                      AND j.args ->> 'order_id' = p.order_id::text)
+                ORDER BY p.updated_at
+                LIMIT 500
+                """
+                ),
+                {"grace": grace_seconds, "task": service.SEND_TASK},
+            )
+        ).all()
+        queued = 0
+        for order_id in found:
+            job_id = await queue.defer(
+                session,
+                service.SEND_TASK,
+                queueing_lock=service.job_lock(order_id),
+                lock=service.job_lock(order_id),
+                order_id=str(order_id),
+            )
+            queued += job_id is not None
+    if found:
+        log.warning("payouts.sweep_requeued", count=queued, orders=[str(o) for o in found])
+    return queued
