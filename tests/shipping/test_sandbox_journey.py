@@ -49,7 +49,7 @@ async def _until(check: Callable[[], Awaitable[Any]], what: str, timeout: float 
 @pytest.mark.timeout(600)
 async def test_embedded_default_reaches_received_by_its_own_webhooks(tmp_path: Path) -> None:
     data_dir = ROOT / ".refit" / f"journey-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+    port, ledger_port = _free_port(), _free_port()
     base = f"http://127.0.0.1:{port}"
     async with smtp_server() as smtp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REFIT_")}
@@ -59,6 +59,8 @@ async def test_embedded_default_reaches_received_by_its_own_webhooks(tmp_path: P
             REFIT_PUBLIC_URL=base,
             REFIT_SMTP_URL=smtp.url,
             REFIT_LOG_FORMAT="json",
+            # The local ledger `refit run` starts, on its own port for this test.
+            REFIT_LEDGER_PORT=str(ledger_port),
         )
         process = start_refit(["run"], env, tmp_path / "refit-run.log")
         try:
@@ -72,14 +74,15 @@ async def test_embedded_default_reaches_received_by_its_own_webhooks(tmp_path: P
                         return False
 
                 await _until(ready, "refit run to be ready", timeout=240)
-                await _journey(http, smtp, data_dir)
+                await _journey(http, smtp, data_dir, f"http://127.0.0.1:{ledger_port}")
         finally:
             await stop_refit(process)
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def _journey(http: httpx.AsyncClient, smtp: Any, data_dir: Path) -> None:
-    seller = bearer((await sign_in(http))["access_token"])
+async def _journey(http: httpx.AsyncClient, smtp: Any, data_dir: Path, ledger: str) -> None:
+    signed_in = await sign_in(http)
+    seller = bearer(signed_in["access_token"])
 
     # A verified address: the code comes by mail, through the same SMTP server.
     assert (
@@ -191,6 +194,9 @@ async def _journey(http: httpx.AsyncClient, smtp: Any, data_dir: Path) -> None:
         event == "track_updated" and "moved to received" in outcome for event, outcome in inbox
     )
     await _inspect_decline_and_return(http, smtp, data_dir, seller, operator, order_id)
+    await _inspect_as_quoted_and_pay(
+        http, seller, operator, address.json()["id"], signed_in["user"]["wallet_address"], ledger
+    )
 
 
 async def _inspect_decline_and_return(
@@ -283,6 +289,81 @@ async def _inspect_decline_and_return(
         "one email per step home",
     )
     assert mails == [(name, 1, 1) for name in wanted]
+
+
+async def _inspect_as_quoted_and_pay(
+    http: httpx.AsyncClient,
+    seller: dict[str, str],
+    operator: dict[str, str],
+    address_id: str,
+    wallet: str,
+    ledger: str,
+) -> None:
+    """Issue 12 on the embedded default: quote → order → label → webhooks → received →
+    inspected as quoted → paid by the real worker from the dev treasury on the local ledger →
+    completed, and the ledger's getBalance shows the seller paid."""
+    offer = await http.post("/api/quotes", json=DEVICE, headers=seller)
+    assert offer.status_code == 201, offer.text
+    created = await http.post(
+        "/api/orders/create",
+        json={"quote_id": offer.json()["quote_id"], "shipping_address_id": address_id},
+        headers=seller,
+    )
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+    rates = await http.post("/api/shipping/rates", json={"order_id": order_id}, headers=seller)
+    bought = await http.post(
+        "/api/shipping/purchase-label",
+        json={"order_id": order_id, "rate_id": rates.json()["rates"][0]["rate_id"]},
+        headers=seller,
+    )
+    assert bought.status_code == 202, bought.text
+
+    async def status_is(wanted: str) -> bool:
+        got = await http.get(f"/api/orders/{order_id}", headers=seller)
+        return bool(got.json()["status"] == wanted)
+
+    await _until(lambda: status_is("awaiting_shipment"), "the second label")
+    pushed = await http.post(
+        f"/api/admin/orders/{order_id}/sandbox-tracking",
+        json={"status": "DELIVERED"},
+        headers=operator,
+    )
+    assert pushed.status_code == 204, pushed.text
+    await _until(lambda: status_is("received"), "the second parcel's webhook")
+    started = await http.post(f"/api/admin/orders/{order_id}/inspection/start", headers=operator)
+    assert started.status_code == 200, started.text
+    verdict = await http.post(
+        f"/api/admin/orders/{order_id}/inspect",
+        json={
+            "grade": DEVICE["device_condition"],
+            "imei": "490154203237518",
+            "checklist": {
+                "powers_on": True,
+                "activation_lock_off": True,
+                "screen": "ok",
+                "battery_health_pct": 93,
+            },
+            "notes": "As described.",
+        },
+        headers=operator,
+    )
+    assert verdict.status_code == 200, verdict.text
+    paid = await http.post(f"/api/admin/orders/{order_id}/pay", headers=operator)
+    assert paid.status_code == 202, paid.text
+    await _until(lambda: status_is("completed"), "the payout to finalize", timeout=180)
+
+    order = (await http.get(f"/api/orders/{order_id}", headers=seller)).json()
+    payout = order["payout"]
+    assert payout["status"] == "finalized" and payout["signature"] == order["payment_tx_signature"]
+    assert order["final_price_usd"] == order["quoted_price_usd"]
+    async with httpx.AsyncClient(timeout=10) as rpc:
+        answer = await rpc.post(
+            ledger,
+            json={"jsonrpc": "2.0", "id": 1, "method": "getBalance", "params": [wallet]},
+        )
+    # The seller's wallet held nothing before: its balance is exactly this payout.
+    assert answer.json()["result"]["value"] == payout["lamports"] > 0
 
 
 def _mail(smtp: Any, recipient: str, subject_part: str) -> Any:
