@@ -26,6 +26,7 @@ from refit.catalog.cli import app as catalog_app
 from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
 from refit.events.stream import end_streams
 from refit.ledger.server import LedgerServer, serve_ledger
+from refit.payouts.cli import app as payouts_app
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings, get_settings
 
@@ -36,6 +37,7 @@ cli = typer.Typer(
 )
 cli.add_typer(catalog_app, name="catalog")
 cli.add_typer(operator_cli.app, name="operator")
+cli.add_typer(payouts_app, name="payouts")
 log = structlog.get_logger("refit.cli")
 
 

@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     # The treasury that pays sellers: a keypair file, or the JSON array of 64 numbers itself
     # (the Solana CLI's format). Unset outside production: one generated under data_dir.
     treasury_keypair: SecretStr | None = None
+    # A payout above this (USD) waits for a second admin's approval.
+    payout_max_usd: Decimal = Field(default=Decimal("2000"), ge=0)
+    # What may be signed in one UTC day (USD), across every worker.
+    payout_daily_max_usd: Decimal = Field(default=Decimal("20000"), ge=0)
     ledger_host: str = "127.0.0.1"
     ledger_port: int = Field(default=8899, ge=0, le=65535)
     # One slot of the local ledger; a blockhash lives 150 of them, as on mainnet.

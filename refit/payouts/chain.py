@@ -20,6 +20,14 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus
 
+# The network fee of a transfer signed by one key (5,000 lamports per signature).
+TRANSFER_FEE_LAMPORTS = 5000
+
+
+async def rent_exempt_minimum(rpc: AsyncClient) -> int:
+    """The least a plain system account (no data) may hold and stay open."""
+    return (await rpc.get_minimum_balance_for_rent_exemption(0)).value
+
 
 @dataclass(frozen=True)
 class Blockhash:

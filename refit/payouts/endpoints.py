@@ -46,19 +46,45 @@ async def pay_order(
     and waits for finality; the order becomes completed then). Accepts `Idempotency-Key`.
     Admins only."""
     # The keypair file is read before the first statement: no file I/O under a lock.
-    treasury = load_treasury(resources.current().settings).pubkey()
+    settings = resources.current().settings
+    treasury = load_treasury(settings).pubkey()
     claim = await idempotency.begin(
         session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
     )
     if claim.replay is not None:
         return claim.replay
     payout = await service.request_payout(
-        session, order_id, treasury=treasury, requested_by=operator.actor
+        session,
+        order_id,
+        treasury=treasury,
+        requested_by=operator.actor,
+        max_usd=settings.payout_max_usd,
     )
     response: Response = await idempotency.respond(
         session, claim, 202, PayoutRead.model_validate(payout)
     )
     return response
+
+
+@router.post(
+    "/payouts/{payout_id}/approve",
+    response_model=PayoutRead,
+    responses={
+        403: {
+            "description": "An inspector, or the admin who asked for the payout: nothing changed",
+            **_PROBLEM,
+        },
+        404: {"description": "No such payout", **_PROBLEM},
+        409: {"description": "The payout is not awaiting approval", **_PROBLEM},
+    },
+)
+async def approve_payout(
+    payout_id: uuid.UUID, session: SessionDep, operator: AdminDep
+) -> PayoutRead:
+    """Approve a payout over the per-payout cap (`awaiting_approval`): its job signs and sends
+    it then. Only another admin than the one who asked for it. Approving again is a no-op."""
+    payout = await service.approve_payout(session, payout_id, approved_by=operator.actor)
+    return PayoutRead.model_validate(payout)
 
 
 @router.get("/payouts", response_model=PayoutList)

@@ -15,6 +15,7 @@ from refit.models.base import EnumText, Timestamps, UUIDPrimaryKey
 
 
 class PayoutStatus(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"  # over the per-payout cap: a second admin approves
     PENDING = "pending"  # asked for; nothing signed yet
     SIGNED = "signed"  # the transaction is stored; it may or may not have been broadcast
     SENT = "sent"  # the RPC accepted it (or had it already)
@@ -50,4 +51,7 @@ class Payout(UUIDPrimaryKey, Timestamps, Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     requested_by: Mapped[str] = mapped_column(Text, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+    approved_by: Mapped[str | None] = mapped_column(Text)
+    # When its first transaction was signed: the day it counts against the daily cap.
+    signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     finalized_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

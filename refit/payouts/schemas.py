@@ -30,6 +30,7 @@ class PayoutRead(BaseModel):
     last_valid_block_height: int | None
     attempts: int
     requested_by: str
+    approved_by: str | None
     error: str | None
     created_at: dt.datetime
     updated_at: dt.datetime

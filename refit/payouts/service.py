@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 
 import structlog
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-from sqlalchemy import select
+from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue
-from refit.errors import Conflict
+from refit.errors import Conflict, NotFound, ProblemError
 from refit.inspection.models import Inspection, Outcome
 from refit.models import Order, OrderStatus, User
 from refit.money import recorded_rate, sol_to_lamports, usd_to_sol
@@ -29,6 +30,9 @@ log = structlog.get_logger(__name__)
 
 SEND_TASK = "payouts.send_payout"
 ACTOR = "system:payouts"
+DAILY_CAP_REACHED = "daily cap reached"
+TREASURY_TOO_LOW = "treasury balance too low"
+START_OF_UTC_DAY = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 
 
 def job_lock(order_id: uuid.UUID) -> str:
@@ -58,10 +62,16 @@ async def _ready_to_pay(session: AsyncSession, order: Order) -> None:
 
 
 async def request_payout(
-    session: AsyncSession, order_id: uuid.UUID, *, treasury: Pubkey, requested_by: str
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    *,
+    treasury: Pubkey,
+    requested_by: str,
+    max_usd: Decimal,
 ) -> Payout:
     """The order's payout, created (and its job deferred, in this transaction) on the first
-    request only: the row is unique per order, so any number of requests make one."""
+    request only: the row is unique per order, so any number of requests make one. Above
+    `max_usd` it waits for a second admin's approval instead (`approve_payout`)."""
     order = await get_order(session, order_id, for_update=True)
     existing = await session.scalar(select(Payout).where(Payout.order_id == order.id))
     if existing is not None:
@@ -70,6 +80,7 @@ async def request_payout(
     assert order.final_price_usd is not None
     recipient = await session.scalar(select(User.wallet_address).where(User.id == order.user_id))
     assert recipient is not None
+    over_cap = order.final_price_usd > max_usd
     inserted = await session.scalar(
         insert(Payout)
         .values(
@@ -80,24 +91,82 @@ async def request_payout(
             # A key no one holds, only to be found by: the order's mark on the chain.
             reference=str(Keypair().pubkey()),
             requested_by=requested_by,
+            status=PayoutStatus.AWAITING_APPROVAL if over_cap else PayoutStatus.PENDING,
         )
         .on_conflict_do_nothing(index_elements=["order_id"])
         .returning(Payout.id)
     )
     if inserted is not None:
-        await queue.defer(
-            session,
-            SEND_TASK,
-            queueing_lock=job_lock(order.id),
-            lock=job_lock(order.id),
-            order_id=str(order.id),
+        if not over_cap:
+            await _defer_send(session, order.id)
+        log.info(
+            "payouts.requested", order_id=str(order.id), by=requested_by, needs_approval=over_cap
         )
-        log.info("payouts.requested", order_id=str(order.id), by=requested_by)
     payout = await session.scalar(
         select(Payout).where(Payout.order_id == order.id).execution_options(populate_existing=True)
     )
     assert payout is not None
     return payout
+
+
+async def _defer_send(session: AsyncSession, order_id: uuid.UUID) -> None:
+    await queue.defer(
+        session,
+        SEND_TASK,
+        queueing_lock=job_lock(order_id),
+        lock=job_lock(order_id),
+        order_id=str(order_id),
+    )
+
+
+async def approve_payout(
+    session: AsyncSession, payout_id: uuid.UUID, *, approved_by: str
+) -> Payout:
+    """A second admin lets a payout over the per-payout cap go: its job is deferred in this
+    transaction. The admin who asked for it cannot approve it (403); approving again is a
+    no-op."""
+    payout = await session.scalar(
+        select(Payout)
+        .where(Payout.id == payout_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if payout is None:
+        raise NotFound("No such payout", code="payout_not_found")
+    if payout.status is not PayoutStatus.AWAITING_APPROVAL:
+        if payout.approved_by is not None:
+            return payout
+        raise Conflict(
+            f"This payout is {payout.status.value}, not awaiting approval",
+            code="payout_not_awaiting_approval",
+        )
+    if payout.requested_by == approved_by:
+        raise ProblemError(
+            "A payout over the cap must be approved by another admin than the one who asked",
+            status=403,
+            code="approval_needs_another_admin",
+        )
+    payout.status = PayoutStatus.PENDING
+    payout.approved_by = approved_by
+    await session.flush()
+    await _defer_send(session, payout.order_id)
+    log.info("payouts.approved", order_id=str(payout.order_id), by=approved_by)
+    return payout
+
+
+async def daily_cap_allows(session: AsyncSession, payout: Payout, daily_max_usd: Decimal) -> bool:
+    """Whether signing this payout keeps today's (UTC) signed total within the cap. Holds
+    across workers: an advisory lock held to the end of the caller's transaction serialises
+    every first signing, so the sum read here includes every payout signed before."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('payouts.daily_cap'))"))
+    signed_today = await session.scalar(
+        select(func.coalesce(func.sum(Payout.amount_usd), 0)).where(
+            Payout.status != PayoutStatus.FAILED,
+            Payout.signed_at >= literal_column(START_OF_UTC_DAY),
+            Payout.id != payout.id,
+        )
+    )
+    return Decimal(signed_today or 0) + payout.amount_usd <= daily_max_usd
 
 
 async def lock_payout(session: AsyncSession, order_id: uuid.UUID) -> Payout | None:
@@ -107,6 +176,13 @@ async def lock_payout(session: AsyncSession, order_id: uuid.UUID) -> Payout | No
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+
+
+def price(amount_usd: Decimal, rate: Rate) -> tuple[Decimal, Decimal, int]:
+    """The recorded rate, the SOL amount and its lamports for a USD amount."""
+    usd_per_sol = recorded_rate(rate.usd_per_sol)
+    sol = usd_to_sol(amount_usd, usd_per_sol)
+    return usd_per_sol, sol, sol_to_lamports(sol)
 
 
 async def store_signed(
@@ -121,13 +197,12 @@ async def store_signed(
     re-sign keeps the amount and takes only a fresh blockhash."""
     if payout.lamports is None:
         assert rate is not None
-        usd_per_sol = recorded_rate(rate.usd_per_sol)
-        sol = usd_to_sol(payout.amount_usd, usd_per_sol)
+        usd_per_sol, sol, lamports = price(payout.amount_usd, rate)
         payout.sol_usd_rate = usd_per_sol
         payout.rate_source = rate.source
         payout.rate_at = rate.published_at
         payout.amount_sol = sol
-        payout.lamports = sol_to_lamports(sol)
+        payout.lamports = lamports
     if str(treasury.pubkey()) != payout.treasury:
         raise RuntimeError("the treasury keypair is not the one this payout was asked from")
     tx = sign_transfer(
@@ -141,6 +216,8 @@ async def store_signed(
     payout.signature = str(tx.signatures[0])
     payout.last_valid_block_height = blockhash.last_valid_block_height
     payout.attempts += 1
+    if payout.signed_at is None:
+        payout.signed_at = dt.datetime.now(dt.UTC)
     payout.status = PayoutStatus.SIGNED
     payout.error = None
     await session.flush()

@@ -22,6 +22,7 @@ from refit.ledger.treasury import load_treasury
 from refit.payouts import chain, service
 from refit.payouts.models import OPEN, PayoutStatus
 from refit.pricing.service import current_rate
+from refit.pricing.sources import Rate
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,16 @@ SWEEP_GRACE_SECONDS = 300
 
 class NotSettled(Exception):
     """Sent, not final yet and not expired: the retry looks again."""
+
+
+class TreasuryTooLow(Exception):
+    """The treasury cannot pay this transfer, its fee and keep its rent-exempt minimum: the
+    payout waits, unsigned, until it is funded (the retry and the sweep look again)."""
+
+
+class DailyCapReached(Exception):
+    """Signing this payout would pass today's cap: it waits, unsigned, and the retry (or the
+    sweep, tomorrow) looks again."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,8 @@ async def _sign(
     """Step A. The rate and the blockhash are fetched before the transaction opens."""
     rate = await current_rate(resources.current()) if replacing is None else None
     blockhash = await chain.latest_blockhash(rpc)
+    await _check_treasury(rpc, treasury, order_id, rate)
+    daily_max_usd = resources.current().settings.payout_daily_max_usd
     async with queue.job_session() as session:
         payout = await service.lock_payout(session, order_id)
         assert payout is not None
@@ -113,9 +126,46 @@ async def _sign(
         # replacing, only the very transaction proven dead is replaced).
         if payout.status not in OPEN or payout.signature != replacing:
             return
-        await service.store_signed(
-            session, payout, treasury=treasury, rate=rate, blockhash=blockhash
+        # A re-sign replaces a transfer already counted; only a first signing is capped.
+        capped = payout.signed_at is None and not await service.daily_cap_allows(
+            session, payout, daily_max_usd
         )
+        if capped:
+            payout.error = service.DAILY_CAP_REACHED
+        else:
+            await service.store_signed(
+                session, payout, treasury=treasury, rate=rate, blockhash=blockhash
+            )
+    if capped:
+        log.warning("payouts.daily_cap_reached", order_id=str(order_id))
+        raise DailyCapReached(f"payout of {order_id}: {service.DAILY_CAP_REACHED}")
+
+
+async def _check_treasury(
+    rpc: AsyncClient, treasury: Keypair, order_id: uuid.UUID, rate: Rate | None
+) -> None:
+    """Before anything is signed: the treasury must cover the amount, the fee and its own
+    rent-exempt minimum, or the payout waits with a clear error and an alert (error log)."""
+    async with queue.job_session() as session:
+        payout = await service.lock_payout(session, order_id)
+        assert payout is not None
+        lamports = payout.lamports
+        if lamports is None:
+            assert rate is not None
+            lamports = service.price(payout.amount_usd, rate)[2]
+    needed = lamports + chain.TRANSFER_FEE_LAMPORTS + await chain.rent_exempt_minimum(rpc)
+    held = (await rpc.get_balance(treasury.pubkey())).value
+    if held >= needed:
+        return
+    await _record_error(order_id, service.TREASURY_TOO_LOW)
+    log.error(
+        "payouts.treasury_too_low",
+        order_id=str(order_id),
+        treasury=str(treasury.pubkey()),
+        balance=held,
+        needed=needed,
+    )
+    raise TreasuryTooLow(f"treasury holds {held} lamports, the payout needs {needed}")
 
 
 async def _mark_sent(order_id: uuid.UUID, signature: str) -> None:

@@ -1,0 +1,149 @@
+"""The payouts table against the chain: every finalized payout's transfer found with its
+amount and recipient, nothing landed that the table does not record. Read-only on both."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Finalized
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction_status import UiRawMessage, UiTransaction
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from refit.payouts.models import Payout, PayoutStatus
+
+
+class Kind(StrEnum):
+    MISSING_ON_CHAIN = "missing_on_chain"  # finalized here, the chain has no such transfer
+    AMOUNT_DIFFERS = "amount_differs"
+    RECIPIENT_DIFFERS = "recipient_differs"
+    LANDED_NOT_RECORDED = "landed_not_recorded"  # the chain has it; the table is not finalized
+    UNRECORDED_TRANSFER = "unrecorded_transfer"  # a transfer by the reference the table lacks
+
+
+@dataclass(frozen=True)
+class Difference:
+    order_id: uuid.UUID
+    kind: Kind
+    detail: str
+    signature: str | None
+
+
+@dataclass(frozen=True)
+class _Row:
+    order_id: uuid.UUID
+    status: PayoutStatus
+    lamports: int | None
+    recipient: str
+    reference: str
+    signature: str | None
+
+
+async def _rows(sessionmaker: async_sessionmaker[AsyncSession]) -> list[_Row]:
+    async with sessionmaker() as session:
+        payouts = (await session.scalars(select(Payout).order_by(Payout.created_at))).all()
+        return [
+            _Row(p.order_id, p.status, p.lamports, p.recipient, p.reference, p.signature)
+            for p in payouts
+        ]
+
+
+async def reconcile(
+    sessionmaker: async_sessionmaker[AsyncSession], rpc: AsyncClient
+) -> list[Difference]:
+    """Every difference between the payouts table and the finalized chain. The rows are read
+    first and the session closed: no chain call holds a connection."""
+    differences: list[Difference] = []
+    for row in await _rows(sessionmaker):
+        differences.extend(await _check(rpc, row))
+    return differences
+
+
+async def _landed(rpc: AsyncClient, reference: str) -> list[str]:
+    """Finalized transactions without error carrying the reference key, oldest first."""
+    found = (
+        await rpc.get_signatures_for_address(Pubkey.from_string(reference), commitment=Finalized)
+    ).value
+    return [str(s.signature) for s in reversed(found) if s.err is None]
+
+
+async def _check(rpc: AsyncClient, row: _Row) -> list[Difference]:
+    out: list[Difference] = []
+    landed = await _landed(rpc, row.reference)
+    if row.status is PayoutStatus.FINALIZED:
+        assert row.signature is not None
+        out.extend(await _check_transfer(rpc, row, row.signature))
+        recorded = {row.signature}
+    else:
+        recorded = set()
+        if landed:
+            out.append(
+                Difference(
+                    row.order_id,
+                    Kind.LANDED_NOT_RECORDED,
+                    f"the table has it {row.status.value}; the chain has it finalized",
+                    landed[0],
+                )
+            )
+            recorded = {landed[0]}
+    for signature in landed:
+        if signature not in recorded:
+            out.append(
+                Difference(
+                    row.order_id,
+                    Kind.UNRECORDED_TRANSFER,
+                    "a transfer by this payout's reference key the table does not record",
+                    signature,
+                )
+            )
+    return out
+
+
+async def _check_transfer(rpc: AsyncClient, row: _Row, signature: str) -> list[Difference]:
+    found = (
+        await rpc.get_transaction(
+            Signature.from_string(signature),
+            encoding="json",
+            commitment=Finalized,
+            max_supported_transaction_version=0,
+        )
+    ).value
+    if found is None or found.transaction.meta is None or found.transaction.meta.err is not None:
+        return [
+            Difference(
+                row.order_id,
+                Kind.MISSING_ON_CHAIN,
+                "finalized in the table; no successful transfer with this signature on chain",
+                signature,
+            )
+        ]
+    meta = found.transaction.meta
+    tx = found.transaction.transaction
+    assert isinstance(tx, UiTransaction) and isinstance(tx.message, UiRawMessage)
+    keys = [str(k) for k in tx.message.account_keys]
+    if row.recipient not in keys:
+        return [
+            Difference(
+                row.order_id,
+                Kind.RECIPIENT_DIFFERS,
+                f"the transfer does not pay {row.recipient}",
+                signature,
+            )
+        ]
+    index = keys.index(row.recipient)
+    received = meta.post_balances[index] - meta.pre_balances[index]
+    if received != row.lamports:
+        return [
+            Difference(
+                row.order_id,
+                Kind.AMOUNT_DIFFERS,
+                f"the table has {row.lamports} lamports; the chain moved {received}",
+                signature,
+            )
+        ]
+    return []
