@@ -242,12 +242,16 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+# An OpenAPI response entry's body: application/problem+json (add a "description").
+PROBLEM_CONTENT: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem+json answers an endpoint gives (`responses=`)."""
     return {
         status: {
             "description": HTTPStatus(status).phrase + " (problem+json, see `code`)",
-            "content": {"application/problem+json": {}},
+            **PROBLEM_CONTENT,
         }
         for status in statuses
     }

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from refit import ratelimit, resources
 from refit.admin import operators, tokens
 from refit.admin.schemas import OperatorLogin, OperatorRead, OperatorSession
-from refit.errors import RateLimited, ServiceUnavailable, Unauthorized
+from refit.errors import RateLimited, ServiceUnavailable, Unauthorized, problem_responses
 from refit.resources import Resources, SessionDep
 
 log = structlog.get_logger(__name__)
@@ -56,10 +56,7 @@ async def _count_failure(res: Resources, limit: str, identifiers: tuple[str, ...
 @router.post(
     "/login",
     response_model=OperatorSession,
-    responses={
-        401: {"content": {"application/problem+json": {}}},
-        429: {"content": {"application/problem+json": {}}},
-    },
+    responses=problem_responses(401, 429),
 )
 async def login(body: OperatorLogin, request: Request, session: SessionDep) -> OperatorSession:
     """Public, throttled. An operator's access token. An unknown username, a wrong password and

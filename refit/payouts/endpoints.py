@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request, Response
@@ -11,6 +10,7 @@ from sqlalchemy import select
 
 from refit import idempotency, resources
 from refit.admin.deps import AdminDep, OperatorDep
+from refit.errors import PROBLEM_CONTENT
 from refit.ledger.treasury import load_treasury
 from refit.payouts import service
 from refit.payouts.models import Payout, PayoutStatus
@@ -21,17 +21,15 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-
 
 @router.post(
     "/orders/{order_id}/pay",
     status_code=202,
     response_model=PayoutRead,
     responses={
-        403: {"description": "An inspector: admins only; nothing changed", **_PROBLEM},
-        404: {"description": "No such order", **_PROBLEM},
-        409: {"description": "The order is not waiting for its payout", **_PROBLEM},
+        403: {"description": "An inspector: admins only; nothing changed", **PROBLEM_CONTENT},
+        404: {"description": "No such order", **PROBLEM_CONTENT},
+        409: {"description": "The order is not waiting for its payout", **PROBLEM_CONTENT},
     },
 )
 async def pay_order(
@@ -72,10 +70,10 @@ async def pay_order(
     responses={
         403: {
             "description": "An inspector, or the admin who asked for the payout: nothing changed",
-            **_PROBLEM,
+            **PROBLEM_CONTENT,
         },
-        404: {"description": "No such payout", **_PROBLEM},
-        409: {"description": "The payout is not awaiting approval", **_PROBLEM},
+        404: {"description": "No such payout", **PROBLEM_CONTENT},
+        409: {"description": "The payout is not awaiting approval", **PROBLEM_CONTENT},
     },
 )
 async def approve_payout(

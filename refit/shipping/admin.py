@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import idempotency, queue, resources
 from refit.admin.deps import AdminDep, OperatorDep
-from refit.errors import Conflict, Unprocessable
+from refit.errors import PROBLEM_CONTENT, Conflict, Unprocessable
 from refit.models import OrderStatus
 from refit.orders import follow_ups, offers
 from refit.orders.schemas import OrderCancel
@@ -32,11 +32,12 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/admin/orders", tags=["admin"])
 
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
-    403: {"description": "An inspector: admins only; nothing changed", **_PROBLEM}
+    403: {"description": "An inspector: admins only; nothing changed", **PROBLEM_CONTENT}
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such order", **_PROBLEM}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such order", **PROBLEM_CONTENT}
+}
 
 
 @router.post(
@@ -46,7 +47,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such ord
     responses={
         **_ADMIN_ONLY,
         **_NOT_FOUND,
-        409: {"description": "The order is not waiting for its label", **_PROBLEM},
+        409: {"description": "The order is not waiting for its label", **PROBLEM_CONTENT},
     },
 )
 async def retry_label(
@@ -199,7 +200,7 @@ async def push_sandbox_tracking(
             "description": "Not an order that can go home (inspecting, offer_pending, or "
             "returning without its label home), the seller already accepted the offer, or "
             "the order is being paid",
-            **_PROBLEM,
+            **PROBLEM_CONTENT,
         },
     },
 )
@@ -272,7 +273,10 @@ async def return_label(
     responses={
         **_ADMIN_ONLY,
         **_NOT_FOUND,
-        409: {"description": "The device is already on its way (invalid_transition)", **_PROBLEM},
+        409: {
+            "description": "The device is already on its way (invalid_transition)",
+            **PROBLEM_CONTENT,
+        },
     },
 )
 async def cancel_order(
@@ -317,7 +321,7 @@ async def cancel_order(
     responses={
         **_ADMIN_ONLY,
         **_NOT_FOUND,
-        409: {"description": "Only a cancelled order's label is refunded", **_PROBLEM},
+        409: {"description": "Only a cancelled order's label is refunded", **PROBLEM_CONTENT},
     },
 )
 async def refund_label(
