@@ -6,7 +6,7 @@ exactly SOL x 10^9, so the SOL a seller is shown and the lamports it stands for 
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, localcontext
 
 USD_STEP = Decimal("0.01")
 # numeric(20, 8): a SOL/USD rate is recorded at this precision and SOL computed from the
@@ -40,3 +40,9 @@ def sol_to_lamports(sol: Decimal) -> int:
     if lamports != lamports.to_integral_value():
         raise ValueError(f"{sol} SOL is not a whole number of lamports")
     return int(lamports)
+
+
+def sol_at_least(lamports: int) -> Decimal:
+    """The least SOL amount on the 0.0001 grid worth at least `lamports`: the one place money
+    rounds up, for a floor the chain itself sets (a new wallet's rent-exempt minimum)."""
+    return (Decimal(lamports) / LAMPORTS_PER_SOL).quantize(SOL_STEP, rounding=ROUND_UP)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, Numeric, Text, func
+from sqlalchemy import DateTime, FetchedValue, ForeignKey, Integer, Numeric, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +25,10 @@ class Outcome(StrEnum):
 
 class Inspection(UUIDPrimaryKey, Base):
     __tablename__ = "inspections"
+
+    # The order's seller, copied by a trigger on insert (migration 0016), so the seller's RLS
+    # policy compares a column instead of joining orders. Never set by the code.
+    user_id: Mapped[uuid.UUID] = mapped_column(nullable=False, server_default=FetchedValue())
 
     # One per order (unique): the verdict is given once.
     order_id: Mapped[uuid.UUID] = mapped_column(
@@ -52,6 +56,10 @@ class Inspection(UUIDPrimaryKey, Base):
 
 class EvidencePhoto(UUIDPrimaryKey, Base):
     __tablename__ = "evidence_photos"
+
+    # The order's seller, copied by a trigger on insert (migration 0016), so the seller's RLS
+    # policy compares a column instead of joining orders. Never set by the code.
+    user_id: Mapped[uuid.UUID] = mapped_column(nullable=False, server_default=FetchedValue())
 
     order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("orders.id", ondelete="CASCADE"), nullable=False

@@ -29,6 +29,14 @@ async def rent_exempt_minimum(rpc: AsyncClient) -> int:
     return (await rpc.get_minimum_balance_for_rent_exemption(0)).value
 
 
+async def recipient_shortfall(rpc: AsyncClient, recipient: Pubkey) -> int:
+    """The least a transfer must carry for the recipient to end rent-exempt: 0 for a wallet
+    already open; the whole minimum for a new (empty) one, which the chain would otherwise
+    refuse to open ("insufficient funds for rent")."""
+    held = (await rpc.get_balance(recipient)).value
+    return max(0, await rent_exempt_minimum(rpc) - held)
+
+
 @dataclass(frozen=True)
 class Blockhash:
     blockhash: Hash

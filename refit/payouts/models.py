@@ -7,7 +7,16 @@ import uuid
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, Numeric, Text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    FetchedValue,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    Numeric,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refit.db import Base
@@ -29,6 +38,10 @@ OPEN = frozenset({PayoutStatus.PENDING, PayoutStatus.SIGNED, PayoutStatus.SENT})
 
 class Payout(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "payouts"
+
+    # The order's seller, copied by a trigger on insert (migration 0016), so the seller's RLS
+    # policy compares a column instead of joining orders. Never set by the code.
+    user_id: Mapped[uuid.UUID] = mapped_column(nullable=False, server_default=FetchedValue())
 
     order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("orders.id", ondelete="RESTRICT"), unique=True, nullable=False

@@ -19,7 +19,7 @@ from refit import queue
 from refit.errors import Conflict, NotFound, ProblemError
 from refit.inspection.models import Inspection, Outcome
 from refit.models import Order, OrderStatus, User
-from refit.money import recorded_rate, sol_to_lamports, usd_to_sol
+from refit.money import recorded_rate, sol_at_least, sol_to_lamports, usd_to_sol
 from refit.orders import prices
 from refit.orders.service import get_order, transition
 from refit.payouts.chain import Blockhash, sign_transfer
@@ -178,10 +178,15 @@ async def lock_payout(session: AsyncSession, order_id: uuid.UUID) -> Payout | No
     )
 
 
-def price(amount_usd: Decimal, rate: Rate) -> tuple[Decimal, Decimal, int]:
-    """The recorded rate, the SOL amount and its lamports for a USD amount."""
+def price(
+    amount_usd: Decimal, rate: Rate, *, at_least_lamports: int = 0
+) -> tuple[Decimal, Decimal, int]:
+    """The recorded rate, the SOL amount and its lamports for a USD amount, raised to
+    `at_least_lamports` (on the 0.0001 SOL grid) when the chain needs more to land it."""
     usd_per_sol = recorded_rate(rate.usd_per_sol)
     sol = usd_to_sol(amount_usd, usd_per_sol)
+    if sol_to_lamports(sol) < at_least_lamports:
+        sol = sol_at_least(at_least_lamports)
     return usd_per_sol, sol, sol_to_lamports(sol)
 
 
@@ -192,12 +197,25 @@ async def store_signed(
     treasury: Keypair,
     rate: Rate | None,
     blockhash: Blockhash,
+    at_least_lamports: int = 0,
 ) -> None:
     """Price (the first time only), sign and store the transfer, before it is ever sent. A
-    re-sign keeps the amount and takes only a fresh blockhash."""
+    re-sign keeps the amount and takes only a fresh blockhash. `at_least_lamports`: what the
+    recipient's wallet needs to end rent-exempt (`chain.recipient_shortfall`)."""
     if payout.lamports is None:
         assert rate is not None
-        usd_per_sol, sol, lamports = price(payout.amount_usd, rate)
+        usd_per_sol, sol, lamports = price(
+            payout.amount_usd, rate, at_least_lamports=at_least_lamports
+        )
+        if sol != usd_to_sol(payout.amount_usd, usd_per_sol):
+            # A new wallet cannot be opened below the rent-exempt minimum (the chain refuses
+            # the transfer); the seller gets that minimum, a fraction of a cent more than owed.
+            log.warning(
+                "payouts.raised_to_rent_exempt_minimum",
+                order_id=str(payout.order_id),
+                owed_sol=str(usd_to_sol(payout.amount_usd, usd_per_sol)),
+                paid_sol=str(sol),
+            )
         payout.sol_usd_rate = usd_per_sol
         payout.rate_source = rate.source
         payout.rate_at = rate.published_at

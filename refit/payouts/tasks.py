@@ -14,6 +14,7 @@ import structlog
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 from solders.signature import Signature
 from sqlalchemy import text
 
@@ -114,10 +115,12 @@ async def _read(order_id: uuid.UUID) -> Stored | None:
 async def _sign(
     rpc: AsyncClient, treasury: Keypair, order_id: uuid.UUID, *, replacing: str | None
 ) -> None:
-    """Step A. The rate and the blockhash are fetched before the transaction opens."""
+    """Step A. The rate, the blockhash and the recipient's balance are fetched before the
+    transaction opens."""
     rate = await current_rate(resources.current()) if replacing is None else None
     blockhash = await chain.latest_blockhash(rpc)
-    await _check_treasury(rpc, treasury, order_id, rate)
+    lamports, at_least = await _planned_lamports(rpc, order_id, rate)
+    await _check_treasury(rpc, treasury, order_id, lamports)
     daily_max_usd = resources.current().settings.payout_daily_max_usd
     async with queue.job_session() as session:
         payout = await service.lock_payout(session, order_id)
@@ -134,25 +137,39 @@ async def _sign(
             payout.error = service.DAILY_CAP_REACHED
         else:
             await service.store_signed(
-                session, payout, treasury=treasury, rate=rate, blockhash=blockhash
+                session,
+                payout,
+                treasury=treasury,
+                rate=rate,
+                blockhash=blockhash,
+                at_least_lamports=at_least,
             )
     if capped:
         log.warning("payouts.daily_cap_reached", order_id=str(order_id))
         raise DailyCapReached(f"payout of {order_id}: {service.DAILY_CAP_REACHED}")
 
 
-async def _check_treasury(
-    rpc: AsyncClient, treasury: Keypair, order_id: uuid.UUID, rate: Rate | None
-) -> None:
-    """Before anything is signed: the treasury must cover the amount, the fee and its own
-    rent-exempt minimum, or the payout waits with a clear error and an alert (error log)."""
+async def _planned_lamports(
+    rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None
+) -> tuple[int, int]:
+    """What the transfer will carry, and the floor the recipient's wallet sets (0 once priced:
+    a re-sign keeps the amount it was first signed with)."""
     async with queue.job_session() as session:
         payout = await service.lock_payout(session, order_id)
         assert payout is not None
-        lamports = payout.lamports
-        if lamports is None:
-            assert rate is not None
-            lamports = service.price(payout.amount_usd, rate)[2]
+        lamports, amount_usd, recipient = payout.lamports, payout.amount_usd, payout.recipient
+    if lamports is not None:
+        return lamports, 0
+    assert rate is not None
+    at_least = await chain.recipient_shortfall(rpc, Pubkey.from_string(recipient))
+    return service.price(amount_usd, rate, at_least_lamports=at_least)[2], at_least
+
+
+async def _check_treasury(
+    rpc: AsyncClient, treasury: Keypair, order_id: uuid.UUID, lamports: int
+) -> None:
+    """Before anything is signed: the treasury must cover the amount, the fee and its own
+    rent-exempt minimum, or the payout waits with a clear error and an alert (error log)."""
     needed = lamports + chain.TRANSFER_FEE_LAMPORTS + await chain.rent_exempt_minimum(rpc)
     held = (await rpc.get_balance(treasury.pubkey())).value
     if held >= needed:

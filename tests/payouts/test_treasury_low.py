@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from decimal import Decimal
 
 from pydantic import SecretStr
 from solders.keypair import Keypair
@@ -96,3 +97,42 @@ async def test_one_lamport_short_of_the_rent_exempt_minimum_waits(
     payout = await payout_row(resources, order_id)
     assert payout.status == "pending" and payout.error == "treasury balance too low"
     assert payout.signed_tx is None
+
+
+async def test_a_new_wallet_is_paid_at_least_the_rent_exempt_minimum(
+    client, resources, make_user, run_jobs, paying, settings
+):
+    """A transfer that would open a wallet below the rent-exempt minimum is refused by the
+    chain; the payout is raised to the least 0.0001-SOL step above it and lands, once."""
+    rent = await chain.rent_exempt_minimum(paying.ledger.rpc)
+    # $442 at $1,000,000 per SOL: 0.0004 SOL, under the ~0.00089 SOL a new wallet needs.
+    settings.sol_usd_fixed_rate = Decimal("1000000")
+    order_id, wallet, _ = await as_quoted_order(client, resources, make_user, paying)
+    assert await balance(paying.ledger, wallet.pubkey()) == 0
+    assert (await pay(client, order_id, paying.admin)).status_code == 202
+
+    await run_jobs()
+
+    payout = await payout_row(resources, order_id)
+    assert payout.status == "finalized" and payout.error is None
+    assert rent < 900_000 and payout.lamports == 900_000
+    assert payout.amount_sol == Decimal("0.0009")
+    assert await balance(paying.ledger, wallet.pubkey()) == 900_000
+    assert await transfers_for(paying.ledger, payout.reference) == [payout.signature]
+
+
+async def test_an_open_wallet_is_paid_exactly_what_is_owed_however_small(
+    client, resources, make_user, run_jobs, paying, settings
+):
+    settings.sol_usd_fixed_rate = Decimal("1000000")
+    order_id, wallet, _ = await as_quoted_order(client, resources, make_user, paying)
+    opened = (await paying.ledger.rpc.request_airdrop(wallet.pubkey(), 10**9)).value
+    await wait_for_status(paying.ledger.rpc, opened)
+    assert (await pay(client, order_id, paying.admin)).status_code == 202
+
+    await run_jobs()
+
+    payout = await payout_row(resources, order_id)
+    assert payout.status == "finalized"
+    assert payout.lamports == 400_000 and payout.amount_sol == Decimal("0.0004")
+    assert await balance(paying.ledger, wallet.pubkey()) == 10**9 + 400_000
