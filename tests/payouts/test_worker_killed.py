@@ -1,5 +1,7 @@
-"""Done-when 1, in part: the real worker process is SIGKILLed after the transfer was
-broadcast and before it was recorded, then restarted: one transfer, the seller paid once."""
+"""Done-when 1: the real worker process is SIGKILLed (a) after the ledger took the transfer and
+before the worker heard back, so nothing of the broadcast was recorded, and (b) after the
+broadcast was recorded as sent and before finality; each time it is restarted: one transfer,
+the seller paid once."""
 
 from __future__ import annotations
 
@@ -78,17 +80,7 @@ async def test_killed_between_broadcast_and_bookkeeping(
     assert sent.status == "sent", "the worker finished before it was killed: no crash tested"
     assert (await order_row(resources, order_id)).status == "inspecting"
 
-    # Time passes in SQL: the dead worker's heartbeat is stale; its job goes back to todo.
-    async with resources.sessionmaker() as session, session.begin():
-        await session.execute(
-            text(
-                "UPDATE procrastinate_workers "
-                "SET last_heartbeat = last_heartbeat - make_interval(secs => :s)"
-            ),
-            {"s": settings.worker_stalled_after_seconds + 1},
-        )
-    assert await queue.retry_stalled_jobs(queue.queue) >= 1
-
+    await _requeue_the_dead_workers_job(resources, settings)
     restarted = _worker(settings, paying, tmp_path / "worker-2.log")
     try:
 
@@ -105,3 +97,62 @@ async def test_killed_between_broadcast_and_bookkeeping(
     assert await transfers_for(paying.ledger, payout.reference) == [payout.signature]
     assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
     assert (await order_row(resources, order_id)).payment_tx_signature == payout.signature
+
+
+@pytest.mark.timeout(120)
+async def test_killed_between_broadcast_and_its_answer(
+    client, resources, settings, make_user, paying, tmp_path, monkeypatch
+):
+    """The ledger runs in this process: its sendTransaction kills the worker right after the
+    transaction landed in the ledger, before the answer goes back. The worker never learns
+    that its transfer was broadcast; the payout is still `signed` in the table."""
+    order_id, wallet, _ = await as_quoted_order(client, resources, make_user, paying)
+    assert (await pay(client, order_id, paying.admin)).status_code == 202
+    worker = _worker(settings, paying, tmp_path / "worker-1.log")
+    taken = paying.ledger.chain.send
+
+    async def take_then_kill(tx, **kwargs):
+        signature = await taken(tx, **kwargs)
+        os.killpg(worker.pid, signal.SIGKILL)
+        return signature
+
+    monkeypatch.setattr(paying.ledger.chain, "send", take_then_kill)
+    try:
+        await asyncio.to_thread(worker.wait, 60)
+    finally:
+        await stop_refit(worker)
+    monkeypatch.setattr(paying.ledger.chain, "send", taken)
+
+    signed = await payout_row(resources, order_id)
+    assert signed.status == "signed", "the kill did not land between broadcast and bookkeeping"
+    assert await transfers_for(paying.ledger, signed.reference) == [signed.signature]
+
+    await _requeue_the_dead_workers_job(resources, settings)
+    restarted = _worker(settings, paying, tmp_path / "worker-2.log")
+    try:
+
+        async def completed() -> bool:
+            return (await order_row(resources, order_id)).status == "completed"
+
+        await _until(completed, timeout=60)
+    finally:
+        await stop_refit(restarted)
+
+    payout = await payout_row(resources, order_id)
+    assert payout.status == "finalized"
+    assert payout.signature == signed.signature and payout.attempts == 1
+    assert await transfers_for(paying.ledger, payout.reference) == [payout.signature]
+    assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
+
+
+async def _requeue_the_dead_workers_job(resources, settings) -> None:
+    """Time passes in SQL: the dead worker's heartbeat is stale; its job goes back to todo."""
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE procrastinate_workers "
+                "SET last_heartbeat = last_heartbeat - make_interval(secs => :s)"
+            ),
+            {"s": settings.worker_stalled_after_seconds + 1},
+        )
+    assert await queue.retry_stalled_jobs(queue.queue) >= 1
