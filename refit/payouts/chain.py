@@ -3,6 +3,8 @@ same code against the local ledger and a real cluster."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -27,6 +29,20 @@ TRANSFER_FEE_LAMPORTS = 5000
 async def rent_exempt_minimum(rpc: AsyncClient) -> int:
     """The least a plain system account (no data) may hold and stay open."""
     return (await rpc.get_minimum_balance_for_rent_exemption(0)).value
+
+
+def order_reference(order_id: uuid.UUID) -> Pubkey:
+    """The key an order's transfer carries, derived from the order's id alone: "did we pay
+    order X?" is answered from the chain even when our table lost the payout (a database
+    restored from an older backup). 32 bytes no one can sign for; only to be found by."""
+    return Pubkey(hashlib.sha256(b"refit/payout-reference/v1:" + order_id.bytes).digest())
+
+
+async def transfers_by_reference(rpc: AsyncClient, reference: Pubkey) -> list[str]:
+    """Transactions carrying the reference that succeeded or may still (confirmed or later,
+    without error), oldest first."""
+    found = (await rpc.get_signatures_for_address(reference, commitment=Confirmed)).value
+    return [str(s.signature) for s in reversed(found) if s.err is None]
 
 
 async def recipient_shortfall(rpc: AsyncClient, recipient: Pubkey) -> int:

@@ -22,7 +22,7 @@ from refit.models import Order, OrderStatus, User
 from refit.money import recorded_rate, sol_at_least, sol_to_lamports, usd_to_sol
 from refit.orders import prices
 from refit.orders.service import get_order, transition
-from refit.payouts.chain import Blockhash, sign_transfer
+from refit.payouts.chain import Blockhash, order_reference, sign_transfer
 from refit.payouts.models import Payout, PayoutStatus
 from refit.pricing.sources import Rate
 
@@ -32,6 +32,8 @@ SEND_TASK = "payouts.send_payout"
 ACTOR = "system:payouts"
 DAILY_CAP_REACHED = "daily cap reached"
 TREASURY_TOO_LOW = "treasury balance too low"
+# A transfer carrying the order's reference is on chain but not in the table: never sign another.
+ALREADY_ON_CHAIN = "a transfer for this order is already on chain"
 START_OF_UTC_DAY = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 
 
@@ -88,8 +90,8 @@ async def request_payout(
             amount_usd=order.final_price_usd,
             recipient=recipient,
             treasury=str(treasury),
-            # A key no one holds, only to be found by: the order's mark on the chain.
-            reference=str(Keypair().pubkey()),
+            # The order's mark on the chain, derived from its id (chain.order_reference).
+            reference=str(order_reference(order.id)),
             requested_by=requested_by,
             status=PayoutStatus.AWAITING_APPROVAL if over_cap else PayoutStatus.PENDING,
         )

@@ -18,7 +18,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from sqlalchemy import text
 
-from refit import queue, resources
+from refit import metrics, queue, resources
 from refit.ledger.treasury import load_treasury
 from refit.payouts import chain, service
 from refit.payouts.models import OPEN, PayoutStatus
@@ -91,6 +91,7 @@ async def send_payout(order_id: uuid.UUID) -> str:
             outcome = await _settle(rpc, signature, stored.last_valid_block_height)
             if outcome is chain.Landing.FINALIZED:
                 await _finish(order_id, stored.signature)
+                metrics.PAYOUTS_FINALIZED.inc()
                 return "finalized"
             if outcome is chain.Landing.FAILED:
                 await _fail(order_id, stored.signature)
@@ -119,8 +120,10 @@ async def _sign(
     transaction opens."""
     rate = await current_rate(resources.current()) if replacing is None else None
     blockhash = await chain.latest_blockhash(rpc)
-    lamports, at_least = await _planned_lamports(rpc, order_id, rate)
-    await _check_treasury(rpc, treasury, order_id, lamports)
+    planned = await _planned(rpc, order_id, rate)
+    if planned.first_signing and await _already_on_chain(rpc, order_id, planned.reference):
+        return
+    await _check_treasury(rpc, treasury, order_id, planned.lamports)
     daily_max_usd = resources.current().settings.payout_daily_max_usd
     async with queue.job_session() as session:
         payout = await service.lock_payout(session, order_id)
@@ -142,27 +145,47 @@ async def _sign(
                 treasury=treasury,
                 rate=rate,
                 blockhash=blockhash,
-                at_least_lamports=at_least,
+                at_least_lamports=planned.at_least_lamports,
             )
     if capped:
         log.warning("payouts.daily_cap_reached", order_id=str(order_id))
         raise DailyCapReached(f"payout of {order_id}: {service.DAILY_CAP_REACHED}")
 
 
-async def _planned_lamports(
-    rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None
-) -> tuple[int, int]:
-    """What the transfer will carry, and the floor the recipient's wallet sets (0 once priced:
-    a re-sign keeps the amount it was first signed with)."""
+@dataclass(frozen=True)
+class Planned:
+    lamports: int  # what the transfer will carry
+    at_least_lamports: int  # the floor the recipient's wallet sets (0 once priced)
+    reference: Pubkey
+    first_signing: bool  # nothing signed for this payout yet
+
+
+async def _planned(rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None) -> Planned:
+    """A re-sign keeps the amount the payout was first signed with."""
     async with queue.job_session() as session:
         payout = await service.lock_payout(session, order_id)
         assert payout is not None
         lamports, amount_usd, recipient = payout.lamports, payout.amount_usd, payout.recipient
+        reference = Pubkey.from_string(payout.reference)
     if lamports is not None:
-        return lamports, 0
+        return Planned(lamports, 0, reference, first_signing=False)
     assert rate is not None
     at_least = await chain.recipient_shortfall(rpc, Pubkey.from_string(recipient))
-    return service.price(amount_usd, rate, at_least_lamports=at_least)[2], at_least
+    lamports = service.price(amount_usd, rate, at_least_lamports=at_least)[2]
+    return Planned(lamports, at_least, reference, first_signing=True)
+
+
+async def _already_on_chain(rpc: AsyncClient, order_id: uuid.UUID, reference: Pubkey) -> bool:
+    """Before the first signing: a transfer carrying this order's reference that the table does
+    not know of (a database restored from an older backup lost the payout row) means the seller
+    may already be paid. Nothing is signed; the payout waits with the error and an alert until
+    someone reconciles (`refit payouts reconcile`); the sweep looks again meanwhile."""
+    found = await chain.transfers_by_reference(rpc, reference)
+    if not found:
+        return False
+    await _record_error(order_id, f"{service.ALREADY_ON_CHAIN}: {', '.join(found)}"[:2000])
+    log.error("payouts.already_on_chain", order_id=str(order_id), signatures=found)
+    return True
 
 
 async def _check_treasury(
