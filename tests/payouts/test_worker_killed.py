@@ -80,23 +80,7 @@ async def test_killed_between_broadcast_and_bookkeeping(
     assert sent.status == "sent", "the worker finished before it was killed: no crash tested"
     assert (await order_row(resources, order_id)).status == "inspecting"
 
-    await _requeue_the_dead_workers_job(resources, settings)
-    restarted = _worker(settings, paying, tmp_path / "worker-2.log")
-    try:
-
-        async def completed() -> bool:
-            return (await order_row(resources, order_id)).status == "completed"
-
-        await _until(completed, timeout=60)
-    finally:
-        await stop_refit(restarted)
-
-    payout = await payout_row(resources, order_id)
-    assert payout.status == "finalized"
-    assert payout.signature == sent.signature and payout.attempts == 1
-    assert await transfers_for(paying.ledger, payout.reference) == [payout.signature]
-    assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
-    assert (await order_row(resources, order_id)).payment_tx_signature == payout.signature
+    await _restart_and_expect_one_transfer(resources, settings, paying, tmp_path, sent, wallet)
 
 
 @pytest.mark.timeout(120)
@@ -127,22 +111,7 @@ async def test_killed_between_broadcast_and_its_answer(
     assert signed.status == "signed", "the kill did not land between broadcast and bookkeeping"
     assert await transfers_for(paying.ledger, signed.reference) == [signed.signature]
 
-    await _requeue_the_dead_workers_job(resources, settings)
-    restarted = _worker(settings, paying, tmp_path / "worker-2.log")
-    try:
-
-        async def completed() -> bool:
-            return (await order_row(resources, order_id)).status == "completed"
-
-        await _until(completed, timeout=60)
-    finally:
-        await stop_refit(restarted)
-
-    payout = await payout_row(resources, order_id)
-    assert payout.status == "finalized"
-    assert payout.signature == signed.signature and payout.attempts == 1
-    assert await transfers_for(paying.ledger, payout.reference) == [payout.signature]
-    assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
+    await _restart_and_expect_one_transfer(resources, settings, paying, tmp_path, signed, wallet)
 
 
 async def _requeue_the_dead_workers_job(resources, settings) -> None:
@@ -156,3 +125,26 @@ async def _requeue_the_dead_workers_job(resources, settings) -> None:
             {"s": settings.worker_stalled_after_seconds + 1},
         )
     assert await queue.retry_stalled_jobs(queue.queue) >= 1
+
+
+async def _restart_and_expect_one_transfer(resources, settings, paying, tmp_path, before, wallet):
+    """The dead worker's job runs again on a new worker: the order completes with the very
+    transaction signed before the kill, one transfer, the seller paid once."""
+    order_id = str(before.order_id)
+    await _requeue_the_dead_workers_job(resources, settings)
+    restarted = _worker(settings, paying, tmp_path / "worker-2.log")
+    try:
+
+        async def completed() -> bool:
+            return (await order_row(resources, order_id)).status == "completed"
+
+        await _until(completed, timeout=60)
+    finally:
+        await stop_refit(restarted)
+
+    payout = await payout_row(resources, order_id)
+    assert payout.status == "finalized"
+    assert payout.signature == before.signature and payout.attempts == 1
+    assert await transfers_for(paying.ledger, payout.reference) == [payout.signature]
+    assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
+    assert (await order_row(resources, order_id)).payment_tx_signature == payout.signature
