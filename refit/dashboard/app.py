@@ -1,0 +1,24 @@
+"""The dashboard as an app of its own, mounted at /admin by refit.app: its own error pages
+(HTML for people, where the API answers problem+json) and its static files."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from refit.dashboard import auth, errors, inspect, numbers, operators, orders, outbox, payouts
+from refit.dashboard.photos import body_limits
+from refit.dashboard.render import HERE
+
+__all__ = ["PREFIX", "body_limits", "create_dashboard"]
+
+PREFIX = "/admin"
+
+
+def create_dashboard() -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    errors.install(app)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    for module in (auth, orders, inspect, payouts, numbers, operators, outbox):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,52 @@
+"""Operators (admins only): the list, a new one, disabling one. The same service functions
+as /api/admin/operators."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from refit.admin import operators
+from refit.dashboard.render import page
+from refit.dashboard.session import AdminDep
+from refit.models import Operator, OperatorRole
+from refit.resources import SessionDep
+
+router = APIRouter()
+
+DONE = {"created": "Operator created.", "disabled": "Operator disabled."}
+
+
+@router.get("/operators", response_class=HTMLResponse)
+async def operators_page(
+    request: Request, session: SessionDep, operator: AdminDep, done: str | None = None
+) -> HTMLResponse:
+    rows = (await session.scalars(select(Operator).order_by(Operator.username))).all()
+    return page(
+        request,
+        "operators.html",
+        operators=rows,
+        roles=list(OperatorRole),
+        done=DONE.get(done or ""),
+    )
+
+
+@router.post("/operators")
+async def create_operator(
+    session: SessionDep,
+    operator: AdminDep,
+    username: Annotated[str, Form(max_length=32)],
+    password: Annotated[str, Form(max_length=operators.MAX_PASSWORD_LENGTH)],
+    role: Annotated[OperatorRole, Form()],
+) -> Response:
+    await operators.create_operator(session, username, password, role)
+    return RedirectResponse("/admin/operators?done=created", status_code=303)
+
+
+@router.post("/operators/{username}/disable")
+async def disable_operator(username: str, session: SessionDep, operator: AdminDep) -> Response:
+    await operators.disable_operator(session, username)
+    return RedirectResponse("/admin/operators?done=disabled", status_code=303)

@@ -1,0 +1,92 @@
+"""Jinja2 pages of the dashboard: one environment, autoescaped, and the helpers templates use."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from refit.models import OrderStatus
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+# What a person reads for each status (the value stays visible too).
+STATUS_LABELS = {
+    OrderStatus.PENDING: "Pending",
+    OrderStatus.PROCESSING_SHIPMENT: "Buying label",
+    OrderStatus.AWAITING_SHIPMENT: "Awaiting shipment",
+    OrderStatus.SHIPPED: "Shipped",
+    OrderStatus.RECEIVED: "Received",
+    OrderStatus.INSPECTING: "Inspecting",
+    OrderStatus.OFFER_PENDING: "Offer pending",
+    OrderStatus.RETURNING: "Returning",
+    OrderStatus.COMPLETED: "Completed",
+    OrderStatus.CANCELLED: "Cancelled",
+}
+
+
+def usd(value: Decimal | None) -> str:
+    return "—" if value is None else f"${value:,.2f}"
+
+
+def when(value: dt.datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def ago(value: dt.datetime | None) -> str:
+    """How long ago, as a person reads a queue: "5 min", "3.5 h", "2.0 d"."""
+    if value is None:
+        return "—"
+    return duration((dt.datetime.now(dt.UTC) - value).total_seconds())
+
+
+def local_path(url: str) -> str:
+    """A URL signed under REFIT_PUBLIC_URL as a path on whatever host serves this page."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+templates.env.filters.update(usd=usd, when=when, duration=duration, ago=ago, local_path=local_path)
+templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, statuses=list(OrderStatus))
+
+
+# Scripts only from our own static folder; e-mail previews (srcdoc, sandboxed) keep their
+# inline styles; no framing of the dashboard; nothing cached (sellers' details).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render `name` with the signed-in operator (if any) and the flash message of a redirect."""
+    context.setdefault("operator", getattr(request.state, "operator", None))
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response

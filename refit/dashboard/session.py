@@ -1,0 +1,216 @@
+"""The dashboard's cookie session and its CSRF tokens.
+
+The cookie holds a JWT of its own audience (an operator's API token is refused here and this
+cookie is refused by /api/admin): who signed in, and a session id. What the operator may do
+is read from their row on every request, as for API tokens, so disabling one takes effect at
+once. Signing out records the session id in Redis until the cookie would have expired.
+
+CSRF: every form carries an HMAC of the session id (synchronizer token); the sign-in form,
+which has no session yet, a random token also set in a cookie (double submit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request, Response
+from sqlalchemy import select
+
+from refit import resources
+from refit.admin.deps import OperatorPrincipal
+from refit.errors import ProblemError
+from refit.models import Operator, OperatorRole
+from refit.resources import SessionDep
+from refit.settings import Settings
+
+AUDIENCE = "refit-dashboard"
+COOKIE = "refit_dashboard"
+LOGIN_CSRF_COOKIE = "refit_dashboard_login"
+PATH = "/admin"
+_CSRF_PURPOSE = b"refit.dashboard.csrf.v1"
+
+
+class SignInRequired(ProblemError):
+    """No session, or one that expired, was signed out or belongs to a disabled operator."""
+
+    status, code = 401, "sign_in_required"
+
+
+class Forbidden(ProblemError):
+    status, code = 403, "operator_forbidden"
+
+
+def _secure(settings: Settings) -> bool:
+    # Production is served over HTTPS; the dev server and tests over plain HTTP on loopback.
+    return settings.is_production or settings.public_url.startswith("https://")
+
+
+def issue(settings: Settings, response: Response, operator: Operator) -> None:
+    """Set the session cookie of a fresh sign-in."""
+    now = int(time.time())
+    ttl = settings.operator_token_ttl_seconds
+    claims = {
+        "sub": str(operator.id),
+        "sid": secrets.token_urlsafe(18),
+        "aud": AUDIENCE,
+        "iss": settings.public_url,
+        "iat": now,
+        "exp": now + ttl,
+    }
+    token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=ttl,
+        path=PATH,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(settings),
+    )
+
+
+def _claims(settings: Settings, token: str) -> dict[str, str | int]:
+    try:
+        claims: dict[str, str | int] = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[settings.jwt_algorithm],
+            audience=AUDIENCE,
+            issuer=settings.public_url,
+            options={"require": ["sub", "sid", "exp", "aud", "iss"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise SignInRequired("Your session has expired; sign in again") from exc
+    return claims
+
+
+def _signed_out_key(sid: str) -> str:
+    return resources.current().redis_key("dashboard", "signed_out", sid)
+
+
+async def sign_out(request: Request, response: Response) -> None:
+    """Forget the session: the cookie here, its id in Redis for the rest of its life."""
+    res = resources.current()
+    token = request.cookies.get(COOKIE)
+    if token:
+        try:
+            claims = _claims(res.settings, token)
+        except SignInRequired:
+            claims = {}
+        left = int(claims.get("exp", 0)) - int(time.time())
+        if left > 0:
+            await res.redis.set(_signed_out_key(str(claims["sid"])), "1", ex=left)
+    response.delete_cookie(COOKIE, path=PATH)
+
+
+async def _session_id(request: Request) -> tuple[uuid.UUID, str]:
+    res = resources.current()
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise SignInRequired("Sign in to use the dashboard")
+    claims = _claims(res.settings, token)
+    sid = str(claims["sid"])
+    # Fails closed: without Redis we cannot tell a signed-out session from a live one.
+    if await res.redis.exists(_signed_out_key(sid)):
+        raise SignInRequired("You signed out; sign in again")
+    try:
+        return uuid.UUID(str(claims["sub"])), sid
+    except ValueError as exc:
+        raise SignInRequired("Your session is not valid; sign in again") from exc
+
+
+def csrf_token(settings: Settings, sid: str) -> str:
+    key = hmac.new(settings.jwt_secret.encode(), _CSRF_PURPOSE, hashlib.sha256).digest()
+    return hmac.new(key, sid.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class DashboardOperator(OperatorPrincipal):
+    """The signed-in operator, with the CSRF token their forms carry."""
+
+    csrf: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is OperatorRole.ADMIN
+
+
+async def current_operator(request: Request, session: SessionDep) -> DashboardOperator:
+    operator_id, sid = await _session_id(request)
+    row = (
+        await session.execute(
+            select(Operator.username, Operator.role, Operator.disabled_at).where(
+                Operator.id == operator_id
+            )
+        )
+    ).one_or_none()
+    if row is None or row.disabled_at is not None:
+        raise SignInRequired("This operator account is disabled or no longer exists")
+    operator = DashboardOperator(
+        id=operator_id,
+        username=row.username,
+        role=row.role,
+        csrf=csrf_token(resources.current().settings, sid),
+    )
+    request.state.operator = operator
+    if request.method not in ("GET", "HEAD"):
+        await _check_csrf(request, operator.csrf)
+    return operator
+
+
+async def _check_csrf(request: Request, expected: str) -> None:
+    # Forms are parsed once (Starlette caches them), so the endpoint reads the same one.
+    sent = (await request.form()).get("csrf")
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+        raise ProblemError(
+            "This form has expired or did not come from the dashboard; reload and try again",
+            status=403,
+            code="csrf_failed",
+        )
+
+
+async def check_login_csrf(request: Request) -> None:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    sent = (await request.form()).get("csrf")
+    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(sent, cookie):
+        raise ProblemError(
+            "This sign-in form has expired; reload the page and try again",
+            status=403,
+            code="csrf_failed",
+        )
+
+
+def new_login_csrf(request: Request) -> str:
+    """The sign-in form's token: the one already in the browser's cookie, or a new one."""
+    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+
+
+def set_login_csrf(response: Response, token: str) -> None:
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        path=PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(resources.current().settings),
+    )
+
+
+async def current_admin(
+    operator: Annotated[DashboardOperator, Depends(current_operator)],
+) -> DashboardOperator:
+    if not operator.is_admin:
+        raise Forbidden("Only an admin may do this; nothing was changed")
+    return operator
+
+
+OperatorDep = Annotated[DashboardOperator, Depends(current_operator)]
+AdminDep = Annotated[DashboardOperator, Depends(current_admin)]

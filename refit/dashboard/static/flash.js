@@ -1,0 +1,9 @@
+// After an action the page says what was done (?done=...). Drop the parameter from the
+// address, so a reload later does not announce it again.
+(function () {
+  const url = new URL(window.location.href);
+  if (url.searchParams.has("done")) {
+    url.searchParams.delete("done");
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+})();
