@@ -1,4 +1,5 @@
-"""The process's one LISTEN connection, waking the order streams a notification is about.
+"""The order events' part of the process's LISTEN connection (refit/listen.py): waking the
+order streams a notification is about.
 
 A notification is only a wake-up: the stream re-reads the history rows after the last one it
 sent, so a notification lost (the connection down, a reconnect) costs a delay, never an event,
@@ -13,25 +14,16 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import structlog
 from fastapi import FastAPI
 
-from refit.db import libpq_url
+from refit.listen import Listener
 from refit.orders.service import ORDER_EVENTS_CHANNEL
-from refit.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-# Named in pg_stat_activity, so an operator (or a test) can tell it from pooled connections.
-APPLICATION_NAME = "refit-events-listener"
-RECONNECT_MAX_SECONDS = 5.0
-# A quiet connection is pinged this often: a peer gone without a word shows as an error.
-IDLE_SECONDS = 30.0
-PING_TIMEOUT_SECONDS = 10.0
-CONNECT_TIMEOUT_SECONDS = 10
-STOP_SECONDS = 1.0
 
 
 class Subscription:
@@ -55,11 +47,14 @@ class Subscription:
 
 
 class OrderEventsListener:
-    def __init__(self, url: str) -> None:
-        self.url = libpq_url(url)
-        self.live = False
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
         self._subscribers: dict[uuid.UUID, set[Subscription]] = {}
-        self._task: asyncio.Task[None] | None = None
+        listener.listen(ORDER_EVENTS_CHANNEL, self._dispatch, on_connect=self._connected)
+
+    @property
+    def live(self) -> bool:
+        return self._listener.live
 
     @contextlib.contextmanager
     def subscribe(self, order_id: uuid.UUID) -> Iterator[Subscription]:
@@ -74,16 +69,6 @@ class OrderEventsListener:
                 if not subscribers:
                     del self._subscribers[order_id]
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="events.listener")
-
-    async def stop(self) -> None:
-        self.live = False
-        if self._task is not None:
-            self._task.cancel()
-            # Bounded: shutting down must not wait on a connection that does not answer.
-            await asyncio.wait({self._task}, timeout=STOP_SECONDS)
-
     def _wake(self, order_id: uuid.UUID) -> None:
         for subscription in self._subscribers.get(order_id, ()):
             subscription.wake()
@@ -93,45 +78,9 @@ class OrderEventsListener:
             for subscription in subscribers:
                 subscription.wake()
 
-    async def _run(self) -> None:
-        wait = 0.1
-        reported = False  # an outage is logged once, not at every attempt
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.live:  # it was up: a new outage, retried quickly at first
-                    self.live = False
-                    wait, reported = 0.1, False
-                if not reported:
-                    log.warning("events.listener_lost", error=repr(exc)[:300])
-                    reported = True
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, RECONNECT_MAX_SECONDS)
-
-    async def _follow(self) -> None:
-        connection = await psycopg.AsyncConnection.connect(
-            self.url,
-            autocommit=True,
-            application_name=APPLICATION_NAME,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        )
-        try:
-            await connection.execute(f"LISTEN {ORDER_EVENTS_CHANNEL}")
-            self.live = True
-            log.info("events.listener_live", subscribed_orders=len(self._subscribers))
-            self._wake_all()
-            while True:
-                async for notify in connection.notifies(timeout=IDLE_SECONDS):
-                    self._dispatch(notify.payload)
-                # Notifications arriving during the ping are kept by psycopg for the next
-                # notifies() call.
-                await asyncio.wait_for(connection.execute("SELECT 1"), PING_TIMEOUT_SECONDS)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), STOP_SECONDS)
+    async def _connected(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        log.info("events.listener_live", subscribed_orders=len(self._subscribers))
+        self._wake_all()
 
     def _dispatch(self, payload: str) -> None:
         try:
@@ -142,12 +91,9 @@ class OrderEventsListener:
         self._wake(order_id)
 
 
-def start_listener(app: FastAPI, settings: Settings) -> OrderEventsListener:
-    """Start this process's listener and give it to the app's streams (`app.state`). LISTEN
-    needs a session of its own: behind a transaction pooler, the direct URL."""
-    url = settings.database_direct_url or settings.database_url
-    assert url, "URLs resolved before the app starts"
-    listener = OrderEventsListener(url)
-    listener.start()
-    app.state.order_events_listener = listener
-    return listener
+def follow_order_events(app: FastAPI, listener: Listener) -> OrderEventsListener:
+    """Follow the order events on the process's listener (registered before it starts) and
+    give them to the app's streams (`app.state`)."""
+    events = OrderEventsListener(listener)
+    app.state.order_events_listener = events
+    return events

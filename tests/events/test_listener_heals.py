@@ -4,40 +4,15 @@ the new connection."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from sqlalchemy import text
 
-from refit.events.listener import APPLICATION_NAME
 from refit.models import OrderStatus
 from tests.events.helpers import history_rows
 from tests.events.sse import open_stream
+from tests.listen_helpers import listener_pids, one_listener
 from tests.orders.helpers import operator_move, place_order
 
 S = OrderStatus
-
-
-async def _listener_pids(resources) -> list[int]:
-    async with resources.sessionmaker() as session:
-        rows = await session.scalars(
-            text(
-                "SELECT pid FROM pg_stat_activity "
-                "WHERE application_name = :name AND datname = current_database()"
-            ),
-            {"name": APPLICATION_NAME},
-        )
-        return list(rows)
-
-
-async def _one_listener(resources, other_than: int | None = None) -> int:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        pids = [pid for pid in await _listener_pids(resources) if pid != other_than]
-        if len(pids) == 1:
-            return pids[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no single listener connection (besides {other_than})")
 
 
 async def test_a_killed_listener_connection_is_replaced_and_nothing_is_missed(
@@ -46,7 +21,7 @@ async def test_a_killed_listener_connection_is_replaced_and_nothing_is_missed(
     seller = await make_user()
     order = await place_order(live.http, resources, seller)
     order_id = order["id"]
-    before = await _one_listener(resources)
+    before = await one_listener(resources)
 
     async with open_stream(live.http, order_id, headers=seller.headers) as stream:
         assert (await stream.next_event()).status == "pending"
@@ -63,8 +38,8 @@ async def test_a_killed_listener_connection_is_replaced_and_nothing_is_missed(
         healed = await stream.next_event()
         assert healed.status == "awaiting_shipment"
 
-        after = await _one_listener(resources, other_than=before)
-        assert before not in await _listener_pids(resources)
+        after = await one_listener(resources, other_than=before)
+        assert before not in await listener_pids(resources)
         await operator_move(resources, order_id, S.SHIPPED)
         assert (await stream.next_event()).status == "shipped"
         # Each change once: a heartbeat follows, no repeat.
