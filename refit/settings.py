@@ -5,17 +5,49 @@ Every field here is listed in the README's settings table and in `.env.example`.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import math
+from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
 DEV_ADMIN_PASSWORD = "admin"
 DEV_WEBHOOK_TOKEN = "dev-shippo-webhook-token"
+
+
+def estimated_bits(secret: str) -> float:
+    """A secret's entropy as its characters' Shannon entropy times its length: what a guesser
+    who knows the character mix faces. Random secrets score near their true strength; a
+    word, a repeated pattern or a long run of one character scores far below it."""
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return max(0.0, per_char * len(secret))
+
+
+def _weak_secret(
+    name: str, value: str, default: str | None, *, min_chars: int, min_bits: int
+) -> list[str]:
+    # Long and random: whoever guesses the JWT secret signs in as any seller; whoever guesses
+    # the webhook token moves any order as if the carrier had scanned it.
+    advice = "generate one with `openssl rand -hex 32`"
+    if value == default:
+        return [f"{name} must be set: the development default is public ({advice})"]
+    if len(value) < min_chars:
+        return [f"{name} is too short: {len(value)} characters, {min_chars}+ needed ({advice})"]
+    bits = estimated_bits(value)
+    if bits < min_bits:
+        return [
+            f"{name} is too predictable: about {bits:.0f} bits of entropy, {min_bits}+ needed "
+            f"(repeated or few distinct characters; {advice})"
+        ]
+    return []
 
 
 class Settings(BaseSettings):
@@ -34,6 +66,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     sentry_dsn: str | None = None
+    # Traces go over OTLP/HTTP to this collector or APM agent (http://host:4318); unset, no
+    # tracing is installed. OpenTelemetry's own variable name is read too (refit/tracing.py).
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "REFIT_OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+    )
     cors_origins: list[str] = Field(default_factory=list)
     # The largest request body accepted (413 beyond): JSON bodies here are a few KB.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -75,6 +115,22 @@ class Settings(BaseSettings):
     rate_limit_nonce_per_ip: str = "30/minute"
     rate_limit_nonce_per_wallet: str = "10/minute"
     rate_limit_connect_wallet_per_ip: str = "60/minute"
+    # Per seller (by token), counted across every API process; "" switches one off (the
+    # benchmarks). The plan's: 100 requests a minute, 10 label purchases a minute, 50 address
+    # validations a day.
+    rate_limit_seller_requests: str = "100/minute"
+    rate_limit_quotes_per_seller: str = "30/minute"
+    rate_limit_orders_per_seller: str = "10/minute"
+    rate_limit_label_purchases_per_seller: str = "10/minute"
+    rate_limit_address_validations_per_seller: str = "50/day"
+    # Verification mails: per client IP, and in all (wallets cost nothing to make, so a
+    # per-seller interval alone does not bound what we send).
+    rate_limit_verification_mail_per_ip: str = "10/hour"
+    rate_limit_verification_mail_overall: str = "500/hour"
+    # The proxies (IPs or CIDR networks) whose X-Forwarded-For is believed: the client is
+    # the right-most address in it that is not one of them. Empty: the TCP peer is the client
+    # and X-Forwarded-For is ignored (refit/ratelimit.py).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The password of the `admin` operator `refit run` creates on the embedded default
     # (development, no REFIT_DATABASE_URL) while there is no operator; used nowhere else.
     admin_password: str = DEV_ADMIN_PASSWORD
@@ -107,6 +163,9 @@ class Settings(BaseSettings):
     # --- orders --------------------------------------------------------------------------
     order_unshipped_expiry_days: int = 30
     offer_response_days: int = 14
+    # The largest browser-storage export a seller may upload (POST /api/migrate/localstorage,
+    # 413 beyond); one browser's export is a few KB per order.
+    localstorage_upload_max_bytes: int = Field(default=2_097_152, ge=1024)
 
     # --- inspection ----------------------------------------------------------------------
     # The photos of one evidence upload, in all (413 beyond); the one route allowed a body
@@ -171,15 +230,67 @@ class Settings(BaseSettings):
     # One slot of the local ledger; a blockhash lives 150 of them, as on mainnet.
     ledger_slot_ms: int = Field(default=400, ge=1)
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        # REFIT_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.7 (a JSON list works too).
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"REFIT_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network"
+                ) from exc
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env != "production":
             return self
-        problems = []
-        if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
-            problems.append("REFIT_JWT_SECRET must be set to a random value of 32+ characters")
-        if self.shippo_webhook_token == DEV_WEBHOOK_TOKEN:
-            problems.append("REFIT_SHIPPO_WEBHOOK_TOKEN must be set")
+        problems = [
+            *_weak_secret(
+                "REFIT_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET, min_chars=32, min_bits=128
+            ),
+            *_weak_secret(
+                "REFIT_SHIPPO_WEBHOOK_TOKEN",
+                self.shippo_webhook_token,
+                DEV_WEBHOOK_TOKEN,
+                min_chars=24,
+                min_bits=96,
+            ),
+        ]
+        if self.shippo_webhook_hmac_secret is not None:
+            problems += _weak_secret(
+                "REFIT_SHIPPO_WEBHOOK_HMAC_SECRET",
+                self.shippo_webhook_hmac_secret,
+                None,
+                min_chars=24,
+                min_bits=96,
+            )
+        if not self.shippo_api_key:
+            problems.append(
+                "REFIT_SHIPPO_API_KEY must be set (without it labels come from the built-in "
+                "sandbox carrier and no parcel can ship)"
+            )
+        if not self.smtp_url:
+            problems.append(
+                "REFIT_SMTP_URL must be set (without it mails are written to the outbox folder "
+                "and no seller receives one)"
+            )
+        if not self.sentry_dsn:
+            problems.append(
+                "REFIT_SENTRY_DSN must be set (without it errors in production reach no one)"
+            )
         if not self.database_url:
             problems.append("REFIT_DATABASE_URL must be set (no embedded PostgreSQL in production)")
         if not self.redis_url:

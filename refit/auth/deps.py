@@ -6,17 +6,18 @@ caller's claims: every query made through it is filtered by Row Level Security.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, resources
+from refit import db, ratelimit, resources
 from refit.auth import tokens
 from refit.errors import Unauthorized
 from refit.logs import SELLER_ID_STATE
 from refit.resources import SessionDep
+from refit.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from connect-wallet")
 
@@ -32,10 +33,35 @@ async def current_claims(
     await tokens.ensure_not_revoked(res.redis, res.settings, claims)
     # For the access log line: who asked (never the token itself).
     setattr(request.state, SELLER_ID_STATE, claims.user_id)
+    # Every signed-in request counts, before any connection is taken: the one Redis round
+    # trip the plan's per-seller limit costs (after the revocation check, so a revoked token
+    # hears 401, not 429).
+    await ratelimit.hit(
+        res,
+        res.settings.rate_limit_seller_requests,
+        "seller",
+        str(claims.user_id),
+        fail_closed=False,
+    )
     return claims
 
 
 CurrentClaims = Annotated[tokens.TokenClaims, Depends(current_claims)]
+
+
+def seller_limit(setting: str, name: str) -> Any:
+    """A route dependency counting one hit of the seller's against the limit in the setting
+    (read per request, so a changed setting applies at once). As a route's `dependencies=`,
+    it runs before the endpoint's own, so before its transaction takes a connection."""
+    assert setting in Settings.model_fields, setting
+
+    async def limited(claims: CurrentClaims) -> None:
+        res = resources.current()
+        await ratelimit.hit(
+            res, getattr(res.settings, setting), name, str(claims.user_id), fail_closed=False
+        )
+
+    return Depends(limited)
 
 
 async def user_session(session: SessionDep, claims: CurrentClaims) -> AsyncSession:

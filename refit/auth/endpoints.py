@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from refit import ratelimit, resources
@@ -101,11 +101,21 @@ async def me(session: UserSessionDep, claims: CurrentClaims) -> UserRead:
 
 
 @router.post("/sign-out", status_code=204, responses=problem_responses(401))
-async def sign_out(request: Request, claims: CurrentClaims) -> Response:
+async def sign_out(request: Request, claims: CurrentClaims, session: SessionDep) -> Response:
     """Revoke the access token this request carries."""
     res = resources.current()
-    await tokens.revoke(res.redis, res.settings, claims)
+    await tokens.revoke(session, res.redis, res.settings, claims)
     return Response(status_code=204)
+
+
+async def _verification_mail_limits(request: Request, claims: CurrentClaims) -> None:
+    # Wallets cost nothing to make, so the per-seller resend interval alone bounds nothing:
+    # mails are also counted per client address and in all, before any connection is taken.
+    settings = _settings(request)
+    mail = "auth.verification_mail"
+    ip = ratelimit.client_ip(request)
+    await ratelimit.enforce(request, settings.rate_limit_verification_mail_per_ip, mail, "ip", ip)
+    await ratelimit.enforce(request, settings.rate_limit_verification_mail_overall, mail, "all")
 
 
 @router.post(
@@ -113,6 +123,7 @@ async def sign_out(request: Request, claims: CurrentClaims) -> Response:
     status_code=202,
     response_model=VerifyEmailAccepted,
     responses=problem_responses(401, 409, 429),
+    dependencies=[Depends(_verification_mail_limits)],
 )
 async def verify_email(
     body: VerifyEmailRequest, request: Request, session: UserSessionDep, claims: CurrentClaims

@@ -1,11 +1,13 @@
 """Revoked tokens known in-process, so checking one costs no round trip.
 
-Sign-out writes `revoked-token:<jti>` in Redis (with the token's remaining lifetime) and
-publishes the jti. Every API process subscribes: once subscribed it loads the revocations
-already in Redis, then adds each published one, so its set is current within the time a
-publish takes to arrive. While the subscription is not live (starting, Redis gone, a
-reconnect), checks go to Redis directly, which fails closed (503): a revoked token is never
-let in because the subscription was down.
+Sign-out records the jti in PostgreSQL (`revoked_tokens`, the record), writes
+`revoked-token:<jti>` in Redis (with the token's remaining lifetime) and publishes the jti.
+Every API process subscribes: once subscribed it loads the live revocations from PostgreSQL,
+then adds each published one, so its set is current within the time a publish takes to
+arrive. Redis losing its data (a restart without persistence, an eviction, a failover) drops
+the subscription and the keys, never a revocation: the reconnected watch reloads the record.
+While the subscription is not live (starting, Redis gone, a reconnect), checks ask Redis and
+then PostgreSQL (tokens.ensure_not_revoked), failing closed (503) when Redis cannot answer.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import time
 
 import structlog
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from refit import resources
 from refit.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -111,17 +116,33 @@ class RevocationWatch:
                 await asyncio.wait_for(pubsub.aclose(), STOP_SECONDS)
 
     async def _load(self) -> None:
-        prefix = revoked_key(self.settings, "")
-        now = time.time()
-        loaded: dict[str, float] = {}
-        async for key in self.redis.scan_iter(match=prefix + "*", count=1000):
-            ttl = await self.redis.ttl(key)
-            loaded[str(key)[len(prefix) :]] = now + max(ttl, 1)
+        # From the record, not from Redis: after Redis lost its data, its keys are gone too.
+        loaded = await load_revoked(resources.current().engine)
         self._revoked = loaded | self._revoked
 
     def _prune(self) -> None:
         now = time.time()
         self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp > now}
+
+
+async def load_revoked(engine: AsyncEngine) -> dict[str, float]:
+    """jti -> expiry (epoch seconds) of every revoked token that has not expired yet."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT jti, extract(epoch FROM expires_at)::float8 FROM revoked_tokens"
+                " WHERE expires_at > now()"
+            )
+        )
+        return {jti: expires for jti, expires in rows}
+
+
+async def is_recorded(engine: AsyncEngine, jti: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = :jti)"), {"jti": jti}
+        )
+        return bool(found)
 
 
 _watch: RevocationWatch | None = None

@@ -120,6 +120,7 @@ def verify_signed_message(
         wallet_address=wallet_address,
         public_url=settings.public_url,
         chain_id=settings.siws_chain_id,
+        statement=settings.siws_statement,
         now=dt.datetime.now(dt.UTC),
         clock_skew=dt.timedelta(seconds=settings.siws_clock_skew_seconds),
     )

@@ -164,6 +164,7 @@ def check_message(
     wallet_address: str,
     public_url: str,
     chain_id: str,
+    statement: str,
     now: dt.datetime,
     clock_skew: dt.timedelta,
 ) -> str:
@@ -181,6 +182,11 @@ def check_message(
         raise Unauthorized("The message's URI is malformed", code="malformed_message") from exc
     if uri_origin != origin(public_url):
         raise Unauthorized("The message's URI is not ours", code="uri_mismatch")
+    # The statement is what the seller read before signing: one we did not write (a site's
+    # "claim your airdrop" over our domain) is not consent to sign in here. A wallet that
+    # leaves it out shows none, which misleads no one.
+    if message.statement is not None and message.statement != statement:
+        raise Unauthorized("The message's statement is not ours", code="statement_mismatch")
     if message.version != VERSION:
         raise Unauthorized("Unsupported message version", code="unsupported_version")
     if message.chain_id is None or normalise_chain(message.chain_id) != normalise_chain(chain_id):

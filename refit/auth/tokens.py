@@ -1,7 +1,8 @@
 """Access tokens: short-lived JWTs whose claims drive `auth.uid()` here and on Supabase.
 
 `sub` is users.id and `role` is `authenticated`, the claims Supabase's PostgREST reads.
-Sign-out revokes a token by its `jti` in Redis until the token would have expired anyway.
+Sign-out revokes a token by its `jti` until the token would have expired anyway: recorded in
+PostgreSQL, carried to every API process over Redis (refit/auth/revocations.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 
 import jwt
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit import resources
 from refit.auth import revocations
 from refit.errors import ServiceUnavailable, Unauthorized
 from refit.settings import Settings
@@ -86,9 +90,22 @@ def _verified(secret: str, algorithm: str, issuer: str, token: str) -> TokenClai
     return TokenClaims(user_id=user_id, jti=str(claims["jti"]), expires_at=int(claims["exp"]))
 
 
-async def revoke(redis: Redis, settings: Settings, claims: TokenClaims) -> None:
-    """Refuse the token from now on, in every API process: the Redis key is the record, the
-    publish tells the other processes' revocation watch at once."""
+async def revoke(
+    session: AsyncSession, redis: Redis, settings: Settings, claims: TokenClaims
+) -> None:
+    """Refuse the token from now on, in every API process: the row in `revoked_tokens` is the
+    record (in the caller's service-role transaction), the publish tells the other processes'
+    revocation watch at once. Redis failing fails the sign-out, whose transaction then rolls
+    back: the seller is told to try again rather than left with a half-revoked token."""
+    await session.execute(
+        text(
+            "INSERT INTO revoked_tokens (jti, user_id, expires_at)"
+            " VALUES (:jti, :user_id, to_timestamp(:expires_at)) ON CONFLICT (jti) DO NOTHING"
+        ),
+        {"jti": claims.jti, "user_id": claims.user_id, "expires_at": claims.expires_at},
+    )
+    # Rows outlive their token by nothing useful; sign-outs are rare, so each clears the dead.
+    await session.execute(text("DELETE FROM revoked_tokens WHERE expires_at < now()"))
     ttl = max(1, claims.expires_at - int(time.time()))
     await redis.set(revocations.revoked_key(settings, claims.jti), "1", ex=ttl)
     watch = revocations.current_watch()
@@ -98,9 +115,10 @@ async def revoke(redis: Redis, settings: Settings, claims: TokenClaims) -> None:
 
 
 async def ensure_not_revoked(redis: Redis, settings: Settings, claims: TokenClaims) -> None:
-    """401 for a revoked token. Answered in-process while the revocation watch is live;
-    otherwise Redis is asked, and if Redis cannot say, the request is refused (503), never
-    served with a possibly revoked token."""
+    """401 for a revoked token. Answered in-process while the revocation watch is live (no
+    round trip); otherwise Redis is asked, and if Redis cannot say, the request is refused
+    (503), never served with a possibly revoked token. A token Redis does not know is looked
+    up in PostgreSQL too: Redis may have lost its keys (the reason the watch is reconnecting)."""
     watch = revocations.current_watch()
     known = watch.revoked(claims.jti) if watch is not None else None
     if known is None:
@@ -110,5 +128,7 @@ async def ensure_not_revoked(redis: Redis, settings: Settings, claims: TokenClai
             raise ServiceUnavailable(
                 "Cannot check the session right now", code="auth_unavailable"
             ) from exc
+        if not known:
+            known = await revocations.is_recorded(resources.current().engine, claims.jti)
     if known:
         raise Unauthorized("The access token has been revoked", code="token_revoked")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel
 
 from refit import idempotency
-from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
 from refit.models.order import OrderStatus
 from refit.orders import offers, reads, service
 from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage
@@ -30,6 +30,7 @@ def _actor(claims: CurrentClaims) -> str:
     status_code=status.HTTP_201_CREATED,
     response_model=OrderDetail,
     responses={409: {"description": "Quote expired or already used; Idempotency-Key reused"}},
+    dependencies=[seller_limit("rate_limit_orders_per_seller", "orders.create")],
 )
 async def create_order(
     data: OrderCreate,

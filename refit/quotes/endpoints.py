@@ -7,14 +7,19 @@ import uuid
 from fastapi import APIRouter, Request, status
 
 from refit import resources
-from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
 from refit.quotes import service
 from refit.quotes.schemas import QuoteCreate, QuoteRead
 
 router = APIRouter(prefix="/api/quotes", tags=["quotes"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=QuoteRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=QuoteRead,
+    dependencies=[seller_limit("rate_limit_quotes_per_seller", "quotes.create")],
+)
 async def create_quote(
     data: QuoteCreate, request: Request, session: UserSessionDep, claims: CurrentClaims
 ) -> QuoteRead:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from refit import idempotency, resources
 from refit.addresses.schemas import ValidateAddressRequest, ValidateAddressResponse
 from refit.addresses.service import get_address
-from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
 from refit.errors import Conflict, NotFound
 from refit.models import Order
 from refit.orders.reads import order_detail
@@ -72,7 +72,13 @@ async def get_rates(body: RatesRequest, request: Request, claims: CurrentClaims)
     )
 
 
-@router.post("/validate-address", response_model=ValidateAddressResponse)
+@router.post(
+    "/validate-address",
+    response_model=ValidateAddressResponse,
+    dependencies=[
+        seller_limit("rate_limit_address_validations_per_seller", "shipping.validate_address")
+    ],
+)
 async def validate_address(
     body: ValidateAddressRequest, request: Request, claims: CurrentClaims
 ) -> ValidateAddressResponse:
@@ -99,7 +105,12 @@ async def validate_address(
     return ValidateAddressResponse.model_validate(verdict)
 
 
-@router.post("/purchase-label", status_code=202, response_model=LabelPurchaseAccepted)
+@router.post(
+    "/purchase-label",
+    status_code=202,
+    response_model=LabelPurchaseAccepted,
+    dependencies=[seller_limit("rate_limit_label_purchases_per_seller", "shipping.purchase_label")],
+)
 async def purchase_label(
     body: PurchaseLabelRequest,
     request: Request,

@@ -115,8 +115,12 @@ async def test_the_first_admin_is_made_only_while_there_is_no_operator(resources
 async def test_production_refuses_to_serve_without_an_enabled_admin(resources, settings):
     production = {
         "REFIT_ENV": "production",
-        "REFIT_JWT_SECRET": "x" * 40,
-        "REFIT_SHIPPO_WEBHOOK_TOKEN": "a-random-webhook-token",
+        # Random-looking, and every service production requires (issue 15's refusals).
+        "REFIT_JWT_SECRET": "9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f5a0c7b4e1d8f3a6c9b2e5d7",
+        "REFIT_SHIPPO_WEBHOOK_TOKEN": "c3e8a1f6b9d2e7c4a0f5b8d3e6a9c2f7b4d1e8a5",
+        "REFIT_SHIPPO_API_KEY": "shippo_live_0123456789abcdef",
+        "REFIT_SMTP_URL": "smtps://refit:password@smtp.example:465",
+        "REFIT_SENTRY_DSN": "https://public@o1.ingest.sentry.example/1",
         "REFIT_SOLANA_RPC_URL": "http://127.0.0.1:9",
         "REFIT_TREASURY_KEYPAIR": "/nonexistent/treasury.json",
         "REFIT_PORT": "9",  # never bound: the check comes first
