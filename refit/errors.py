@@ -7,6 +7,8 @@ only ever sees `application/problem+json`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -159,23 +161,96 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
-    # PostgreSQL or Redis unreachable, or a pooled connection that died while idle (API-only
-    # processes do not ping before use; the dead one is dropped): worth retrying in a moment.
-    log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
+# PostgreSQL or Redis not answering: down, restarting, a dropped connection, a pooled
+# connection that died while idle (API-only processes do not ping before use), a pool with
+# nothing to give in time. Worth retrying in a moment; not a bug.
+DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,  # the engine's pool timed out
+    psycopg.OperationalError,  # psycopg_pool.PoolTimeout (the queue's pool) included
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,  # a socket reset or refused that no driver wrapped
+)
+# How long a client should wait before trying again (Retry-After): an outage is often a
+# restart or a failover, seconds long.
+DEPENDENCY_RETRY_AFTER_SECONDS = 2
+
+
+def is_dependency_down(exc: BaseException) -> bool:
+    """Whether `exc`, or what caused it, is PostgreSQL or Redis not answering. Wrappers are
+    looked through: procrastinate's ConnectorException around psycopg's error, an
+    ExceptionGroup from a task group, an error raised while handling a dropped connection."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DEPENDENCY_DOWN):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
+def dependency_down_response() -> JSONResponse:
     return problem_response(
         503,
         "dependency_unavailable",
         "A service we depend on is not answering; try again shortly",
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
     )
 
 
+async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
+    # One warning line, no traceback: the cause is outside this process, and an outage
+    # would otherwise bury the log in identical tracebacks.
+    log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
+    return dependency_down_response()
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Logged with the traceback (and sent to Sentry by its integration); the client gets no
-    # internals.
-    log.exception("http.unhandled_error", path=request.url.path)
+    if is_dependency_down(exc):
+        return await _dependency_down(request, exc)
+    # Logged with the traceback (and sent to Sentry by its logging integration); the client
+    # gets no internals.
+    log.error("http.unhandled_error", path=request.url.path, exc_info=exc)
     return problem_response(500, "internal_error", "Something went wrong on our side")
+
+
+class AnswerEveryError:
+    """The innermost middleware: an exception no handler took becomes its problem+json answer
+    here (503 for a dependency that is down, else 500), logged once, and goes no further.
+    Left to Starlette's outer error middleware, it would be re-raised to uvicorn after the
+    answer, which logs the traceback a second time and closes the keep-alive connection."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_watched(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_watched)
+        except Exception as exc:
+            if started:
+                raise  # a response cut short: only closing the connection tells the client
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -183,15 +258,32 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(sqlalchemy.exc.DataError, _data_error)
-    for unavailable in (
-        sqlalchemy.exc.OperationalError,
-        sqlalchemy.exc.InterfaceError,
-        psycopg.OperationalError,
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-    ):
+    for unavailable in DEPENDENCY_DOWN:
         app.add_exception_handler(unavailable, _dependency_down)
+    # Errors raised in a middleware outside it (none of ours raises).
     app.add_exception_handler(Exception, _unexpected)
+    # Added first, so every middleware added after it (create_app's) is outside it.
+    app.add_middleware(AnswerEveryError)
+
+
+# A body over the limit is read to its end and dropped (up to this much, for so long) before
+# the 413 goes out: a client that sends its whole body before reading the answer (httpx,
+# requests, most) would otherwise have the connection reset under it and never see the 413.
+# Past either bound the connection is closed on it. A client sending `Expect: 100-continue`
+# is answered at once: it has sent nothing yet.
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
+DRAIN_MAX_SECONDS = 10.0
+
+
+async def _drain(receive: Any, max_bytes: int) -> None:
+    dropped = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_MAX_SECONDS):
+            while dropped <= max_bytes:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                dropped += len(message.get("body", b""))
 
 
 class BodyLimit:
@@ -220,8 +312,13 @@ class BodyLimit:
             return
         limit = self._limit(scope["path"])
         detail = f"The request body is over {limit} bytes"
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            if int(declared) - limit <= DRAIN_MAX_BYTES and b"100-continue" not in headers.get(
+                b"expect", b""
+            ):
+                await _drain(receive, int(declared))
             response = problem_response(
                 413, "payload_too_large", detail, headers={"Connection": "close"}
             )
@@ -234,6 +331,8 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
+                if message.get("more_body", False):
+                    await _drain(receive, DRAIN_MAX_BYTES)
                 # An HTTPException: FastAPI passes it through its body parsing (anything else
                 # becomes a 400 there); the HTTP handler answers it as problem+json.
                 raise StarletteHTTPException(413, detail)

@@ -21,6 +21,12 @@ from refit.settings import Settings
 
 _current: Resources | None = None
 
+# A Redis that stops answering without closing the connection (a network partition, a host
+# gone) would hold a request forever: it fails after this instead and is answered 503. Our
+# commands take well under a millisecond; the pub/sub reads of revocations set their own.
+REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
+REDIS_COMMAND_TIMEOUT_SECONDS = 5.0
+
 
 @dataclass
 class Resources:
@@ -45,7 +51,12 @@ async def open_resources(settings: Settings, *, ping_before_use: bool = True) ->
         prepared_statements=settings.db_prepared_statements,
         ping_before_use=ping_before_use,
     )
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_COMMAND_TIMEOUT_SECONDS,
+    )
     _current = Resources(
         settings=settings,
         engine=engine,

@@ -36,8 +36,10 @@ async def _check(name: str, probe: Any) -> tuple[str, str | None]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready to take traffic: PostgreSQL and Redis answer. Also reports the workers' heartbeat
-    (informational: an API process can serve while workers restart)."""
+    """Ready to take traffic: PostgreSQL and Redis answer, and, in a process that runs a job
+    worker or runs beside one (`refit run`), a worker sent a heartbeat within
+    REFIT_WORKER_STALLED_AFTER_SECONDS. An API alone (`refit api`) only reports the workers'
+    heartbeat: its requests are served while workers elsewhere restart."""
     res = resources.current()
 
     async def database() -> None:
@@ -56,18 +58,24 @@ async def readyz(request: Request) -> JSONResponse:
         )
     except Exception as exc:
         workers = {"error": type(exc).__name__}
-    ready = all(error is None for error in results.values())
+    down = [name for name, error in results.items() if error]
+    problems = ["A dependency is down: " + ", ".join(down)] if down else []
+    expect_worker = getattr(request.app.state, "expect_worker", False)
+    if expect_worker:
+        workers["required"] = True
+        if not workers.get("alive"):
+            problems.append("No job worker is alive")
     body: dict[str, Any] = {
-        "status": "ready" if ready else "unavailable",
+        "status": "unavailable" if problems else "ready",
         "checks": checks,
         "workers": workers,
     }
-    if not ready:
+    if problems:
         body.update(
             type="https://refit.dev/problems/dependency_unavailable",
             title="Service Unavailable",
             status=503,
-            detail="A dependency is down: " + ", ".join(k for k, v in results.items() if v),
+            detail="; ".join(problems),
             code="dependency_unavailable",
         )
         return JSONResponse(body, status_code=503, media_type="application/problem+json")

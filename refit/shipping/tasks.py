@@ -12,7 +12,8 @@ import structlog
 from procrastinate.jobs import Job
 from sqlalchemy import func, select, text
 
-from refit import queue, resources
+from refit import metrics, queue, resources
+from refit.errors import is_dependency_down
 from refit.models import Order, OrderStatus
 from refit.orders import follow_ups
 from refit.orders.follow_ups import PURCHASE_LABEL, PURCHASE_RETURN_LABEL, REFUND_LABEL
@@ -24,6 +25,10 @@ from refit.shipping.models import IN_FLIGHT, LabelPurchase, PurchaseStatus
 log = structlog.get_logger(__name__)
 
 LABEL_ATTEMPTS = 3
+# A carrier (or our database) that is down, slow or rate-limiting us is retried for longer:
+# waits of 2, 4, 8 … 256 s, about eight and a half minutes in all. Past that, the order is
+# left to the sweep (no label_error), which queues the job again, not parked for an operator.
+LABEL_TRANSIENT_ATTEMPTS = 9
 REFUND_ATTEMPTS = 5
 # Waits of 3, 9, 27, 81 s: the device is ours to send back, no seller waits on a screen.
 RETURN_ATTEMPTS = 5
@@ -31,11 +36,28 @@ RETURN_ATTEMPTS = 5
 SWEEP_GRACE_SECONDS = 120
 
 
-@queue.queue.task(
-    name=PURCHASE_LABEL.task,
-    retry=queue.exponential_retry(LABEL_ATTEMPTS, 2),
-    pass_context=True,
-)
+def is_transient(exc: BaseException) -> bool:
+    """Trouble that passes by itself: the carrier down, slow or rate-limiting, or our own
+    PostgreSQL or Redis not answering."""
+    return (isinstance(exc, CarrierError) and exc.retryable) or is_dependency_down(exc)
+
+
+class LabelRetry(procrastinate.BaseRetryStrategy):
+    """A definite failure (the carrier answered ERROR, a bug): LABEL_ATTEMPTS runs, then an
+    operator. Transient trouble: up to LABEL_TRANSIENT_ATTEMPTS runs, waits growing to
+    minutes, then the sweep."""
+
+    definite = queue.exponential_retry(LABEL_ATTEMPTS, 2)
+    transient = queue.exponential_retry(LABEL_TRANSIENT_ATTEMPTS, 2)
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: Job
+    ) -> procrastinate.RetryDecision | None:
+        strategy = self.transient if is_transient(exception) else self.definite
+        return strategy.get_retry_decision(exception=exception, job=job)
+
+
+@queue.queue.task(name=PURCHASE_LABEL.task, retry=LabelRetry(), pass_context=True)
 async def purchase_label_task(context: procrastinate.JobContext, order_id: str) -> str:
     job = context.job
     assert job is not None
@@ -47,10 +69,16 @@ async def purchase_label_task(context: procrastinate.JobContext, order_id: str) 
                 res, carrier, uuid.UUID(order_id), job_id=job.id, attempt=attempt
             )
     except Exception as exc:
-        if attempt >= LABEL_ATTEMPTS:
+        if is_transient(exc):
+            if attempt >= LABEL_TRANSIENT_ATTEMPTS:
+                # No label_error: the sweep queues the job again once the order has waited
+                # SWEEP_GRACE_SECONDS, however long the outage lasts.
+                log.warning("shipping.label_left_to_sweep", order_id=order_id, error=repr(exc))
+        elif attempt >= LABEL_ATTEMPTS:
             await labels.record_failure(uuid.UUID(order_id), exc)
         raise
     log.info("shipping.purchase_label_done", order_id=order_id, outcome=outcome)
+    metrics.count_label_job(outcome)
     return outcome
 
 

