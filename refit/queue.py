@@ -23,7 +23,7 @@ from procrastinate.worker import Worker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, resources
+from refit import db, logs, resources
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +94,8 @@ async def defer(
                     deferrer = queue.configure_task(task, allow_unknown=False, **options)
                 else:
                     deferrer = task.configure(**options)
-                job_id = await deferrer.defer_async(**task_kwargs)
+                # The request (or job) deferring it, for the job's log lines and trace.
+                job_id = await deferrer.defer_async(**task_kwargs, **logs.job_origin())
         except pq_exceptions.AlreadyEnqueued:
             log.info("queue.already_enqueued", task=name, queueing_lock=queueing_lock)
             return None
@@ -169,8 +170,12 @@ async def _job_middleware(call_next: Any, context: procrastinate.JobContext, wor
     """Every log line of a job carries its id and task; every failed attempt is recorded."""
     job = context.job
     assert job is not None
-    with structlog.contextvars.bound_contextvars(
-        job_id=job.id, task=job.task_name, attempt=job.attempts + 1
+    # observe_job: the deferring request's id, the job's span and Sentry scope, its metrics.
+    with (
+        logs.observe_job(context),
+        structlog.contextvars.bound_contextvars(
+            job_id=job.id, task=job.task_name, attempt=job.attempts + 1
+        ),
     ):
         try:
             return await call_next()

@@ -12,13 +12,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
 from refit import resources
 from refit.admin import tokens
 from refit.errors import ProblemError
+from refit.logs import OPERATOR_ID_STATE
 from refit.models import Operator, OperatorRole
 from refit.resources import SessionDep
 
@@ -38,6 +39,7 @@ class OperatorPrincipal:
 
 
 async def current_operator(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> OperatorPrincipal:
@@ -58,6 +60,8 @@ async def current_operator(
     ).one_or_none()
     if row is None or row.disabled_at is not None:
         raise tokens.unauthorized("This operator account is disabled or no longer exists")
+    # The access-log line names who asked (refit.logs).
+    setattr(request.state, OPERATOR_ID_STATE, operator_id)
     return OperatorPrincipal(id=operator_id, username=row.username, role=row.role)
 
 

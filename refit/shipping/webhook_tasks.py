@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import queue, resources
+from refit import metrics, queue, resources
 from refit.models import Order, OrderStatus
 from refit.orders import follow_ups
 from refit.orders.service import get_order, transition
@@ -299,6 +299,7 @@ def _finish(row: WebhookInbox, outcome: str, order_id: uuid.UUID | None) -> None
     row.outcome = outcome[:2000]
     row.order_id = order_id
     row.processed_at = dt.datetime.now(dt.UTC)
+    metrics.WEBHOOK_LAG.observe((row.processed_at - row.received_at).total_seconds())
 
 
 @queue.queue.periodic(cron="*/5 * * * *")

@@ -69,7 +69,9 @@ async def test_committed_request_leaves_exactly_one_job(resources, run_jobs):
     response = await _post(_app_deferring(resources), "/probe/w-commit")
     assert response.status_code == 200
     jobs = await _jobs(resources)
-    assert [(j.status, j.args) for j in jobs] == [("todo", {"marker": "w-commit"})]
+    # The deferring request's id rides along (refit.logs.job_origin) for the job's log lines.
+    origin = {"_origin": {"request_id": response.headers["x-request-id"]}}
+    assert [(j.status, j.args) for j in jobs] == [("todo", {"marker": "w-commit", **origin})]
     assert "w-commit" in await _users(resources)
 
     await run_jobs()
