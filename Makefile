@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: run test lint bench install uv
+.PHONY: run test lint bench install uv client
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv \
@@ -27,3 +27,9 @@ lint: install
 
 bench: install
 	uv run python -m bench
+
+# The typed TypeScript client of the web app (clients/typescript), regenerated from the API's
+# OpenAPI document; `make test` fails while the committed one is stale.
+client: install
+	uv run refit openapi clients/typescript/openapi.json
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate && npm run typecheck

@@ -9,19 +9,25 @@ import sentry_sdk
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from refit import queue
+from refit import openapi, queue
 from refit.addresses.endpoints import router as addresses_router
 from refit.admin.endpoints import router as admin_router
 from refit.admin.manage import router as operators_router
 from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
 from refit.catalog.endpoints import router as catalog_router
+from refit.dashboard import app as dashboard
 from refit.errors import BodyLimit, install_error_handlers
 from refit.events.endpoints import router as events_router
-from refit.events.listener import start_listener
+from refit.events.listener import follow_order_events
+from refit.flags import follower as flags_follower
+from refit.flags.endpoints import admin_router as flags_admin_router
+from refit.flags.endpoints import router as flags_router
 from refit.health.endpoints import router as health_router
 from refit.inspection import endpoints as inspection
-from refit.logs import RequestMiddleware, configure_logging
+from refit.listen import Listener
+from refit.localstorage import endpoints as localstorage
+from refit.logs import RequestMiddleware, configure_logging, scrub_sentry_event
 from refit.metrics import router as metrics_router
 from refit.orders.endpoints import router as orders_router
 from refit.payouts.endpoints import router as payouts_router
@@ -32,11 +38,21 @@ from refit.shipping.admin import router as shipping_admin_router
 from refit.shipping.endpoints import router as shipping_router
 from refit.shipping.tracking import router as tracking_router
 from refit.shipping.webhooks import router as webhooks_router
+from refit.tracing import instrument_app as instrument_tracing
+from refit.tracing import setup as setup_tracing
 
 
 def init_sentry(settings: Settings) -> None:
     if settings.sentry_dsn:
-        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.env, send_default_pii=False)
+        sentry_sdk.init(
+            dsn=settings.sentry_dsn,
+            environment=settings.env,
+            send_default_pii=False,
+            # No personal data: locals and bodies hold emails and addresses.
+            include_local_variables=False,
+            max_request_body_size="never",
+            before_send=scrub_sentry_event,  # type: ignore[arg-type]
+        )
 
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> FastAPI:
@@ -51,11 +67,17 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if resources is not None:
+            setup_tracing(resources.settings, engine=resources.engine)
             await revocations.start_watch(resources.redis, resources.settings)
-            listener = start_listener(app, resources.settings)
+            # The process's one LISTEN connection: order events and flags, then started.
+            listener = Listener.for_settings(resources.settings)
+            follow_order_events(app, listener)
+            await flags_follower.start_follower(listener)
+            listener.start()
             try:
                 yield
             finally:
+                await flags_follower.stop_follower()
                 await listener.stop()
                 await revocations.stop_watch()
             return
@@ -66,16 +88,21 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             )
         init_sentry(settings)
         own = await open_resources(settings, ping_before_use=False)
+        setup_tracing(settings, engine=own.engine)
         pool = await queue.open_queue(
             settings.database_url,
             max_size=2,
             prepared_statements=settings.db_prepared_statements,
         )
         await revocations.start_watch(own.redis, settings)
-        listener = start_listener(app, settings)
+        listener = Listener.for_settings(settings)
+        follow_order_events(app, listener)
+        await flags_follower.start_follower(listener)
+        listener.start()
         try:
             yield
         finally:
+            await flags_follower.stop_follower()
             await listener.stop()
             await revocations.stop_watch()
             await queue.close_queue(pool)
@@ -86,7 +113,9 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         version="0.1.0",
         description="Sell a used device, get paid in SOL. Contract: shared/API.md.",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
+    openapi.install(app)
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -98,9 +127,17 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         )
     # Outside CORS: its id, metrics and access line cover preflight requests too.
     app.add_middleware(
-        BodyLimit, max_body_bytes=settings.max_body_bytes, larger=inspection.body_limits(settings)
+        BodyLimit,
+        max_body_bytes=settings.max_body_bytes,
+        larger={
+            **inspection.body_limits(settings),
+            **localstorage.body_limits(settings),
+            **dashboard.body_limits(settings),
+        },
     )
     app.add_middleware(RequestMiddleware)
+    # Outermost, when OTEL_EXPORTER_OTLP_ENDPOINT is set: the request's span covers the rest.
+    instrument_tracing(app, settings)
 
     app.include_router(health_router)
     app.include_router(metrics_router)
@@ -116,8 +153,13 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(operators_router)
     app.include_router(shipping_admin_router)
     app.include_router(payouts_router)
+    app.include_router(localstorage.router)
     app.include_router(inspection.router)
     app.include_router(inspection.photos_router)
     app.include_router(webhooks_router)
     app.include_router(auth_router)
+    # The operators' dashboard: an app of its own, so its errors are pages, not problem+json.
+    app.mount(dashboard.PREFIX, dashboard.create_dashboard())
+    app.include_router(flags_router)
+    app.include_router(flags_admin_router)
     return app

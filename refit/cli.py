@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -10,8 +11,10 @@ import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pydantic
 import structlog
 import typer
 import uvicorn
@@ -19,16 +22,20 @@ import uvloop
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from refit import embedded, migrate, queue
+from refit import banner, embedded, migrate, queue, tracing
 from refit.admin import cli as operator_cli
 from refit.app import create_app, init_sentry
+from refit.backup import backup_command, restore_command
 from refit.catalog.cli import app as catalog_app
 from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
 from refit.events.stream import end_streams
+from refit.flags.cli import app as flags_app
 from refit.ledger.server import LedgerServer, serve_ledger
+from refit.localstorage.cli import import_localstorage
 from refit.payouts.cli import app as payouts_app
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings, get_settings
+from refit.supervisor import Component, Supervisor
 
 cli = typer.Typer(
     help="ReFit backend: API, job worker and operators' tools.",
@@ -38,6 +45,10 @@ cli = typer.Typer(
 cli.add_typer(catalog_app, name="catalog")
 cli.add_typer(operator_cli.app, name="operator")
 cli.add_typer(payouts_app, name="payouts")
+cli.command("import-localstorage")(import_localstorage)
+cli.add_typer(flags_app, name="flags")
+cli.command("backup")(backup_command)
+cli.command("restore")(restore_command)
 log = structlog.get_logger("refit.cli")
 
 
@@ -47,7 +58,9 @@ SERVER_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
     "log_config": None,  # ours (refit.logs); uvicorn's access log is replaced by http.request
-    "proxy_headers": True,
+    # Off: uvicorn's would believe X-Forwarded-For from loopback (rotating it dodged every
+    # per-IP limit). The client is found by ratelimit.client_ip, from REFIT_TRUSTED_PROXIES.
+    "proxy_headers": False,
 }
 
 
@@ -71,11 +84,17 @@ class _Server(uvicorn.Server):
 
 
 async def _serve_until_signal(
-    settings: Settings, *, api: bool, worker: bool, ledger: bool = False
+    settings: Settings,
+    *,
+    api: bool,
+    worker: bool,
+    expect_worker: bool = False,
 ) -> None:
     init_sentry(settings)
     assert settings.database_url
     resources = await open_resources(settings, ping_before_use=worker)
+    # The worker's jobs, SQL and carrier calls are traced too (the API's app also sets up).
+    tracing.setup(settings, engine=resources.engine)
     pool = await queue.open_queue(
         settings.database_url,
         max_size=settings.worker_concurrency + 2,
@@ -84,8 +103,12 @@ async def _serve_until_signal(
     runners: list[Awaitable[Any]] = []
     stoppers: list[Callable[[], None]] = []
     if api:
+        app = create_app(settings, resources=resources)
+        # /readyz answers 503 while no worker is alive when this process runs one, or runs
+        # beside one that `refit run` supervises (refit.health).
+        app.state.expect_worker = expect_worker or worker
         config = uvicorn.Config(
-            create_app(settings, resources=resources),
+            app,
             host=settings.host,
             port=settings.port,
             **SERVER_OPTIONS,
@@ -97,17 +120,11 @@ async def _serve_until_signal(
         # themselves (sse-starlette does not see signals handled here).
         stoppers.append(end_streams)
     if worker:
-        # Restarted when it stops on a lost database, so an outage never ends the process
-        # (and with it the API of `refit run`).
+        # Restarted in place when it stops on a lost database: an outage never ends the
+        # process (`refit run` would start it again, but the restart costs seconds).
         job_worker = queue.SupervisedWorker()
         runners.append(job_worker.run())
         stoppers.append(job_worker.stop)
-    if ledger and not settings.solana_rpc_url:
-        # The local Solana ledger payouts go to; a port already taken is logged, not fatal.
-        local_ledger = LedgerServer(settings, optional=True)
-        runners.append(local_ledger.serve())
-        stoppers.append(local_ledger.stop)
-
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -164,28 +181,38 @@ def _metrics_shared_by_processes() -> Iterator[None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _migrate_and_seed(settings: Settings, embedded_database: bool) -> None:
+    assert settings.database_url
+    migrate.upgrade(settings.database_url)
+    # A fresh database gets the shipped device catalog (an existing one is kept).
+    asyncio.run(seed_catalog_if_empty(settings.database_url))
+    if embedded_database and settings.env == "development":
+        # ... and an operator to sign in with (REFIT_ADMIN_PASSWORD), while it has none.
+        asyncio.run(operator_cli.create_first_admin(settings.database_url, settings.admin_password))
+
+
+def _refuse_production_without_admin(settings: Settings) -> None:
+    if settings.is_production:
+        assert settings.database_url
+        if not asyncio.run(operator_cli.has_enabled_admin(settings.database_url)):
+            typer.echo(operator_cli.NO_ADMIN, err=True)
+            raise typer.Exit(STARTUP_FAILURE)
+
+
 def _serve(
-    api: bool, worker: bool, migrate_first: bool, api_workers: int = 1, ledger: bool = False
+    api: bool,
+    worker: bool,
+    migrate_first: bool,
+    api_workers: int = 1,
+    expect_worker: bool = False,
 ) -> None:
     embedded_database = not get_settings().database_url
     settings, servers = embedded.settings_with_servers()
     try:
         if migrate_first:
-            assert settings.database_url
-            migrate.upgrade(settings.database_url)
-            # A fresh database gets the shipped device catalog (an existing one is kept).
-            asyncio.run(seed_catalog_if_empty(settings.database_url))
-            if embedded_database and settings.env == "development":
-                # ... and an operator to sign in with (REFIT_ADMIN_PASSWORD), while it has none.
-                asyncio.run(
-                    operator_cli.create_first_admin(settings.database_url, settings.admin_password)
-                )
-        if api and settings.is_production:
-            assert settings.database_url
-            if not asyncio.run(operator_cli.has_enabled_admin(settings.database_url)):
-                typer.echo(operator_cli.NO_ADMIN, err=True)
-                raise typer.Exit(STARTUP_FAILURE)
+            _migrate_and_seed(settings, embedded_database)
         if api:
+            _refuse_production_without_admin(settings)
             log.info(
                 "refit.listening",
                 url=f"http://{settings.host}:{settings.port}",
@@ -195,20 +222,68 @@ def _serve(
             assert not worker, "the worker runs in its own process: `refit worker`"
             _serve_api_processes(settings, api_workers)
         else:
-            _run_on_uvloop(_serve_until_signal(settings, api=api, worker=worker, ledger=ledger))
+            _run_on_uvloop(
+                _serve_until_signal(settings, api=api, worker=worker, expect_worker=expect_worker)
+            )
     finally:
         servers.stop()
 
 
+# `refit run`'s components, each its own process (refit.supervisor): one that dies is started
+# again without taking the others down. One API process: the worker is beside it.
+RUN_COMPONENTS = [
+    Component("api", ("api", "--workers", "1", "--expect-worker")),
+    Component("worker", ("worker",)),
+]
+
+
+def _run_supervised() -> None:
+    embedded_database = not get_settings().database_url
+    settings, servers = embedded.settings_with_servers()
+    try:
+        _migrate_and_seed(settings, embedded_database)
+        _refuse_production_without_admin(settings)
+        banner.show(settings, embedded_database=embedded_database)
+        # The children share one metrics folder: the API's /metrics counts the worker's jobs.
+        with _metrics_shared_by_processes():
+            _run_on_uvloop(_supervise(settings))
+    finally:
+        servers.stop()
+
+
+async def _supervise(settings: Settings) -> None:
+    # The children find the embedded servers through the URLs exported to this environment.
+    supervisor = Supervisor(RUN_COMPONENTS, env=dict(os.environ))
+    runners: list[Awaitable[Any]] = [supervisor.run()]
+    stoppers: list[Callable[[], None]] = [supervisor.stop]
+    if not settings.solana_rpc_url:
+        # The local Solana ledger payouts go to, in this process: its journal outlives the
+        # children. A port already taken is logged, not fatal.
+        local_ledger = LedgerServer(settings, optional=True)
+        runners.append(local_ledger.serve())
+        stoppers.append(local_ledger.stop)
+
+    def stop() -> None:
+        log.info("refit.stopping")
+        for stopper in stoppers:
+            stopper()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    await asyncio.gather(*runners)
+
+
 @cli.command()
 def run() -> None:
-    """Everything in one process: migrate, then serve the API and run the worker.
+    """Everything in one command: migrate, then serve the API and run the worker, each in
+    its own process, started again (with backoff) when it dies.
 
     With REFIT_DATABASE_URL / REFIT_REDIS_URL unset, starts a private PostgreSQL and Redis
     under REFIT_DATA_DIR (./.refit) and stops them on Ctrl-C; the next run reuses the data.
     With REFIT_SOLANA_RPC_URL unset, serves the local Solana ledger too (`refit ledger`).
     """
-    _serve(api=True, worker=True, migrate_first=True, ledger=True)
+    _run_supervised()
 
 
 @cli.command()
@@ -221,6 +296,9 @@ def api(
         show_default="REFIT_API_WORKERS",
         help="Processes serving the port (about one per core)",
     ),
+    expect_worker: bool = typer.Option(
+        False, "--expect-worker", hidden=True, help="/readyz fails while no worker is alive"
+    ),
 ) -> None:
     """Serve the HTTP API only, on uvloop and httptools (migrate separately).
 
@@ -231,6 +309,7 @@ def api(
         worker=False,
         migrate_first=False,
         api_workers=workers or get_settings().api_workers,
+        expect_worker=expect_worker,
     )
 
 
@@ -286,6 +365,16 @@ def _find_psql() -> str:
     return str(pgs.POSTGRES_VERSIONS[pgs.TARGET_POSTGRES_VERSION] / "psql")
 
 
+@cli.command("openapi")
+def openapi_command(
+    path: Path = typer.Argument(Path("clients/typescript/openapi.json"), help="Where to write it"),
+) -> None:
+    """Write the API's OpenAPI document (no database needed): the TypeScript client's source."""
+    document = create_app().openapi()
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    typer.echo(f"wrote {path}")
+
+
 @cli.command("worker-alive")
 def worker_alive() -> None:
     """Liveness probe for orchestrators: exit 0 when a worker sent a heartbeat recently."""
@@ -310,7 +399,16 @@ def worker_alive() -> None:
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    cli(prog_name="refit")
+    try:
+        cli(prog_name="refit")
+    except pydantic.ValidationError as exc:
+        # Settings refused (production's refusals among them): what and why, one line each,
+        # and the exit status of a failed start. Not the error's own text: it repeats every
+        # input value, secrets included.
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            typer.echo(f"refit: {where + ': ' if where else ''}{error['msg']}", err=True)
+        raise SystemExit(STARTUP_FAILURE) from None
 
 
 if __name__ == "__main__":
