@@ -23,6 +23,7 @@ from PIL import Image
 
 from refit.settings import DEV_ADMIN_PASSWORD
 from tests.auth.wallets import bearer, sign_in
+from tests.dashboard.helpers import sign_in as dashboard_sign_in
 from tests.notifications.smtp_server import smtp_server
 from tests.orders.helpers import DEVICE
 from tests.processes import ROOT, start_refit, stop_refit
@@ -75,6 +76,7 @@ async def test_embedded_default_reaches_received_by_its_own_webhooks(tmp_path: P
 
                 await _until(ready, "refit run to be ready", timeout=240)
                 await _journey(http, smtp, data_dir, f"http://127.0.0.1:{ledger_port}")
+            await _every_dashboard_page(base)
         finally:
             await stop_refit(process)
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -364,6 +366,30 @@ async def _inspect_as_quoted_and_pay(
         )
     # The seller's wallet held nothing before: its balance is exactly this payout.
     assert answer.json()["result"]["value"] == payout["lamports"] > 0
+
+
+async def _every_dashboard_page(base: str) -> None:
+    """Issue 13: the dashboard of `refit run` on the embedded default, signed in as the dev
+    operator through its own form, serves every page, the journey's paid order included."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as browser:
+        signed_in = await dashboard_sign_in(browser, "admin", DEV_ADMIN_PASSWORD)
+        assert signed_in.status_code == 303, signed_in.text
+        queue = await browser.get("/admin/?status=completed")
+        assert queue.status_code == 200, queue.text
+        paid = re.search(r'href="(/admin/orders/[0-9a-f-]{36})"', queue.text)
+        assert paid is not None, "the journey's completed order is in the queue"
+        pages = {
+            "/admin/": 'id="q"',
+            paid.group(1): "finalized",
+            "/admin/payouts": 'id="treasury-balance"',
+            "/admin/numbers": 'id="orders-per-day"',
+            "/admin/operators": 'data-username="admin"',
+            "/admin/outbox": "<h1",
+        }
+        for path, key in pages.items():
+            page = await browser.get(path)
+            assert page.status_code == 200, (path, page.text[:500])
+            assert key in page.text, path
 
 
 def _mail(smtp: Any, recipient: str, subject_part: str) -> Any:
