@@ -107,6 +107,15 @@ class TransactionStatus(StrEnum):
     def pending(self) -> bool:
         return self in (TransactionStatus.WAITING, TransactionStatus.QUEUED)
 
+    @property
+    def refund_asked(self) -> bool:
+        """A refund of this label was asked for already (pending, done or refused)."""
+        return self in (
+            TransactionStatus.REFUNDPENDING,
+            TransactionStatus.REFUNDED,
+            TransactionStatus.REFUNDREJECTED,
+        )
+
 
 @dataclass(frozen=True)
 class LabelTransaction:
@@ -229,6 +238,11 @@ class Carrier(Protocol):
     async def download_label(self, transaction: LabelTransaction) -> bytes: ...
 
     async def refund_label(self, transaction_id: str) -> Refund: ...
+
+    async def find_refund(self, transaction_id: str) -> Refund | None:
+        """The refund already asked for this transaction, or None if none was found: a refund
+        job whose record was lost records it instead of asking twice."""
+        ...
 
     async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking: ...
 

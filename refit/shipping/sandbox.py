@@ -233,13 +233,37 @@ class SandboxCarrier:
         )
 
     async def refund_label(self, transaction_id: str) -> Refund:
+        refund_id = f"sbx_rfd_{uuid.uuid4().hex}"
         async with self._sessionmaker() as session, session.begin():
             txn = await session.get(SandboxObject, transaction_id, with_for_update=True)
             if txn is None or txn.data["status"] != TransactionStatus.SUCCESS.value:
                 raise CarrierRejected(f"sandbox transaction {transaction_id} is not refundable")
             txn.data = {**txn.data, "status": TransactionStatus.REFUNDED.value}
+            # A refund object of its own, as Shippo keeps one: find_refund reads it back.
+            session.add(
+                SandboxObject(
+                    object_id=refund_id,
+                    kind="refund",
+                    data={"transaction": transaction_id, "status": "SUCCESS"},
+                )
+            )
+        return Refund(refund_id=refund_id, transaction_id=transaction_id, status="SUCCESS")
+
+    async def find_refund(self, transaction_id: str) -> Refund | None:
+        async with self._sessionmaker() as session:
+            row = await session.scalar(
+                select(SandboxObject)
+                .where(
+                    SandboxObject.kind == "refund",
+                    SandboxObject.data["transaction"].astext == transaction_id,
+                )
+                .order_by(SandboxObject.created_at.desc())
+                .limit(1)
+            )
+        if row is None:
+            return None
         return Refund(
-            refund_id=f"sbx_rfd_{uuid.uuid4().hex}", transaction_id=transaction_id, status="SUCCESS"
+            refund_id=row.object_id, transaction_id=transaction_id, status=row.data["status"]
         )
 
     async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking:

@@ -217,11 +217,27 @@ class ShippoCarrier:
         body = await self._request(
             "POST", "/refunds", json={"transaction": transaction_id, "async": False}
         )
-        return Refund(
-            refund_id=body["object_id"],
-            transaction_id=body.get("transaction") or transaction_id,
-            status=str(body.get("status") or "QUEUED"),
-        )
+        return _refund(body, transaction_id)
+
+    async def find_refund(self, transaction_id: str) -> Refund | None:
+        # GET /refunds documents no filter, only paging: list and match the transaction
+        # here. Asked only when the transaction says a refund exists, so it is rare.
+        params: dict[str, Any] = {"results": LIST_PAGE_SIZE, "page": 1}
+        found: list[dict[str, Any]] = []
+        for _ in range(self._max_list_pages):
+            body = await self._request("GET", "/refunds", params=params)
+            found += [
+                raw
+                for raw in body.get("results") or []
+                if isinstance(raw, dict) and raw.get("transaction") == transaction_id
+            ]
+            if found or not body.get("next"):
+                break
+            params["page"] = _next_page(str(body["next"]), params["page"])
+        if not found:
+            return None
+        newest = max(found, key=lambda raw: str(raw.get("object_created") or ""))
+        return _refund(newest, transaction_id)
 
     async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking:
         body = await self._request("GET", f"/tracks/{carrier}/{tracking_number}")
@@ -314,6 +330,14 @@ def shipment_extra(extras: Extras) -> dict[str, Any]:
     if extras.signature:
         extra["signature_confirmation"] = "STANDARD"
     return extra
+
+
+def _refund(body: dict[str, Any], transaction_id: str) -> Refund:
+    return Refund(
+        refund_id=body["object_id"],
+        transaction_id=body.get("transaction") or transaction_id,
+        status=str(body.get("status") or "QUEUED"),
+    )
 
 
 def _shippo_time(value: dt.datetime) -> str:

@@ -178,6 +178,21 @@ async def refund_label_task(order_id: str) -> str:
             transaction = await carrier.get_transaction(transaction_id)
             if transaction.status.pending:
                 raise CarrierError(f"transaction {transaction_id} still {transaction.status}")
+            if transaction.status.refund_asked:
+                # An earlier run asked, and its record was lost with its transaction (a
+                # crash or a failed commit after the carrier call): record the refund the
+                # carrier holds, never ask for it again.
+                status, refund_status = _REFUND_ASKED[transaction.status]
+                asked = await carrier.find_refund(transaction_id)
+                await _set_row(
+                    row_id,
+                    status=status,
+                    transaction_id=transaction_id,
+                    refund_id=asked.refund_id if asked else None,
+                    refund_status=asked.status if asked else refund_status,
+                )
+                refunded.append(transaction_id)
+                continue
             if transaction.status is not TransactionStatus.SUCCESS:
                 await _set_row(row_id, status=PurchaseStatus.ERROR, transaction_id=transaction_id)
                 continue
@@ -197,6 +212,15 @@ async def refund_label_task(order_id: str) -> str:
             refunded.append(transaction_id)
     log.info("shipping.label_refunded", order_id=order_id, transactions=refunded)
     return f"refunded {len(refunded)}"
+
+
+# A transaction whose refund was asked for already: what its purchase row becomes, and the
+# refund's status when the carrier's refund object cannot be found.
+_REFUND_ASKED = {
+    TransactionStatus.REFUNDPENDING: (PurchaseStatus.REFUND_PENDING, "PENDING"),
+    TransactionStatus.REFUNDED: (PurchaseStatus.REFUNDED, "SUCCESS"),
+    TransactionStatus.REFUNDREJECTED: (PurchaseStatus.REFUND_REJECTED, "ERROR"),
+}
 
 
 async def _set_row(row_id: uuid.UUID, *, status: PurchaseStatus, **values: Any) -> None:

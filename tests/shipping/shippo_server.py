@@ -15,7 +15,9 @@ orders' labels on the account), `rate_limit_next(n, reset_in)` (429 with X-RateL
 `hold_rating()` (POST /addresses and /shipments wait for `release_rating()`; `held_count()`
 says how many are waiting, `wait_for_held(n, timeout)` waits until n are).
 `labels_bought()` counts transactions that reached SUCCESS; `requests` logs every call and
-`list_queries` the query of every GET /transactions.
+`list_queries` the query of every GET /transactions; `state.refunds` holds every refund
+asked for (one per POST /refunds that succeeded), listed by GET /refunds (paging only, newest
+first) and read by GET /refunds/{id}.
 
 GET /transactions implements only what Shippo documents for that list: object_status,
 tracking_status, object_created_gt/_gte/_lt/_lte, page and results (newest first, a `next`
@@ -306,6 +308,8 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                 ("GET", "transactions", 2): lambda: self._get_transaction(parts[1]),
                 ("GET", "transactions", 1): lambda: self._list_transactions(query),
                 ("POST", "refunds", 1): lambda: self._refund(body),
+                ("GET", "refunds", 1): lambda: self._list_refunds(query),
+                ("GET", "refunds", 2): lambda: self._get_refund(parts[1]),
                 ("GET", "tracks", 3): lambda: self._track(parts[1], parts[2]),
             }
             action = handlers.get(route)
@@ -586,6 +590,38 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                 }
                 state.refunds.append(refund)
             self._send(201, refund)
+
+        def _list_refunds(self, query: dict[str, str]) -> None:
+            # Shippo documents only paging for this list (page, results): no filter.
+            try:
+                page = int(query.get("page", "1"))
+                size = int(query.get("results", "25"))
+            except ValueError:
+                return self._send(400, {"detail": "Invalid query parameter."})
+            if page < 1 or not 1 <= size <= 100:
+                return self._send(400, {"detail": "Invalid page or results."})
+            with state.lock:
+                found = [dict(r) for r in reversed(state.refunds)]  # newest first
+            shown = found[(page - 1) * size : page * size]
+
+            def link(to: int) -> str:
+                return f"{self._base()}/refunds/?{urlencode({**query, 'page': to})}"
+
+            self._send(
+                200,
+                {
+                    "next": link(page + 1) if page * size < len(found) else None,
+                    "previous": link(page - 1) if page > 1 else None,
+                    "results": shown,
+                },
+            )
+
+        def _get_refund(self, refund_id: str) -> None:
+            with state.lock:
+                found = [dict(r) for r in state.refunds if r["object_id"] == refund_id]
+            if not found:
+                return self._send(404, {"detail": "Not found."})
+            self._send(200, found[0])
 
         def _track(self, carrier: str, number: str) -> None:
             with state.lock:
