@@ -62,8 +62,12 @@ def test_production_needs_a_cluster_and_a_treasury():
     settings = Settings(
         _env_file=None,
         env="production",
-        jwt_secret="x" * 40,
-        shippo_webhook_token="a-random-webhook-token",
+        # Random-looking, and every service production requires (issue 15's refusals).
+        jwt_secret="9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f5a0c7b4e1d8f3a6c9b2e5d7",
+        shippo_webhook_token="c3e8a1f6b9d2e7c4a0f5b8d3e6a9c2f7b4d1e8a5",
+        shippo_api_key="shippo_live_0123456789abcdef",
+        smtp_url="smtps://refit:password@smtp.example:465",
+        sentry_dsn="https://public@o1.ingest.sentry.example/1",
         database_url="postgresql://refit@db.example/refit",
         redis_url="redis://cache.example:6379/0",
         solana_rpc_url="https://api.mainnet-beta.solana.com",

@@ -84,7 +84,9 @@ async def test_purchase_label_moves_to_processing_and_queues_one_job(
     assert response.json()["order"]["status"] == "processing_shipment"
     [job] = await label_jobs(resources, order.id)
     assert job.status == "todo" and job.queueing_lock == f"purchase-label:{order.id}"
-    assert job.lock == f"label:{order.id}" and job.args == {"order_id": str(order.id)}
+    # The purchase request's id rides along for the job's log lines (refit.logs.job_origin).
+    origin = {"_origin": {"request_id": response.headers["x-request-id"]}}
+    assert job.lock == f"label:{order.id}" and job.args == {"order_id": str(order.id), **origin}
     stored = await order_row(resources, order.id)
     assert (stored.shipping_rate_id, stored.shipping_service, str(stored.shipping_cost)) == (
         rate["rate_id"],
