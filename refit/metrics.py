@@ -65,6 +65,11 @@ WEBHOOK_LAG = Histogram(
 # out (and refit_database_metrics_up says 0) rather than holding the scraper.
 DATABASE_READ_TIMEOUT_SECONDS = 3.0
 
+# The errors a payout is held with, counted here and written by refit/payouts (the core
+# imports no domain, so the words live here and payouts imports them).
+PAYOUT_HELD_TREASURY_LOW = "treasury balance too low"
+PAYOUT_HELD_ALREADY_ON_CHAIN = "a transfer for this order is already on chain"
+
 # What the database-read series are, for the alert rules' test: name -> help.
 DATABASE_SERIES = {
     "refit_database_metrics_up": "1 when the series read from PostgreSQL are present",
@@ -73,6 +78,9 @@ DATABASE_SERIES = {
     "refit_workers_alive": "Workers whose heartbeat is recent",
     "refit_payouts": "Payouts by status",
     "refit_payouts_treasury_too_low": "Open payouts held because the treasury is too low",
+    "refit_payouts_already_on_chain": (
+        "Open payouts held unsigned: a transfer for their order is on chain, not in the table"
+    ),
     "refit_webhooks_unprocessed": "Carrier webhooks received and not yet processed",
     "refit_webhooks_oldest_unprocessed_age_seconds": "Age of the oldest unprocessed webhook",
 }
@@ -131,19 +139,25 @@ async def _database_series() -> CollectorRegistry:
                 text("SELECT status, count(*) FROM payouts GROUP BY status")
             ):
                 gauges["refit_payouts"].labels(status).set(n)
-            held, unprocessed, webhook_age = (
+            held, on_chain, unprocessed, webhook_age = (
                 await conn.execute(
                     text(
-                        # payouts.service.TREASURY_TOO_LOW (the core imports no domain).
                         "SELECT (SELECT count(*) FROM payouts WHERE status = 'pending'"
-                        "        AND error = 'treasury balance too low'),"
+                        "        AND error = :treasury_low),"
+                        "       (SELECT count(*) FROM payouts WHERE status = 'pending'"
+                        "        AND starts_with(error, :on_chain)),"
                         "       count(*),"
                         "       coalesce(extract(epoch FROM now() - min(received_at)), 0)"
                         " FROM webhook_inbox WHERE processed_at IS NULL AND error IS NULL"
-                    )
+                    ),
+                    {
+                        "treasury_low": PAYOUT_HELD_TREASURY_LOW,
+                        "on_chain": PAYOUT_HELD_ALREADY_ON_CHAIN,
+                    },
                 )
             ).one()
             gauges["refit_payouts_treasury_too_low"].set(held)
+            gauges["refit_payouts_already_on_chain"].set(on_chain)
             gauges["refit_webhooks_unprocessed"].set(unprocessed)
             gauges["refit_webhooks_oldest_unprocessed_age_seconds"].set(webhook_age)
         gauges["refit_database_metrics_up"].set(1)

@@ -15,7 +15,7 @@ from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import queue
+from refit import metrics, queue
 from refit.errors import Conflict, NotFound, ProblemError
 from refit.inspection.models import Inspection, Outcome
 from refit.models import Order, OrderStatus, User
@@ -31,9 +31,9 @@ log = structlog.get_logger(__name__)
 SEND_TASK = "payouts.send_payout"
 ACTOR = "system:payouts"
 DAILY_CAP_REACHED = "daily cap reached"
-TREASURY_TOO_LOW = "treasury balance too low"
+TREASURY_TOO_LOW = metrics.PAYOUT_HELD_TREASURY_LOW
 # A transfer carrying the order's reference is on chain but not in the table: never sign another.
-ALREADY_ON_CHAIN = "a transfer for this order is already on chain"
+ALREADY_ON_CHAIN = metrics.PAYOUT_HELD_ALREADY_ON_CHAIN
 START_OF_UTC_DAY = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 
 

@@ -80,7 +80,11 @@ async def send_payout(order_id: uuid.UUID) -> str:
             assert stored is not None
             if stored.status not in OPEN:
                 return stored.status.value
-            assert stored.signed_tx and stored.signature and stored.last_valid_block_height
+            if stored.signed_tx is None:
+                # Held before signing (a transfer for the order already on chain): the error
+                # is recorded and alerted; the sweep looks again until someone reconciles.
+                return "held unsigned"
+            assert stored.signature and stored.last_valid_block_height
             try:
                 if await chain.send(rpc, stored.signed_tx):
                     await _mark_sent(order_id, stored.signature)

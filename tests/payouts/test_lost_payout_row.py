@@ -58,3 +58,11 @@ async def test_a_payout_lost_by_a_restore_is_not_paid_twice(
     assert waiting.error == f"{service.ALREADY_ON_CHAIN}: {first.signature}"
     assert await transfers_for(paying.ledger, first.reference) == [first.signature]
     assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
+    # The job ended there (no crash, no retry piling up); the sweep looks again later.
+    jobs = "SELECT status FROM procrastinate_jobs WHERE task_name = 'payouts.send_payout'"
+    async with resources.sessionmaker() as session:
+        statuses = (await session.scalars(text(jobs + " ORDER BY id"))).all()
+    assert statuses == ["succeeded", "succeeded"]
+    # The pager's series (ops/prometheus/alerts.yml, RefitPayoutAlreadyOnChain).
+    scraped = (await client.get("/metrics")).text
+    assert "\nrefit_payouts_already_on_chain 1.0\n" in scraped
