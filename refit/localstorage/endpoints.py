@@ -9,11 +9,13 @@ what was imported is skipped (the browser may retry after a lost answer).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db
 from refit.auth.deps import CurrentClaims, UserSessionDep
@@ -21,6 +23,7 @@ from refit.errors import ProblemError, Unprocessable, problem_responses
 from refit.localstorage.importer import Part, import_batch
 from refit.localstorage.schemas import ExportDocument
 from refit.localstorage.validation import check_export
+from refit.models.order import Order
 from refit.models.user import User
 from refit.settings import Settings
 
@@ -81,6 +84,7 @@ async def upload_localstorage(
             code="wallet_mismatch",
         )
     async with db.as_service(session):
+        await _refuse_tracking_numbers_of_others(session, checked.document, claims.user_id)
         done = await import_batch(
             session,
             [
@@ -99,3 +103,40 @@ async def upload_localstorage(
         addresses_skipped=done.addresses_skipped,
         orders_skipped=done.orders_skipped,
     )
+
+
+async def _refuse_tracking_numbers_of_others(
+    session: AsyncSession, document: ExportDocument, user_id: uuid.UUID
+) -> None:
+    """A seller's browser says which tracking numbers its parcels have, unverified: one that
+    is another seller's order's would let the carrier's updates for that parcel reach the
+    wrong order. Checked as the service (RLS would hide the other order) in this transaction;
+    the seller's own numbers pass, so uploading again stays harmless."""
+    wanted = {
+        order.label.tracking_number: i
+        for i, order in enumerate(document.orders)
+        if order.label is not None and order.label.tracking_number
+    }
+    if not wanted:
+        return
+    taken = (
+        await session.scalars(
+            select(Order.tracking_number).where(
+                Order.tracking_number.in_(wanted), Order.user_id != user_id
+            )
+        )
+    ).all()
+    if taken:
+        raise Unprocessable(
+            "The export names tracking numbers of other orders; nothing was imported",
+            code="invalid_export",
+            extra={
+                "problems": [
+                    {
+                        "place": f"orders[{wanted[number]}].label.tracking_number",
+                        "message": "this tracking number belongs to another order",
+                    }
+                    for number in sorted({n for n in taken if n is not None})
+                ]
+            },
+        )

@@ -115,9 +115,16 @@ async def _find_parcel(
 ) -> tuple[Order, Leg, str | None] | None:
     """The order whose parcel this is, which of its parcels, and that label's carrier."""
     number = hint.tracking_number
-    order = await session.scalar(select(Order).where(Order.tracking_number == number))
-    if order is not None:
-        return order, Leg.INBOUND, order.shipping_carrier
+    found = (
+        await session.scalars(select(Order).where(Order.tracking_number == number).limit(2))
+    ).all()
+    if len(found) > 1:
+        # Two orders claim one parcel (an imported order's number, say): moving either could
+        # move the wrong one. The body stays in the inbox, unmatched, for an operator.
+        log.warning("shipping.webhook_tracking_number_ambiguous", tracking_number=number)
+        return None
+    if found:
+        return found[0], Leg.INBOUND, found[0].shipping_carrier
     home = await session.scalar(
         select(ReturnShipment).where(ReturnShipment.tracking_number == number)
     )

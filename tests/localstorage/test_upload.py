@@ -68,13 +68,27 @@ async def test_an_upload_cannot_write_another_wallets_data(client, resources, ma
     assert response.status_code == 403
     assert await snapshot(resources) == before
 
-    # The same browser ids under the attacker's own wallet are the attacker's own records:
-    # they neither skip nor touch the victim's.
+    # The victim's parcels' tracking numbers in the attacker's export would let the carrier's
+    # updates for the victim's parcel reach the attacker's copy: refused, nothing written.
     await client.post(URL, json=example(wallet_address=victim_wallet), headers=victim.headers)
     victims = await snapshot(resources)
-    own = await client.post(
+    copied = await client.post(
         URL, json=example(wallet_address=wallet("attacker")), headers=attacker.headers
     )
+    assert copied.status_code == 422, copied.text
+    assert copied.json()["code"] == "invalid_export"
+    assert [p["message"] for p in copied.json()["problems"]] == [
+        "this tracking number belongs to another order"
+    ]
+    assert await snapshot(resources) == victims
+
+    # The same browser ids under the attacker's own wallet, with their own parcels, are the
+    # attacker's own records: they neither skip nor touch the victim's.
+    mine = example(wallet_address=wallet("attacker"))
+    for order in mine["orders"]:
+        if (order.get("label") or {}).get("tracking_number"):
+            order["label"]["tracking_number"] = "9400111899223197428499"
+    own = await client.post(URL, json=mine, headers=attacker.headers)
     assert own.status_code == 200 and own.json()["orders_created"] == 4
     after = await snapshot(resources)
     assert [o for o in after["orders"] if o["user_id"] == victim.id] == [

@@ -231,6 +231,25 @@ async def test_unknown_tracking_number_is_kept_and_answered_without_a_move(
     assert await _count(resources, "SELECT count(*) FROM order_status_history") == 0
 
 
+async def test_a_number_two_orders_claim_moves_neither(client, shipped_order, resources, run_jobs):
+    """An imported order carrying another's tracking number (a legacy record, say): the
+    carrier's update matches neither, rather than moving whichever came first."""
+    order, number = await shipped_order("DELIVERED")
+    other, _ = await shipped_order("TRANSIT")
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Order).where(Order.id == other.id).values(tracking_number=number)
+        )
+    before = [(await order_row(resources, o.id)).status for o in (order, other)]
+    await client.post(URL, json=track_updated(number, "DELIVERED"))
+    await run_jobs()
+    assert [(await order_row(resources, o.id)).status for o in (order, other)] == before
+    assert await _count(resources, "SELECT count(*) FROM shipping_events") == 0
+    async with resources.sessionmaker() as session:
+        [row] = (await session.scalars(select(WebhookInbox))).all()
+    assert row.order_id is None and row.outcome.startswith("no order has tracking number")
+
+
 async def test_an_unreadable_body_is_kept_for_an_operator(client, resources):
     for raw in (b"{not json", b'["a list"]', b'{"event": "track_updated", "data": {}}'):
         response = await client.post(URL, content=raw, headers={"Content-Type": "application/json"})
