@@ -6,6 +6,8 @@ it; the server's own log is its data directory's `log` file), so this is what a 
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import typer
 
 from refit.settings import DEV_ADMIN_PASSWORD, Settings
@@ -33,7 +35,9 @@ def lines(settings: Settings, *, embedded_database: bool) -> list[str]:
     else:
         shown.append(f"  Mail       written to {settings.outbox_dir.resolve()}/ (nothing is sent)")
     if settings.solana_rpc_url:
-        shown.append(f"  Solana     {settings.solana_rpc_url}")
+        # Scheme and host only: providers put their API key in the path or the query.
+        rpc = urlsplit(settings.solana_rpc_url)
+        shown.append(f"  Solana     {rpc.scheme}://{rpc.hostname} (REFIT_SOLANA_RPC_URL)")
     else:
         shown.append(f"  Ledger     {settings.solana_rpc_endpoint}  (local Solana JSON-RPC)")
     if embedded_database:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse as parse_limit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -252,6 +253,21 @@ class Settings(BaseSettings):
                     f"REFIT_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network"
                 ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _limits_are_readable(self) -> Settings:
+        """A mistyped limit is refused at start-up, naming its setting, rather than turning
+        every request it guards into a 500. Empty turns a limit off."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name.startswith("rate_limit_") and value:
+                try:
+                    parse_limit(value)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"REFIT_{name.upper()}={value!r} is not a limit like '10/minute'"
+                    ) from exc
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

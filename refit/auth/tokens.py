@@ -104,8 +104,15 @@ async def revoke(
         ),
         {"jti": claims.jti, "user_id": claims.user_id, "expires_at": claims.expires_at},
     )
-    # Rows outlive their token by nothing useful; sign-outs are rare, so each clears the dead.
-    await session.execute(text("DELETE FROM revoked_tokens WHERE expires_at < now()"))
+    # Rows outlive their token by nothing useful; sign-outs are rare, so each clears some of
+    # the dead. SKIP LOCKED: this transaction waits on Redis below, and a concurrent sign-out
+    # must not queue behind it for the same expired rows.
+    await session.execute(
+        text(
+            "DELETE FROM revoked_tokens WHERE jti IN (SELECT jti FROM revoked_tokens"
+            " WHERE expires_at < now() LIMIT 100 FOR UPDATE SKIP LOCKED)"
+        )
+    )
     ttl = max(1, claims.expires_at - int(time.time()))
     await redis.set(revocations.revoked_key(settings, claims.jti), "1", ex=ttl)
     watch = revocations.current_watch()

@@ -198,6 +198,16 @@ async def test_failed_logins_throttle_the_address_whatever_the_username(
     assert int(throttled.headers["retry-after"]) > 0
 
 
+async def test_a_throttle_turned_off_lets_failures_through_without_a_crash(
+    client, resources, settings
+):
+    settings.rate_limit_operator_login_per_username = ""  # off
+    settings.rate_limit_operator_login_per_ip = "3/15minutes"
+    await make_operator(resources, "admin", "ada", PASSWORD)
+    assert (await _login(client, "ada", "wrong password")).status_code == 401
+    assert (await _login(client, "ada", PASSWORD)).status_code == 200
+
+
 async def test_the_two_kinds_of_token_are_refused_on_each_others_endpoints(
     client, resources, make_user
 ):

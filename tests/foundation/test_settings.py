@@ -39,3 +39,11 @@ def test_production_starts_with_real_settings():
         treasury_keypair="/run/secrets/treasury.json",
     )
     assert settings.is_production
+
+
+def test_a_mistyped_limit_is_refused_at_start_up_and_an_empty_one_is_off():
+    with pytest.raises(ValidationError) as error:
+        Settings(_env_file=None, rate_limit_seller_requests="lots")  # type: ignore[call-arg]
+    assert "REFIT_RATE_LIMIT_SELLER_REQUESTS='lots' is not a limit" in str(error.value)
+    off = Settings(_env_file=None, rate_limit_operator_login_per_username="")  # type: ignore[call-arg]
+    assert off.rate_limit_operator_login_per_username == ""
