@@ -80,7 +80,7 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, operator: OperatorDep) -> Response:
+async def logout(operator: OperatorDep, session: SessionDep) -> Response:
     response = RedirectResponse("/admin/login", status_code=303)
-    await dash_session.sign_out(request, response)
+    await dash_session.sign_out(session, operator.id, response)
     return response

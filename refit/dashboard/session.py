@@ -3,7 +3,9 @@
 The cookie holds a JWT of its own audience (an operator's API token is refused here and this
 cookie is refused by /api/admin): who signed in, and a session id. What the operator may do
 is read from their row on every request, as for API tokens, so disabling one takes effect at
-once. Signing out records the session id in Redis until the cookie would have expired.
+once. Signing out records the time on the operator's row (read with it, no extra round trip):
+every dashboard session of theirs issued until then is refused, in PostgreSQL, so a sign-out
+survives Redis losing its data.
 
 CSRF: every form carries an HMAC of the session id (synchronizer token); the sign-in form,
 which has no session yet, a random token also set in a cookie (double submit).
@@ -21,7 +23,8 @@ from typing import Annotated
 
 import jwt
 from fastapi import Depends, Request, Response
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
 from refit.admin.deps import OperatorPrincipal
@@ -91,37 +94,25 @@ def _claims(settings: Settings, token: str) -> dict[str, str | int]:
     return claims
 
 
-def _signed_out_key(sid: str) -> str:
-    return resources.current().redis_key("dashboard", "signed_out", sid)
-
-
-async def sign_out(request: Request, response: Response) -> None:
-    """Forget the session: the cookie here, its id in Redis for the rest of its life."""
-    res = resources.current()
-    token = request.cookies.get(COOKIE)
-    if token:
-        try:
-            claims = _claims(res.settings, token)
-        except SignInRequired:
-            claims = {}
-        left = int(claims.get("exp", 0)) - int(time.time())
-        if left > 0:
-            await res.redis.set(_signed_out_key(str(claims["sid"])), "1", ex=left)
+async def sign_out(session: AsyncSession, operator_id: uuid.UUID, response: Response) -> None:
+    """End the operator's dashboard sessions: the cookie here, and every session issued until
+    now on the server (the sign-out time on their row, in the request's transaction)."""
+    await session.execute(
+        update(Operator)
+        .where(Operator.id == operator_id)
+        .values(dashboard_signed_out_at=func.now())
+    )
     response.delete_cookie(COOKIE, path=PATH)
 
 
-async def _session_id(request: Request) -> tuple[uuid.UUID, str]:
+async def _session_id(request: Request) -> tuple[uuid.UUID, str, int]:
     res = resources.current()
     token = request.cookies.get(COOKIE)
     if not token:
         raise SignInRequired("Sign in to use the dashboard")
     claims = _claims(res.settings, token)
-    sid = str(claims["sid"])
-    # Fails closed: without Redis we cannot tell a signed-out session from a live one.
-    if await res.redis.exists(_signed_out_key(sid)):
-        raise SignInRequired("You signed out; sign in again")
     try:
-        return uuid.UUID(str(claims["sub"])), sid
+        return uuid.UUID(str(claims["sub"])), str(claims["sid"]), int(claims["iat"])
     except ValueError as exc:
         raise SignInRequired("Your session is not valid; sign in again") from exc
 
@@ -143,16 +134,24 @@ class DashboardOperator(OperatorPrincipal):
 
 
 async def current_operator(request: Request, session: SessionDep) -> DashboardOperator:
-    operator_id, sid = await _session_id(request)
+    operator_id, sid, issued_at = await _session_id(request)
     row = (
         await session.execute(
-            select(Operator.username, Operator.role, Operator.disabled_at).where(
-                Operator.id == operator_id
-            )
+            select(
+                Operator.username,
+                Operator.role,
+                Operator.disabled_at,
+                Operator.dashboard_signed_out_at,
+            ).where(Operator.id == operator_id)
         )
     ).one_or_none()
     if row is None or row.disabled_at is not None:
         raise SignInRequired("This operator account is disabled or no longer exists")
+    signed_out = row.dashboard_signed_out_at
+    # Whole seconds (a JWT's iat): a session issued in the very second of a sign-out is
+    # refused too, and its operator signs in again.
+    if signed_out is not None and issued_at <= signed_out.timestamp():
+        raise SignInRequired("You signed out; sign in again")
     operator = DashboardOperator(
         id=operator_id,
         username=row.username,

@@ -28,3 +28,5 @@ class Operator(UUIDPrimaryKey, Timestamps, Base):
     # Set: no sign-in, and every token already issued is refused at its next request.
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The dashboard's sessions issued at or before this are refused (its sign-out).
+    dashboard_signed_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
