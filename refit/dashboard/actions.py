@@ -4,7 +4,7 @@ state allow (the same rules the services enforce; the screen just does not offer
 from __future__ import annotations
 
 from refit.dashboard.session import DashboardOperator
-from refit.inspection.endpoints import EVIDENCE_STATUSES
+from refit.inspection.evidence import EVIDENCE_STATUSES
 from refit.inspection.models import Outcome
 from refit.inspection.schemas import AdminOrderDetail
 from refit.models import OrderStatus

@@ -11,11 +11,11 @@ from starlette.datastructures import UploadFile
 
 from refit import resources
 from refit.admin.deps import OperatorPrincipal
-from refit.errors import Conflict, ProblemError
+from refit.errors import ProblemError
 from refit.inspection import evidence
-from refit.inspection.endpoints import EVIDENCE_STATUSES, EVIDENCE_UPLOAD_PATH
+from refit.inspection.endpoints import EVIDENCE_UPLOAD_PATH
 from refit.inspection.endpoints import body_limits as api_body_limits
-from refit.orders.service import get_order
+from refit.inspection.evidence import EVIDENCE_STATUSES
 from refit.settings import Settings
 
 __all__ = ["EVIDENCE_STATUSES", "add", "body_limits"]
@@ -64,15 +64,6 @@ async def add(
     if not files:
         return 0
     settings = resources.current().settings
-    order = await get_order(session, order_id)
-    if order.status not in EVIDENCE_STATUSES:
-        raise Conflict(
-            f"Order {order.order_number} is {order.status.value}; photos are taken while the "
-            "device is with us (received and after)",
-            code="invalid_order_state",
-        )
-    # CPU work and the storage write before any lock, as the API's upload does.
-    cleaned = await evidence.clean_all(files)
-    await evidence.store(settings, order.id, cleaned)
-    await evidence.record(session, order.id, operator.id, cleaned)
+    cleaned = await evidence.clean_and_store_for(session, settings, order_id, files)
+    await evidence.record(session, order_id, operator.id, cleaned)
     return len(cleaned)

@@ -29,7 +29,6 @@ from refit.inspection.schemas import (
     VerdictRead,
 )
 from refit.models import OrderStatus
-from refit.orders.service import get_order
 from refit.resources import SessionDep
 from refit.settings import Settings
 from refit.signed_urls import EVIDENCE_PHOTO_PATH, verify_url
@@ -40,9 +39,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/admin/orders", tags=["admin"])
 photos_router = APIRouter(prefix="/api/evidence", tags=["orders"])
 
-S = OrderStatus
-# While the device is with us, its photos may be added.
-EVIDENCE_STATUSES = frozenset({S.RECEIVED, S.INSPECTING, S.OFFER_PENDING, S.RETURNING})
 EVIDENCE_UPLOAD_PATH = r"/api/admin/orders/[^/]+/evidence"
 # Room for the multipart framing around the photos themselves.
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -191,17 +187,7 @@ async def upload_evidence(
         if total > settings.evidence_max_bytes:
             raise evidence.too_large(settings)
         files.append((upload.filename, data))
-    order = await get_order(session, order_id)
-    if order.status not in EVIDENCE_STATUSES:
-        raise ProblemError(
-            f"Order {order.order_number} is {order.status.value}; photos are taken while the "
-            "device is with us (received and after)",
-            status=409,
-            code="invalid_order_state",
-        )
-    # CPU work and the storage write come before any lock: only the read above is behind us.
-    cleaned = await evidence.clean_all(files)
-    await evidence.store(settings, order.id, cleaned)
+    cleaned = await evidence.clean_and_store_for(session, settings, order_id, files)
     fingerprint = [
         {"filename": name, "sha256": hashlib.sha256(data).hexdigest()} for name, data in files
     ]
@@ -210,9 +196,9 @@ async def upload_evidence(
     )
     if claim.replay is not None:
         return claim.replay
-    rows = await evidence.record(session, order.id, operator.id, cleaned)
+    rows = await evidence.record(session, order_id, operator.id, cleaned)
     body = EvidenceUploaded(
-        order_id=order.id, photos=[reads.evidence_read(settings, row) for row in rows]
+        order_id=order_id, photos=[reads.evidence_read(settings, row) for row in rows]
     )
     return await idempotency.respond(session, claim, 201, body)
 

@@ -24,8 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit.errors import ProblemError, Unprocessable
+from refit.errors import Conflict, ProblemError, Unprocessable
 from refit.inspection.models import EvidencePhoto
+from refit.models import OrderStatus as S
+from refit.orders.service import get_order
 from refit.settings import Settings
 from refit.storage import label_storage
 
@@ -53,6 +55,10 @@ class CleanPhoto:
     width: int
     height: int
     sha256: str
+
+
+# While the device is with us: received and after, until it goes home.
+EVIDENCE_STATUSES = frozenset({S.RECEIVED, S.INSPECTING, S.OFFER_PENDING, S.RETURNING})
 
 
 def too_large(settings: Settings) -> ProblemError:
@@ -171,6 +177,27 @@ async def record(
     }
     log.info("inspection.evidence_recorded", order_id=str(order_id), photos=len(ids))
     return [rows[pid] for pid in dict.fromkeys(ids)]
+
+
+async def clean_and_store_for(
+    session: AsyncSession,
+    settings: Settings,
+    order_id: uuid.UUID,
+    files: list[tuple[str | None, bytes]],
+) -> list[CleanPhoto]:
+    """Photos of an order whose device is with us (409 otherwise), cleaned and stored: the CPU
+    work and the storage write come before any lock (the order is read, not locked). Both the
+    API's and the dashboard's upload go through here, then `record` in their transaction."""
+    order = await get_order(session, order_id)
+    if order.status not in EVIDENCE_STATUSES:
+        raise Conflict(
+            f"Order {order.order_number} is {order.status.value}; photos are taken while the "
+            "device is with us (received and after)",
+            code="invalid_order_state",
+        )
+    cleaned = await clean_all(files)
+    await store(settings, order.id, cleaned)
+    return cleaned
 
 
 async def photos_of(session: AsyncSession, order_id: uuid.UUID) -> list[EvidencePhoto]:
