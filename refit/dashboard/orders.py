@@ -21,8 +21,7 @@ from refit.errors import Unprocessable
 from refit.inspection import reads, service
 from refit.ledger.treasury import load_treasury
 from refit.models import Operator, OrderStatus
-from refit.orders.service import get_order, transition
-from refit.orders.states import SELLER_CANCELLABLE
+from refit.orders.service import cancel_before_transit, get_order
 from refit.payouts import service as payouts
 from refit.payouts.models import PayoutStatus
 from refit.resources import SessionDep
@@ -145,13 +144,8 @@ async def cancel(
     operator: AdminDep,
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    # The API's cancel is this one move; what follows (the label's refund) is its follow-up.
-    await transition(
-        session,
-        order_id,
-        OrderStatus.CANCELLED,
-        actor=operator.actor,
-        notes=reason.strip() or "cancelled by an operator",
-        expected_from=set(SELLER_CANCELLABLE),
+    # The API's cancel itself; what follows (the label's refund) is the move's follow-up.
+    await cancel_before_transit(
+        session, order_id, actor=operator.actor, reason=reason.strip() or "cancelled by an operator"
     )
     return to_order(order_id, "cancelled")

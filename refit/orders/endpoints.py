@@ -14,7 +14,6 @@ from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
 from refit.models.order import OrderStatus
 from refit.orders import offers, reads, service
 from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage
-from refit.orders.states import SELLER_CANCELLABLE
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -94,13 +93,11 @@ async def cancel(
 ) -> OrderDetail:
     """Cancel before the device is in transit (pending, processing_shipment,
     awaiting_shipment); a label already bought is refunded."""
-    order = await service.transition(
+    order = await service.cancel_before_transit(
         session,
         order_id,
-        S.CANCELLED,
         actor=_actor(claims),
-        notes=(data.reason if data else None) or "cancelled by the seller",
-        expected_from=set(SELLER_CANCELLABLE),
+        reason=(data.reason if data else None) or "cancelled by the seller",
     )
     return await reads.order_detail(session, order)
 

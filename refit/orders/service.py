@@ -27,7 +27,7 @@ from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.models.quote import Quote
 from refit.orders import follow_ups
 from refit.orders.schemas import OrderCreate
-from refit.orders.states import ALLOWED_MOVES, STAMPS
+from refit.orders.states import ALLOWED_MOVES, SELLER_CANCELLABLE, STAMPS
 
 log = structlog.get_logger(__name__)
 
@@ -162,6 +162,22 @@ async def _lock(session: AsyncSession, order_id: uuid.UUID) -> tuple[Order, dt.d
     if row is None:
         raise order_not_found(order_id)
     return row[0], row[1]
+
+
+async def cancel_before_transit(
+    session: AsyncSession, order_id: uuid.UUID, *, actor: str, reason: str
+) -> Order:
+    """Cancel an order whose device is not on its way yet (pending, processing_shipment,
+    awaiting_shipment), for its seller or an operator; a label bought or being bought is
+    refunded by the move's follow-up."""
+    return await transition(
+        session,
+        order_id,
+        OrderStatus.CANCELLED,
+        actor=actor,
+        notes=reason,
+        expected_from=set(SELLER_CANCELLABLE),
+    )
 
 
 async def transition(

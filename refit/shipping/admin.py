@@ -16,8 +16,7 @@ from refit.errors import PROBLEM_CONTENT, Conflict, Unprocessable
 from refit.models import OrderStatus
 from refit.orders import follow_ups, offers
 from refit.orders.schemas import OrderCancel
-from refit.orders.service import get_order, transition
-from refit.orders.states import SELLER_CANCELLABLE
+from refit.orders.service import cancel_before_transit, get_order, transition
 from refit.payouts.models import Payout
 from refit.resources import SessionDep
 from refit.shipping import returns, sandbox_webhooks, state
@@ -300,13 +299,8 @@ async def cancel_order(
     )
     if claim.replay is not None:
         return claim.replay
-    order = await transition(
-        session,
-        order_id,
-        OrderStatus.CANCELLED,
-        actor=operator.actor,
-        notes=reason or "cancelled by an operator",
-        expected_from=set(SELLER_CANCELLABLE),
+    order = await cancel_before_transit(
+        session, order_id, actor=operator.actor, reason=reason or "cancelled by an operator"
     )
     job_id = await _waiting_job(session, follow_ups.REFUND_LABEL, order.id)
     body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
