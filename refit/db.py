@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -218,3 +218,19 @@ async def raw_connection(session: AsyncSession) -> Any:
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     return raw.driver_connection
+
+
+_T = TypeVar("_T")
+
+
+async def in_one_transaction(
+    database_url: str, work: Callable[[AsyncSession], Awaitable[_T]]
+) -> _T:
+    """`work` in one service-role transaction on a short-lived engine of its own: for
+    commands (`refit operator`, `refit flags`) that run once and exit."""
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +20,6 @@ from refit.models import Operator, OperatorRole
 
 app = typer.Typer(help="Operator accounts (who may use /api/admin).", no_args_is_help=True)
 
-T = TypeVar("T")
 
 NO_ADMIN = (
     "refusing to start in production: there is no enabled admin operator. Create one with "
@@ -43,22 +41,13 @@ def _read_password() -> str:
     return password
 
 
-async def _in_transaction(database_url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    engine = db.create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with db.create_sessionmaker(engine)() as session, session.begin():
-            return await work(session)
-    finally:
-        await engine.dispose()
-
-
 def _run(work: Callable[[AsyncSession], Awaitable[Operator]]) -> Operator:
     """`work` in one transaction on the service's database (the embedded one when none is
     configured); an OperatorError is the command's error message and exit status 1."""
     settings, servers = embedded.settings_with_servers()
     try:
         assert settings.database_url
-        return asyncio.run(_in_transaction(settings.database_url, work))
+        return asyncio.run(db.in_one_transaction(settings.database_url, work))
     except operators.OperatorError as exc:
         typer.echo(exc.detail, err=True)
         raise typer.Exit(1) from exc
@@ -99,8 +88,10 @@ def disable_command(username: str = typer.Argument(..., help="The operator")) ->
 
 async def create_first_admin(database_url: str, password: str) -> Operator | None:
     """`refit run` on the embedded default: an `admin` operator while there is none."""
-    return await _in_transaction(database_url, lambda s: operators.create_first_admin(s, password))
+    return await db.in_one_transaction(
+        database_url, lambda s: operators.create_first_admin(s, password)
+    )
 
 
 async def has_enabled_admin(database_url: str) -> bool:
-    return await _in_transaction(database_url, operators.has_enabled_admin)
+    return await db.in_one_transaction(database_url, operators.has_enabled_admin)

@@ -30,22 +30,13 @@ def _actor() -> str:
         return "cli:unknown"
 
 
-async def _in_transaction(database_url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    engine = db.create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with db.create_sessionmaker(engine)() as session, session.begin():
-            return await work(session)
-    finally:
-        await engine.dispose()
-
-
 def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """`work` in one transaction on the service's database (the embedded one when none is
     configured); a refusal is the command's error message and exit status 1."""
     settings, servers = embedded.settings_with_servers()
     try:
         assert settings.database_url
-        return asyncio.run(_in_transaction(settings.database_url, work))
+        return asyncio.run(db.in_one_transaction(settings.database_url, work))
     except ProblemError as exc:
         typer.echo(exc.detail, err=True)
         raise typer.Exit(1) from exc
