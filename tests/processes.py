@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +38,30 @@ async def stop_refit(process: subprocess.Popen, grace_seconds: float = 60) -> No
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a process the test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def read_log(path: Path) -> str:
+    return await asyncio.to_thread(path.read_text)
+
+
+async def until(what: str, check: Any, process: subprocess.Popen, log: Path, timeout: float) -> Any:
+    """Poll `check()` until it returns something true (returned), the process ends, or time
+    is up; a failure shows the end of the process's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"the process exited while {what}:\n{(await read_log(log))[-4000:]}"
+            )
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out {what}:\n{(await read_log(log))[-4000:]}")

@@ -13,8 +13,10 @@ import pytest
 
 from refit.auth import revocations
 from refit.auth.tokens import decode_access_token
-from tests.foundation.test_api_processes import _free_port, _read, _until
+from tests.processes import free_port as _free_port
+from tests.processes import read_log as _read
 from tests.processes import start_refit, stop_refit
+from tests.processes import until as _until
 
 ROOT = Path(__file__).resolve().parents[2]
 

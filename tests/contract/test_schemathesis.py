@@ -21,8 +21,9 @@ from refit import db
 from refit.auth.tokens import issue_access_token
 from refit.settings import Settings
 from tests.conftest import _admin_execute, with_database
-from tests.foundation.test_api_processes import _free_port, _until
+from tests.processes import free_port as _free_port
 from tests.processes import start_refit, stop_refit
+from tests.processes import until as _until
 
 EXAMPLES = int(os.environ.get("REFIT_SCHEMATHESIS_EXAMPLES", "8"))
 # Signing out would revoke the token every later example signs in with; the event stream

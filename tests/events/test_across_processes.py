@@ -14,9 +14,11 @@ import pytest
 
 from tests.events.helpers import history_rows
 from tests.events.sse import Comment, open_stream
-from tests.foundation.test_api_processes import _free_port, _read, _until
 from tests.orders.helpers import place_order
+from tests.processes import free_port as _free_port
+from tests.processes import read_log as _read
 from tests.processes import start_refit, stop_refit
+from tests.processes import until as _until
 
 
 def _env(settings, data_dir, **more: str) -> dict[str, str]:

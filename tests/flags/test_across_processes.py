@@ -12,8 +12,10 @@ import pytest
 from tests.admin.helpers import operator_headers
 from tests.events.test_across_processes import _env
 from tests.flags.helpers import put_flag, random_wallet
-from tests.foundation.test_api_processes import _free_port, _read, _until
+from tests.processes import free_port as _free_port
+from tests.processes import read_log as _read
 from tests.processes import start_refit, stop_refit
+from tests.processes import until as _until
 
 
 async def _enabled(http: httpx.AsyncClient, seller, flag: str) -> bool | None:

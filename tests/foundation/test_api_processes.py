@@ -10,9 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -21,16 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.processes import free_port as _free_port
+from tests.processes import read_log as _read
 from tests.processes import start_refit
+from tests.processes import until as _until
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED = re.compile(r"Started server process \[(\d+)\]")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _log(path: Path) -> list[dict[str, Any]]:
@@ -49,23 +43,6 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
-
-
-async def _read(path: Path) -> str:
-    return await asyncio.to_thread(path.read_text)
-
-
-async def _until(what: str, check: Any, process: subprocess.Popen, log: Path, timeout: float):
-    """Poll `check()` until it returns something true, the process ends, or time is up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"refit api exited while {what}:\n{(await _read(log))[-4000:]}")
-        found = await check()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out {what}:\n{(await _read(log))[-4000:]}")
 
 
 @pytest.mark.timeout(300)

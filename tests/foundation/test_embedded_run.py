@@ -4,7 +4,6 @@ run that finds the first run's data."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -14,13 +13,9 @@ import httpx
 import psycopg
 import pytest
 
+from tests.processes import free_port as _free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen:

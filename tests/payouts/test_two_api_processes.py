@@ -11,7 +11,6 @@ import os
 import httpx
 import pytest
 
-from tests.foundation.test_api_processes import _free_port, _until
 from tests.payouts.conftest import (
     as_quoted_order,
     balance,
@@ -20,7 +19,9 @@ from tests.payouts.conftest import (
     payouts_count,
     transfers_for,
 )
+from tests.processes import free_port as _free_port
 from tests.processes import start_refit, stop_refit
+from tests.processes import until as _until
 
 LAMPORTS = 2_946_600_000  # $442 at $150
 CLICKS = 50

@@ -21,9 +21,10 @@ from refit.app import create_app
 from refit.errors import BodyLimit
 from refit.resources import Resources
 from tests.auth.wallets import Wallet, get_nonce, message_text
-from tests.foundation.test_api_processes import _free_port, _until
 from tests.orders.helpers import DEVICE, add_address
+from tests.processes import free_port as _free_port
 from tests.processes import start_refit, stop_refit
+from tests.processes import until as _until
 from tests.routes import _concrete, api_routes
 
 PROBLEM = "application/problem+json"

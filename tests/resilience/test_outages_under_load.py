@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,7 +18,9 @@ from sqlalchemy.engine import make_url
 
 from refit.auth.tokens import issue_access_token
 from tests.orders.helpers import add_address
+from tests.processes import free_port as _free_port
 from tests.processes import start_refit, stop_refit
+from tests.processes import until as _until
 from tests.resilience.load import TRANSPORT_ERROR, Load
 from tests.resilience.pg_proxy import CuttableProxy
 from tests.shipping.helpers import make_due
@@ -29,22 +29,6 @@ from tests.shipping.helpers import make_due
 OUTAGES = [("database", 5), ("database", 60), ("redis", 5)]
 SELLERS = 3
 ANSWERED = {200, 201, 202, 503}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _until(what, check, process, log_path: Path, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"refit run exited while {what} (see {log_path})"
-        if await check():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out {what}")
 
 
 @pytest.mark.timeout(600)

@@ -4,12 +4,9 @@ parent and the other component go on meanwhile, and the log says what happened."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -18,13 +15,8 @@ import pytest
 from sqlalchemy import text
 
 from refit import queue
-from tests.processes import start_refit, stop_refit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.processes import free_port as _free_port
+from tests.processes import start_refit, stop_refit, until
 
 
 def _started(log_path: Path, component: str) -> list[int]:
@@ -36,16 +28,6 @@ def _started(log_path: Path, component: str) -> list[int]:
             if entry["component"] == component:
                 pids.append(entry["pid"])
     return pids
-
-
-async def _until(what, check, process, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"refit run exited while {what}"
-        if await check():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out {what}")
 
 
 @pytest.mark.timeout(420)
@@ -76,7 +58,7 @@ async def test_refit_run_restarts_a_component_that_died(resources, settings, tmp
                 except httpx.HTTPError:
                     return False
 
-            await _until("starting", ready, process, timeout=240)
+            await until("starting", ready, process, log_path, 240)
 
             # The worker, killed: a new one is started and runs a job deferred after.
             [worker] = _started(log_path, "worker")
@@ -95,9 +77,11 @@ async def test_refit_run_restarts_a_component_that_died(resources, settings, tmp
                     )
                 return status == "succeeded"
 
-            await _until("running a job after the worker was killed", job_done, process)
+            await until(
+                "running a job after the worker was killed", job_done, process, log_path, 120
+            )
             assert len(_started(log_path, "worker")) == 2
-            await _until("being ready again", ready, process)
+            await until("being ready again", ready, process, log_path, 120)
 
             # The API, killed: a new one answers on the same port.
             [api] = _started(log_path, "api")
@@ -106,7 +90,7 @@ async def test_refit_run_restarts_a_component_that_died(resources, settings, tmp
             async def api_again() -> bool:
                 return len(_started(log_path, "api")) == 2 and await ready()
 
-            await _until("serving again after the API was killed", api_again, process)
+            await until("serving again after the API was killed", api_again, process, log_path, 120)
     finally:
         await stop_refit(process)
         print(log_path.read_text()[-6000:])  # shown on failure

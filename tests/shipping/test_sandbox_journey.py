@@ -10,7 +10,6 @@ import io
 import os
 import re
 import shutil
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,13 +26,8 @@ from tests.dashboard.helpers import sign_in as dashboard_sign_in
 from tests.notifications.smtp_server import smtp_server
 from tests.orders.helpers import DEVICE
 from tests.processes import ROOT, start_refit, stop_refit
+from tests.processes import free_port as _free_port
 from tests.shipping.conftest import HOME
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 90) -> Any:
