@@ -147,5 +147,5 @@ def end_streams() -> None:
     """Ask every open stream of this process to end: the server is stopping. uvicorn waits for
     open responses before it stops, and an event stream never ends by itself. sse-starlette
     notices uvicorn's own signal handler (`refit api --workers N`); `refit api` and `refit run`
-    handle signals themselves (refit/cli.py) and call this."""
+    handle signals themselves (refit/serving.py) and call this."""
     AppStatus.should_exit = True
