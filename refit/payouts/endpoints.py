@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
 from refit import idempotency, resources
 from refit.admin.deps import AdminDep, OperatorDep
-from refit.errors import PROBLEM_CONTENT
+from refit.errors import PROBLEM_CONTENT, problem_responses
 from refit.ledger.treasury import load_treasury
+from refit.pagination import newest_first, page
 from refit.payouts import service
 from refit.payouts.models import Payout, PayoutStatus
-from refit.payouts.schemas import PayoutList, PayoutRead
+from refit.payouts.schemas import PayoutPage, PayoutRead
 from refit.resources import SessionDep
 
 log = structlog.get_logger(__name__)
@@ -85,13 +87,21 @@ async def approve_payout(
     return PayoutRead.model_validate(payout)
 
 
-@router.get("/payouts", response_model=PayoutList)
+@router.get("/payouts", response_model=PayoutPage, responses=problem_responses(400, 401))
 async def list_payouts(
-    session: SessionDep, operator: OperatorDep, status: PayoutStatus | None = None
-) -> PayoutList:
-    """The newest payouts (up to 200), optionally only those in one status."""
-    query = select(Payout).order_by(Payout.created_at.desc(), Payout.id).limit(200)
+    session: SessionDep,
+    operator: OperatorDep,
+    status: PayoutStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> PayoutPage:
+    """Every payout, newest first, optionally only those in one status; `?limit=&cursor=`
+    pages through them (`next_cursor` of one page is the `cursor` of the next)."""
+    query = select(Payout)
     if status is not None:
         query = query.where(Payout.status == status)
-    payouts = (await session.scalars(query)).all()
-    return PayoutList(payouts=[PayoutRead.model_validate(p) for p in payouts])
+    rows = await session.scalars(newest_first(query, Payout, limit=limit, cursor=cursor))
+    payouts, next_cursor = page(rows.all(), limit)
+    return PayoutPage(
+        items=[PayoutRead.model_validate(p) for p in payouts], next_cursor=next_cursor
+    )

@@ -37,5 +37,8 @@ class PayoutRead(BaseModel):
     finalized_at: dt.datetime | None
 
 
-class PayoutList(BaseModel):
-    payouts: list[PayoutRead]
+class PayoutPage(BaseModel):
+    """Newest first, a cursor page like every list: `next_cursor` is None on the last."""
+
+    items: list[PayoutRead]
+    next_cursor: str | None

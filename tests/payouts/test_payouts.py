@@ -111,7 +111,8 @@ async def test_an_as_quoted_order_is_paid_and_completed(
         "/api/admin/payouts", params={"status": "finalized"}, headers=paying.inspector.headers
     )
     assert listed.status_code == 200
-    assert [p["order_id"] for p in listed.json()["payouts"]] == [order_id]
+    assert [p["order_id"] for p in listed.json()["items"]] == [order_id]
+    assert listed.json()["next_cursor"] is None
     again = await pay(client, order_id, paying.admin)
     assert again.status_code == 202 and again.json()["status"] == "finalized"
     await run_jobs()

@@ -424,7 +424,8 @@ export interface paths {
         };
         /**
          * List Payouts
-         * @description The newest payouts (up to 200), optionally only those in one status.
+         * @description Every payout, newest first, optionally only those in one status; `?limit=&cursor=`
+         *     pages through them (`next_cursor` of one page is the `cursor` of the next).
          */
         get: operations["admin-list_payouts"];
         put?: never;
@@ -2134,10 +2135,15 @@ export interface components {
          * @enum {string}
          */
         Outcome: "as_quoted" | "revised_offer" | "unbuyable";
-        /** PayoutList */
-        PayoutList: {
-            /** Payouts */
-            payouts: components["schemas"]["PayoutRead"][];
+        /**
+         * PayoutPage
+         * @description Newest first, a cursor page like every list: `next_cursor` is None on the last.
+         */
+        PayoutPage: {
+            /** Items */
+            items: components["schemas"]["PayoutRead"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** PayoutRead */
         PayoutRead: {
@@ -4040,6 +4046,8 @@ export interface operations {
         parameters: {
             query?: {
                 status?: components["schemas"]["PayoutStatus"] | null;
+                limit?: number;
+                cursor?: string | null;
             };
             header?: never;
             path?: never;
@@ -4053,7 +4061,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PayoutList"];
+                    "application/json": components["schemas"]["PayoutPage"];
+                };
+            };
+            /** @description Bad Request (problem+json, see `code`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized (problem+json, see `code`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Validation Error */
