@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import html
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from refit import ratelimit, resources
-from refit.auth import email_verification, service, tokens
+from refit.auth import email_verification, link_page, service, tokens
 from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.auth.schemas import (
     ConnectWalletRequest,
@@ -20,7 +19,7 @@ from refit.auth.schemas import (
     VerifyEmailConfirm,
     VerifyEmailRequest,
 )
-from refit.errors import ProblemError, Unauthorized, problem_responses
+from refit.errors import BadRequest, ProblemError, Unauthorized, problem_responses
 from refit.models import User
 from refit.resources import SessionDep
 from refit.settings import Settings
@@ -149,33 +148,37 @@ async def confirm_email(
     return UserRead.model_validate(user)
 
 
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>ReFit</title></head>
-<body style="font-family:sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">
-<h1>{title}</h1><p>{detail}</p></body></html>"""
+# Longer than any code we send (43 characters): anything past this is not one of ours.
+_MAX_TOKEN = 128
 
 
 @router.get(
     "/verify-email/confirm",
     response_model=UserRead,
-    responses={200: {"content": {"text/html": {}}}, **problem_responses(400, 409, 410)},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "JSON, or a page for a browser"},
+        **problem_responses(400, 409, 410),
+    },
 )
 async def confirm_email_link(
     request: Request,
+    response: Response,
     session: SessionDep,
-    token: Annotated[str, Query(min_length=1, max_length=128)],
+    token: Annotated[str, Query(description="The code from the mail's link")] = "",
 ) -> UserRead | HTMLResponse:
-    """Public: the link in the mail (the token is the credential). Browsers get a page, other
-    clients the same JSON as the POST."""
-    wants_html = "text/html" in request.headers.get("accept", "")
+    """Public: the link in the mail (the token is the credential). A browser (Accept ranks
+    text/html first) gets a page saying the email is verified, or why the link did not work;
+    any other client the same JSON as the POST, and problem+json when refused."""
+    wants_html = link_page.prefers_html(request.headers.get("accept"))
     try:
+        if not 0 < len(token) <= _MAX_TOKEN:
+            raise BadRequest("This verification code is not valid", code="email_token_invalid")
         user = await email_verification.confirm(session, token)
     except ProblemError as exc:
         if not wants_html:
             raise
-        page = _PAGE.format(title="This link did not work", detail=html.escape(exc.detail))
-        return HTMLResponse(page, status_code=exc.status)
+        return link_page.failure_page(exc.status, exc.code, exc.detail)
     if wants_html:
-        detail = f"{html.escape(user.email or '')} is now verified. You can close this page."
-        return HTMLResponse(_PAGE.format(title="Email confirmed", detail=detail))
+        return link_page.verified_page(user.email)
+    response.headers["Vary"] = "Accept"
     return UserRead.model_validate(user)

@@ -568,8 +568,9 @@ export interface paths {
         };
         /**
          * Confirm Email Link
-         * @description Public: the link in the mail (the token is the credential). Browsers get a page, other
-         *     clients the same JSON as the POST.
+         * @description Public: the link in the mail (the token is the credential). A browser (Accept ranks
+         *     text/html first) gets a page saying the email is verified, or why the link did not work;
+         *     any other client the same JSON as the POST, and problem+json when refused.
          */
         get: operations["auth-confirm_email_link"];
         put?: never;
@@ -4425,8 +4426,9 @@ export interface operations {
     };
     "auth-confirm_email_link": {
         parameters: {
-            query: {
-                token: string;
+            query?: {
+                /** @description The code from the mail's link */
+                token?: string;
             };
             header?: never;
             path?: never;
@@ -4434,7 +4436,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description JSON, or a page for a browser */
             200: {
                 headers: {
                     [name: string]: unknown;
