@@ -1,56 +1,106 @@
-"""The `refit` command line."""
+"""The `refit` command line.
+
+Only what building the command tree needs is imported here, so `refit --help` answers at once:
+each command imports the app, SQLAlchemy, Solana and the rest inside its body, and the domains'
+commands (LAZY) are loaded only when one of them runs or shows its own help.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pydantic
-import structlog
 import typer
-from uvicorn.config import STARTUP_FAILURE
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_group
 
-from refit import embedded, migrate, queue, serving
-from refit.admin import cli as operator_cli
-from refit.app import create_app
-from refit.backup import backup_command, restore_command
-from refit.catalog.cli import app as catalog_app
-from refit.flags.cli import app as flags_app
-from refit.ledger.server import serve_ledger
-from refit.localstorage.cli import import_localstorage
-from refit.payouts.cli import app as payouts_app
-from refit.resources import close_resources, open_resources
-from refit.settings import get_settings
+# name: (module, attribute: a Typer app or a command function, its line in `refit --help`:
+# the command's short help, the same before and after it is loaded).
+LAZY: dict[str, tuple[str, str, str]] = {
+    "catalog": ("refit.catalog.cli", "app", "The device catalog."),
+    "operator": ("refit.admin.cli", "app", "Operator accounts (who may use /api/admin)."),
+    "flags": ("refit.flags.cli", "app", "Feature flags (who sees what)."),
+    "payouts": ("refit.payouts.cli", "app", "Payouts in SOL."),
+    "import-localstorage": (
+        "refit.localstorage.cli",
+        "import_localstorage",
+        "Import the browser app's exports.",
+    ),
+    "backup": ("refit.backup", "backup_command", "Back up the database with pg_dump."),
+    "restore": ("refit.backup", "restore_command", "Restore a backup into an empty database."),
+}
+
+
+class _Unloaded(TyperCommand):
+    """A LAZY command's name and line in `refit --help`, standing in until it is loaded."""
+
+
+def load_lazy(name: str) -> Any:
+    """The click command of LAZY[name], built as `add_typer` / `command` would build it."""
+    import importlib
+
+    module, attribute, line = LAZY[name]
+    target = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer(rich_markup_mode=None)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name, short_help=line)
+    else:
+        holder.command(name, short_help=line)(target)
+    return get_group(holder).commands[name]
+
+
+class RefitGroup(TyperGroup):
+    """The top-level group: LAZY commands loaded when resolved."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._listing = False
+        for name, (_, _, line) in LAZY.items():
+            self.commands.setdefault(name, _Unloaded(name, help=line))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if isinstance(command, _Unloaded) and not self._listing:
+            command = self.commands[cmd_name] = load_lazy(cmd_name)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # Listing the commands needs their names and lines, not their modules.
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 cli = typer.Typer(
+    cls=RefitGroup,
     help="ReFit backend: API, job worker and operators' tools.",
     no_args_is_help=True,
     add_completion=False,
+    # Click's plain help: Rich's costs more than half a second to import, more than all the
+    # rest of `refit --help`.
+    rich_markup_mode=None,
+    # A bug's traceback without its local variables: they hold settings, secrets among them.
+    pretty_exceptions_show_locals=False,
 )
-cli.add_typer(catalog_app, name="catalog")
-cli.add_typer(operator_cli.app, name="operator")
-cli.add_typer(payouts_app, name="payouts")
-cli.command("import-localstorage")(import_localstorage)
-cli.add_typer(flags_app, name="flags")
-cli.command("backup")(backup_command)
-cli.command("restore")(restore_command)
-log = structlog.get_logger("refit.cli")
 
 
 @cli.command()
 def run() -> None:
-    """Everything in one command: migrate, then serve the API and run the worker, each in
-    its own process, started again (with backoff) when it dies.
+    """Migrate, then serve the API and run the worker.
+
+    Everything in one command: the API and the worker each in its own process, started again
+    (with backoff) when it dies.
 
     With REFIT_DATABASE_URL / REFIT_REDIS_URL unset, starts a private PostgreSQL and Redis
     under REFIT_DATA_DIR (./.refit) and stops them on Ctrl-C; the next run reuses the data.
     With REFIT_SOLANA_RPC_URL unset, serves the local Solana ledger too (`refit ledger`).
     """
-    serving.run_supervised()
+    from refit.run import run_supervised
+
+    run_supervised()
 
 
 @cli.command()
@@ -67,10 +117,13 @@ def api(
         False, "--expect-worker", hidden=True, help="/readyz fails while no worker is alive"
     ),
 ) -> None:
-    """Serve the HTTP API only, on uvloop and httptools (migrate separately).
+    """Serve the HTTP API only (migrate separately).
 
-    With --workers N, N processes share the port; SIGTERM lets each finish its requests.
+    On uvloop and httptools. With --workers N, N processes share the port; SIGTERM lets each finish its requests.
     """
+    from refit import serving
+    from refit.settings import get_settings
+
     serving.serve(
         api=True,
         worker=False,
@@ -83,19 +136,31 @@ def api(
 @cli.command()
 def worker() -> None:
     """Run the job worker only. SIGTERM lets running jobs finish, then exits."""
+    from refit import serving
+
     serving.serve(api=False, worker=True, migrate_first=False)
 
 
 @cli.command("ledger")
 def ledger_command() -> None:
-    """Serve the local Solana ledger alone (JSON-RPC on REFIT_LEDGER_HOST:REFIT_LEDGER_PORT,
-    state under REFIT_DATA_DIR/ledger), with the development treasury funded."""
+    """Serve the local Solana ledger alone.
+
+    JSON-RPC on REFIT_LEDGER_HOST:REFIT_LEDGER_PORT, state under REFIT_DATA_DIR/ledger, with
+    the development treasury funded."""
+    from refit import serving
+    from refit.ledger.server import serve_ledger
+    from refit.settings import get_settings
+
     serving.run_on_uvloop(serve_ledger(get_settings()))
 
 
 @cli.command("migrate")
 def migrate_command(revision: str = typer.Argument("head", help="Target revision")) -> None:
-    """Apply the database migrations up to REVISION (default: the newest)."""
+    """Apply the database migrations up to REVISION.
+
+    The default, head, is the newest."""
+    from refit import embedded, migrate
+
     settings, servers = embedded.settings_with_servers()
     try:
         assert settings.database_url
@@ -107,11 +172,16 @@ def migrate_command(revision: str = typer.Argument("head", help="Target revision
 
 @cli.command("db-shell")
 def db_shell() -> None:
-    """Open psql on the service's database (the embedded one when none is configured)."""
+    """Open psql on the service's database.
+
+    The embedded one when none is configured."""
+    import subprocess
+
+    from refit import embedded
+    from refit.db import libpq_url
+
     settings, servers = embedded.settings_with_servers()
     try:
-        from refit.db import libpq_url
-
         assert settings.database_url
         url = libpq_url(settings.database_url)
         psql = _find_psql()
@@ -136,7 +206,13 @@ def _find_psql() -> str:
 def openapi_command(
     path: Path = typer.Argument(Path("clients/typescript/openapi.json"), help="Where to write it"),
 ) -> None:
-    """Write the API's OpenAPI document (no database needed): the TypeScript client's source."""
+    """Write the API's OpenAPI document.
+
+    No database needed. It is the TypeScript client's source."""
+    import json
+
+    from refit.app import create_app
+
     document = create_app().openapi()
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     typer.echo(f"wrote {path}")
@@ -144,7 +220,14 @@ def openapi_command(
 
 @cli.command("worker-alive")
 def worker_alive() -> None:
-    """Liveness probe for orchestrators: exit 0 when a worker sent a heartbeat recently."""
+    """Liveness probe: exit 0 when a worker is alive.
+
+    For orchestrators: alive means it sent a heartbeat recently."""
+    import asyncio
+
+    from refit import queue
+    from refit.resources import close_resources, open_resources
+    from refit.settings import get_settings
 
     async def check() -> dict[str, Any]:
         settings = get_settings()
@@ -168,14 +251,18 @@ def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         cli(prog_name="refit")
-    except pydantic.ValidationError as exc:
+    except Exception as exc:
+        import pydantic
+
+        if not isinstance(exc, pydantic.ValidationError):
+            raise
         # Settings refused (production's refusals among them): what and why, one line each,
         # and the exit status of a failed start. Not the error's own text: it repeats every
         # input value, secrets included.
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"])
             typer.echo(f"refit: {where + ': ' if where else ''}{error['msg']}", err=True)
-        raise SystemExit(STARTUP_FAILURE) from None
+        raise SystemExit(3) from None  # uvicorn's STARTUP_FAILURE
 
 
 if __name__ == "__main__":

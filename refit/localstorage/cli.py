@@ -55,8 +55,10 @@ def import_localstorage(
         DEFAULT_BATCH_SIZE, "--batch-size", min=1, max=5000, help="Records per transaction"
     ),
 ) -> None:
-    """Import the browser app's exports (docs/localstorage-export.md): sellers, their
-    addresses and orders. Safe to run again: what was imported is skipped."""
+    """Import the browser app's exports.
+
+    Sellers, their addresses and orders, as docs/localstorage-export.md describes them. Safe
+    to run again: what was imported is skipped."""
     console = Console(stderr=True)
     checked = check_files(files, console)
     summary = ImportSummary(refused=sum(1 for c in checked if c.refused))
