@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import sentry_sdk
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -17,6 +16,7 @@ from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
 from refit.catalog.endpoints import router as catalog_router
 from refit.dashboard import app as dashboard
+from refit.error_reports import init_sentry
 from refit.errors import BodyLimit, install_error_handlers
 from refit.events.endpoints import router as events_router
 from refit.events.listener import follow_order_events
@@ -27,7 +27,7 @@ from refit.health.endpoints import router as health_router
 from refit.inspection import endpoints as inspection
 from refit.listen import Listener
 from refit.localstorage import endpoints as localstorage
-from refit.logs import RequestMiddleware, configure_logging, scrub_sentry_event
+from refit.logs import RequestMiddleware, configure_logging
 from refit.metrics import router as metrics_router
 from refit.orders.endpoints import router as orders_router
 from refit.payouts.endpoints import router as payouts_router
@@ -40,19 +40,6 @@ from refit.shipping.tracking import router as tracking_router
 from refit.shipping.webhooks import router as webhooks_router
 from refit.tracing import instrument_app as instrument_tracing
 from refit.tracing import setup as setup_tracing
-
-
-def init_sentry(settings: Settings) -> None:
-    if settings.sentry_dsn:
-        sentry_sdk.init(
-            dsn=settings.sentry_dsn,
-            environment=settings.env,
-            send_default_pii=False,
-            # No personal data: locals and bodies hold emails and addresses.
-            include_local_variables=False,
-            max_request_body_size="never",
-            before_send=scrub_sentry_event,  # type: ignore[arg-type]
-        )
 
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> FastAPI:

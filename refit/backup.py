@@ -3,7 +3,6 @@ the self-hosted and embedded set-ups. Supabase has its own backups (docs/backups
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -71,13 +70,13 @@ def configured_target() -> Iterator[Target]:
     if settings.database_url:
         yield Target.from_url(settings.database_url)
         return
-    for name in embedded.CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    url, handle = embedded.start_postgres(settings.data_dir)
+    embedded.quiet_unless_debugging(settings.log_level, embedded_database=False)
+    servers = embedded.ensure_servers(None, None, settings.data_dir, with_redis=False)
     try:
-        yield Target.from_url(url)
+        assert servers.database_url
+        yield Target.from_url(servers.database_url)
     finally:
-        embedded.EmbeddedServers(_handles=[handle]).stop()
+        servers.stop()
 
 
 # ---- the tools: pg_dump and pg_restore at least as new as the server ----------------------

@@ -1,4 +1,5 @@
-"""What `refit run` prints once it is up: where everything is, for someone new to the project.
+"""What `refit run` prints once it is ready (`/readyz` answered 200), with the time it took:
+where everything is, for someone new to the project.
 
 The embedded PostgreSQL's start-up chatter is no longer shown (REFIT_LOG_LEVEL=DEBUG shows
 it; the server's own log is its data directory's `log` file), so this is what a first
@@ -13,11 +14,14 @@ import typer
 from refit.settings import DEV_ADMIN_PASSWORD, Settings
 
 
-def lines(settings: Settings, *, embedded_database: bool) -> list[str]:
+def lines(
+    settings: Settings, *, embedded_database: bool, ready_in_seconds: float | None = None
+) -> list[str]:
     api = f"http://{settings.host}:{settings.port}"
+    state = "is starting" if ready_in_seconds is None else f"is ready in {ready_in_seconds:.1f} s"
     shown = [
         "",
-        "ReFit is starting (API and job worker; Ctrl-C stops everything)",
+        f"ReFit {state} (API and job worker; Ctrl-C stops everything)",
         f"  API        {api}",
         f"  API docs   {api}/docs",
     ]
@@ -46,5 +50,8 @@ def lines(settings: Settings, *, embedded_database: bool) -> list[str]:
     return shown
 
 
-def show(settings: Settings, *, embedded_database: bool) -> None:
-    typer.echo("\n".join(lines(settings, embedded_database=embedded_database)))
+def show(
+    settings: Settings, *, embedded_database: bool, ready_in_seconds: float | None = None
+) -> None:
+    shown = lines(settings, embedded_database=embedded_database, ready_in_seconds=ready_in_seconds)
+    typer.echo("\n".join(shown))

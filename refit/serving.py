@@ -1,35 +1,26 @@
-"""Serving: the API and the worker in this process, several API processes on one port, and
-`refit run`'s supervised children beside the local ledger. The command line (refit.cli) imports
-this only for the commands that serve, so `refit --help` and the operators' commands stay quick.
-"""
+"""Serving: the API and/or the worker in this process, or several API processes on one port
+(`refit api`, `refit worker`; `refit run` starts them as its children, refit.run). The command
+line imports this only for the commands that serve."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
-import tempfile
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
 import typer
 import uvicorn
-import uvloop
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from refit import banner, embedded, migrate, queue, tracing
-from refit.admin import cli as operator_cli
-from refit.app import create_app, init_sentry
-from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
-from refit.events.stream import end_streams
-from refit.ledger.server import LedgerServer
+from refit import embedded, queue, startup, tracing
+from refit.error_reports import init_sentry
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings, get_settings
-from refit.supervisor import Component, Supervisor
+from refit.supervisor import metrics_shared_by_processes, run_on_uvloop
 
 log = structlog.get_logger("refit.serving")
 
@@ -51,11 +42,6 @@ SERVER_OPTIONS: dict[str, Any] = {
 # (11 s measured on a loaded 2-core box, before the process can answer): every process was
 # killed before it could start, and again, and again.
 WORKER_HEALTHCHECK_SECONDS = 60
-
-
-def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
 
 
 class _Server(uvicorn.Server):
@@ -85,6 +71,10 @@ async def _serve_until_signal(
     runners: list[Awaitable[Any]] = []
     stoppers: list[Callable[[], None]] = []
     if api:
+        # The worker never imports the app (FastAPI, every router, the dashboard).
+        from refit.app import create_app
+        from refit.events.stream import end_streams
+
         app = create_app(settings, resources=resources)
         # /readyz answers 503 while no worker is alive when this process runs one, or runs
         # beside one that `refit run` supervises (refit.health).
@@ -137,48 +127,13 @@ def _serve_api_processes(settings: Settings, workers: int) -> None:
         port=settings.port,
         **SERVER_OPTIONS,
     )
-    with _metrics_shared_by_processes():
+    with metrics_shared_by_processes():
         supervisor = Multiprocess(config, sockets=[config.bind_socket()])
         supervisor.run()
     # A process that could not start (bad settings, a failing lifespan) stopped the others:
     # say so in the exit status, so an orchestrator sees a failed deploy, not a clean stop.
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise typer.Exit(STARTUP_FAILURE)
-
-
-@contextmanager
-def _metrics_shared_by_processes() -> Iterator[None]:
-    """Counters written to files every process of this run reads, so /metrics from any of
-    them counts all (prometheus_client's multiprocess mode). The processes inherit the
-    variable; a directory set by the operator is theirs to keep and to wipe."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        yield
-        return
-    path = tempfile.mkdtemp(prefix="refit-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    try:
-        yield
-    finally:
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _migrate_and_seed(settings: Settings, embedded_database: bool) -> None:
-    assert settings.database_url
-    migrate.upgrade(settings.database_url)
-    # A fresh database gets the shipped device catalog (an existing one is kept).
-    asyncio.run(seed_catalog_if_empty(settings.database_url))
-    if embedded_database and settings.env == "development":
-        # ... and an operator to sign in with (REFIT_ADMIN_PASSWORD), while it has none.
-        asyncio.run(operator_cli.create_first_admin(settings.database_url, settings.admin_password))
-
-
-def _refuse_production_without_admin(settings: Settings) -> None:
-    if settings.is_production:
-        assert settings.database_url
-        if not asyncio.run(operator_cli.has_enabled_admin(settings.database_url)):
-            typer.echo(operator_cli.NO_ADMIN, err=True)
-            raise typer.Exit(STARTUP_FAILURE)
 
 
 def serve(
@@ -192,9 +147,9 @@ def serve(
     settings, servers = embedded.settings_with_servers()
     try:
         if migrate_first:
-            _migrate_and_seed(settings, embedded_database)
+            startup.migrate_and_seed(settings, embedded_database)
         if api:
-            _refuse_production_without_admin(settings)
+            startup.refuse_production_without_admin(settings)
             log.info(
                 "refit.listening",
                 url=f"http://{settings.host}:{settings.port}",
@@ -209,48 +164,3 @@ def serve(
             )
     finally:
         servers.stop()
-
-
-# `refit run`'s components, each its own process (refit.supervisor): one that dies is started
-# again without taking the others down. One API process: the worker is beside it.
-RUN_COMPONENTS = [
-    Component("api", ("api", "--workers", "1", "--expect-worker")),
-    Component("worker", ("worker",)),
-]
-
-
-def run_supervised() -> None:
-    embedded_database = not get_settings().database_url
-    settings, servers = embedded.settings_with_servers()
-    try:
-        _migrate_and_seed(settings, embedded_database)
-        _refuse_production_without_admin(settings)
-        banner.show(settings, embedded_database=embedded_database)
-        # The children share one metrics folder: the API's /metrics counts the worker's jobs.
-        with _metrics_shared_by_processes():
-            run_on_uvloop(_supervise(settings))
-    finally:
-        servers.stop()
-
-
-async def _supervise(settings: Settings) -> None:
-    # The children find the embedded servers through the URLs exported to this environment.
-    supervisor = Supervisor(RUN_COMPONENTS, env=dict(os.environ))
-    runners: list[Awaitable[Any]] = [supervisor.run()]
-    stoppers: list[Callable[[], None]] = [supervisor.stop]
-    if not settings.solana_rpc_url:
-        # The local Solana ledger payouts go to, in this process: its journal outlives the
-        # children. A port already taken is logged, not fatal.
-        local_ledger = LedgerServer(settings, optional=True)
-        runners.append(local_ledger.serve())
-        stoppers.append(local_ledger.stop)
-
-    def stop() -> None:
-        log.info("refit.stopping")
-        for stopper in stoppers:
-            stopper()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-    await asyncio.gather(*runners)

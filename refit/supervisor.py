@@ -3,18 +3,28 @@
 The API and the job worker run as child processes (`refit api`, `refit worker`): a crash, a
 kill by the OOM killer or an exit on an error nobody foresaw ends that component alone, and
 this parent starts it again after a backoff, saying so in the log. The parent holds the
-embedded PostgreSQL and Redis (and the local ledger), which must outlive the children.
+embedded PostgreSQL and Redis (and the local ledger), which must outlive the children. Each
+child gets SIGTERM from the kernel when the parent dies, however it dies (refit.parent_death).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
+import uvloop
+
+from refit.parent_death import die_with_parent
 
 log = structlog.get_logger("refit.supervisor")
 
@@ -54,7 +64,13 @@ class Supervisor:
         wait = 1.0
         while not self.stopping.is_set():
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "refit", *component.args, env=self.env
+                sys.executable,
+                "-m",
+                "refit",
+                *component.args,
+                env=self.env,
+                # A SIGKILLed parent runs no cleanup: the kernel tells the child instead.
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
             self.processes[component.name] = process
             log.info("run.component_started", component=component.name, pid=process.pid)
@@ -96,3 +112,26 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await exited
+
+
+@contextmanager
+def metrics_shared_by_processes() -> Iterator[None]:
+    """Counters written to files every process of this run reads, so /metrics from any of
+    them counts all (prometheus_client's multiprocess mode). The processes inherit the
+    variable; a directory set by the operator is theirs to keep and to wipe."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="refit-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
+    # uvloop: the cheapest event loop uvicorn has; every await costs less than on asyncio's.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)

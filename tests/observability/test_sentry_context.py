@@ -15,7 +15,7 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
 from refit import queue
-from refit.app import init_sentry
+from refit.error_reports import init_sentry
 from refit.logs import RequestMiddleware, scrub_sentry_event
 
 FAILING_TASK = "tests.observability.fails_for_good"

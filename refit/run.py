@@ -1,0 +1,120 @@
+"""`refit run`: everything on one machine. The embedded servers (when no URLs are set),
+migrations, then the API and the worker as supervised child processes beside the local
+Solana ledger; the banner once `/readyz` answers, with the time it took.
+
+This process imports neither the app nor the worker: they are the children's. Each child and
+each embedded server is started again when it dies, and dies with this process, however it
+dies (refit.parent_death)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from refit import banner, embedded, startup
+from refit.settings import Settings, get_settings
+from refit.supervisor import (
+    Component,
+    Supervisor,
+    metrics_shared_by_processes,
+    run_on_uvloop,
+)
+
+log = structlog.get_logger("refit.run")
+
+# `refit run`'s components, each its own process (refit.supervisor): one that dies is started
+# again without taking the others down. One API process: the worker is beside it.
+RUN_COMPONENTS = [
+    Component("api", ("api", "--workers", "1", "--expect-worker")),
+    Component("worker", ("worker",)),
+]
+READY_POLL_SECONDS = 0.1
+_IMPORTED_AT = time.monotonic()
+
+
+def run_supervised() -> None:
+    embedded_database = not get_settings().database_url
+    settings, servers = embedded.settings_with_servers()
+    try:
+        startup.migrate_and_seed(settings, embedded_database)
+        startup.refuse_production_without_admin(settings)
+        # The children share one metrics folder: the API's /metrics counts the worker's jobs.
+        with metrics_shared_by_processes():
+            run_on_uvloop(_supervise(settings, servers, embedded_database))
+    finally:
+        servers.stop()
+
+
+async def _supervise(
+    settings: Settings, servers: embedded.EmbeddedServers, embedded_database: bool
+) -> None:
+    # The children find the embedded servers through the URLs exported to this environment.
+    supervisor = Supervisor(RUN_COMPONENTS, env=dict(os.environ))
+    stopping = asyncio.Event()
+    runners: list[Awaitable[Any]] = [
+        supervisor.run(),
+        servers.keep_alive(stopping),
+        _greet_when_ready(settings, embedded_database, stopping),
+    ]
+    stoppers: list[Callable[[], None]] = [supervisor.stop, stopping.set]
+    if not settings.solana_rpc_url:
+        from refit.ledger.server import LedgerServer
+
+        # The local Solana ledger payouts go to, in this process: its journal outlives the
+        # children. A port already taken is logged, not fatal.
+        local_ledger = LedgerServer(settings, optional=True)
+        runners.append(local_ledger.serve())
+        stoppers.append(local_ledger.stop)
+
+    def stop() -> None:
+        log.info("refit.stopping")
+        for stopper in stoppers:
+            stopper()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    await asyncio.gather(*runners)
+
+
+async def _greet_when_ready(
+    settings: Settings, embedded_database: bool, stopping: asyncio.Event
+) -> None:
+    """The banner, once /readyz answers 200 (database, Redis and a live worker), with the
+    seconds since this process started."""
+    import httpx
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}/readyz"
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while not stopping.is_set():
+            try:
+                if (await http.get(url)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(READY_POLL_SECONDS)
+        else:
+            return
+    took = seconds_since_start()
+    log.info("refit.ready", seconds=round(took, 1))
+    banner.show(settings, embedded_database=embedded_database, ready_in_seconds=took)
+
+
+def seconds_since_start() -> float:
+    """Since this process was started (the kernel's count, interpreter start-up included;
+    elsewhere than Linux, since this module was imported)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        started_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED_AT
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
