@@ -22,7 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-PEER_SOURCE = ROOT.parent / "shared" / "peers" / "node-orders"
+# The Node peer's source (bench/node_orders); it runs from a copy under .refit/bench, where
+# its node_modules can be written.
+PEER_SOURCE = Path(__file__).resolve().parent / "node_orders"
+PEER_FILES = ("server.js", "package.json", "package-lock.json")
 API_WORKERS = 2
 READY_TIMEOUT_SECONDS = 60
 
@@ -189,17 +192,24 @@ def start_worker(
 
 
 def prepare_peer(work_dir: Path) -> Path:
-    """A writable copy of the Node peer with its dependencies (`npm ci` once)."""
-    target = work_dir / "node-orders"
-    if not (target / "node_modules").is_dir():
-        shutil.copytree(PEER_SOURCE, target, dirs_exist_ok=True)
+    """A writable copy of the Node peer (bench/node_orders) with its dependencies: the files
+    follow the repo on every run; `npm ci` runs when they were never installed or the lock
+    file changed."""
+    target = work_dir / "node_orders"
+    target.mkdir(parents=True, exist_ok=True)
+    lock = (PEER_SOURCE / "package-lock.json").read_bytes()
+    # The lock last installed, kept inside node_modules: `npm ci` removes node_modules
+    # first, so an install cut short leaves no marker and is done again.
+    installed = target / "node_modules" / ".installed-lock.json"
+    current = installed.read_bytes() if installed.is_file() else None
+    for name in PEER_FILES:
+        shutil.copy2(PEER_SOURCE / name, target / name)
+    if current != lock:
         npm = shutil.which("npm")
         if npm is None:
             raise RuntimeError("npm is missing: the Node peer cannot be installed")
         subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=target, check=True)
-    else:
-        # The server itself follows shared/ (it may have changed); its dependencies stay.
-        shutil.copy2(PEER_SOURCE / "server.js", target / "server.js")
+        installed.write_bytes(lock)
     return target
 
 

@@ -26,6 +26,7 @@ import psycopg
 from bench import labels, load, seed, servers
 from bench.table import Row, render
 from refit.auth.tokens import issue_access_token
+from refit.orders.schemas import OrderRead
 from refit.resources import Resources
 from refit.settings import Settings
 
@@ -38,7 +39,7 @@ LABEL_ORDERS = int(os.environ.get("REFIT_BENCH_LABEL_ORDERS", "300"))
 WARMUP_SECONDS = 2.0
 # Quotes for the create run: more than any server could use in the run (it wraps, visibly).
 QUOTES_PER_SECOND = 1500
-# Where the Node peer's copy (with node_modules) lives across runs.
+# Where the Node peer's copy (bench/node_orders with its node_modules) lives across runs.
 PEER_HOME = servers.ROOT / ".refit" / "bench"
 
 
@@ -52,13 +53,23 @@ class Setup:
     resources: Resources
 
 
-def _get(url: str, token: str) -> int:
+def _get(url: str, token: str) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
+            return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read()
+
+
+def _same_order(refit: bytes, peer: bytes) -> None:
+    """The peer answers the order exactly as ReFit does (its OrderRead: the same fields, the
+    same values written the same way); ReFit adds the history, inspection and payout."""
+    ours, theirs = json.loads(refit), json.loads(peer)
+    fields = list(OrderRead.model_fields)
+    if list(theirs) != fields or any(theirs[f] != ours[f] for f in fields):
+        differ = sorted(set(fields) ^ set(theirs) | {f for f in theirs if theirs[f] != ours.get(f)})
+        raise RuntimeError(f"the Node peer's order differs from ReFit's in: {', '.join(differ)}")
 
 
 def _pgbench_script(user_id: uuid.UUID, order_id: uuid.UUID, *, one_round_trip: bool) -> str:
@@ -120,10 +131,13 @@ async def _one_size(
     token = issue_access_token(minting, seed.HOT_SELLER).token
     auth = {"Authorization": f"Bearer {token}"}
     read_url = f"{api}/api/orders/{order_id}"
+    bodies = []
     for url in (read_url, f"{peer}/api/orders/{order_id}", f"{api}/api/orders?limit=50"):
-        status = await asyncio.to_thread(_get, url, token)
+        status, body = await asyncio.to_thread(_get, url, token)
         if status != 200:
             raise RuntimeError(f"GET {url} answered {status}: the bench's data is wrong")
+        bodies.append(body)
+    _same_order(bodies[0], bodies[1])
     if not await _visible(setup.conninfo, seed.HOT_SELLER, order_id):
         raise RuntimeError("the hot order is not visible under its seller's claims")
 

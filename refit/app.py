@@ -41,6 +41,20 @@ from refit.shipping.webhooks import router as webhooks_router
 from refit.tracing import instrument_app as instrument_tracing
 from refit.tracing import setup as setup_tracing
 
+# The document's front page (/docs, /redoc, the TypeScript client's openapi.json): the
+# conventions in brief; docs/api.md in the repository has them in full.
+API_DESCRIPTION = """Sell a used device, get paid in SOL.
+
+- **Auth**: `Authorization: Bearer <access_token>`, from Sign-In With Solana
+  (`POST /api/auth/nonce`, then `POST /api/auth/connect-wallet`); operators' tokens from
+  `POST /api/admin/login`.
+- **Errors**: `application/problem+json` (RFC 9457) with a stable `code`.
+- **Lists**: cursor pages `{items, next_cursor}` (`?limit=&cursor=`).
+- **Retries**: POSTs that create or spend take an `Idempotency-Key`.
+- **Limits**: 429 with `Retry-After` and `RateLimit-*` headers.
+
+The conventions in full: `docs/api.md` in the ReFit repository."""
+
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> FastAPI:
     """The ASGI app. Given `resources`, it uses them (refit run shares them with the worker);
@@ -98,7 +112,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app = FastAPI(
         title="ReFit API",
         version="0.1.0",
-        description="Sell a used device, get paid in SOL. Contract: shared/API.md.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
     )

@@ -18,7 +18,7 @@ from refit.events.endpoints import stream_claims
 from tests.auth.wallets import bearer, sign_in
 from tests.routes import api_routes, call_route, depends_on, routes_depending_on
 
-# Reachable without a seller's token on purpose (marked "public" in shared/API.md, or a link
+# Reachable without a seller's token on purpose (the "public" ones of docs/api.md, or a link
 # opened from an email). Anything else under /api must depend on current_claims (sellers),
 # stream_claims (a seller's event stream: the Bearer token as current_claims reads it, or a
 # stream ticket) or current_operator (operators): a new endpoint missing all fails the last

@@ -2,7 +2,7 @@
 transition(), leaves an order whose history replays to its status and whose timestamps match
 the history; exactly the moves the state machine allows succeed, the others change nothing.
 
-The allowed moves are written out here again from API.md's "Order states" (plus the documented
+The allowed moves are written out here again from docs/api.md's "Order states" (plus the documented
 choices in refit/orders/states.py) on purpose: this table is the specification the code is
 checked against, not a copy of the code's own table.
 """
@@ -27,7 +27,7 @@ SPEC: dict[str, set[str]] = {
     "awaiting_shipment": {"shipped", "cancelled"},
     "shipped": {"received"},
     "received": {"inspecting"},
-    # returning: API.md's operator verdict "home" for a device that cannot be bought.
+    # returning: the operator's verdict "home" for a device that cannot be bought (docs/api.md).
     "inspecting": {"completed", "offer_pending", "returning"},
     "offer_pending": {"completed", "returning"},
     "returning": {"cancelled"},
@@ -36,7 +36,7 @@ SPEC: dict[str, set[str]] = {
 }
 # The seller's endpoints: (path suffix, target status, statuses it may be called from).
 # Accepting a revised offer is not a move: the order stays offer_pending with
-# offer_accepted_at set (API.md has no status for it), and can then no longer be declined.
+# offer_accepted_at set (the API has no status for it), and can then no longer be declined.
 API_MOVES = {
     "ship": ("/ship", "shipped", {"awaiting_shipment"}),
     "cancel": ("/cancel", "cancelled", {"pending", "processing_shipment", "awaiting_shipment"}),

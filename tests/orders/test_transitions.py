@@ -165,7 +165,7 @@ async def test_offer_accept_and_decline(client, resources, make_user):
 
     accepted = await client.post(f"/api/orders/{first}/offer/accept", headers=seller.headers)
     assert accepted.status_code == 200
-    # API.md has no status for an accepted offer: it stays offer_pending until it is paid.
+    # The API has no status for an accepted offer: it stays offer_pending until it is paid.
     assert accepted.json()["status"] == "offer_pending"
     assert accepted.json()["offer_accepted_at"] is not None
     assert accepted.json()["final_price_usd"] == "300.00"

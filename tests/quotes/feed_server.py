@@ -1,5 +1,5 @@
 """A local HTTP server answering like CoinGecko's simple-price and Pyth Hermes' latest-price
-endpoints (REFERENCE.md §6), scriptable per test. Runs in a thread on port 0."""
+endpoints, scriptable per test. Runs in a thread on port 0."""
 
 from __future__ import annotations
 

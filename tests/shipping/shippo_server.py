@@ -1,8 +1,8 @@
 """A local HTTP server that answers like Shippo's REST API, scriptable per test.
 
 Payload shapes follow Shippo's documented objects (Address with validation_results,
-Shipment with rates, Transaction, paginated lists, Refund, Track) as described in
-shared/REFERENCE.md section 1 and the SDK models. It runs in a thread on port 0, so the
+Shipment with rates, Transaction, paginated lists, Refund, Track) as Shippo's API reference
+and its Python SDK's models describe them. It runs in a thread on port 0, so the
 test process and a worker subprocess can both reach it.
 
 Scripting: `fail_next_transactions(n)` (ERROR transactions with messages),
