@@ -163,7 +163,9 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
 
 # PostgreSQL or Redis not answering: down, restarting, a dropped connection, a pooled
 # connection that died while idle (API-only processes do not ping before use), a pool with
-# nothing to give in time. Worth retrying in a moment; not a bug.
+# nothing to give in time, a connection not opened in time, a statement cancelled at its
+# statement timeout (psycopg's QueryCanceled) or left unanswered (db.AnswerTimeout): all
+# OperationalErrors. Worth retrying in a moment; not a bug.
 DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,

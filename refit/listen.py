@@ -26,8 +26,8 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from refit.db import libpq_url
-from refit.settings import Settings
+from refit.db import BoundedConnection, Timeouts, libpq_url
+from refit.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,6 @@ RECONNECT_MAX_SECONDS = 5.0
 # A quiet connection is pinged this often: a peer gone without a word shows as an error.
 IDLE_SECONDS = 30.0
 PING_TIMEOUT_SECONDS = 10.0
-CONNECT_TIMEOUT_SECONDS = 10
 # An on-connect callback or a piece of lent work taking longer than this is a sick connection.
 WORK_TIMEOUT_SECONDS = 10.0
 STOP_SECONDS = 1.0
@@ -61,9 +60,16 @@ class _Channel:
 
 
 class Listener:
-    def __init__(self, url: str, application_name: str = APPLICATION_NAME) -> None:
+    def __init__(
+        self,
+        url: str,
+        application_name: str = APPLICATION_NAME,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self.url = libpq_url(url)
         self.application_name = application_name
+        # The connect timeout and keepalives (its own pings bound its statements).
+        self.timeouts = timeouts or Timeouts.from_settings(get_settings())
         self.live = False
         self._was_live = False
         self._channels: dict[str, _Channel] = {}
@@ -75,7 +81,7 @@ class Listener:
     def for_settings(cls, settings: Settings) -> Listener:
         url = settings.database_direct_url or settings.database_url
         assert url, "URLs resolved before the app starts"
-        return cls(url)
+        return cls(url, timeouts=Timeouts.from_settings(settings))
 
     def listen(self, channel: str, handler: Handler, on_connect: OnConnect | None = None) -> None:
         """Follow `channel`: `handler` gets each payload (in the listener's task: it must not
@@ -124,11 +130,13 @@ class Listener:
                 wait = min(wait * 2, RECONNECT_MAX_SECONDS)
 
     async def _follow(self) -> None:
-        connection = await psycopg.AsyncConnection.connect(
+        # BoundedConnection: a ping or a piece of work that times out lets go of the
+        # connection at once, rather than after psycopg's attempt to cancel it on the server.
+        connection = await BoundedConnection.connect(
             self.url,
             autocommit=True,
             application_name=self.application_name,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            **self.timeouts.libpq(),
         )
         try:
             for name in self._channels:

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, logs, resources
+from refit.settings import get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -119,21 +120,35 @@ async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:
 
 @asynccontextmanager
 async def job_session() -> AsyncIterator[AsyncSession]:
-    """A job's one transaction, in the service role; commits when the job body returns."""
+    """A job's one transaction, in the service role; commits when the job body returns.
+    No statement timeout (db.JOB_INFO): purges and sweeps grow with the data."""
     sessionmaker = resources.current().sessionmaker
-    async with sessionmaker() as session, session.begin():
+    async with sessionmaker(info=db.JOB_INFO) as session, session.begin():
         yield session
 
 
 async def open_queue(
-    database_url: str, *, max_size: int = 10, prepared_statements: bool = False
+    database_url: str,
+    *,
+    max_size: int = 10,
+    prepared_statements: bool = False,
+    timeouts: db.Timeouts | None = None,
 ) -> ExitStack:
-    """Connect the queue app to PostgreSQL for this process; close with `close_queue`."""
+    """Connect the queue app to PostgreSQL for this process; close with `close_queue`.
+    `timeouts`: the process's settings' when not given.
+
+    The pool's connections get the connect timeout and keepalives, and let go at once of a
+    statement whose caller gave up (db.BoundedConnection): /readyz's look at the workers'
+    heartbeats must not outlast its own timeout by psycopg's 10 s of cancelling. No bound on
+    answers (`answer_within`): the worker's LISTEN waits here, and procrastinate's clean-up of
+    old jobs is a bulk delete."""
+    timeouts = timeouts or db.Timeouts.from_settings(get_settings())
     connector = procrastinate.PsycopgConnector(
         conninfo=db.libpq_url(database_url),
         min_size=1,
         max_size=max_size,
-        kwargs=db.connect_args(prepared_statements),
+        kwargs=db.connect_args(prepared_statements, timeouts),
+        connection_class=db.BoundedConnection,
     )
     stack = ExitStack()
     stack.enter_context(queue.replace_connector(connector))

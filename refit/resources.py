@@ -50,6 +50,7 @@ async def open_resources(settings: Settings, *, ping_before_use: bool = True) ->
         max_overflow=settings.db_max_overflow,
         prepared_statements=settings.db_prepared_statements,
         ping_before_use=ping_before_use,
+        timeouts=db.Timeouts.from_settings(settings),
     )
     redis = Redis.from_url(
         settings.redis_url,

@@ -92,6 +92,20 @@ class Settings(BaseSettings):
     # connection). A transaction pooler (PgBouncer in transaction mode, Supabase's port 6543)
     # hands each transaction another server connection, where the statement does not exist.
     db_prepared_statements: bool = True
+    # A PostgreSQL that stops answering without closing connections (a host gone, a hung
+    # pooler, a partition) must cost a bounded wait, never a hung request (refit/db.py):
+    # opening a connection gives up after this (libpq's minimum is 2) ...
+    db_connect_timeout_seconds: int = Field(default=5, ge=2)
+    # ... an idle connection is probed after this much quiet, every interval, and dropped
+    # after `count` unanswered probes; data unacknowledged for as long drops it too.
+    db_keepalives_idle_seconds: int = Field(default=30, ge=1)
+    db_keepalives_interval_seconds: int = Field(default=10, ge=1)
+    db_keepalives_count: int = Field(default=3, ge=1)
+    # ... and a statement is cancelled by the server after this (a 503 in a request), its
+    # answer awaited 2 s more before the connection is given up: every transaction of the
+    # API's (and the worker's) engine but a job's. Jobs, commands and migrations have none:
+    # see refit/db.py. 0 leaves the server's own setting, and no wait of ours.
+    db_statement_timeout_ms: int = Field(default=5_000, ge=0)
     redis_url: str | None = None
     redis_key_prefix: str = "refit:"
 
