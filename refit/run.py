@@ -43,20 +43,20 @@ def run_supervised() -> None:
     embedded_database = not get_settings().database_url
     settings, servers = embedded.settings_with_servers()
     try:
-        startup.migrate_and_seed(settings, embedded_database)
-        startup.refuse_production_without_admin(settings)
         # The children share one metrics folder: the API's /metrics counts the worker's jobs.
-        with metrics_shared_by_processes():
-            run_on_uvloop(_supervise(settings, servers, embedded_database))
+        with metrics_shared_by_processes(), startup.start_gate(settings.data_dir) as gate:
+            run_on_uvloop(_supervise(settings, servers, embedded_database, gate))
     finally:
         servers.stop()
 
 
 async def _supervise(
-    settings: Settings, servers: embedded.EmbeddedServers, embedded_database: bool
+    settings: Settings, servers: embedded.EmbeddedServers, embedded_database: bool, gate: Path
 ) -> None:
-    # The children find the embedded servers through the URLs exported to this environment.
-    supervisor = Supervisor(RUN_COMPONENTS, env=dict(os.environ))
+    # The children find the embedded servers through the URLs exported to this environment,
+    # and wait for the gate (created once migrated) after importing their code.
+    env = {**os.environ, startup.START_GATE_VARIABLE: str(gate)}
+    supervisor = Supervisor(RUN_COMPONENTS, env=env)
     stopping = asyncio.Event()
     runners: list[Awaitable[Any]] = [
         supervisor.run(),
@@ -81,7 +81,17 @@ async def _supervise(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    await asyncio.gather(*runners)
+    running = asyncio.gather(*runners)
+    try:
+        # Migrated while the children import their code; they start once the gate opens.
+        await asyncio.to_thread(startup.migrate_and_seed, settings, embedded_database)
+        await asyncio.to_thread(startup.refuse_production_without_admin, settings)
+    except BaseException:
+        stop()
+        await asyncio.shield(running)
+        raise
+    await asyncio.to_thread(gate.touch)
+    await running
 
 
 async def _greet_when_ready(

@@ -5,6 +5,7 @@ line imports this only for the commands that serve."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -143,6 +144,12 @@ def serve(
     api_workers: int = 1,
     expect_worker: bool = False,
 ) -> None:
+    # The code is loaded before the wait for `refit run`'s migrations (startup's gate).
+    if api:
+        importlib.import_module("refit.app")
+    if worker:
+        queue.queue.perform_import_paths()
+    startup.wait_for_start_gate()
     embedded_database = not get_settings().database_url
     settings, servers = embedded.settings_with_servers()
     try:

@@ -1,9 +1,15 @@
-"""What a serving command does before it serves: migrate, seed a fresh database, and (in
-production) refuse to start without an operator who can sign in."""
+"""What a serving command does before it serves: migrate, seed a fresh database, (in
+production) refuse to start without an operator who can sign in, and, under `refit run`, wait
+for the parent to have done so."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from uvicorn.config import STARTUP_FAILURE
@@ -33,3 +39,32 @@ def refuse_production_without_admin(settings: Settings) -> None:
         if not asyncio.run(operator_cli.has_enabled_admin(settings.database_url)):
             typer.echo(operator_cli.NO_ADMIN, err=True)
             raise typer.Exit(STARTUP_FAILURE)
+
+
+# `refit run` starts its children while it migrates: each imports its code (seconds of CPU),
+# then waits here until the parent has migrated and creates this file. Not a setting: set by
+# `refit run` for its own children only.
+START_GATE_VARIABLE = "_REFIT_START_GATE"
+
+
+def wait_for_start_gate() -> None:
+    """Return once the database is ready for this process (at once outside `refit run`, or
+    for a child started again later). A parent that fails to migrate stops its children; one
+    that dies takes them with it (refit.parent_death)."""
+    gate = os.environ.get(START_GATE_VARIABLE)
+    if not gate:
+        return
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+
+
+@contextmanager
+def start_gate(directory: Path) -> Iterator[Path]:
+    """A gate file for this run's children, removed when the run ends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    gate = directory / f"run-{os.getpid()}.started"
+    gate.unlink(missing_ok=True)
+    try:
+        yield gate
+    finally:
+        gate.unlink(missing_ok=True)
