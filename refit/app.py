@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from refit import openapi, queue
+from refit import api_docs, openapi, queue
 from refit.addresses.endpoints import router as addresses_router
 from refit.admin.endpoints import router as admin_router
 from refit.admin.manage import router as operators_router
@@ -115,8 +115,12 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         description=API_DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
+        # /docs and /redoc with their assets from the package, not a CDN (refit/api_docs.py).
+        docs_url=None,
+        redoc_url=None,
     )
     openapi.install(app)
+    api_docs.install(app)
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

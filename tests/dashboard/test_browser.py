@@ -6,21 +6,15 @@ test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import secrets
-import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 from playwright.async_api import Page, async_playwright, expect
 from solders.keypair import Keypair
 
-from refit.app import create_app
 from refit.models import OrderStatus
 from refit.resources import Resources
 from tests.admin.helpers import make_operator
@@ -28,40 +22,12 @@ from tests.inspection.helpers import IMEI
 from tests.orders.helpers import place_order
 from tests.payouts.conftest import order_row, paying, payout_row  # noqa: F401
 from tests.processes import ROOT
+from tests.serving import serving
 from tests.shipping.helpers import buy
 from tests.shipping.helpers import quote as rates
 
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 CHROMIUM = "/usr/bin/chromium"
-
-
-class _Server(uvicorn.Server):
-    # pytest keeps its own signal handlers.
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@asynccontextmanager
-async def serving(resources: Resources) -> AsyncIterator[str]:
-    """The whole app (API and dashboard) on a loopback port bound here, so no race for it."""
-    app = create_app(resources.settings, resources=resources)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5)
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                assert not task.done(), "uvicorn did not start"
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def photo() -> bytes:
