@@ -1,6 +1,7 @@
 """The database timeouts (refit/db.py): every transaction of the process's engine but a job's
 has the statement timeout, riding in a statement a seller's transaction sends anyway; jobs and
-commands have none. A statement past it is a 503 problem+json with Retry-After."""
+commands have none. A statement past it, or a connection that cannot be opened in time, is a
+503 problem+json with Retry-After, and the database is used again once it answers."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings
 from tests.orders.helpers import add_address
+from tests.resilience.pg_proxy import CuttableProxy
+
+# Our wait on top of what is measured: the request's own work and a loaded machine.
+SLACK_SECONDS = 2.0
 
 
 async def _statement_timeout(session: AsyncSession) -> str:
@@ -105,3 +110,31 @@ async def test_a_statement_past_its_timeout_is_a_503(settings, resources, make_u
         # Nothing of it was kept; the next one, with the lock gone, goes through.
         gone = await http.delete(f"/api/shipping/addresses/{address}", headers=seller.headers)
         assert gone.status_code == 204, gone.text
+
+
+@pytest.mark.timeout(120)
+async def test_a_connection_not_opened_in_time_is_a_503(
+    settings, resources, make_user, open_client
+):
+    seller = await make_user()
+    assert settings.database_url
+    proxy = await CuttableProxy.for_database(settings.database_url).start()
+    proxy.black_hole()  # accepts the connection, never answers it
+    try:
+        async with _app_with(
+            settings,
+            open_client,
+            database_url=proxy.database_url(settings.database_url),
+            db_connect_timeout_seconds=2,
+        ) as http:
+            started = time.monotonic()
+            response = await http.get("/api/shipping/addresses", headers=seller.headers)
+            waited = time.monotonic() - started
+            _assert_dependency_down(response)
+            assert 2.0 <= waited < 2.0 + SLACK_SECONDS, waited
+            assert proxy.accepted  # it did try, through the proxy
+            proxy.restore()
+            back = await http.get("/api/shipping/addresses", headers=seller.headers)
+            assert back.status_code == 200, back.text
+    finally:
+        await proxy.stop()
