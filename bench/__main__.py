@@ -1,9 +1,10 @@
 """`make bench`: run every benchmark against a fresh, migrated database.
 
 PostgreSQL and Redis: REFIT_BENCH_DATABASE_URL / REFIT_BENCH_REDIS_URL, else the embedded
-servers under ./.refit/bench. Results are printed, never asserted. Everything started here
-(API, worker, Node peer, load generators) is stopped at the end, also on an error, Ctrl-C or
-SIGTERM, and the bench database is dropped.
+servers under ./.refit/bench. The database URL names one that exists (`postgres`, say): the
+bench creates a database of its own beside it. Results are printed, never asserted.
+Everything started here (API, worker, Node peer, load generators) is stopped at the end, also
+on an error, Ctrl-C or SIGTERM, and the bench database is dropped.
 
     REFIT_BENCH_SIZES=10000        only the small table (default: 10000,1000000)
     REFIT_BENCH_DURATION=8         seconds per measured run
@@ -110,6 +111,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # Settings come from the environment only; any argument asks what they are (a run starts
+    # servers and takes minutes: never by accident).
+    if len(sys.argv) > 1:
+        print(__doc__)
+        sys.exit(0 if sys.argv[1] in ("-h", "--help") else 2)
     try:
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
