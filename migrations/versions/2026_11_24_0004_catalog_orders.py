@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 The catalog tables are created empty: `refit catalog load FILE` fills them (an upsert), and
 `refit run` loads the file shipped in refit/catalog/data/ when the catalog is empty.
 
-The order statuses stay the ten of API.md: a seller's acceptance of a revised offer is
+The order statuses stay the ten of docs/api.md: a seller's acceptance of a revised offer is
 `orders.offer_accepted_at` on an order still in `offer_pending` (refit/orders/states.py).
 """
 

@@ -1,4 +1,4 @@
-"""`GET /api/orders/{id}/events` (Server-Sent Events) and its ticket (API.md "Orders").
+"""`GET /api/orders/{id}/events` (Server-Sent Events) and its ticket (docs/api.md "Orders").
 
 The stream takes the seller's Bearer token or, for a browser's EventSource (no headers), a
 ticket in `?ticket=`. Access is checked in one short seller read before anything is streamed,

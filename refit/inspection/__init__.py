@@ -1,2 +1,2 @@
 """Receiving and inspecting a device at the warehouse: the verdict, photo evidence and the
-operators' view of an order (API.md "Operators")."""
+operators' view of an order (docs/api.md "Operators")."""

@@ -1,4 +1,4 @@
-"""The operators' order API (API.md "Operators"): list and search, the whole story of one
+"""The operators' order API (docs/api.md "Operators"): list and search, the whole story of one
 order, receive, start the inspection, the verdict, photo evidence; and the signed photo URL.
 
 Operators run as the service role; every move is written to the order's history as

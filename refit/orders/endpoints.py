@@ -1,4 +1,4 @@
-"""The seller's order endpoints (API.md "Orders"). Every one runs under the seller's RLS
+"""The seller's order endpoints (docs/api.md "Orders"). Every one runs under the seller's RLS
 session: another seller's order id is a 404, exactly like an unknown one."""
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class OrderRead(BaseModel):
 
 
 class InspectionView(BaseModel):
-    """The inspection as the order's owner sees it (API.md): what was found, the inspector's
+    """The inspection as the order's owner sees it (docs/api.md): what was found, the inspector's
     notes and the photos, as signed URLs valid for a few minutes."""
 
     grade: str

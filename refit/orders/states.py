@@ -1,6 +1,6 @@
 """The order state machine: which status may follow which. `service.transition()` is its one
 door; anything not listed here is a 409 `invalid_transition`. The statuses are exactly the
-ten of API.md (the clients are built against them).
+ten of docs/api.md (the clients are built against them).
 
 pending ──► processing_shipment ──► awaiting_shipment ──► shipped ──► received ──► inspecting
    │            │    ▲                    │                                     │    │    │
@@ -21,7 +21,7 @@ Choices, and why:
   awaiting_shipment); a label bought or being bought is then refunded (follow_ups.py says
   which jobs follow which move).
 - A revised offer (offer_pending) is answered by the seller or expires. Accepting is not a
-  status (API.md has none for it): it stamps `offer_accepted_at` and the order stays
+  status (docs/api.md has none for it): it stamps `offer_accepted_at` and the order stays
   offer_pending until the payout is confirmed on chain (→ completed), like inspecting →
   completed when the device matched its quote. Declining, or no answer in
   `offer_response_days`, → returning: the default is to give the device back, never to

@@ -44,7 +44,7 @@ class PurchaseLabelRequest(BaseModel):
 
 
 class LabelPurchaseAccepted(BaseModel):
-    """API.md: 202 `{order}` in processing_shipment; the label is bought by a job."""
+    """docs/api.md: 202 `{order}` in processing_shipment; the label is bought by a job."""
 
     order: OrderDetail
 

