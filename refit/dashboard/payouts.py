@@ -9,7 +9,6 @@ from decimal import Decimal
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from solana.rpc.async_api import AsyncClient
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +31,10 @@ BALANCE_TIMEOUT_SECONDS = 3.0
 async def treasury_balance_sol() -> Decimal | None:
     """The treasury's balance in SOL, or None when the RPC does not answer in time."""
     settings = resources.current().settings
+    # solana-py's client costs ~0.3 s of CPU at import: the API pays it when this page is
+    # first shown, not at every start.
+    from solana.rpc.async_api import AsyncClient
+
     try:
         pubkey = load_treasury(settings).pubkey()
         async with AsyncClient(settings.solana_rpc_endpoint) as rpc:

@@ -7,11 +7,9 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed, Finalized
-from solana.rpc.core import RPCException
-from solana.rpc.models import TxOpts
 from solders.hash import Hash
 from solders.instruction import AccountMeta
 from solders.keypair import Keypair
@@ -21,6 +19,11 @@ from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus
+
+if TYPE_CHECKING:
+    # solana-py's client and models cost ~0.3 s of CPU at import (pydantic models, its own
+    # httpx): only the processes that reach the chain pay for them, when they first do.
+    from solana.rpc.async_api import AsyncClient
 
 # The network fee of a transfer signed by one key (5,000 lamports per signature).
 TRANSFER_FEE_LAMPORTS = 5000
@@ -86,6 +89,10 @@ async def send(rpc: AsyncClient, signed_tx: bytes) -> bool:
     """Broadcast the stored bytes. True when the RPC took them or had them already; False
     when their blockhash is unknown (expired: the status check decides). Connection errors
     propagate: the job is retried and sends the same bytes again."""
+    # solana-py's models cost ~0.3 s at import; only a process that broadcasts needs them.
+    from solana.rpc.core import RPCException
+    from solana.rpc.models import TxOpts
+
     try:
         await rpc.send_raw_transaction(
             signed_tx, opts=TxOpts(skip_preflight=False, preflight_commitment=Confirmed)

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-import httpx
-
 from refit.errors import ServiceUnavailable
 from refit.settings import Settings
 
-# Pyth's SOL/USD price feed id (REFERENCE.md §6).
+# Pyth's SOL/USD price feed id, as Pyth publishes it for Hermes.
 PYTH_SOL_USD_FEED = "ef0d8b6fda2ceba41da15d4095d1da392a0d2f8ed0c6c7bc0f4cfac8c280b56d"
 # Pyth publishes a confidence interval: wider than this share of the price, it is not sure.
 PYTH_MAX_CONF_PCT = Decimal("1.0")
@@ -61,6 +59,10 @@ class FixedSource:
 
 
 async def _get_json(url: str, *, params: Any, headers: dict[str, str], source: str) -> Any:
+    # httpx costs ~0.1-0.4 s of CPU at import (its CLI pulls in click and rich where they
+    # are not loaded yet): only a live price feed needs it, never the fixed rate.
+    import httpx
+
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
             response = await client.get(url, params=params, headers=headers)

@@ -36,7 +36,6 @@ from refit.shipping.carrier import (
     TrackingStatus,
     TransactionStatus,
 )
-from refit.shipping.label_pdf import render_label
 from refit.shipping.models import SandboxObject
 from refit.shipping.shippo import shipment_extra
 
@@ -222,6 +221,10 @@ class SandboxCarrier:
             shipment = await session.get(SandboxObject, rate.data["shipment"]) if rate else None
         if txn is None or rate is None or shipment is None:
             raise CarrierRejected(f"no sandbox label for {transaction.transaction_id}")
+        # reportlab (and its CJK fonts) cost ~0.4 s of CPU at import; only drawing a sandbox
+        # label needs it.
+        from refit.shipping.label_pdf import render_label
+
         return render_label(
             address_from=Address(**shipment.data["address_from"]),
             address_to=Address(**shipment.data["address_to"]),

@@ -11,10 +11,9 @@ import datetime as dt
 import time
 from dataclasses import fields
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-import httpx
 import structlog
 
 from refit.settings import Settings
@@ -37,6 +36,9 @@ from refit.shipping.carrier import (
     TrackingStatus,
     TransactionStatus,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +78,11 @@ class ShippoCarrier:
     @classmethod
     def clients(cls, settings: Settings) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
         assert settings.shippo_api_key
+        # httpx costs ~0.1-0.4 s of CPU at import: only a process that talks to Shippo needs it
+        # (the sandbox carrier and the webhook parsers here do not). Imported again where
+        # its errors are caught: by then it is loaded, the clients being made here.
+        import httpx
+
         timeout = httpx.Timeout(settings.shippo_timeout_seconds, connect=5.0)
         api = httpx.AsyncClient(
             base_url=settings.shippo_base_url.rstrip("/"),
@@ -203,6 +210,8 @@ class ShippoCarrier:
     async def download_label(self, transaction: LabelTransaction) -> bytes:
         if not transaction.label_url:
             raise CarrierRejected(f"transaction {transaction.transaction_id} has no label_url")
+        import httpx
+
         try:
             response = await self._downloads.get(transaction.label_url)
         except httpx.TransportError as exc:
@@ -279,6 +288,8 @@ class ShippoCarrier:
         json: dict[str, Any] | None,
         params: dict[str, Any] | None,
     ) -> dict[str, Any]:
+        import httpx
+
         for attempt in range(self._rate_limit_retries + 1):
             try:
                 response = await self._api.request(method, path, json=json, params=params)
