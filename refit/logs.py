@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-import sentry_sdk
 import structlog
 from procrastinate import JobContext
 from procrastinate.exceptions import JobAborted
@@ -241,7 +240,10 @@ def _failure(context: JobContext, exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def _sentry_job_scope(job_id: int | None, task: str, request_id: str | None) -> Iterator[Any]:
-    if not sentry_sdk.is_initialized():
+    # Not imported unless REFIT_SENTRY_DSN set it up (error_reports.init_sentry): the SDK
+    # costs a noticeable part of a second at start-up.
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    if sentry_sdk is None or not sentry_sdk.is_initialized():
         yield lambda _exc: None
         return
     with sentry_sdk.isolation_scope() as scope:
