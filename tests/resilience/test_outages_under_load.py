@@ -2,19 +2,18 @@
 PostgreSQL and Redis through proxies the test cuts, under a steady load of sellers: PostgreSQL
 down for 5 s, then 60 s, then Redis down for 5 s. During each outage requests are answered 503
 (never 500, never a dropped connection); afterwards every accepted order exists once, every
-label job has finished, and the API and worker processes never died: they reconnected."""
+label job has finished, and the API and worker processes never died: they reconnected. The
+proxies front TCP or the embedded default's unix sockets alike."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from refit.auth.tokens import issue_access_token
 from tests.orders.helpers import add_address
@@ -33,23 +32,18 @@ ANSWERED = {200, 201, 202, 503}
 
 @pytest.mark.timeout(600)
 async def test_outages_under_load(resources, settings, make_user, tmp_path):
-    db_url = make_url(settings.database_url)
-    redis_url = urlsplit(settings.redis_url)
-    if redis_url.scheme != "redis" or not db_url.port:
-        pytest.skip("needs PostgreSQL and Redis over TCP (REFIT_TEST_*_URL) to put proxies in")
+    assert settings.database_url and settings.redis_url
     proxies = {
-        "database": await CuttableProxy(db_url.host or "127.0.0.1", db_url.port).start(),
-        "redis": await CuttableProxy(redis_url.hostname or "127.0.0.1", redis_url.port).start(),
+        "database": await CuttableProxy.for_database(settings.database_url).start(),
+        "redis": await CuttableProxy.for_redis(settings.redis_url).start(),
     }
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("REFIT_")},
         "REFIT_ENV": "test",
-        "REFIT_DATABASE_URL": db_url.set(
-            host="127.0.0.1", port=proxies["database"].port
-        ).render_as_string(hide_password=False),
-        "REFIT_REDIS_URL": f"redis://127.0.0.1:{proxies['redis'].port}{redis_url.path}",
+        "REFIT_DATABASE_URL": proxies["database"].database_url(settings.database_url),
+        "REFIT_REDIS_URL": proxies["redis"].redis_url(settings.redis_url),
         "REFIT_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "REFIT_DATA_DIR": str(tmp_path / "data"),
         "REFIT_PORT": str(port),

@@ -1,44 +1,30 @@
 """A PostgreSQL outage does not stop the job worker for good: the real `refit worker`,
-connected through a proxy that the test cuts for a few seconds, is still alive afterwards and
-runs a job deferred after the database came back, without anyone restarting it."""
+connected through a proxy that the test cuts for a few seconds, restarts its job loop by
+itself (procrastinate's worker stops when it loses its LISTEN connection; the process starts a
+new one, logged and registered anew), stays the same process, and runs a job deferred after
+the database came back. On TCP or the embedded default's unix socket alike."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from refit import queue
-from tests.processes import start_refit, stop_refit
+from tests.processes import read_log, start_refit, stop_refit, until
 from tests.resilience.pg_proxy import CuttableProxy
 
-ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90.0
-
-
-async def _until(what: str, check, worker: subprocess.Popen, timeout: float = DEADLINE):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        assert worker.poll() is None, f"the worker exited ({worker.returncode}) while {what}"
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out {what}")
 
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("outage_seconds", [3])
 async def test_worker_survives_a_database_outage(resources, settings, outage_seconds, tmp_path):
-    url = make_url(settings.database_url)
-    proxy = await CuttableProxy(url.host or "127.0.0.1", url.port or 5432).start()
-    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy = await CuttableProxy.for_database(settings.database_url).start()
+    through_proxy = proxy.database_url(settings.database_url)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("REFIT_")},
         "REFIT_ENV": "test",
@@ -69,7 +55,16 @@ async def test_worker_survives_a_database_outage(resources, settings, outage_sec
             async with resources.sessionmaker() as session:
                 return await session.scalar(text("SELECT clock_timestamp()"))
 
-        await _until("starting", lambda: heartbeat_after("-infinity"), worker)
+        async def newest_worker() -> int:
+            async with resources.sessionmaker() as session:
+                return int(
+                    await session.scalar(
+                        text("SELECT coalesce(max(id), 0) FROM procrastinate_workers")
+                    )
+                )
+
+        await until("starting", lambda: heartbeat_after("-infinity"), worker, log_path, DEADLINE)
+        before = await newest_worker()
         proxy.cut()
         await asyncio.sleep(outage_seconds)  # the outage itself: its length is the test's input
         proxy.restore()
@@ -89,10 +84,28 @@ async def test_worker_survives_a_database_outage(resources, settings, outage_sec
                 )
             return status == "succeeded"
 
-        await _until("waiting for a job after the outage", done, worker)
-        await _until(
-            "waiting for a heartbeat after the outage", lambda: heartbeat_after(back), worker
+        await until("waiting for a job after the outage", done, worker, log_path, DEADLINE)
+
+        # The job loop was restarted in this process: a worker registered after the one that
+        # ran before the outage (procrastinate registers each run of a worker as a new row),
+        # beating after the database came back, and the restart in the process's log.
+        async def restarted() -> bool:
+            async with resources.sessionmaker() as session:
+                return bool(
+                    await session.scalar(
+                        text(
+                            "SELECT count(*) FROM procrastinate_workers WHERE id > :before "
+                            "AND last_heartbeat > CAST(:back AS timestamptz)"
+                        ),
+                        {"before": before, "back": back},
+                    )
+                )
+
+        await until(
+            "waiting for the restarted worker's heartbeat", restarted, worker, log_path, DEADLINE
         )
+        assert "queue.worker_restarting" in await read_log(log_path)
+        assert worker.poll() is None, "the process itself never exited"
     finally:
         await stop_refit(worker)
         await proxy.stop()
