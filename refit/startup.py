@@ -12,10 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from uvicorn.config import STARTUP_FAILURE
 
 from refit import migrate
 from refit.settings import Settings
+
+# uvicorn's exit status for a process that could not start (uvicorn.config.STARTUP_FAILURE),
+# without importing uvicorn into `refit run`'s parent.
+STARTUP_FAILURE = 3
 
 
 def migrate_and_seed(settings: Settings, embedded_database: bool) -> None:
