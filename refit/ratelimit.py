@@ -9,8 +9,13 @@ set to "" is off.
 
 Without Redis, `enforce()` and the sellers' limits fail open (the request goes on, a warning
 is logged): they guard against abuse, and refusing every seller while Redis is down would be
-an outage of its own. `hit()` fails closed (503) unless told otherwise: the operator login
-uses it, where an unchecked guess is the greater danger.
+an outage of its own. `hit()` fails closed (503) unless told otherwise: the sign-in limits
+use it, where an unchecked guess is the greater danger.
+
+`take_slot()` is for a throttle on a secret (the operators' password): one Lua script takes a
+slot in every window at once, or none, before the secret is checked, so guesses sent at the
+same moment cannot all read "room left" first; the slot can be given back (`give_back()`)
+when the secret was right. It always fails closed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+import uuid
 import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import structlog
@@ -27,8 +35,9 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
-from refit.errors import RateLimited, ServiceUnavailable
+from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS, RateLimited, ServiceUnavailable
 from refit.resources import Resources, current
 
 log = structlog.get_logger(__name__)
@@ -96,10 +105,39 @@ def client_ip(request: Request) -> str:
     return hops[0] if hops else peer
 
 
+def _unavailable(identifiers: Sequence[str], exc: BaseException) -> ServiceUnavailable:
+    log.warning("ratelimit.unavailable", key="/".join(identifiers), error=repr(exc))
+    return ServiceUnavailable(
+        "Cannot check the request rate right now; try again shortly",
+        code="rate_limit_unavailable",
+        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _refusal(
+    item: RateLimitItem, identifiers: Sequence[str], reset: int, remaining: int
+) -> RateLimited:
+    window = item.get_expiry()
+    log.info("ratelimit.exceeded", key="/".join(identifiers), limit=str(item))
+    return RateLimited(
+        "Too many requests; try again later",
+        code="rate_limited",
+        headers={
+            "Retry-After": str(reset),
+            "RateLimit-Limit": str(item.amount),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(reset),
+            "RateLimit-Policy": f"{item.amount};w={window}",
+        },
+        extra={"retry_after": reset},
+    )
+
+
 async def hit(
     resources: Resources, limit: str, *identifiers: str, fail_closed: bool = True
 ) -> None:
-    """Count one hit against `limit` for these identifiers; raise 429 when over it."""
+    """Count one hit against `limit` for these identifiers; raise 429 when over it. The
+    hit is counted and decided in one step (the `limits` moving window is a Lua script)."""
     if not limit:
         return
     item = parse_limit(limit)
@@ -110,34 +148,97 @@ async def hit(
             return
         stats = await limiter.get_window_stats(item, *identifiers)
     except Exception as exc:
-        log.warning(
-            "ratelimit.unavailable",
-            key="/".join(identifiers),
-            fail_closed=fail_closed,
-            error=repr(exc),
-        )
         if not fail_closed:
+            log.warning("ratelimit.skipped", key="/".join(identifiers), error=repr(exc))
             return
-        raise ServiceUnavailable(
-            "Cannot check the request rate right now", code="rate_limit_unavailable"
-        ) from exc
+        raise _unavailable(identifiers, exc) from exc
     reset = max(1, math.ceil(stats.reset_time - time.time()))
-    window = item.get_expiry()
-    log.info("ratelimit.exceeded", key="/".join(identifiers), limit=str(item))
-    raise RateLimited(
-        "Too many requests; try again later",
-        code="rate_limited",
-        headers={
-            "Retry-After": str(reset),
-            "RateLimit-Limit": str(item.amount),
-            "RateLimit-Remaining": str(stats.remaining),
-            "RateLimit-Reset": str(reset),
-            "RateLimit-Policy": f"{item.amount};w={window}",
-        },
-        extra={"retry_after": reset},
-    )
+    raise _refusal(item, identifiers, reset, stats.remaining)
 
 
-async def enforce(request: Request, limit: str, *identifiers: str) -> None:
-    """`hit()` with the app's resources, for endpoints; fails open."""
-    await hit(current(), limit, *identifiers, fail_closed=False)
+# KEYS: one sorted set per window, of the slots taken in it (scored by the time taken, ms).
+# ARGV: the new slot's id, then per key its limit and its window (ms). All or nothing, in
+# one step: a slot in every window, or none and the ms until the fullest one frees a slot
+# (its 1-based position first). Redis's clock, so every process counts the same time.
+_TAKE_SLOT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local refused, wait = 0, 0
+for i, key in ipairs(KEYS) do
+    local amount = tonumber(ARGV[i * 2])
+    local window = tonumber(ARGV[i * 2 + 1])
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    local taken = redis.call('ZCARD', key)
+    if taken >= amount then
+        -- The slot that must leave the window before one is free (a lowered limit leaves
+        -- more than `amount` in it).
+        local oldest = redis.call('ZRANGE', key, taken - amount, taken - amount, 'WITHSCORES')
+        local frees_in = window
+        if oldest[2] then frees_in = tonumber(oldest[2]) + window - now end
+        if frees_in > wait then refused, wait = i, frees_in end
+    end
+end
+if refused > 0 then return {refused, wait} end
+for i, key in ipairs(KEYS) do
+    redis.call('ZADD', key, now, ARGV[1])
+    redis.call('PEXPIRE', key, tonumber(ARGV[i * 2 + 1]))
+end
+return {0, 0}
+"""
+
+_scripts: weakref.WeakKeyDictionary[Redis, AsyncScript] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A slot taken in every window of a `take_slot()`: keys and the slot's id in them."""
+
+    keys: tuple[str, ...]
+    member: str
+
+
+async def take_slot(resources: Resources, limits: Sequence[tuple[str, Sequence[str]]]) -> Slot:
+    """Take one slot in each (limit, identifiers) window, all or none, in one Redis step;
+    raise 429 when any of them is full (Retry-After: until the fullest frees one), and 503
+    when Redis cannot say (fail closed, always). Limits set to "" are off."""
+    windows = [(parse_limit(limit), tuple(ids)) for limit, ids in limits if limit]
+    member = uuid.uuid4().hex
+    keys = tuple(resources.redis_key("ratelimit", "slots", *ids) for _, ids in windows)
+    if not windows:
+        return Slot(keys, member)
+    script = _scripts.get(resources.redis)
+    if script is None:
+        script = _scripts[resources.redis] = resources.redis.register_script(_TAKE_SLOT)
+    args: list[str | int] = [member]
+    for item, _ in windows:
+        args += [item.amount, item.get_expiry() * 1000]
+    try:
+        refused, wait_ms = await script(keys=list(keys), args=args)
+    except Exception as exc:
+        raise _unavailable(windows[0][1], exc) from exc
+    if not refused:
+        return Slot(keys, member)
+    item, ids = windows[int(refused) - 1]
+    raise _refusal(item, ids, reset=max(1, math.ceil(int(wait_ms) / 1000)), remaining=0)
+
+
+async def give_back(resources: Resources, slot: Slot) -> None:
+    """Free a slot `take_slot()` took (in every window). Best effort: a slot that cannot be
+    given back stays counted until its window passes, which errs on the safe side."""
+    if not slot.keys:
+        return
+    try:
+        async with resources.redis.pipeline(transaction=True) as pipe:
+            for key in slot.keys:
+                pipe.zrem(key, slot.member)
+            await pipe.execute()
+    except Exception as exc:
+        log.warning("ratelimit.slot_kept", keys=slot.keys, error=repr(exc))
+
+
+async def enforce(
+    request: Request, limit: str, *identifiers: str, fail_closed: bool = False
+) -> None:
+    """`hit()` with the app's resources, for endpoints; fails open unless told otherwise
+    (the sign-in limits fail closed)."""
+    await hit(current(), limit, *identifiers, fail_closed=fail_closed)

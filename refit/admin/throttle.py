@@ -1,5 +1,6 @@
 """The operators' one throttled sign-in, for both doors (POST /api/admin/login and the
-dashboard's form): failures per username and per address counted in one place."""
+dashboard's form): failures per username and per address counted in one place, each attempt
+taking its slot before its password is checked."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import ratelimit, resources
 from refit.admin import operators
-from refit.errors import RateLimited, ServiceUnavailable
 from refit.models import Operator
 from refit.resources import Resources
 
@@ -30,39 +30,21 @@ async def authenticate(
 ) -> Operator | None:
     """The enabled operator with this username and password, or None (the failure counted).
     Raises RateLimited (429, Retry-After) when the username or the address has failed too
-    often, whatever the password, and ServiceUnavailable when the counts cannot be read."""
+    often, whatever the password, and ServiceUnavailable (503) when the counts cannot be
+    read or written: without Redis, guessing would be unlimited."""
     res = resources.current()
-    limits = _limits(res, username.strip().lower(), ip)
-    for limit, identifiers in limits:
-        await _refuse_if_over(res, limit, identifiers)
+    # The attempt takes its slot, in both windows at once, before the password is looked
+    # at: checking first and counting the failure after let 40 guesses sent together all
+    # read "no failures yet" and all be tried.
+    slot = await ratelimit.take_slot(res, _limits(res, username.strip().lower(), ip))
     operator = await operators.authenticate(session, username, password)
-    if operator is None:
-        for limit, identifiers in limits:
-            await _count_failure(res, limit, identifiers)
+    if operator is not None:
+        # The right password gives its slot back: the windows count failed guesses, so an
+        # operator signing in again and again (the dashboard, the API, a script) never locks
+        # themselves or their office's address out. Wrong guesses stay bounded whatever the
+        # concurrency: a guess holds its slot from before its check until the window has
+        # passed, and only a guess that was right, which has nothing left to find, frees
+        # one. A check that fails on the way (the database down) keeps its slot: its
+        # outcome is unknown, so it counts as a guess.
+        await ratelimit.give_back(res, slot)
     return operator
-
-
-async def _refuse_if_over(res: Resources, limit: str, identifiers: tuple[str, ...]) -> None:
-    if not limit:  # turned off, as ratelimit.hit reads it
-        return
-    item = ratelimit.parse_limit(limit)
-    try:
-        # A test, not a hit: only failures count (below).
-        allowed = await ratelimit._limiter(res).test(item, *identifiers)
-    except Exception as exc:
-        # Fail closed, as ratelimit.hit does: without Redis, guessing would be unlimited.
-        raise ServiceUnavailable(
-            "Cannot check the request rate right now", code="rate_limit_unavailable"
-        ) from exc
-    if not allowed:
-        # Over the limit, a hit is refused without counting: the usual 429 with Retry-After.
-        await ratelimit.hit(res, limit, *identifiers)
-
-
-async def _count_failure(res: Resources, limit: str, identifiers: tuple[str, ...]) -> None:
-    try:
-        await ratelimit.hit(res, limit, *identifiers)
-    except RateLimited:
-        # Another attempt filled the window meanwhile: this one was let in, it is answered as
-        # it deserves; the next is refused.
-        pass

@@ -38,7 +38,11 @@ async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> No
     """Public. A single-use nonce for this wallet and the Sign-In With Solana text to sign."""
     settings = _settings(request)
     ip = ratelimit.client_ip(request)
-    await ratelimit.enforce(request, settings.rate_limit_nonce_per_ip, "auth.nonce", "ip", ip)
+    # The sign-in limits fail closed: counted in one step before anything is issued, and
+    # without Redis nothing is (a 503), rather than nonces and signature checks unbounded.
+    await ratelimit.enforce(
+        request, settings.rate_limit_nonce_per_ip, "auth.nonce", "ip", ip, fail_closed=True
+    )
     service.require_wallet_address(body.wallet_address)
     # Per wallet AND address: counted per wallet alone, a stranger's nine requests would
     # lock the wallet's owner out from everywhere before anyone proved a key.
@@ -50,6 +54,7 @@ async def nonce(body: NonceRequest, request: Request, session: SessionDep) -> No
         body.wallet_address,
         "ip",
         ip,
+        fail_closed=True,
     )
     issued = await service.issue_nonce(session, settings, body.wallet_address)
     return NonceResponse(
@@ -75,6 +80,7 @@ async def connect_wallet(
         "auth.connect_wallet",
         "ip",
         ratelimit.client_ip(request),
+        fail_closed=True,
     )
     signed_in = await service.connect_wallet(
         session,
