@@ -15,6 +15,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 from typer.main import get_group
 
+from refit import cli_failures
+
 # name: (module, attribute: a Typer app or a command function, its line in `refit --help`:
 # the command's short help, the same before and after it is loaded).
 LAZY: dict[str, tuple[str, str, str]] = {
@@ -30,6 +32,9 @@ LAZY: dict[str, tuple[str, str, str]] = {
     "backup": ("refit.backup", "backup_command", "Back up the database with pg_dump."),
     "restore": ("refit.backup", "restore_command", "Restore a backup into an empty database."),
 }
+# The commands that serve: their logs stay the servers' (JSON in production and off a
+# terminal); the others log for the person at the terminal (refit.logs.for_people).
+SERVERS = {"run", "api", "worker", "ledger"}
 
 
 class _Unloaded(TyperCommand):
@@ -51,7 +56,9 @@ def load_lazy(name: str) -> Any:
 
 
 class RefitGroup(TyperGroup):
-    """The top-level group: LAZY commands loaded when resolved."""
+    """The top-level group: LAZY commands loaded when resolved, and an expected failure (the
+    settings refused, a server not answering) said in one line with its exit status
+    (refit.cli_failures) instead of a traceback."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -72,6 +79,23 @@ class RefitGroup(TyperGroup):
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+    def invoke(self, ctx: Any) -> Any:
+        args = [*ctx._protected_args, *ctx.args]  # as TyperGroup.invoke reads them
+        try:
+            if not args or args[0] in SERVERS:
+                return super().invoke(ctx)
+            from refit import logs  # a command runs: the heavy modules come anyway
+
+            with logs.for_people():
+                return super().invoke(ctx)
+        except Exception as exc:
+            lines = cli_failures.describe(exc)
+            if lines is None:
+                raise  # a bug: its traceback is what someone needs
+            for line in lines:
+                typer.echo(line, err=True)
+            raise typer.Exit(cli_failures.EXIT_CANNOT_RUN) from None
 
 
 cli = typer.Typer(
@@ -119,7 +143,8 @@ def api(
 ) -> None:
     """Serve the HTTP API only (migrate separately).
 
-    On uvloop and httptools. With --workers N, N processes share the port; SIGTERM lets each finish its requests.
+    On uvloop and httptools. With --workers N, N processes share the port; SIGTERM lets each
+    finish its requests.
     """
     from refit import serving
     from refit.settings import get_settings
@@ -235,11 +260,17 @@ def worker_alive() -> None:
             typer.echo("REFIT_DATABASE_URL and REFIT_REDIS_URL must be set", err=True)
             raise typer.Exit(2)
         resources = await open_resources(settings)
-        pool = await queue.open_queue(settings.database_url, max_size=1)
         try:
-            return await queue.worker_heartbeats()
+            # A database that does not answer fails the probe now (exit 3), not after the
+            # queue pool's half a minute of retries: probes have timeouts of their own.
+            async with resources.engine.connect():
+                pass
+            pool = await queue.open_queue(settings.database_url, max_size=1)
+            try:
+                return await queue.worker_heartbeats()
+            finally:
+                await queue.close_queue(pool)
         finally:
-            await queue.close_queue(pool)
             await close_resources(resources)
 
     beats = asyncio.run(check())
@@ -249,20 +280,7 @@ def worker_alive() -> None:
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        cli(prog_name="refit")
-    except Exception as exc:
-        import pydantic
-
-        if not isinstance(exc, pydantic.ValidationError):
-            raise
-        # Settings refused (production's refusals among them): what and why, one line each,
-        # and the exit status of a failed start. Not the error's own text: it repeats every
-        # input value, secrets included.
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            typer.echo(f"refit: {where + ': ' if where else ''}{error['msg']}", err=True)
-        raise SystemExit(3) from None  # uvicorn's STARTUP_FAILURE
+    cli(prog_name="refit")
 
 
 if __name__ == "__main__":

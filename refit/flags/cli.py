@@ -78,7 +78,14 @@ def _variants(specs: list[str]) -> list[VariantSpec] | None:
 @app.command("list")
 def list_command() -> None:
     """Every flag: on, off, percent or wallets, and its variants with their exposures."""
-    for flag in _run(service.list_flags):
+    flags = _run(service.list_flags)
+    if not flags:
+        # On stderr: a script reading the list on stdout finds it empty, as it is.
+        typer.echo(
+            "no flags yet: `refit flags set NAME --on` (or --percent N, or --wallet ADDRESS)",
+            err=True,
+        )
+    for flag in flags:
         typer.echo(describe(flag))
 
 

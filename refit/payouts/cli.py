@@ -22,6 +22,9 @@ async def find_differences(settings: Settings) -> list[Difference]:
     engine = db.create_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
         async with AsyncClient(settings.solana_rpc_endpoint, commitment=Finalized) as rpc:
+            # The chain answers before anything is compared: with no payouts to check, a
+            # ledger that is down would otherwise pass for one that agrees.
+            await rpc.get_slot()
             return await reconcile(db.create_sessionmaker(engine), rpc)
     finally:
         await engine.dispose()
@@ -41,8 +44,10 @@ def show(differences: list[Difference], console: Console) -> None:
 
 @app.command("reconcile")
 def reconcile_command() -> None:
-    """Compare the payouts table with the chain and list every difference. Exit status 1
-    when there are any, 0 when none."""
+    """Compare the payouts table with the chain and list every difference.
+
+    Exit status 1 when there are any, 0 when none, 3 when the database or the chain does not
+    answer."""
     settings, servers = embedded.settings_with_servers()
     try:
         differences = asyncio.run(find_differences(settings))
