@@ -10,12 +10,11 @@ cost), `solders` and `nacl` (a few hundredths of a second; sign-in verifies with
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
-
-import pytest
 
 from tests.processes import ROOT
 
@@ -38,6 +37,7 @@ DEFERRED = (
 WORKER_ALSO_WITHOUT = ("refit.app", "refit.dashboard", "refit.openapi")
 
 LOADED = """
+import importlib.util
 import json
 import sys
 {run}
@@ -72,18 +72,13 @@ def _loaded_after(run: str, watched: tuple[str, ...]) -> list[str]:
     return loaded
 
 
-@pytest.mark.parametrize(
-    "run",
-    [
-        "import refit.app",
-        # Built too (no lifespan: nothing connects): its routers, middleware and the dashboard.
+def test_the_api_loads_none_of_the_deferred_libraries():
+    # Imported and built (no lifespan: nothing connects): its routers, middleware, dashboard.
+    run = (
         "from refit.app import create_app\n"
         "from refit.settings import Settings\n"
-        "create_app(Settings(sentry_dsn=None, otel_exporter_otlp_endpoint=None))",
-    ],
-    ids=["import", "create_app"],
-)
-def test_the_api_loads_none_of_the_deferred_libraries(run):
+        "create_app(Settings(sentry_dsn=None, otel_exporter_otlp_endpoint=None))\n"
+    )
     assert _loaded_after(run, DEFERRED) == []
 
 
@@ -96,3 +91,10 @@ def test_the_worker_loads_neither_the_app_nor_the_deferred_libraries():
         "assert 'refit.payouts.tasks' in sys.modules\n"
     )
     assert _loaded_after(run, DEFERRED + WORKER_ALSO_WITHOUT) == []
+
+
+def test_every_watched_name_is_a_module_installed_here():
+    # A misspelt or uninstalled name would be absent from any process: the checks above
+    # would pass without checking anything.
+    for name in DEFERRED + WORKER_ALSO_WITHOUT:
+        assert importlib.util.find_spec(name) is not None, name
