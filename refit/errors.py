@@ -18,10 +18,12 @@ import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from refit import inputs
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +126,8 @@ async def _problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    # InputRefused (refit.inputs) carries its own code.
+    code = getattr(exc, "code", None) or _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}"
@@ -266,6 +269,16 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
     # Added first, so every middleware added after it (create_app's) is outside it.
     app.add_middleware(AnswerEveryError)
+    install_input_refusals(app)
+
+
+def install_input_refusals(app: FastAPI) -> None:
+    """Text PostgreSQL cannot store and JSON nested too deep are 400s (refit.inputs): the
+    body guard, and a first dependency of every route added after this call (the app's
+    router passes its dependencies to every route it includes). The dashboard, a mounted app
+    of its own, adds the dependency to its routes too; the guard here covers its bodies."""
+    app.add_middleware(inputs.JsonGuard)
+    app.router.dependencies.insert(0, Depends(inputs.refuse_unstorable_input))
 
 
 # A body over the limit is read to its end and dropped (up to this much, for so long) before

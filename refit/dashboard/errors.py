@@ -11,7 +11,7 @@ import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from refit.dashboard.render import page
 from refit.dashboard.session import SignInRequired
 from refit.errors import ProblemError
+from refit.inputs import refuse_unstorable_input
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +65,8 @@ async def _http(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"There is no page at {request.url.path}"
-    return error_page(request, exc.status_code, detail)
+    # InputRefused (refit.inputs) carries its code.
+    return error_page(request, exc.status_code, detail, code=getattr(exc, "code", None))
 
 
 async def _validation(request: Request, exc: Exception) -> Response:
@@ -74,6 +76,15 @@ async def _validation(request: Request, exc: Exception) -> Response:
         for err in exc.errors()
     ]
     return error_page(request, 422, "Some fields are not right:", problems=problems)
+
+
+async def _data_error(request: Request, exc: Exception) -> Response:
+    # The database refused a value that got past the input checks (a number out of range,
+    # say): the request's transaction is rolled back, nothing changed.
+    log.info("dashboard.data_rejected_by_database", error=str(getattr(exc, "orig", exc))[:200])
+    return error_page(
+        request, 400, "The form contains characters or values that cannot be stored"
+    )
 
 
 async def _dependency_down(request: Request, exc: Exception) -> Response:
@@ -94,6 +105,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(sqlalchemy.exc.DataError, _data_error)
+    # A NUL in a form field, the search or a path: a 400 page before anything runs. Every
+    # route included after this carries the dependency (JSON bodies are the API's guard's).
+    app.router.dependencies.insert(0, Depends(refuse_unstorable_input))
     for unavailable in (
         sqlalchemy.exc.OperationalError,
         sqlalchemy.exc.InterfaceError,

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import db, inputs
 from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.errors import ProblemError, Unprocessable, problem_responses
 from refit.localstorage.importer import Part, import_batch
@@ -65,8 +65,9 @@ async def upload_localstorage(
 ) -> UploadSummary:
     """Import the caller's own browser export: their saved addresses and orders."""
     # Read raw: our own checks report every problem by its place in the export, which
-    # FastAPI's body parsing would not. BodyLimit has already cut the body at the limit.
-    checked = check_export(await request.body(), source=UPLOAD_SOURCE)
+    # FastAPI's body parsing would not. BodyLimit has already cut the body at the limit; the
+    # input guard has refused text PostgreSQL cannot store and JSON nested too deep.
+    checked = check_export(await inputs.body_to_parse_as_json(request), source=UPLOAD_SOURCE)
     if checked.document is None:
         raise Unprocessable(
             f"The export has {len(checked.problems)} problem(s); nothing was imported",

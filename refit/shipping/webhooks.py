@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import literal_column
 from sqlalchemy.dialects.postgresql import insert
 
-from refit import queue, resources
+from refit import inputs, queue, resources
 from refit.errors import Unauthorized
 from refit.resources import SessionDep
 from refit.settings import Settings
@@ -46,7 +46,8 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 async def shippo_webhook(request: Request, session: SessionDep) -> dict[str, str]:
     """Acknowledge a Shippo webhook: `accepted` (kept and queued), `duplicate` (this event was
     already kept) or `kept` (not readable: kept for an operator, not handled)."""
-    raw = await request.body()
+    # Checked before json.loads: no NUL or lone surrogate escape, nesting within bounds.
+    raw = await inputs.body_to_parse_as_json(request)
     verify(resources.current().settings, request, raw)
     event, body, key, error = parse(raw)
     row_id = await session.scalar(

@@ -282,16 +282,18 @@ async def test_signed_non_siws_message_is_refused(client, resources, message):
     assert await user_count(resources) == 0
 
 
-async def test_message_that_is_not_unicode_is_a_validation_error(client, resources):
+async def test_message_that_is_not_unicode_is_refused_as_unstorable(client, resources):
     wallet = Wallet()
-    # JSON may spell a lone UTF-16 surrogate, which no UTF-8 text contains.
+    # JSON may spell a lone UTF-16 surrogate, which no UTF-8 text contains: refused before
+    # parsing, as every body's (refit/inputs.py).
     body = {"wallet_address": wallet.address, "message": "@@", "signature": wallet.sign("x")}
     raw = json.dumps(body).replace("@@", "\\ud800 lone surrogate")
     response = await client.post(
         "/api/auth/connect-wallet", content=raw, headers={"content-type": "application/json"}
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM
+    assert response.json()["code"] == "invalid_data"
     assert await user_count(resources) == 0
 
 
