@@ -93,7 +93,7 @@ def _tool_candidates(name: str) -> list[Path]:
 
 
 def tool_major(path: Path) -> int:
-    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True)  # noqa: S603 (pg_dump/pg_restore we found, an argv list: no shell)
     match = re.search(r"\)\s*(\d+)", out.stdout)
     if not match:
         raise BackupError(f"cannot read the version of {path}: {out.stdout.strip()!r}")
@@ -187,7 +187,7 @@ def _run_with_spinner(args: list[str], env: dict[str, str], what: str, show: Con
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=show
     ) as progress:
         task = progress.add_task(f"{what}: connecting", total=None)
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (pg_dump/pg_restore we found, an argv list: no shell)
             args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         assert process.stderr is not None
@@ -222,11 +222,11 @@ def read_archive(path: Path) -> Archive:
     if not candidates:
         raise BackupError("no pg_restore found: install the PostgreSQL client tools")
     newest = max(candidates, key=tool_major)
-    listed = subprocess.run([str(newest), "--list", str(path)], capture_output=True, text=True)
+    listed = subprocess.run([str(newest), "--list", str(path)], capture_output=True, text=True)  # noqa: S603 (pg_dump/pg_restore we found, an argv list: no shell)
     if listed.returncode != 0:
         raise BackupError(f"{path} is not a pg_dump custom archive: {listed.stderr.strip()}")
     toc = listed.stdout
-    data = subprocess.run(
+    data = subprocess.run(  # noqa: S603 (pg_dump/pg_restore we found, an argv list: no shell)
         [str(newest), "--data-only", "--table=alembic_version", "--file=-", str(path)],
         capture_output=True,
         text=True,

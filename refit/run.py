@@ -101,7 +101,7 @@ async def _greet_when_ready(
     seconds since this process started."""
     import httpx
 
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104 (a comparison, not a bind: a wildcard host is polled on loopback)
     url = f"http://{host}:{settings.port}/readyz"
     async with httpx.AsyncClient(timeout=2.0) as http:
         while not stopping.is_set():

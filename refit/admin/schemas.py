@@ -40,6 +40,6 @@ class OperatorCreate(BaseModel):
 
 class OperatorSession(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth token type's name, not a secret)
     expires_in: int
     operator: OperatorRead

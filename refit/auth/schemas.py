@@ -38,7 +38,7 @@ class ConnectWalletRequest(BaseModel):
 
 class SessionResponse(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth token type's name, not a secret)
     expires_in: int
     user: UserRead
 

@@ -39,6 +39,7 @@ def postgres_server(data_dir: Path) -> tuple[ChildServer, str]:
             if socket_dir != pgdata:
                 utils.ensure_prefix_permissions(socket_dir)
                 socket_dir.chmod(0o777)
+
     postmaster_pid = pgdata / "postmaster.pid"
 
     def is_ready(child: ChildServer) -> bool:

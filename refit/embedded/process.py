@@ -57,7 +57,7 @@ class ChildServer:
             self.prepare()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as output:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: S603 (our own server binaries, an argv list: no shell)
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=output,

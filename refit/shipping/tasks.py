@@ -274,7 +274,7 @@ async def _requeue(follow_up: follow_ups.FollowUp, stuck: str, grace_seconds: in
                           AND j.args ->> 'order_id' = o.id::text)
                     ORDER BY o.updated_at
                     LIMIT 500
-                    """
+                    """  # noqa: S608 (`stuck` is one of this module's constant clauses; values bound)
                     ),
                     {"grace": grace_seconds, "task": follow_up.task},
                 )
