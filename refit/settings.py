@@ -205,7 +205,10 @@ class Settings(BaseSettings):
     # rate-limit wait included) before it answers 503; jobs are not bound by it.
     carrier_request_timeout_seconds: float = Field(default=10.0, gt=0)
     shippo_webhook_token: str = DEV_WEBHOOK_TOKEN
+    # Production with a Shippo key requires it, unless shippo_webhook_no_hmac says the account
+    # has none: Shippo turns HMAC on per account through its sales team, not self-service.
     shippo_webhook_hmac_secret: str | None = None
+    shippo_webhook_no_hmac: bool = False
     label_file_type: str = "PDF_4x6"
     label_storage_dir: Path | None = None  # default: data_dir/labels
     label_s3_bucket: str | None = None
@@ -311,6 +314,15 @@ class Settings(BaseSettings):
             problems.append(
                 "REFIT_SHIPPO_API_KEY must be set (without it labels come from the built-in "
                 "sandbox carrier and no parcel can ship)"
+            )
+        elif self.shippo_webhook_hmac_secret is None and not self.shippo_webhook_no_hmac:
+            # The URL token alone is a secret that travels in every webhook URL (and logs of
+            # whatever proxies them); the signature also proves the body is Shippo's.
+            problems.append(
+                "REFIT_SHIPPO_WEBHOOK_HMAC_SECRET must be set (Shippo's webhooks are then "
+                "checked for its signature as well as the URL token); if your Shippo account "
+                "has no HMAC (Shippo sets it up on request), say so with "
+                "REFIT_SHIPPO_WEBHOOK_NO_HMAC=true"
             )
         if not self.smtp_url:
             problems.append(

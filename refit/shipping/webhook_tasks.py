@@ -1,8 +1,9 @@
 """`shipping.handle_webhook`: one kept webhook (refit/shipping/webhooks.py) applied to its order.
 
-A track update is a hint. When it would move or flag the order, the track is read again from
-the carrier (outside any transaction) and that answer is what is recorded and acted on: a
-forged or stale body can at most make us ask the carrier. Then, under the order's row lock:
+A track update is a hint, whatever the order's state: the track is always read again from the
+carrier (outside any transaction) and only that answer is recorded (the seller's tracking page
+shows it) and acted on. A forged or stale body, even one carrying the right URL token, can at
+most make us ask the carrier. Then, under the order's row lock:
 the events the order lacks are recorded (shipping's one writer), the order moves forward
 through `orders.service.transition()` (in transit → shipped, delivered to the warehouse →
 received), and what needs a person is flagged. Moves only go forward, so an event arriving
@@ -82,24 +83,24 @@ async def handle(inbox_id: uuid.UUID) -> str:
             _finish(row, f"no order has tracking number {hint.tracking_number}", None)
             return "no matching order"
         order, leg, carrier_of_label = found
-        order_id, status, raw = order.id, order.status, data
+        order_id = order.id
         carrier_code = hint.carrier or (carrier_of_label or "").lower()
 
-    truth = hint
-    acts = _acts_on_return(status, hint) if leg is Leg.RETURN else _acts_on(status, hint)
-    if acts:
-        # Outside any transaction: the carrier may be slow, and no row is locked meanwhile.
-        settings = resources.current().settings
-        async with open_carrier(settings) as carrier:
-            truth = await carrier.get_tracking(carrier_code, hint.tracking_number)
+    # Every update, in every state of the order: what is recorded is shown to the seller, and
+    # what is acted on moves or flags the order, so neither may come from the body. Outside
+    # any transaction: the carrier may be slow, and no row is locked meanwhile.
+    async with open_carrier(resources.current().settings) as carrier:
+        truth = await carrier.get_tracking(carrier_code, hint.tracking_number)
 
     async with queue.job_session() as session:
         order = await get_order(session, order_id, for_update=True)
         row = await session.get(WebhookInbox, inbox_id, with_for_update=True)
         if row is None or row.processed_at is not None:
             return "nothing to do"
+        # The events as the carrier gave them; the body that prompted the read stays in the
+        # inbox (linked to the order), not beside them.
         added = await state.record_tracking(
-            session, order.id, truth, source="track_updated", raw=raw, leg=leg
+            session, order.id, truth, source="track_updated", leg=leg
         )
         if leg is Leg.RETURN:
             outcome = await _apply_return(session, order, truth)
@@ -156,16 +157,6 @@ def _order_id(metadata: str | None, prefix: str) -> uuid.UUID | None:
         return None
 
 
-def _acts_on(status: OrderStatus, tracking: Tracking) -> bool:
-    """Would this track move or flag an order in `status`? Only then is the carrier asked."""
-    seen = {e.status for e in tracking.events} | {tracking.status}
-    if status in FORWARD:
-        return bool(seen & {T.TRANSIT, T.DELIVERED, T.RETURNED, T.FAILURE})
-    if status in NOT_YET_SHIPPED:
-        return bool(seen & {T.TRANSIT, T.DELIVERED})
-    return False
-
-
 async def _apply(session: AsyncSession, settings: Settings, order: Order, truth: Tracking) -> str:
     seen = {e.status for e in truth.events} | {truth.status}
     done = []
@@ -204,12 +195,6 @@ async def _apply(session: AsyncSession, settings: Settings, order: Order, truth:
             )
             done.append(f"moved to {step.value}")
     return "; ".join(done) or "no move"
-
-
-def _acts_on_return(status: OrderStatus, tracking: Tracking) -> bool:
-    """Would the parcel home's track end or flag the order? Only then is the carrier asked."""
-    seen = {e.status for e in tracking.events} | {tracking.status}
-    return status is S.RETURNING and bool(seen & {T.DELIVERED, T.RETURNED, T.FAILURE})
 
 
 async def _apply_return(session: AsyncSession, order: Order, truth: Tracking) -> str:

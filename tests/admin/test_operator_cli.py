@@ -119,6 +119,7 @@ async def test_production_refuses_to_serve_without_an_enabled_admin(resources, s
         "REFIT_JWT_SECRET": "9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f5a0c7b4e1d8f3a6c9b2e5d7",
         "REFIT_SHIPPO_WEBHOOK_TOKEN": "c3e8a1f6b9d2e7c4a0f5b8d3e6a9c2f7b4d1e8a5",
         "REFIT_SHIPPO_API_KEY": "shippo_live_0123456789abcdef",
+        "REFIT_SHIPPO_WEBHOOK_HMAC_SECRET": "5b0e9d4c7a2f8e1b6d3c0a9f4e7b2d5c8a1f6e3b",
         "REFIT_SMTP_URL": "smtps://refit:password@smtp.example:465",
         "REFIT_SENTRY_DSN": "https://public@o1.ingest.sentry.example/1",
         "REFIT_SOLANA_RPC_URL": "http://127.0.0.1:9",

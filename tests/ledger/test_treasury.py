@@ -66,6 +66,7 @@ def test_production_needs_a_cluster_and_a_treasury():
         jwt_secret="9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f5a0c7b4e1d8f3a6c9b2e5d7",
         shippo_webhook_token="c3e8a1f6b9d2e7c4a0f5b8d3e6a9c2f7b4d1e8a5",
         shippo_api_key="shippo_live_0123456789abcdef",
+        shippo_webhook_hmac_secret="5b0e9d4c7a2f8e1b6d3c0a9f4e7b2d5c8a1f6e3b",
         smtp_url="smtps://refit:password@smtp.example:465",
         sentry_dsn="https://public@o1.ingest.sentry.example/1",
         database_url="postgresql://refit@db.example/refit",

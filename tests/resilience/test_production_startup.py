@@ -21,6 +21,7 @@ SAFE: dict[str, Any] = {
     "jwt_secret": secrets.token_hex(32),
     "shippo_webhook_token": secrets.token_hex(24),
     "shippo_api_key": "shippo_live_" + secrets.token_hex(16),
+    "shippo_webhook_hmac_secret": secrets.token_hex(24),
     "smtp_url": "smtps://refit:password@smtp.example:465",
     "sentry_dsn": "https://public@o1.ingest.sentry.example/1",
     "database_url": "postgresql://refit@db.example/refit",
