@@ -82,9 +82,7 @@ async def _data_error(request: Request, exc: Exception) -> Response:
     # The database refused a value that got past the input checks (a number out of range,
     # say): the request's transaction is rolled back, nothing changed.
     log.info("dashboard.data_rejected_by_database", error=str(getattr(exc, "orig", exc))[:200])
-    return error_page(
-        request, 400, "The form contains characters or values that cannot be stored"
-    )
+    return error_page(request, 400, "The form contains characters or values that cannot be stored")
 
 
 async def _dependency_down(request: Request, exc: Exception) -> Response:
