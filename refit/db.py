@@ -125,8 +125,8 @@ class Timeouts:
 
     @property
     def answer_within(self) -> float | None:
-        """How long a request's statement waits for any answer: the server cancels it at the
-        statement timeout, so an answer that has not come by then never will."""
+        """How long a statement with the statement timeout waits for any answer: the server
+        cancels it at the timeout, so an answer that has not come soon after never will."""
         return self.statement_ms / 1000 + ANSWER_GRACE_SECONDS if self.statement_ms else None
 
 
