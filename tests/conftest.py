@@ -1,15 +1,15 @@
 """Test harness: real PostgreSQL and Redis, every test in its own migrated database.
 
 PostgreSQL and Redis come from REFIT_TEST_DATABASE_URL / REFIT_TEST_REDIS_URL (CI: the
-machine's servers), else the embedded ones under ./.refit/test-*. Alembic migrates a template
+machine's servers), else the embedded ones under ./.refit/test. Alembic migrates a template
 database once per run; each test gets a fresh copy (CREATE DATABASE ... TEMPLATE), so tests
-never share rows and nothing is cleaned by DELETE.
+never share rows and nothing is cleaned by DELETE. Under pytest-xdist (`-n`), the controller
+starts the servers and makes the template before its workers start: one set per run
+(tests/databases.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,15 +23,17 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from refit import db, embedded, migrate, queue
+from refit import db, queue
 from refit.app import create_app
 from refit.auth.tokens import issue_access_token
-from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
 from refit.models import User
 from refit.resources import Resources, close_resources, open_resources
 from refit.settings import Settings
+from tests.databases import DatabasePool, Servers, SuiteRun
+from tests.databases import with_database as with_database  # imported from here by tests
 
 ROOT = Path(__file__).resolve().parent.parent
+RUN = SuiteRun(ROOT / ".refit" / "test")
 
 OpenClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 _CALL_FAILED = pytest.StashKey[bool]()
@@ -44,6 +46,19 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Before xdist starts its workers (its own hook runs last): they inherit the servers'
+    # URLs and the template's name from this process's environment. Alone, pytest starts
+    # them on first use instead, so a run that needs no database starts nothing.
+    if session.config.pluginmanager.has_plugin("dsession"):
+        RUN.template()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    RUN.close()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
@@ -52,23 +67,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def with_database(url: str, name: str) -> str:
-    return make_url(db.sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False)
+@pytest.fixture(scope="session")
+def servers() -> Servers:
+    return RUN.servers()
 
 
 @pytest.fixture(scope="session")
-def servers() -> Any:
-    found = embedded.ensure_servers(
-        os.environ.get("REFIT_TEST_DATABASE_URL"),
-        os.environ.get("REFIT_TEST_REDIS_URL"),
-        ROOT / ".refit" / "test",
-    )
-    yield found
-    found.stop()
-
-
-@pytest.fixture(scope="session")
-def admin_url(servers: Any) -> str:
+def admin_url(servers: Servers) -> str:
     return db.sqlalchemy_url(servers.database_url)
 
 
@@ -80,27 +85,26 @@ async def _admin_execute(admin_url: str, sql: str) -> None:
 
 
 @pytest.fixture(scope="session")
-async def template_db(admin_url: str) -> AsyncIterator[str]:
-    name = f"refit_tpl_{os.getpid()}"
-    await _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
-    await asyncio.to_thread(migrate.upgrade, with_database(admin_url, name))
-    # Every test database starts with the shipped device catalog, as `refit run` does.
-    await seed_catalog_if_empty(with_database(admin_url, name))
-    yield name
-    await _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def template_db(servers: Servers) -> str:
+    return RUN.template()
+
+
+@pytest.fixture(scope="session")
+def _databases(admin_url: str, template_db: str) -> Iterator[DatabasePool]:
+    pool = DatabasePool(admin_url, template_db)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture
-async def database_url(admin_url: str, template_db: str) -> AsyncIterator[str]:
-    name = f"refit_t_{uuid.uuid4().hex[:12]}"
-    await _admin_execute(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield with_database(admin_url, name)
-    await _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def database_url(_databases: DatabasePool) -> Iterator[str]:
+    url = _databases.take()
+    yield url
+    _databases.give_back(url)
 
 
 @pytest.fixture
-def settings(database_url: str, servers: Any, tmp_path: Path) -> Settings:
+def settings(database_url: str, servers: Servers, tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         env="test",
