@@ -7,9 +7,11 @@ headers. Counters share the process's Redis connection pool and live under the
 `REFIT_REDIS_KEY_PREFIX` (several environments or test runs can share one Redis). A limit
 set to "" is off.
 
-Without Redis, `enforce()` and the sellers' limits fail open (the request goes on, a warning
-is logged): they guard against abuse, and refusing every seller while Redis is down would be
-an outage of its own. `hit()` fails closed (503) unless told otherwise: the sign-in limits
+With Redis down (refused, timed out), `enforce()` and the sellers' limits fail open (the
+request goes on, a warning is logged): they guard against abuse, and refusing every seller
+while Redis is down would be an outage of its own. Never otherwise: a process whose Redis
+pool stays busy past its wait (RedisPoolExhausted) or a Redis that answers with an error is
+a 503 with Retry-After. `hit()` fails closed (503) unless told otherwise: the sign-in limits
 use it, where an unchecked guess is the greater danger.
 
 `take_slot()` is for a throttle on a secret (the operators' password): one Lua script takes a
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import redis.exceptions
 import structlog
 from fastapi import Request
 from limits import RateLimitItem, parse
@@ -38,11 +41,15 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS, RateLimited, ServiceUnavailable
-from refit.resources import Resources, current
+from refit.resources import RedisPoolExhausted, Resources, current
 
 log = structlog.get_logger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Redis not answering (refused, reset, timed out): the one case where the sellers' limits
+# let a request through. RedisPoolExhausted is a ConnectionError too, and is caught first.
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 # One limiter per Redis client (so per process, per test): built on first use.
 _limiters: weakref.WeakKeyDictionary[Redis, MovingWindowRateLimiter] = weakref.WeakKeyDictionary()
@@ -147,10 +154,17 @@ async def hit(
         if allowed:
             return
         stats = await limiter.get_window_stats(item, *identifiers)
-    except Exception as exc:
+    except RedisPoolExhausted as exc:
+        # Redis is up and our own pool ran dry (a flood of requests): letting them through
+        # would lift the limit exactly when it is needed.
+        raise _unavailable(identifiers, exc) from exc
+    except _REDIS_DOWN as exc:
         if not fail_closed:
             log.warning("ratelimit.skipped", key="/".join(identifiers), error=repr(exc))
             return
+        raise _unavailable(identifiers, exc) from exc
+    except redis.exceptions.RedisError as exc:
+        # Redis answered with an error (out of memory, read-only): not down, not counted.
         raise _unavailable(identifiers, exc) from exc
     reset = max(1, math.ceil(stats.reset_time - time.time()))
     raise _refusal(item, identifiers, reset, stats.remaining)
@@ -214,7 +228,7 @@ async def take_slot(resources: Resources, limits: Sequence[tuple[str, Sequence[s
         args += [item.amount, item.get_expiry() * 1000]
     try:
         refused, wait_ms = await script(keys=list(keys), args=args)
-    except Exception as exc:
+    except (redis.exceptions.RedisError, OSError) as exc:
         raise _unavailable(windows[0][1], exc) from exc
     if not refused:
         return Slot(keys, member)
@@ -232,7 +246,7 @@ async def give_back(resources: Resources, slot: Slot) -> None:
             for key in slot.keys:
                 pipe.zrem(key, slot.member)
             await pipe.execute()
-    except Exception as exc:
+    except (redis.exceptions.RedisError, OSError) as exc:
         log.warning("ratelimit.slot_kept", keys=slot.keys, error=repr(exc))
 
 

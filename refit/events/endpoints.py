@@ -49,10 +49,9 @@ async def stream_claims(
     Bearer token exactly as every seller endpoint reads it."""
     if ticket is None:
         return await current_claims(request, credentials)
-    res = resources.current()
-    claims = tickets.decode_ticket(res.settings, ticket, order_id)
-    # The session the ticket was made from: signed out, its tickets are refused too.
-    await tokens.ensure_not_revoked(res.redis, res.settings, claims)
+    # Valid, for this order, of a live session (signed out, its tickets are refused too),
+    # and not used before: a ticket opens one stream.
+    claims = await tickets.redeem_ticket(resources.current(), ticket, order_id)
     setattr(request.state, SELLER_ID_STATE, claims.user_id)
     return claims
 
