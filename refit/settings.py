@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     # The largest browser-storage export a seller may upload (POST /api/migrate/localstorage,
     # 413 beyond); one browser's export is a few KB per order.
     localstorage_upload_max_bytes: int = Field(default=2_097_152, ge=1024)
+    # Browser-export uploads per seller (`limits` notation; "" switches it off), besides the
+    # request and order limits every upload also counts under.
+    rate_limit_localstorage_imports_per_seller: str = "5/day"
 
     # --- inspection ----------------------------------------------------------------------
     # The photos of one evidence upload, in all (413 beyond); the one route allowed a body

@@ -29,7 +29,9 @@ MAX_ADDRESSES_PER_USER = 50
 # Orders still needing the seller's address: the label is not bought yet, or the device may
 # come back to them.
 LIVE_STATUSES = tuple(
-    s.value for s in OrderStatus if s not in (OrderStatus.COMPLETED, OrderStatus.CANCELLED)
+    s.value
+    for s in OrderStatus
+    if s not in (OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.IMPORTED)
 )
 
 

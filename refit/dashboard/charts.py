@@ -25,6 +25,7 @@ COLORS = {
     OrderStatus.RETURNING: "#c9544d",
     OrderStatus.COMPLETED: "#3c9a5f",
     OrderStatus.CANCELLED: "#5f6b7a",
+    OrderStatus.IMPORTED: "#c3c8ce",
 }
 
 

@@ -31,6 +31,7 @@ STATUS_LABELS = {
     OrderStatus.RETURNING: "Returning",
     OrderStatus.COMPLETED: "Completed",
     OrderStatus.CANCELLED: "Cancelled",
+    OrderStatus.IMPORTED: "Imported (history)",
 }
 
 

@@ -146,6 +146,9 @@ def summary_table(summary: ImportSummary) -> Table:
     table.add_row("users", str(summary.users_created), "")
     table.add_row("addresses", str(summary.addresses_created), str(summary.addresses_skipped))
     table.add_row("orders", str(summary.orders_created), str(summary.orders_skipped))
+    table.add_row("addresses left out (over the cap)", str(len(summary.addresses_left_out)), "")
+    table.add_row("tracking numbers dropped", str(summary.tracking_numbers_dropped), "")
+    table.add_row("payout signatures dropped", str(summary.payment_signatures_dropped), "")
     table.add_row("files refused", str(summary.refused), "")
     table.add_row("batches", str(summary.batches), "")
     return table

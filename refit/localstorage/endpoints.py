@@ -5,6 +5,12 @@ The same checks and importer as `refit import-localstorage`, in the request's on
 transaction: a broken export is a 422 listing every problem with its place, an export of
 another wallet a 403, and in both cases nothing is written. Uploading again is harmless:
 what was imported is skipped (the browser may retry after a lost answer).
+
+Imported orders are history (refit/orders/imported.py): the answer says what was dropped
+(tracking numbers, payout signatures), which addresses were left out (over the cap) and which
+orders the seller may continue (POST /api/orders/{id}/continue). An upload counts as one hit
+of the seller's request and order limits, and of its own daily limit
+(`rate_limit_localstorage_imports_per_seller`).
 """
 
 from __future__ import annotations
@@ -15,16 +21,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, inputs
-from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
 from refit.errors import ProblemError, Unprocessable, problem_responses
 from refit.localstorage.importer import Part, import_batch
 from refit.localstorage.schemas import ExportDocument
 from refit.localstorage.validation import check_export
-from refit.models.order import Order
+from refit.models.order import Order, OrderStatus
 from refit.models.user import User
+from refit.orders.imported import CONTINUABLE
 from refit.settings import Settings
 
 UPLOAD_PATH = "/api/migrate/localstorage"
@@ -43,6 +49,13 @@ class UploadSummary(BaseModel):
     orders_created: int
     addresses_skipped: int
     orders_skipped: int
+    # Over the seller's cap of saved addresses: the browser's ids of those not imported.
+    addresses_left_out: list[str]
+    # Never taken from an export: how many of the new orders' were dropped.
+    tracking_numbers_dropped: int
+    payment_signatures_dropped: int
+    # The seller's imported orders that were still open, to continue (newest first).
+    continuable_order_ids: list[uuid.UUID]
 
 
 _REQUEST_BODY: dict[str, Any] = {
@@ -58,12 +71,17 @@ _REQUEST_BODY: dict[str, Any] = {
     "/localstorage",
     response_model=UploadSummary,
     openapi_extra=_REQUEST_BODY,
-    responses=problem_responses(401, 403, 413, 422),
+    responses=problem_responses(401, 403, 413, 422, 429),
+    dependencies=[
+        seller_limit("rate_limit_localstorage_imports_per_seller", "localstorage.upload"),
+        seller_limit("rate_limit_orders_per_seller", "orders.create"),
+    ],
 )
 async def upload_localstorage(
     request: Request, session: UserSessionDep, claims: CurrentClaims
 ) -> UploadSummary:
-    """Import the caller's own browser export: their saved addresses and orders."""
+    """Import the caller's own browser export: their saved addresses, and their orders as
+    history (status `imported`) that nothing ships, inspects or pays."""
     # Read raw: our own checks report every problem by its place in the export, which
     # FastAPI's body parsing would not. BodyLimit has already cut the body at the limit; the
     # input guard has refused text PostgreSQL cannot store and JSON nested too deep.
@@ -85,7 +103,6 @@ async def upload_localstorage(
             code="wallet_mismatch",
         )
     async with db.as_service(session):
-        await _refuse_tracking_numbers_of_others(session, checked.document, claims.user_id)
         done = await import_batch(
             session,
             [
@@ -98,46 +115,23 @@ async def upload_localstorage(
             ],
             actor=f"user:{claims.user_id}",
         )
+    # Under the seller's RLS again: their own orders only.
+    continuable = await session.scalars(
+        select(Order.id)
+        .where(
+            Order.status == OrderStatus.IMPORTED,
+            Order.imported_status.in_(CONTINUABLE),
+            Order.continued_as_id.is_(None),
+        )
+        .order_by(Order.created_at.desc(), Order.id.desc())
+    )
     return UploadSummary(
         addresses_created=done.addresses_created,
         orders_created=done.orders_created,
         addresses_skipped=done.addresses_skipped,
         orders_skipped=done.orders_skipped,
+        addresses_left_out=done.addresses_left_out,
+        tracking_numbers_dropped=done.tracking_numbers_dropped,
+        payment_signatures_dropped=done.payment_signatures_dropped,
+        continuable_order_ids=list(continuable),
     )
-
-
-async def _refuse_tracking_numbers_of_others(
-    session: AsyncSession, document: ExportDocument, user_id: uuid.UUID
-) -> None:
-    """A seller's browser says which tracking numbers its parcels have, unverified: one that
-    is another seller's order's would let the carrier's updates for that parcel reach the
-    wrong order. Checked as the service (RLS would hide the other order) in this transaction;
-    the seller's own numbers pass, so uploading again stays harmless."""
-    wanted = {
-        order.label.tracking_number: i
-        for i, order in enumerate(document.orders)
-        if order.label is not None and order.label.tracking_number
-    }
-    if not wanted:
-        return
-    taken = (
-        await session.scalars(
-            select(Order.tracking_number).where(
-                Order.tracking_number.in_(wanted), Order.user_id != user_id
-            )
-        )
-    ).all()
-    if taken:
-        raise Unprocessable(
-            "The export names tracking numbers of other orders; nothing was imported",
-            code="invalid_export",
-            extra={
-                "problems": [
-                    {
-                        "place": f"orders[{wanted[number]}].label.tracking_number",
-                        "message": "this tracking number belongs to another order",
-                    }
-                    for number in sorted({n for n in taken if n is not None})
-                ]
-            },
-        )

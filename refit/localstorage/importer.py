@@ -1,5 +1,11 @@
 """Writing checked exports: sellers, their addresses, their orders, a batch at a time.
 
+Orders become history (refit/orders/imported.py): status `imported`, the browser's status
+kept for display. Tracking numbers (of either leg) and payout signatures are never taken from
+an export: they are dropped and counted in the summary. A seller's saved addresses keep their
+cap (MAX_ADDRESSES_PER_USER): addresses beyond it are left out, by browser id, and not
+claimed, so a later import brings them once the seller has room.
+
 Idempotent on the browser's own ids: each address and order first claims its key
 (seller, kind, browser id) in `localstorage_imports` (`ON CONFLICT DO NOTHING`), and only
 what this batch claimed is written, in the same transaction. A second run, or a run racing
@@ -15,15 +21,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
-from sqlalchemy import Table, column, insert, select, table, text
+from sqlalchemy import Table, column, delete, func, insert, select, table, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit.addresses.service import MAX_ADDRESSES_PER_USER
 from refit.localstorage.schemas import ExportAddress, ExportDocument, ExportOrder, backend_status
 from refit.localstorage.validation import CheckedExport
 from refit.models.address import ShippingAddress
 from refit.models.user import User
-from refit.orders.imported import ImportedLabel, ImportedOrder, insert_imported_orders
+from refit.orders.imported import ImportedOrder, insert_imported_orders
 
 CLI_ACTOR = "system:import-localstorage"
 
@@ -60,6 +67,11 @@ class ImportSummary:
     # Documents refused whole (a problem anywhere in them).
     refused: int = 0
     batches: int = 0
+    # Never taken from an export (imported orders are history): how many were dropped.
+    tracking_numbers_dropped: int = 0
+    payment_signatures_dropped: int = 0
+    # Addresses beyond the seller's cap, by the browser's id: not imported.
+    addresses_left_out: list[str] = field(default_factory=list)
 
     def add(self, other: ImportSummary) -> None:
         for f in fields(self):
@@ -132,8 +144,9 @@ async def import_batch(
     summary.orders_skipped = sum(1 for p in parts for _ in p.orders)
 
     new_addresses = [(k, v) for k, v in claimed.items() if k[1] == "address"]
-    await _insert_addresses(session, new_addresses)
-    summary.addresses_created = len(new_addresses)
+    left_out = await _insert_addresses(session, new_addresses)
+    summary.addresses_left_out = [browser_id for _, _, browser_id in left_out]
+    summary.addresses_created = len(new_addresses) - len(left_out)
     summary.addresses_skipped -= len(new_addresses)
 
     new_orders = [(k, v) for k, v in claimed.items() if k[1] == "order"]
@@ -148,6 +161,9 @@ async def import_batch(
     )
     summary.orders_created = len(new_orders)
     summary.orders_skipped -= len(new_orders)
+    for _, (_, _, order) in new_orders:
+        summary.tracking_numbers_dropped += bool(order.label and order.label.tracking_number)
+        summary.payment_signatures_dropped += bool(order.payment_tx_signature)
     return summary
 
 
@@ -195,9 +211,11 @@ async def _claim(
 async def _insert_addresses(
     session: AsyncSession,
     new: list[tuple[tuple[uuid.UUID, str, str], tuple[uuid.UUID, Part, Any]]],
-) -> None:
+) -> list[tuple[uuid.UUID, str, str]]:
+    """Insert the claimed addresses up to each seller's cap; the keys of those left out (their
+    claims withdrawn)."""
     if not new:
-        return
+        return []
     users = {user_id for (user_id, _, _), _ in new}
     # The addresses domain's per-seller lock (addresses/service.py), in one order so two
     # imports never deadlock: a seller making an address default, or another browser's
@@ -217,8 +235,23 @@ async def _insert_addresses(
             )
         )
     )
+    # The cap, counted under the lock: an import and the addresses API both wait for it.
+    room = {
+        user_id: MAX_ADDRESSES_PER_USER - count
+        for user_id, count in await session.execute(
+            select(ShippingAddress.user_id, func.count())
+            .where(ShippingAddress.user_id.in_(users))
+            .group_by(ShippingAddress.user_id)
+        )
+    }
+    left_out = []
     rows = []
-    for (user_id, _, _), (record_id, _, address) in new:
+    for key, (record_id, _, address) in new:
+        user_id = key[0]
+        if room.setdefault(user_id, MAX_ADDRESSES_PER_USER) <= 0:
+            left_out.append(key)
+            continue
+        room[user_id] -= 1
         is_default = address.is_default and user_id not in has_default
         if is_default:
             has_default.add(user_id)
@@ -239,6 +272,15 @@ async def _insert_addresses(
         same = [r for r in rows if ("created_at" in r) is with_created]
         if same:
             await session.execute(insert(cast(Table, ShippingAddress.__table__)), same)
+    for user_id, kind, browser_id in left_out:
+        await session.execute(
+            delete(claims).where(
+                claims.c.user_id == user_id,
+                claims.c.kind == kind,
+                claims.c.browser_id == browser_id,
+            )
+        )
+    return left_out
 
 
 async def _address_ids(
@@ -268,7 +310,6 @@ def _imported_order(
     order: ExportOrder,
     address_ids: dict[tuple[uuid.UUID, str], uuid.UUID],
 ) -> ImportedOrder:
-    status = backend_status(order.status)
     stamps = {
         name: value
         for name in ("shipped_at", "received_at", "completed_at", "cancelled_at")
@@ -278,7 +319,7 @@ def _imported_order(
     return ImportedOrder(
         id=record_id,
         user_id=user_id,
-        status=status,
+        shown_status=backend_status(order.status),
         device_brand=order.device.brand,
         device_model=order.device.model,
         device_storage=order.device.storage,
@@ -293,28 +334,25 @@ def _imported_order(
         created_at=order.created_at,
         status_at=_status_at(order),
         stamps=stamps,
-        label=(
-            ImportedLabel(
-                carrier=label.carrier,
-                service=label.service,
-                tracking_number=label.tracking_number,
-                label_url=label.label_url,
-                cost_usd=label.cost_usd,
-                purchased_at=label.purchased_at,
-            )
-            if label
-            else None
-        ),
-        payment_tx_signature=order.payment_tx_signature,
+        shipping_carrier=label.carrier if label else None,
+        shipping_service=label.service if label else None,
         history_metadata={
             "source": part.source,
             "browser_order_id": order.id,
             "browser_order_number": order.order_number,
             "browser_status": order.status,
             "exported_at": part.document.exported_at.isoformat(),
+            # What the seller saw, for display; never the tracking number, the label's URL
+            # or anything else of the label's (its carrier's raw answer), nor a signature.
             "browser_record": order.model_dump(
                 mode="json",
-                include={"created_at", "updated_at", "quote", "label", "history"},
+                include={
+                    "created_at": True,
+                    "updated_at": True,
+                    "quote": True,
+                    "label": {"carrier", "service", "cost_usd", "purchased_at"},
+                    "history": True,
+                },
                 exclude_none=True,
             ),
         },

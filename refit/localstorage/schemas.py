@@ -35,15 +35,13 @@ SCHEMA_ID = "https://refit.example/schemas/localstorage-export.schema.json"
 
 S = OrderStatus
 
-# Statuses the backend knows and takes as they are.
-KEPT_STATUSES = frozenset({S.PENDING, S.AWAITING_SHIPMENT, S.SHIPPED, S.RECEIVED})
-KEPT_STATUSES |= {S.COMPLETED, S.CANCELLED}
-# The browser app's own words, and one backend status the browser could not really be in:
-# what each becomes.
+# Every status is imported as history (refit/orders/imported.py): the order's status is
+# `imported` and the browser's is kept for display, so no status can put an order in a queue.
+# The backend's own statuses are shown as they are (not `imported` itself: an export is of
+# orders the browser held).
+KEPT_STATUSES = frozenset(s for s in S if s is not S.IMPORTED)
+# The browser app's own words: what each is shown as.
 MAPPED_STATUSES: dict[str, OrderStatus] = {
-    # The label job is the backend's: an order the browser left mid-purchase starts over
-    # (the seller asks for a label again) rather than waiting on a job that never existed.
-    "processing_shipment": S.PENDING,
     "label_created": S.AWAITING_SHIPMENT,
     "in_transit": S.SHIPPED,
     "delivered": S.RECEIVED,
@@ -51,18 +49,11 @@ MAPPED_STATUSES: dict[str, OrderStatus] = {
     "canceled": S.CANCELLED,
     "expired": S.CANCELLED,
 }
-# Statuses whose state lives at the warehouse (an inspection, an offer's deadline, a return
-# label), which no browser holds: refused, with why.
-REFUSED_STATUSES: dict[str, str] = {
-    "inspecting": "an order being inspected has warehouse state no browser holds",
-    "offer_pending": "a revised offer's price and deadline are not in browser storage",
-    "returning": "a return in progress has a return label no browser holds",
-}
 ACCEPTED_STATUSES = sorted({s.value for s in KEPT_STATUSES} | set(MAPPED_STATUSES))
 
 
 def backend_status(status: str) -> OrderStatus:
-    """The status an imported order starts in (the status was validated)."""
+    """The status an imported order is shown in (the status was validated)."""
     return MAPPED_STATUSES.get(status) or OrderStatus(status)
 
 
@@ -147,8 +138,6 @@ class ExportOrder(_Strict):
     @field_validator("status")
     @classmethod
     def _known(cls, status: str) -> str:
-        if status in REFUSED_STATUSES:
-            raise ValueError(f"status {status!r} is not imported: {REFUSED_STATUSES[status]}")
         if status not in ACCEPTED_STATUSES:
             raise ValueError(f"unknown status {status!r}; one of: {', '.join(ACCEPTED_STATUSES)}")
         return status

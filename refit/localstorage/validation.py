@@ -16,8 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from refit.localstorage.schemas import ExportDocument, backend_status
-from refit.models.order import OrderStatus
+from refit.localstorage.schemas import ExportDocument
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,6 @@ def check_export(raw: bytes | str, source: str) -> CheckedExport:
             for error in exc.errors()
         ]
     problems += _cross_checks(data)
-    if document is not None:
-        problems += _status_needs(document)
     problems.sort(key=lambda p: _sort_key(p.place))
     return CheckedExport(source, None if problems else document, problems)
 
@@ -119,15 +116,3 @@ def _cross_checks(data: dict[str, Any]) -> list[Problem]:
                 Problem(f"orders[{i}].address_id", f"no address with id {ref!r} in this file")
             )
     return problems
-
-
-def _status_needs(document: ExportDocument) -> list[Problem]:
-    """An order waiting to be shipped is useless to its seller without the label."""
-    return [
-        Problem(
-            f"orders[{i}].label", "an order awaiting shipment needs its label's tracking_number"
-        )
-        for i, order in enumerate(document.orders)
-        if backend_status(order.status) is OrderStatus.AWAITING_SHIPMENT
-        and (order.label is None or not order.label.tracking_number)
-    ]

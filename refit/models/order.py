@@ -25,6 +25,9 @@ class OrderStatus(StrEnum):
     RETURNING = "returning"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    # History brought from the browser app's storage (refit/orders/imported.py): shown to its
+    # seller as it was (imported_status), never moved, shipped, inspected or paid.
+    IMPORTED = "imported"
 
 
 class Order(UUIDPrimaryKey, Timestamps, Base):
@@ -92,6 +95,13 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
     # delivery elsewhere than the warehouse): why, and since when. Cleared by an operator.
     attention_reason: Mapped[str | None] = mapped_column(Text)
     attention_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # An imported order (status `imported`): the status its seller's browser showed, for
+    # display only; nothing reads it to decide anything.
+    imported_status: Mapped[OrderStatus | None] = mapped_column(EnumText(OrderStatus))
+    # The order a seller's "continue" of this imported one made (one at most).
+    continued_as_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), unique=True
+    )
 
 
 class OrderStatusHistory(UUIDPrimaryKey, Base):

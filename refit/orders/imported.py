@@ -1,14 +1,22 @@
-"""The door for orders that start life somewhere else (the browser-storage import): inserted
-directly at their status, each with one `imported` history entry.
+"""The door for orders that start life somewhere else (the browser-storage import), and the
+way on from them ("continue").
+
+An imported order is history, never an instruction: the browser's storage was never a system
+of record, and a seller can write anything into an export. It is inserted in status
+`imported` (which no move, queue, label, inspection or payout takes: states.py) with the
+status the browser showed kept beside it (`imported_status`) for display, with its device,
+prices and dates as the seller saw them. What the export alone asserts and the operational
+side would act on is never taken: no tracking number or label of either leg, no payout
+signature (the importer drops them and says so).
 
 Beside `create_order()` (a new order in `pending`) this is the only other code that inserts
-orders. An imported order made its moves before the backend knew it, so no move happens
-here: no follow-ups (the label, emails and jobs of those moves already happened, or not, in
-the browser era), no realtime event (nobody streams an order that did not exist). The order
-number is the database's (next_order_number()), as for every order.
+orders; no move happens here (no follow-ups, no realtime event). The order number is the
+database's (next_order_number()), as for every order. Rows go in as one array per column
+(`INSERT ... SELECT FROM unnest(...)`): two statements per batch whatever its size.
 
-Rows go in as one array per column (`INSERT ... SELECT FROM unnest(...)`): two statements per
-batch whatever its size; the caller's transaction commits them.
+`continue_imported()` is how a seller goes on with an imported order that was still open: a
+new quote priced by the server (the quotes service, same device and condition) and a new order
+through `create_order()`, the imported one linked to it (`continued_as_id`), once.
 """
 
 from __future__ import annotations
@@ -21,32 +29,34 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db
-from refit.models.order import OrderStatus
+from refit.errors import Conflict, Unprocessable
+from refit.models.order import Order, OrderStatus
 from refit.money import sol_to_lamports
+from refit.orders.schemas import OrderContinue, OrderCreate
+from refit.orders.service import create_order, get_order
 from refit.orders.states import STAMPS
+from refit.quotes.schemas import QuoteCreate
+from refit.quotes.service import create_quote
+from refit.resources import Resources
 
 IMPORTED_NOTE = "imported"
 
-
-@dataclass(frozen=True)
-class ImportedLabel:
-    carrier: str | None = None
-    service: str | None = None
-    tracking_number: str | None = None
-    label_url: str | None = None
-    cost_usd: Decimal | None = None
-    purchased_at: dt.datetime | None = None
+S = OrderStatus
+# An imported order its seller may go on with: one the browser had not finished or given up.
+CONTINUABLE = frozenset(s for s in S if s not in (S.COMPLETED, S.CANCELLED, S.IMPORTED))
 
 
 @dataclass(frozen=True)
 class ImportedOrder:
     id: uuid.UUID
     user_id: uuid.UUID
-    status: OrderStatus
+    # The status the browser showed (display only: the order's own status is `imported`).
+    shown_status: OrderStatus
     device_brand: str
     device_model: str
     device_storage: str | None
@@ -61,8 +71,10 @@ class ImportedOrder:
     status_at: dt.datetime
     # shipped_at, received_at, completed_at, cancelled_at as the browser recorded them.
     stamps: dict[str, dt.datetime] = field(default_factory=dict)
-    label: ImportedLabel | None = None
-    payment_tx_signature: str | None = None
+    # Which carrier and service the browser's label was, as it showed them (no tracking
+    # number, no label URL: those are never taken from an export).
+    shipping_carrier: str | None = None
+    shipping_service: str | None = None
     # What the history entry keeps of the browser's record (JSON-ready).
     history_metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +89,7 @@ async def insert_imported_orders(
         {
             "id": uuid.uuid4(),
             "order_id": order.id,
-            "status": order.status.value,
+            "status": OrderStatus.IMPORTED.value,
             "actor": actor,
             "notes": IMPORTED_NOTE,
             "metadata": json.dumps({"kind": IMPORTED_NOTE, **order.history_metadata}),
@@ -104,6 +116,7 @@ ORDER_COLUMNS = {
     "id": "uuid",
     "user_id": "uuid",
     "status": "text",
+    "imported_status": "text",
     "device_brand": "text",
     "device_model": "text",
     "device_storage": "text",
@@ -116,11 +129,6 @@ ORDER_COLUMNS = {
     "shipping_address_id": "uuid",
     "shipping_carrier": "text",
     "shipping_service": "text",
-    "shipping_cost": "numeric",
-    "tracking_number": "text",
-    "label_url": "text",
-    "label_purchased_at": "timestamptz",
-    "payment_tx_signature": "text",
     "created_at": "timestamptz",
     **{column: "timestamptz" for column in STAMPS.values()},
 }
@@ -144,7 +152,7 @@ def _unnest_insert(table: str, columns: dict[str, str], tail: str = "") -> TextC
     )
     values = ", ".join(f"{n}::jsonb" if k == "jsonb" else n for n, k in columns.items())
     return text(
-        f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names}) {tail}"
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names}) {tail}"  # noqa: S608 (table and column names are this module's constants; values are bound arrays)
     )
 
 
@@ -153,21 +161,17 @@ def _columns(columns: dict[str, str], rows: list[dict[str, Any]]) -> dict[str, l
 
 
 def _order_row(order: ImportedOrder) -> dict[str, Any]:
-    label = order.label or ImportedLabel()
     stamps = {column: order.stamps.get(column) for column in STAMPS.values()}
-    # The status's own stamp is never empty: the sweeps and the seller's view rely on it.
-    own_stamp = STAMPS.get(order.status)
+    # The shown status's own stamp is never empty: the seller's view shows it.
+    own_stamp = STAMPS.get(order.shown_status)
     if own_stamp is not None and stamps[own_stamp] is None:
         stamps[own_stamp] = order.status_at
-    purchased_at = label.purchased_at
-    if purchased_at is None and label.tracking_number:
-        # The unshipped-label expiry counts from the purchase: the best we know of it.
-        purchased_at = order.status_at
     # Every row has the same keys: one multi-row INSERT per batch.
     return {
         "id": order.id,
         "user_id": order.user_id,
-        "status": order.status.value,
+        "status": OrderStatus.IMPORTED.value,
+        "imported_status": order.shown_status.value,
         "device_brand": order.device_brand,
         "device_model": order.device_model,
         "device_storage": order.device_storage,
@@ -178,13 +182,75 @@ def _order_row(order: ImportedOrder) -> dict[str, Any]:
         "quoted_price_sol": order.quoted_price_sol,
         "quoted_price_lamports": sol_to_lamports(order.quoted_price_sol),
         "shipping_address_id": order.shipping_address_id,
-        "shipping_carrier": label.carrier,
-        "shipping_service": label.service,
-        "shipping_cost": label.cost_usd,
-        "tracking_number": label.tracking_number,
-        "label_url": label.label_url,
-        "label_purchased_at": purchased_at,
-        "payment_tx_signature": order.payment_tx_signature,
+        "shipping_carrier": order.shipping_carrier,
+        "shipping_service": order.shipping_service,
         "created_at": order.created_at,
         **stamps,
     }
+
+
+async def continue_imported(
+    session: AsyncSession,
+    resources: Resources,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    data: OrderContinue,
+) -> Order:
+    """A new order for an imported one that was still open, made as any order is: a quote the
+    server prices (same device and condition; nothing else of the export is carried) and
+    `create_order()` from it. The imported order is linked to it, once: a second continue is
+    a 409 `already_continued` naming the order the first made."""
+    # Under the seller's session: another seller's order is a 404, as an unknown one.
+    imported = await get_order(session, order_id)
+    _require_continuable(imported)
+    address_id = data.shipping_address_id or imported.shipping_address_id
+    if address_id is None:
+        raise Unprocessable(
+            "The imported order has no saved address; give shipping_address_id",
+            code="address_required",
+        )
+    try:
+        wanted = QuoteCreate(
+            device_brand=imported.device_brand,
+            device_model=imported.device_model,
+            storage=imported.device_storage,
+            device_condition=imported.device_condition,
+        )
+    except ValidationError:
+        # The browser's words for the device are longer than any catalog entry's.
+        raise _not_quotable(imported) from None
+    quote = await create_quote(session, resources, user_id, wanted)
+    # Locked and re-read: of two continues at once, the second waits here and finds the first.
+    imported = await get_order(session, order_id, for_update=True)
+    _require_continuable(imported)
+    order = await create_order(
+        session, user_id, OrderCreate(quote_id=quote.id, shipping_address_id=address_id)
+    )
+    async with db.as_service(session):
+        imported.continued_as_id = order.id
+        await session.flush()
+    return order
+
+
+def _require_continuable(order: Order) -> None:
+    if order.status is not S.IMPORTED or order.imported_status not in CONTINUABLE:
+        shown = order.imported_status or order.status
+        raise Conflict(
+            f"Order {order.order_number} is not an open imported order ({shown.value}); "
+            "only those are continued",
+            code="not_continuable",
+            extra={"current_status": order.status.value},
+        )
+    if order.continued_as_id is not None:
+        raise Conflict(
+            f"Order {order.order_number} was continued already",
+            code="already_continued",
+            extra={"continued_as_id": str(order.continued_as_id)},
+        )
+
+
+def _not_quotable(order: Order) -> Unprocessable:
+    return Unprocessable(
+        f"No catalog entry for {order.device_brand} {order.device_model}; ask for a quote",
+        code="unknown_device",
+    )

@@ -20,6 +20,15 @@ class OrderCreate(BaseModel):
     shipping_address_id: uuid.UUID
 
 
+class OrderContinue(BaseModel):
+    """Going on with an imported order: a new quote for the same device and condition, and a
+    new order from it. The address: this one, else the imported order's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shipping_address_id: uuid.UUID | None = None
+
+
 class OrderCancel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -82,6 +91,11 @@ class OrderRead(BaseModel):
     received_at: dt.datetime | None
     completed_at: dt.datetime | None
     cancelled_at: dt.datetime | None
+    # Status `imported` (history from the browser app's storage): the status the browser
+    # showed, for display only. Such an order never moves; `continued_as_id` is the order
+    # its seller made to go on with it (POST /api/orders/{id}/continue).
+    imported_status: OrderStatus | None = None
+    continued_as_id: uuid.UUID | None = None
 
 
 class InspectionView(BaseModel):

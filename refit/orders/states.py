@@ -32,6 +32,9 @@ Choices, and why:
   with no offer to answer (refit/inspection/service.py).
 - returning → cancelled once the device is back with the seller (no payout).
 - completed and cancelled are final.
+- imported (history from the browser app's storage, refit/orders/imported.py) has no move
+  at all: nothing it carries may enter a queue, buy a label or be paid. A seller who wants
+  to go on with it makes a new order ("continue"), which links the two.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ ALLOWED_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.RETURNING: frozenset({S.CANCELLED}),
     S.COMPLETED: frozenset(),
     S.CANCELLED: frozenset(),
+    S.IMPORTED: frozenset(),
 }
 
 # What the seller may cancel themselves: before the device is in transit.

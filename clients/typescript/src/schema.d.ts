@@ -657,7 +657,8 @@ export interface paths {
         put?: never;
         /**
          * Upload Localstorage
-         * @description Import the caller's own browser export: their saved addresses and orders.
+         * @description Import the caller's own browser export: their saved addresses, and their orders as
+         *     history (status `imported`) that nothing ships, inspects or pays.
          */
         post: operations["migrate-upload_localstorage"];
         delete?: never;
@@ -738,6 +739,28 @@ export interface paths {
          *     awaiting_shipment); a label already bought is refunded.
          */
         post: operations["orders-cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/orders/{order_id}/continue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Continue Order
+         * @description Go on with an imported order that was still open: a new quote, priced now for the
+         *     same device and condition, and a new `pending` order from it. The imported order is
+         *     linked to it (`continued_as_id`); a second continue is a 409 `already_continued`.
+         */
+        post: operations["orders-continue_order"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1184,6 +1207,8 @@ export interface components {
             cancelled_at: string | null;
             /** Completed At */
             completed_at: string | null;
+            /** Continued As Id */
+            continued_as_id?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -1214,6 +1239,7 @@ export interface components {
              * Format: uuid
              */
             id: string;
+            imported_status?: components["schemas"]["OrderStatus"] | null;
             /** Label Error */
             label_error: string | null;
             /** Label File Key */
@@ -1538,7 +1564,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "awaiting_shipment" | "canceled" | "cancelled" | "completed" | "delivered" | "expired" | "in_transit" | "label_created" | "paid" | "pending" | "processing_shipment" | "received" | "shipped";
+            status: "awaiting_shipment" | "canceled" | "cancelled" | "completed" | "delivered" | "expired" | "in_transit" | "inspecting" | "label_created" | "offer_pending" | "paid" | "pending" | "processing_shipment" | "received" | "returning" | "shipped";
             /** Updated At */
             updated_at?: string | null;
         };
@@ -1909,6 +1935,15 @@ export interface components {
             /** Reason */
             reason?: string | null;
         };
+        /**
+         * OrderContinue
+         * @description Going on with an imported order: a new quote for the same device and condition, and a
+         *     new order from it. The address: this one, else the imported order's own.
+         */
+        OrderContinue: {
+            /** Shipping Address Id */
+            shipping_address_id?: string | null;
+        };
         /** OrderCreate */
         OrderCreate: {
             /**
@@ -1928,6 +1963,8 @@ export interface components {
             cancelled_at: string | null;
             /** Completed At */
             completed_at: string | null;
+            /** Continued As Id */
+            continued_as_id?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -1958,6 +1995,7 @@ export interface components {
              * Format: uuid
              */
             id: string;
+            imported_status?: components["schemas"]["OrderStatus"] | null;
             inspection?: components["schemas"]["InspectionView"] | null;
             /** Label Error */
             label_error: string | null;
@@ -2046,6 +2084,8 @@ export interface components {
             cancelled_at: string | null;
             /** Completed At */
             completed_at: string | null;
+            /** Continued As Id */
+            continued_as_id?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -2076,6 +2116,7 @@ export interface components {
              * Format: uuid
              */
             id: string;
+            imported_status?: components["schemas"]["OrderStatus"] | null;
             /** Label Error */
             label_error: string | null;
             /** Label Purchased At */
@@ -2130,7 +2171,7 @@ export interface components {
          * OrderStatus
          * @enum {string}
          */
-        OrderStatus: "pending" | "processing_shipment" | "awaiting_shipment" | "shipped" | "received" | "inspecting" | "offer_pending" | "returning" | "completed" | "cancelled";
+        OrderStatus: "pending" | "processing_shipment" | "awaiting_shipment" | "shipped" | "received" | "inspecting" | "offer_pending" | "returning" | "completed" | "cancelled" | "imported";
         /**
          * Outcome
          * @enum {string}
@@ -2498,12 +2539,20 @@ export interface components {
         UploadSummary: {
             /** Addresses Created */
             addresses_created: number;
+            /** Addresses Left Out */
+            addresses_left_out: string[];
             /** Addresses Skipped */
             addresses_skipped: number;
+            /** Continuable Order Ids */
+            continuable_order_ids: string[];
             /** Orders Created */
             orders_created: number;
             /** Orders Skipped */
             orders_skipped: number;
+            /** Payment Signatures Dropped */
+            payment_signatures_dropped: number;
+            /** Tracking Numbers Dropped */
+            tracking_numbers_dropped: number;
         };
         /**
          * UserRead
@@ -4809,6 +4858,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too Many Requests (problem+json, see `code`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Any other error (problem+json, see `code`) */
             default: {
                 headers: {
@@ -4981,6 +5039,77 @@ export interface operations {
             };
             /** @description Validation Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (problem+json, see `code`) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "orders-continue_order": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["OrderContinue"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderDetail"];
+                };
+            };
+            /** @description Not Found (problem+json, see `code`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict (problem+json, see `code`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity (problem+json, see `code`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests (problem+json, see `code`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
