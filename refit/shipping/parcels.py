@@ -6,7 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from refit.errors import Conflict
 from refit.models import Order
+from refit.models.order import OrderStatus
 from refit.settings import Settings
 from refit.shipping.carrier import Extras, Parcel
 
@@ -70,7 +72,19 @@ def protection(settings: Settings, order: Order, *, home: bool) -> Extras:
     """Insurance and signature for the device's parcel. To the warehouse (`home` False): the
     quote is its value, insured above `insure_above_usd`. Back to the seller: always insured,
     for the higher of the quote and our revised price (a declined offer is a disputed one;
-    the seller's loss would be the device as they described it)."""
+    the seller's loss would be the device as they described it).
+
+    Only the server's prices: `quoted_price_usd` is written by `create_order()` from the
+    quote the server priced (never a request body: OrderCreate, RatesRequest and
+    PurchaseLabelRequest refuse any other field), `final_price_usd` by the inspection. An
+    imported order's prices are what a browser said: it ships nothing, and this refuses it
+    whatever door asked (the doors refuse its status first)."""
+    if order.status is OrderStatus.IMPORTED:
+        raise Conflict(
+            f"Order {order.order_number} is imported history; it ships nothing",
+            code="invalid_transition",
+            extra={"current_status": order.status.value},
+        )
     value = order.quoted_price_usd
     if home and order.final_price_usd is not None:
         value = max(value, order.final_price_usd)
