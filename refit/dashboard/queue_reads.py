@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit.models import Order, OrderStatus, OrderStatusHistory, User
 
 S = OrderStatus
-# Nothing left to do for anyone: shown only when asked for.
-FINAL = frozenset({S.COMPLETED, S.CANCELLED})
+# Nothing left to do for anyone: shown only when asked for. Imported history is never work.
+FINAL = frozenset({S.COMPLETED, S.CANCELLED, S.IMPORTED})
 QUEUE_LIMIT = 100
 
 

@@ -9,8 +9,8 @@ what was imported is skipped (the browser may retry after a lost answer).
 Imported orders are history (refit/orders/imported.py): the answer says what was dropped
 (tracking numbers, payout signatures), which addresses were left out (over the cap) and which
 orders the seller may continue (POST /api/orders/{id}/continue). An upload counts as one hit
-of the seller's request and order limits, and of its own daily limit
-(`rate_limit_localstorage_imports_per_seller`).
+of the seller's request limit (as every request), and, once its export checks out, of the
+order limit and its own daily limit (`rate_limit_localstorage_imports_per_seller`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from refit import db, inputs
-from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
+from refit import db, inputs, ratelimit, resources
+from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.errors import ProblemError, Unprocessable, problem_responses
 from refit.localstorage.importer import Part, import_batch
 from refit.localstorage.schemas import ExportDocument
@@ -72,10 +72,6 @@ _REQUEST_BODY: dict[str, Any] = {
     response_model=UploadSummary,
     openapi_extra=_REQUEST_BODY,
     responses=problem_responses(401, 403, 413, 422, 429),
-    dependencies=[
-        seller_limit("rate_limit_localstorage_imports_per_seller", "localstorage.upload"),
-        seller_limit("rate_limit_orders_per_seller", "orders.create"),
-    ],
 )
 async def upload_localstorage(
     request: Request, session: UserSessionDep, claims: CurrentClaims
@@ -94,6 +90,14 @@ async def upload_localstorage(
                 "problems": [{"place": p.place, "message": p.message} for p in checked.problems]
             },
         )
+    # A checked export counts (a broken one writes nothing, and its seller fixes it and
+    # tries again): one hit of the uploads' own daily limit and of the orders limit.
+    res = resources.current()
+    for limit, name in (
+        (res.settings.rate_limit_localstorage_imports_per_seller, "localstorage.upload"),
+        (res.settings.rate_limit_orders_per_seller, "orders.create"),
+    ):
+        await ratelimit.hit(res, limit, name, str(claims.user_id), fail_closed=False)
     # Under the seller's RLS: their own row is the only one there is.
     wallet = await session.scalar(select(User.wallet_address).where(User.id == claims.user_id))
     if wallet != checked.document.wallet_address:
