@@ -4,5 +4,6 @@ idempotent importer (importer.py), the operator's `refit import-localstorage` (c
 the seller's own upload, `POST /api/migrate/localstorage` (endpoints.py).
 
 Format: docs/localstorage-export.md. Orders are written through `refit.orders.imported`, the
-orders domain's door for an order that starts at an imported status.
+orders domain's door for imported history (status `imported`: nothing ships, inspects or pays
+it; its seller continues an open one as a new order).
 """
