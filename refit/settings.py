@@ -18,9 +18,9 @@ from limits import parse as parse_limit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
-DEV_ADMIN_PASSWORD = "admin"
-DEV_WEBHOOK_TOKEN = "dev-shippo-webhook-token"
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105 (development-only default; production refuses it)
+DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 (development-only default; production refuses it)
+DEV_WEBHOOK_TOKEN = "dev-shippo-webhook-token"  # noqa: S105 (development-only default; production refuses it)
 
 
 def estimated_bits(secret: str) -> float:
