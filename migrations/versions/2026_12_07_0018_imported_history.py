@@ -64,6 +64,20 @@ WHERE c.kind = 'order' AND c.record_id = o.id
     SELECT 1 FROM order_status_history h
     WHERE h.order_id = o.id AND h.notes IS DISTINCT FROM 'imported'
   );
+
+-- An import the backend has moved since is a live order, but its price and any signature
+-- came from the seller's browser: the signature goes (a real one is only written when a
+-- payout completes the order), and an operator is asked to check the price before anyone
+-- inspects it as quoted or pays it.
+UPDATE orders o
+SET payment_tx_signature = NULL,
+    attention_reason = 'imported from a browser export and moved since: check its price, '
+                       || 'tracking number and label against the server''s before inspecting '
+                       || 'or paying',
+    attention_at = now()
+FROM localstorage_imports c
+WHERE c.kind = 'order' AND c.record_id = o.id
+  AND o.status NOT IN ('imported', 'completed', 'cancelled');
 """)  # noqa: S608 (DDL from this file's constants)
 
 

@@ -1,7 +1,7 @@
 """Migration 0018 on data imported before it: an imported order nothing has moved since becomes
 `imported` history and loses what only the browser asserted (tracking number, label URL,
-payout signature); one the backend has moved since stays as it is; downgrading turns history
-into `cancelled`."""
+payout signature); one the backend has moved since stays a live order, without the browser's
+signature and flagged for an operator; downgrading turns history into `cancelled`."""
 
 from __future__ import annotations
 
@@ -77,8 +77,15 @@ async def test_imports_nothing_moved_become_history_and_come_back_cancelled(admi
         async with await psycopg.AsyncConnection.connect(db.libpq_url(url)) as conn:
             assert await _row(conn, received) == ("imported", "received", None, None, None)
             status, shown, tracking, _, signature = await _row(conn, moved)
-            assert (status, shown, signature) == ("received", None, SIGNATURE)
+            # Still a live order, but the browser's signature is gone and an operator is asked
+            # to check what the browser set before it is inspected or paid.
+            assert (status, shown, signature) == ("received", None, None)
             assert tracking is not None
+            cursor = await conn.execute(
+                "SELECT attention_reason FROM orders WHERE id = %s", (moved,)
+            )
+            (reason,) = await cursor.fetchone() or (None,)
+            assert reason is not None and reason.startswith("imported from a browser export")
 
         await asyncio.to_thread(migrate.downgrade, url, "0017")
         async with await psycopg.AsyncConnection.connect(db.libpq_url(url)) as conn:
