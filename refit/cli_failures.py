@@ -8,6 +8,7 @@ of a module nobody imported cannot have been raised.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ EXIT_USAGE = 2
 EXIT_CANNOT_RUN = 3
 
 _REASON_CHARS = 200
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 
 def describe(exc: BaseException) -> list[str] | None:
@@ -97,10 +99,17 @@ def _reason(exc: BaseException) -> str:
     text = text.removeprefix("connection failed: ")
     if isinstance(exc, _types("solana.exceptions", "SolanaRpcException")) and exc.__cause__:
         cause = exc.__cause__  # its own text is the class of the error it wraps
-        text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if status is not None:
+            # An HTTP error's text repeats the URL, a provider's API key in it: its status only.
+            text = f"{type(cause).__name__}: HTTP {status}"
+        else:
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+            text = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
     elif isinstance(exc, _http_transport_errors()):
         text = f"{type(exc).__name__}: {text}" if str(exc) else type(exc).__name__
-    return text[:_REASON_CHARS]
+    # Whatever a driver put in its message, no URL reaches the terminal (or a CI log) whole.
+    return _URL.sub(lambda m: _origin(m.group(0)), text)[:_REASON_CHARS]
 
 
 def _settings() -> Any:

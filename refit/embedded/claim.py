@@ -29,7 +29,10 @@ class Claim:
     def take(self) -> bool:
         """Take the claim if nobody holds it: True when this process is now the owner."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # held open (and locked) for the owner's lifetime
+        # Never through a symlink (one planted in a shared data directory would have us
+        # truncate what it points to); held open, and locked, for the owner's lifetime.
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        handle = os.fdopen(descriptor, "r+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -68,10 +71,15 @@ class Claim:
         if not text.strip():
             return None
         try:
-            facts: dict[str, Any] = json.loads(text)
+            facts = json.loads(text)
         except ValueError:  # read while being written
             return None
-        return facts if _alive(int(facts.get("pid", 0))) else None
+        # Only the lock holder writes here; anything else found is not an owner's word.
+        if not isinstance(facts, dict) or not isinstance(facts.get("pid"), int):
+            return None
+        if not isinstance(facts.get("url"), str):
+            return None
+        return facts if _alive(facts["pid"]) else None
 
 
 def _alive(pid: int) -> bool:

@@ -66,6 +66,29 @@ def test_a_bug_is_not_taken_for_an_outage():
         assert cli_failures.describe(exc) is None
 
 
+def test_a_providers_key_in_an_rpc_error_is_never_printed():
+    """A provider answering 401 (or 429, 5xx): httpx's message repeats the URL, key and all."""
+    import httpx2
+    from solana.exceptions import SolanaRpcException
+
+    url = "https://mainnet.rpc.example/?api-key=SECRET-KEY"
+    request = httpx2.Request("POST", url)
+    response = httpx2.Response(401, request=request)
+    try:
+        try:
+            response.raise_for_status()
+        except httpx2.HTTPStatusError as http_error:
+            # As solana-py raises it (its message names the request's class: here a dict).
+            raise SolanaRpcException(
+                http_error, response.raise_for_status, None, {}
+            ) from http_error
+    except SolanaRpcException as exc:
+        lines = cli_failures.describe(exc)
+    assert lines is not None and len(lines) == 1, lines
+    assert "SECRET-KEY" not in lines[0] and "api-key" not in lines[0]
+    assert "HTTP 401" in lines[0]
+
+
 @pytest.mark.parametrize("configured", [True, False])
 async def test_reconcile_with_the_ledger_down_is_one_line(settings, configured):
     port = _closed_port()
