@@ -27,6 +27,7 @@ from refit.health.endpoints import router as health_router
 from refit.inspection import endpoints as inspection
 from refit.listen import Listener
 from refit.localstorage import endpoints as localstorage
+from refit.localstorage.continue_endpoint import orders_router as continue_router
 from refit.logs import RequestMiddleware, configure_logging
 from refit.metrics import router as metrics_router
 from refit.orders.endpoints import router as orders_router
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(catalog_router)
     app.include_router(quotes_router)
     app.include_router(orders_router)
+    app.include_router(continue_router)  # /api/orders/{id}/continue (refit.localstorage)
     app.include_router(events_router)
     app.include_router(addresses_router)
     app.include_router(shipping_router)

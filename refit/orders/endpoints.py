@@ -9,12 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel
 
-from refit import idempotency, resources
+from refit import idempotency
 from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
-from refit.errors import problem_responses
 from refit.models.order import OrderStatus
-from refit.orders import imported, offers, reads, service
-from refit.orders.schemas import OrderCancel, OrderContinue, OrderCreate, OrderDetail, OrderPage
+from refit.orders import offers, reads, service
+from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -48,31 +47,6 @@ async def create_order(
     order = await service.create_order(session, claims.user_id, data)
     detail = await reads.order_detail(session, order)
     return await idempotency.respond(session, claim, status.HTTP_201_CREATED, detail)
-
-
-@router.post(
-    "/{order_id}/continue",
-    status_code=status.HTTP_201_CREATED,
-    response_model=OrderDetail,
-    responses=problem_responses(404, 409, 422, 429),
-    dependencies=[
-        seller_limit("rate_limit_quotes_per_seller", "quotes.create"),
-        seller_limit("rate_limit_orders_per_seller", "orders.create"),
-    ],
-)
-async def continue_order(
-    order_id: uuid.UUID,
-    session: UserSessionDep,
-    claims: CurrentClaims,
-    data: Annotated[OrderContinue | None, Body()] = None,
-) -> OrderDetail:
-    """Go on with an imported order that was still open: a new quote, priced now for the
-    same device and condition, and a new `pending` order from it. The imported order is
-    linked to it (`continued_as_id`); a second continue is a 409 `already_continued`."""
-    order = await imported.continue_imported(
-        session, resources.current(), claims.user_id, order_id, data or OrderContinue()
-    )
-    return await reads.order_detail(session, order)
 
 
 @router.get("", response_model=OrderPage)
