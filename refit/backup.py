@@ -23,7 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
 from refit import db, embedded, migrate
-from refit.logs import configure_logging
+from refit.log_setup import configure_logging
 from refit.settings import get_settings
 
 console = Console()

@@ -85,7 +85,7 @@ class RefitGroup(TyperGroup):
         try:
             if not args or args[0] in SERVERS:
                 return super().invoke(ctx)
-            from refit import logs  # a command runs: the heavy modules come anyway
+            from refit import log_setup as logs  # a command runs; its own modules come next
 
             with logs.for_people():
                 return super().invoke(ctx)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import typer
 
-from refit import migrate
 from refit.settings import Settings
 
 # uvicorn's exit status for a process that could not start (uvicorn.config.STARTUP_FAILURE),
@@ -22,6 +21,8 @@ STARTUP_FAILURE = 3
 
 
 def migrate_and_seed(settings: Settings, embedded_database: bool) -> None:
+    # Imported here: `refit run` starts its children before it loads Alembic and SQLAlchemy.
+    from refit import migrate
     from refit.admin import cli as operator_cli
     from refit.catalog.cli import seed_if_empty as seed_catalog_if_empty
 

@@ -134,7 +134,7 @@ def settings_with_servers(*, with_redis: bool = True):  # type: ignore[no-untype
     """The process's settings with database and Redis URLs that point somewhere: the
     configured servers, or the embedded ones under the data directory (found running, or
     started now). For the command line's entry points; `stop()` the servers when done."""
-    from refit.logs import configure_logging
+    from refit.log_setup import configure_logging
     from refit.settings import get_settings
 
     settings = get_settings()

@@ -19,7 +19,7 @@ from refit.ledger.chain import Chain
 from refit.ledger.journal import Journal
 from refit.ledger.rpc import create_rpc_app
 from refit.ledger.treasury import load_treasury
-from refit.logs import configure_logging
+from refit.log_setup import configure_logging
 from refit.settings import Settings
 
 log = structlog.get_logger(__name__)
