@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from refit import banner, embedded, startup
+from refit import banner, embedded, parent_death, startup
 from refit.settings import Settings, get_settings
 from refit.supervisor import (
     Component,
@@ -55,7 +55,11 @@ async def _supervise(
 ) -> None:
     # The children find the embedded servers through the URLs exported to this environment,
     # and wait for the gate (created once migrated) after importing their code.
-    env = {**os.environ, startup.START_GATE_VARIABLE: str(gate)}
+    env = {
+        **os.environ,
+        startup.START_GATE_VARIABLE: str(gate),
+        parent_death.PARENT_VARIABLE: str(os.getpid()),
+    }
     supervisor = Supervisor(RUN_COMPONENTS, env=env)
     stopping = asyncio.Event()
     runners: list[Awaitable[Any]] = [

@@ -17,7 +17,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from refit import embedded, queue, startup, tracing
+from refit import embedded, parent_death, queue, startup, tracing
 from refit.error_reports import init_sentry
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings, get_settings
@@ -107,9 +107,11 @@ async def _serve_until_signal(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    watch = asyncio.ensure_future(parent_death.watch_parent(stop))
     try:
         await asyncio.gather(*runners)
     finally:
+        watch.cancel()
         await queue.close_queue(pool)
         await close_resources(resources)
 
