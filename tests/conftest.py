@@ -46,6 +46,55 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# The longest tests (tens of seconds each: real processes, hundreds of requests), longest
+# first, as measured with --durations. Under xdist they are handed out first, so none of them
+# starts near the end of a run while the other workers sit idle; the rest follow in the usual
+# order. A node id prefix: a module or one test. A new long test belongs here.
+LONGEST_FIRST = (
+    "tests/orders/test_state_machine_property.py",
+    "tests/resilience/test_outages_under_load.py",
+    "tests/contract/test_schemathesis.py",
+    "tests/admin/test_operator_cli.py",
+    "tests/foundation/test_embedded_run.py",
+    "tests/flags/test_cli.py",
+    "tests/catalog/test_catalog.py",
+    "tests/shipping/test_webhooks.py::test_a_thousand_concurrent_posts_for_a_hundred_orders",
+    "tests/backup/test_round_trip.py",
+    "tests/shipping/test_sandbox_journey.py",
+    "tests/backup/test_restore_rules.py",
+    "tests/resilience/test_supervision.py",
+    "tests/foundation/test_dev_server.py",
+    "tests/resilience/test_black_hole.py",
+    "tests/payouts/test_worker_killed.py",
+    "tests/localstorage/test_cli.py",
+    "tests/foundation/test_api_processes.py",
+    "tests/foundation/test_cli_errors.py",
+    "tests/dashboard/test_browser.py",
+    "tests/payouts/test_two_api_processes.py",
+    "tests/foundation/test_import_cost.py",
+    "tests/foundation/test_typescript_client.py",
+    "tests/resilience/test_limits.py",
+    "tests/resilience/test_dependency_errors.py",
+    "tests/resilience/test_worker_outage.py",
+    "tests/shipping/test_worker_killed.py",
+    "tests/resilience/test_label_retry.py",
+    "tests/auth/test_revocation_across_processes.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):
+        return  # pytest alone: the usual order
+
+    def rank(item: pytest.Item) -> int:
+        for position, prefix in enumerate(LONGEST_FIRST):
+            if item.nodeid.startswith(prefix):
+                return position
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the others keep their order
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Before xdist starts its workers (its own hook runs last): they inherit the servers'

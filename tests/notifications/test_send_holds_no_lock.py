@@ -71,10 +71,12 @@ async def test_no_transaction_is_open_while_the_server_has_the_message(
                 # No open transaction has touched the mail log: one that had would hold a
                 # lock on the table until it ends. (Not "no idle transaction at all": the
                 # worker's own fetch of the next job can be caught between query and commit.)
+                # In this database only: every test database is a copy of one template, so
+                # the table has the same oid in the other tests' databases running meanwhile.
                 cursor = await other.execute(
                     "SELECT a.pid, a.state, a.query FROM pg_locks l JOIN pg_stat_activity a "
                     "USING (pid) WHERE l.relation = 'outbound_emails'::regclass "
-                    "AND a.pid <> pg_backend_pid()"
+                    "AND a.datname = current_database() AND a.pid <> pg_backend_pid()"
                 )
                 assert await cursor.fetchall() == []
         finally:
