@@ -17,8 +17,12 @@ run: install
 	uv run refit run
 
 # The whole suite, on REFIT_TEST_DATABASE_URL / REFIT_TEST_REDIS_URL or the embedded servers.
+# Three pytest-xdist workers on two cores (many tests wait on real processes), one test at a
+# time each (--maxschedchunk 1) so the longest, handed out first (tests/conftest.py), spread
+# out; one set of servers for the run. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
 test: install
-	uv run pytest $(PYTEST_ARGS)
+	uv run pytest -n $(PYTEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 
 lint: check
 	uv run ruff format --check refit tests migrations bench
