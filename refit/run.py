@@ -63,11 +63,17 @@ async def _supervise(
     supervisor = Supervisor(RUN_COMPONENTS, env=env)
     stopping = asyncio.Event()
     runners: list[Awaitable[Any]] = [
-        supervisor.run(),
+        asyncio.ensure_future(supervisor.run()),
         servers.keep_alive(stopping),
         _greet_when_ready(settings, embedded_database, stopping),
     ]
     stoppers: list[Callable[[], None]] = [supervisor.stop, stopping.set]
+    # The children first: they take seconds to import their code; the ledger (a second of
+    # LiteSVM and solders) is built while they do.
+    for _ in range(500):
+        if len(supervisor.processes) == len(RUN_COMPONENTS):
+            break
+        await asyncio.sleep(0.01)
     if not settings.solana_rpc_url:
         from refit.ledger.server import LedgerServer
 
