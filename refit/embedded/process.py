@@ -72,33 +72,31 @@ class ChildServer:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.is_ready(self):
-            self._raise_if_dead()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServerDidNotStart(f"{self.name} did not start in {timeout:.0f} s")
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not self._ready_by(deadline):
             time.sleep(0.02)
-        self._started()
 
     async def wait_ready_async(self) -> None:
-        timeout = READY_TIMEOUT_SECONDS
-        deadline = time.monotonic() + timeout
-        while not self.is_ready(self):
-            self._raise_if_dead()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServerDidNotStart(f"{self.name} did not start in {timeout:.0f} s")
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        # Polled: a server says nothing when it is ready; its socket or pid file shows it.
+        while not self._ready_by(deadline):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        self._started()
 
-    def _raise_if_dead(self) -> None:
+    def _ready_by(self, deadline: float) -> bool:
+        """True once ready (announced); raises if it died or the deadline passed."""
+        if self.is_ready(self):
+            self._started()
+            return True
         if not self.alive():
             code = self.process.returncode if self.process else None
             raise ServerDidNotStart(
                 f"{self.name} exited ({code}) while starting: see {self.log_file}"
             )
+        if time.monotonic() > deadline:
+            self.stop()
+            raise ServerDidNotStart(f"{self.name} did not start in {READY_TIMEOUT_SECONDS:.0f} s")
+        return False
 
     def _started(self) -> None:
         if self.on_start is not None:
