@@ -8,13 +8,19 @@ uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv \
 		|| python3 -m pip install --user --quiet --break-system-packages uv
 
-install: uv
+# Bytecode compiled when the dependencies change, not on every start (nor never, where
+# PYTHONDONTWRITEBYTECODE is set): a start that compiles them from source takes twice as long.
+install: uv .venv/.compiled
 	@uv sync --locked --quiet
+	@uv run --no-sync python -m compileall -q refit migrations bench >/dev/null
+
+.venv/.compiled: uv.lock pyproject.toml
+	@uv sync --locked --quiet --compile-bytecode && touch $@
 
 # API + worker on http://127.0.0.1:8000 (REFIT_HOST / REFIT_PORT). Without
 # REFIT_DATABASE_URL / REFIT_REDIS_URL it runs on a private PostgreSQL and Redis in ./.refit/.
 run: install
-	uv run refit run
+	uv run --no-sync refit run
 
 # The whole suite, on REFIT_TEST_DATABASE_URL / REFIT_TEST_REDIS_URL or the embedded servers.
 # Three pytest-xdist workers on two cores (many tests wait on real processes), one test at a

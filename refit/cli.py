@@ -146,7 +146,10 @@ def api(
     On uvloop and httptools. With --workers N, N processes share the port; SIGTERM lets each
     finish its requests.
     """
-    from refit import serving
+    from refit import startup
+
+    with startup.collector_paused():
+        from refit import serving
     from refit.settings import get_settings
 
     serving.serve(
@@ -161,7 +164,10 @@ def api(
 @cli.command()
 def worker() -> None:
     """Run the job worker only. SIGTERM lets running jobs finish, then exits."""
-    from refit import serving
+    from refit import startup
+
+    with startup.collector_paused():
+        from refit import serving
 
     serving.serve(api=False, worker=True, migrate_first=False)
 

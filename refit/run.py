@@ -75,7 +75,8 @@ async def _supervise(
             break
         await asyncio.sleep(0.01)
     if not settings.solana_rpc_url:
-        from refit.ledger.server import LedgerServer
+        with startup.collector_paused():
+            from refit.ledger.server import LedgerServer
 
         # The local Solana ledger payouts go to, in this process: its journal outlives the
         # children. A port already taken is logged, not fatal.
@@ -94,7 +95,8 @@ async def _supervise(
     running = asyncio.gather(*runners)
     try:
         # Migrated while the children import their code; they start once the gate opens.
-        await asyncio.to_thread(startup.migrate_and_seed, settings, embedded_database)
+        with startup.collector_paused():  # Alembic and SQLAlchemy load here
+            await asyncio.to_thread(startup.migrate_and_seed, settings, embedded_database)
         await asyncio.to_thread(startup.refuse_production_without_admin, settings)
     except BaseException:
         stop()

@@ -147,10 +147,11 @@ def serve(
     expect_worker: bool = False,
 ) -> None:
     # The code is loaded before the wait for `refit run`'s migrations (startup's gate).
-    if api:
-        importlib.import_module("refit.app")
-    if worker:
-        queue.queue.perform_import_paths()
+    with startup.collector_paused():
+        if api:
+            importlib.import_module("refit.app")
+        if worker:
+            queue.queue.perform_import_paths()
     startup.wait_for_start_gate()
     embedded_database = not get_settings().database_url
     settings, servers = embedded.settings_with_servers()

@@ -5,6 +5,7 @@ for the parent to have done so."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import Iterator
@@ -72,3 +73,17 @@ def start_gate(directory: Path) -> Iterator[Path]:
         yield gate
     finally:
         gate.unlink(missing_ok=True)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Loading a server's code allocates a few million objects that live as long as the
+    process; the cyclic collector's passes over them, while they are created, were a fifth of
+    the start (0.6 of 3.7 s of CPU for the API). Paused while the code loads, then frozen
+    (gc.freeze): later collections, on the request path too, no longer walk them."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()

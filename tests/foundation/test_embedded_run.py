@@ -17,33 +17,46 @@ import pytest
 from tests.processes import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+_OUTPUT_FILES: dict[int, Path] = {}
 
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFIT_")}
     env.update(REFIT_DATA_DIR=str(data_dir), REFIT_PORT=str(port), REFIT_LOG_FORMAT="json")
-    return subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,  # its own process group: Ctrl-C reaches everything it started
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # A file, not a pipe: the banner is looked for while the run goes on.
+    output_file = data_dir.parent / f"{data_dir.name}-{port}.out"
+    with output_file.open("wb") as output:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,  # its own process group: Ctrl-C reaches all it started
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    _OUTPUT_FILES[process.pid] = output_file
+    return process
+
+
+def _output(process: subprocess.Popen) -> str:
+    return _OUTPUT_FILES[process.pid].read_text(errors="replace")
 
 
 def _wait_ready(process: subprocess.Popen, port: int, timeout: float = 180) -> dict:
+    """/readyz's answer once it is 200 and `refit run` has printed its banner (it polls
+    /readyz too, a moment after this test may have seen it answer)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(process.stdout.read().decode()[-4000:])
+            raise AssertionError(_output(process)[-4000:])
         try:
             response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-            if response.status_code == 200:
+            if response.status_code == 200 and "ReFit is ready in" in _output(process):
                 return response.json()
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError("make run never became ready")
 
 
@@ -73,7 +86,7 @@ def test_make_run_embedded_default_end_to_end():
                 conn.execute("INSERT INTO users (wallet_address) VALUES ('kept-across-runs')")
         finally:
             _ctrl_c(first)
-        output = first.stdout.read().decode()
+        output = _output(first)
         assert "refit.stopping" in output
         # A newcomer's terminal says where everything is, not the embedded PostgreSQL's chatter.
         assert f"API docs   http://127.0.0.1:{port}/docs" in output
@@ -97,3 +110,5 @@ def test_make_run_embedded_default_end_to_end():
         assert not (data_dir / "postgres" / "postmaster.pid").exists()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        for output in data_dir.parent.glob(f"{data_dir.name}-*.out"):
+            output.unlink()
