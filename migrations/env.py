@@ -11,8 +11,6 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import refit.models
-import refit.shipping.models  # noqa: F401
 from refit import db
 from refit.settings import get_settings
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from refit.dashboard.session import DashboardOperator
 from refit.inspection.evidence import EVIDENCE_STATUSES
-from refit.inspection.models import Outcome
 from refit.inspection.schemas import AdminOrderDetail
 from refit.models import OrderStatus
+from refit.models.inspection import Outcome
+from refit.models.payout import PayoutStatus
 from refit.orders.states import SELLER_CANCELLABLE
-from refit.payouts.models import PayoutStatus
 
 S = OrderStatus
 

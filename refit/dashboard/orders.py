@@ -21,9 +21,9 @@ from refit.errors import Unprocessable
 from refit.inspection import reads, service
 from refit.ledger.treasury import load_treasury
 from refit.models import Operator, OrderStatus
+from refit.models.payout import PayoutStatus
 from refit.orders.service import cancel_before_transit, get_order
 from refit.payouts import service as payouts
-from refit.payouts.models import PayoutStatus
 from refit.resources import SessionDep
 from refit.shipping.endpoints import label_response
 

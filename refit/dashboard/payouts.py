@@ -17,8 +17,8 @@ from refit.dashboard.render import page
 from refit.dashboard.session import OperatorDep
 from refit.ledger.treasury import load_treasury
 from refit.models import Order
+from refit.models.payout import OPEN, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL
-from refit.payouts.models import OPEN, Payout, PayoutStatus
 from refit.payouts.service import START_OF_UTC_DAY
 from refit.resources import SessionDep
 

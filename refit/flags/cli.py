@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit import db, embedded
 from refit.errors import ProblemError
 from refit.flags import service
-from refit.flags.models import FlagMode
 from refit.flags.schemas import FlagChange, FlagRead, VariantSpec
+from refit.models.flag import FlagMode
 
 app = typer.Typer(help="Feature flags (who sees what).", no_args_is_help=True)
 

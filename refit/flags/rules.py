@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from refit.flags.models import FlagMode
+from refit.models.flag import FlagMode
 
 BUCKETS = 10_000  # a percentage is taken to two decimals' worth of wallets
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from refit.flags.models import FlagMode
+from refit.models.flag import FlagMode
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"  # as ck_feature_flags_name
 MAX_WALLETS = 10_000

@@ -12,9 +12,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.errors import NotFound, Unprocessable
-from refit.flags.models import Flag, FlagAudit, FlagExposure, FlagMode
 from refit.flags.rules import FlagRule, Variant
 from refit.flags.schemas import NAME_PATTERN, FlagAuditRead, FlagChange, FlagRead
+from refit.models.flag import Flag, FlagAudit, FlagExposure, FlagMode
 
 # Every API process follows it on its one LISTEN connection (refit/listen.py,
 # flags/follower.py); the payload is the flag's name.

@@ -18,7 +18,6 @@ from refit import idempotency, resources
 from refit.admin.deps import OperatorDep
 from refit.errors import NotFound, ProblemError, problem_responses
 from refit.inspection import evidence, reads, service
-from refit.inspection.models import EvidencePhoto
 from refit.inspection.schemas import (
     AdminOrderDetail,
     AdminOrderPage,
@@ -29,6 +28,7 @@ from refit.inspection.schemas import (
     VerdictRead,
 )
 from refit.models import OrderStatus
+from refit.models.inspection import EvidencePhoto
 from refit.resources import SessionDep
 from refit.settings import Settings
 from refit.signed_urls import EVIDENCE_PHOTO_PATH, verify_url

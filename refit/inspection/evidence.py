@@ -25,8 +25,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.errors import Conflict, ProblemError, Unprocessable
-from refit.inspection.models import EvidencePhoto
 from refit.models import OrderStatus as S
+from refit.models.inspection import EvidencePhoto
 from refit.orders.service import get_order
 from refit.settings import Settings
 from refit.storage import label_storage

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import pagination
 from refit.inspection.evidence import photos_of
-from refit.inspection.models import EvidencePhoto, Inspection
 from refit.inspection.schemas import (
     AddressRead,
     AdminOrderDetail,
@@ -27,8 +26,9 @@ from refit.inspection.schemas import (
     SellerRead,
 )
 from refit.models import Order, OrderStatus, OrderStatusHistory, ShippingAddress, User
+from refit.models.inspection import EvidencePhoto, Inspection
+from refit.models.payout import Payout
 from refit.orders.service import get_order
-from refit.payouts.models import Payout
 from refit.payouts.schemas import PayoutRead
 from refit.settings import Settings
 from refit.shipping.tracking import tracking

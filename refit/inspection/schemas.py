@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from refit.inspection.models import Outcome
+from refit.models.inspection import Outcome
 from refit.models.order import OrderStatus
 from refit.orders.schemas import OrderRead
 from refit.payouts.schemas import PayoutRead

@@ -30,9 +30,9 @@ from refit import queue
 from refit.admin.deps import OperatorPrincipal
 from refit.catalog.prices import catalog_price
 from refit.errors import Conflict, ProblemError, Unprocessable
-from refit.inspection.models import Inspection, Outcome
 from refit.inspection.schemas import InspectionCreate
 from refit.models import OperatorRole, Order, OrderStatus
+from refit.models.inspection import Inspection, Outcome
 from refit.orders import follow_ups
 from refit.orders.prices import set_final_price
 from refit.orders.service import get_order, transition

@@ -1,13 +1,30 @@
-"""ORM models, one file per aggregate. Importing this package registers every table."""
+"""ORM models: every table of the service, one file per aggregate, here and nowhere else.
+Domains import them from here (below every domain); importing this package registers every
+table."""
 
 from refit.models.address import ShippingAddress
 from refit.models.auth import EmailVerificationToken, SiwsNonce
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade, DeviceCategory
+from refit.models.flag import Flag, FlagAudit, FlagExposure, FlagMode
 from refit.models.idempotency import IdempotencyKey
+from refit.models.inspection import EvidencePhoto, Inspection, Outcome
 from refit.models.notification import OutboundEmail
 from refit.models.operator import Operator, OperatorRole
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
+from refit.models.payout import Payout, PayoutStatus
 from refit.models.quote import Quote
+from refit.models.shipping import (
+    LabelPurchase,
+    Leg,
+    PurchaseStatus,
+    RateQuote,
+    ReturnShipment,
+    ReturnStatus,
+    SandboxObject,
+    ShippingEvent,
+    TrackingStatus,
+    WebhookInbox,
+)
 from refit.models.user import User
 
 __all__ = [
@@ -16,15 +33,34 @@ __all__ = [
     "ConditionGrade",
     "DeviceCategory",
     "EmailVerificationToken",
+    "EvidencePhoto",
+    "Flag",
+    "FlagAudit",
+    "FlagExposure",
+    "FlagMode",
     "IdempotencyKey",
+    "Inspection",
+    "LabelPurchase",
+    "Leg",
     "Operator",
     "OperatorRole",
     "Order",
     "OrderStatus",
     "OrderStatusHistory",
     "OutboundEmail",
+    "Outcome",
+    "Payout",
+    "PayoutStatus",
+    "PurchaseStatus",
     "Quote",
+    "RateQuote",
+    "ReturnShipment",
+    "ReturnStatus",
+    "SandboxObject",
     "ShippingAddress",
+    "ShippingEvent",
     "SiwsNonce",
+    "TrackingStatus",
     "User",
+    "WebhookInbox",
 ]

@@ -13,9 +13,9 @@ from refit import idempotency, resources
 from refit.admin.deps import AdminDep, OperatorDep
 from refit.errors import PROBLEM_CONTENT, problem_responses
 from refit.ledger.treasury import load_treasury
+from refit.models.payout import Payout, PayoutStatus
 from refit.pagination import newest_first, page
 from refit.payouts import service
-from refit.payouts.models import Payout, PayoutStatus
 from refit.payouts.schemas import PayoutPage, PayoutRead
 from refit.resources import SessionDep
 

@@ -15,7 +15,7 @@ from solders.transaction_status import UiRawMessage, UiTransaction
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from refit.payouts.models import Payout, PayoutStatus
+from refit.models.payout import Payout, PayoutStatus
 
 
 class Kind(StrEnum):

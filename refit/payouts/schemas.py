@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from refit.payouts.models import PayoutStatus
+from refit.models.payout import PayoutStatus
 
 
 class PayoutRead(BaseModel):

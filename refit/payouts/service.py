@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import metrics, queue
 from refit.errors import Conflict, NotFound, ProblemError
-from refit.inspection.models import Inspection, Outcome
 from refit.models import Order, OrderStatus, User
+from refit.models.inspection import Inspection, Outcome
+from refit.models.payout import Payout, PayoutStatus
 from refit.money import recorded_rate, sol_at_least, sol_to_lamports, usd_to_sol
 from refit.orders import prices
 from refit.orders.service import get_order, transition
 from refit.payouts.chain import Blockhash, order_reference, sign_transfer
-from refit.payouts.models import Payout, PayoutStatus
 from refit.pricing.sources import Rate
 
 log = structlog.get_logger(__name__)

@@ -20,8 +20,8 @@ from sqlalchemy import text
 
 from refit import metrics, queue, resources
 from refit.ledger.treasury import load_treasury
+from refit.models.payout import OPEN, PayoutStatus
 from refit.payouts import chain, service
-from refit.payouts.models import OPEN, PayoutStatus
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
 

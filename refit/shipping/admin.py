@@ -14,16 +14,16 @@ from refit import idempotency, queue, resources
 from refit.admin.deps import AdminDep, OperatorDep
 from refit.errors import PROBLEM_CONTENT, Conflict, Unprocessable
 from refit.models import OrderStatus
+from refit.models.payout import Payout
+from refit.models.shipping import LabelPurchase, Leg
 from refit.orders import follow_ups, offers
 from refit.orders.schemas import OrderCancel
 from refit.orders.service import cancel_before_transit, get_order, transition
-from refit.payouts.models import Payout
 from refit.resources import SessionDep
 from refit.shipping import returns, sandbox_webhooks, state
 from refit.shipping.carrier import CarrierError
 from refit.shipping.carriers import open_carrier
 from refit.shipping.endpoints import label_response
-from refit.shipping.models import LabelPurchase, Leg
 from refit.shipping.sandbox import SandboxCarrier
 from refit.shipping.schemas import OrderJobQueued, SandboxTrackingRequest
 

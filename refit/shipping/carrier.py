@@ -14,6 +14,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
+from refit.models.shipping import TrackingStatus
+
 
 @dataclass(frozen=True)
 class Address:
@@ -134,15 +136,6 @@ class Refund:
     refund_id: str
     transaction_id: str
     status: str  # QUEUED, PENDING, SUCCESS, ERROR
-
-
-class TrackingStatus(StrEnum):
-    UNKNOWN = "UNKNOWN"
-    PRE_TRANSIT = "PRE_TRANSIT"
-    TRANSIT = "TRANSIT"
-    DELIVERED = "DELIVERED"
-    RETURNED = "RETURNED"
-    FAILURE = "FAILURE"
 
 
 @dataclass(frozen=True)

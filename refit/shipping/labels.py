@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from refit import queue
 from refit.models import OrderStatus
+from refit.models.shipping import LabelPurchase, PurchaseStatus, RateQuote
 from refit.orders import follow_ups
 from refit.orders.service import get_order, transition
 from refit.resources import Resources
@@ -38,7 +39,6 @@ from refit.shipping.carrier import (
     TransactionStatus,
     wait_for_transaction,
 )
-from refit.shipping.models import LabelPurchase, PurchaseStatus, RateQuote
 from refit.storage import content_type_for, label_key, label_storage
 
 log = structlog.get_logger(__name__)

@@ -18,10 +18,10 @@ from refit import db
 from refit.addresses.service import fingerprint
 from refit.errors import Conflict, Unprocessable
 from refit.models import Order, OrderStatus
+from refit.models.shipping import IN_FLIGHT, LabelPurchase, RateQuote
 from refit.orders.service import get_order, transition
 from refit.shipping import addresses, state
 from refit.shipping.addresses import AddressSnapshot, Verdict
-from refit.shipping.models import IN_FLIGHT, LabelPurchase, RateQuote
 from refit.shipping.rates import order_address
 
 

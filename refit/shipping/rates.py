@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit import db, resources
 from refit.errors import Conflict, Unprocessable
 from refit.models import Order, OrderStatus, ShippingAddress
+from refit.models.shipping import RateQuote
 from refit.orders.service import get_order
 from refit.settings import Settings
 from refit.shipping import addresses
 from refit.shipping.addresses import AddressSnapshot, Verdict
 from refit.shipping.carrier import Address, Carrier, Extras, Parcel, Rate, Shipment
-from refit.shipping.models import RateQuote
 from refit.shipping.parcels import category_of, parcel_for, protection
 
 # Shippo rates can be bought for 7 days; we stop a day short.

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue
 from refit.models import Order, OrderStatus
+from refit.models.shipping import ReturnShipment, ReturnStatus
 from refit.orders import follow_ups
 from refit.orders.service import get_order
 from refit.resources import Resources
@@ -48,7 +49,6 @@ from refit.shipping.carrier import (
     TransactionStatus,
     wait_for_transaction,
 )
-from refit.shipping.models import ReturnShipment, ReturnStatus
 from refit.shipping.parcels import category_of, parcel_for, protection
 from refit.shipping.rates import order_address, warehouse
 from refit.storage import content_type_for, label_key, label_storage

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from refit.models.shipping import SandboxObject
 from refit.shipping.carrier import (
     NO_EXTRAS,
     Address,
@@ -36,7 +37,6 @@ from refit.shipping.carrier import (
     TrackingStatus,
     TransactionStatus,
 )
-from refit.shipping.models import SandboxObject
 from refit.shipping.shippo import shipment_extra
 
 # (carrier, service, token, base, per zone, per lb, days base)

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue, resources
+from refit.models.shipping import SandboxObject
 from refit.settings import Settings
 from refit.shipping.carriers import carrier_name
-from refit.shipping.models import SandboxObject
 from refit.shipping.sandbox import SandboxCarrier, tracking_of
 from refit.shipping.shippo import track_body
 from refit.shipping.webhooks import sign

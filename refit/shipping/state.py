@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db
 from refit.models import Order
-from refit.shipping.carrier import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
-from refit.shipping.models import (
+from refit.models.shipping import (
     LabelPurchase,
     Leg,
     PurchaseStatus,
@@ -28,6 +27,7 @@ from refit.shipping.models import (
     ReturnStatus,
     ShippingEvent,
 )
+from refit.shipping.carrier import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
 
 
 async def choose_rate(session: AsyncSession, order: Order, quote: RateQuote) -> None:

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.auth.deps import UserSessionDep
 from refit.models import Order
+from refit.models.shipping import Leg, ShippingEvent
 from refit.orders.service import get_order
 from refit.shipping.carrier import TrackingStatus
-from refit.shipping.models import Leg, ShippingEvent
 from refit.shipping.schemas import TrackingEventRead, TrackingRead
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])

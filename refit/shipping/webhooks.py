@@ -22,9 +22,9 @@ from sqlalchemy.dialects.postgresql import insert
 
 from refit import inputs, queue, resources
 from refit.errors import Unauthorized
+from refit.models.shipping import WebhookInbox
 from refit.resources import SessionDep
 from refit.settings import Settings
-from refit.shipping.models import WebhookInbox
 
 log = structlog.get_logger(__name__)
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from refit.inspection.models import EvidencePhoto
 from refit.models import OrderStatusHistory
+from refit.models.inspection import EvidencePhoto
 from tests.dashboard.helpers import signed_in_operator
 from tests.inspection.helpers import (
     inspecting_order,

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import func, select, text
 
 from refit.models import Order, OrderStatusHistory
-from refit.payouts.models import Payout
+from refit.models.payout import Payout
 from refit.resources import Resources
 from tests.dashboard.helpers import signed_in_operator
 from tests.inspection.helpers import inspecting_order, operator, shipped_order, verdict

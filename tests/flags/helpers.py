@@ -9,7 +9,7 @@ import base58
 import httpx
 from sqlalchemy import select
 
-from refit.flags.models import Flag, FlagAudit
+from refit.models.flag import Flag, FlagAudit
 from refit.resources import Resources
 
 

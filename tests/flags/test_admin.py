@@ -3,7 +3,7 @@ what to what); an inspector is refused before anything is written."""
 
 from __future__ import annotations
 
-from refit.flags.models import FlagMode
+from refit.models.flag import FlagMode
 from tests.admin.helpers import bearer_for, make_operator, operator_headers
 from tests.flags.helpers import audit_rows, flag_rows, put_flag, random_wallet
 

@@ -8,7 +8,7 @@ import getpass
 import time
 
 from refit.flags.follower import current_follower
-from refit.flags.models import FlagMode
+from refit.models.flag import FlagMode
 from tests.admin.test_operator_cli import _refit
 from tests.flags.helpers import audit_rows, flag_rows, random_wallet
 

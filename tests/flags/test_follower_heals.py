@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from refit.app import create_app
 from refit.flags.follower import current_follower
-from refit.flags.models import Flag, FlagExposure
+from refit.models.flag import Flag, FlagExposure
 from tests.admin.helpers import operator_headers
 from tests.flags.helpers import put_flag, random_wallet
 from tests.listen_helpers import one_listener

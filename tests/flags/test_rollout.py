@@ -7,9 +7,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from refit.flags.models import FlagMode
 from refit.flags.rules import FlagRule, Variant
 from refit.flags.service import rule_from_row
+from refit.models.flag import FlagMode
 from tests.flags.helpers import random_wallet
 
 WALLETS = 10_000

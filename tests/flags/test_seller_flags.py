@@ -9,8 +9,8 @@ from collections import Counter
 
 from refit.flags import evaluate, service
 from refit.flags.follower import current_follower
-from refit.flags.models import FlagMode
 from refit.flags.schemas import FlagChange
+from refit.models.flag import FlagMode
 from tests.admin.helpers import operator_headers
 from tests.flags.helpers import put_flag, random_wallet
 

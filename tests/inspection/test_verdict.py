@@ -7,8 +7,8 @@ import uuid
 
 from sqlalchemy import select, text
 
-from refit.inspection.models import Inspection
 from refit.models import Order
+from refit.models.inspection import Inspection
 from tests.inspection.helpers import (
     BAD_IMEI,
     CHECKLIST,

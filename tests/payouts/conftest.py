@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from refit import queue
 from refit.models import Order
-from refit.payouts.models import Payout
+from refit.models.payout import Payout
 from refit.resources import Resources
 from refit.settings import Settings
 from tests.inspection.helpers import Op, inspecting_order, operator, verdict

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from refit.cli import cli
-from refit.payouts.models import Payout, PayoutStatus
+from refit.models.payout import Payout, PayoutStatus
 from refit.payouts.reconcile import Kind, reconcile
 from refit.settings import get_settings
 from tests.ledger.conftest import transfer_tx, wait_for_status

@@ -28,7 +28,7 @@ from refit.errors import Conflict
 from refit.localstorage.schemas import ACCEPTED_STATUSES, backend_status
 from refit.models import Order, OrderStatus
 from refit.models.quote import Quote
-from refit.shipping.models import SandboxObject
+from refit.models.shipping import SandboxObject
 from tests.inspection.helpers import operator, verdict
 from tests.orders.helpers import add_address, operator_move, place_order
 from tests.shipping.shippo_server import TOKEN, ShippoServer

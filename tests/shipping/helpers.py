@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, text
 
 from refit.models import Order, OrderStatusHistory
-from refit.shipping.models import LabelPurchase
+from refit.models.shipping import LabelPurchase
 
 
 async def label_jobs(resources, order_id=None):

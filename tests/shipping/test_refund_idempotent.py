@@ -7,9 +7,9 @@ from __future__ import annotations
 from sqlalchemy import select, text
 
 from refit.models import OrderStatus
+from refit.models.shipping import PurchaseStatus, SandboxObject
 from refit.orders.service import transition
 from refit.shipping import state
-from refit.shipping.models import PurchaseStatus, SandboxObject
 from tests.shipping.helpers import buy, make_due, purchases, quote
 
 REFUND_RECORDS = (PurchaseStatus.REFUND_PENDING, PurchaseStatus.REFUNDED)

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from refit.models import Order, OrderStatus, OutboundEmail, User
+from refit.models.shipping import ReturnShipment, SandboxObject, ShippingEvent
 from refit.orders.tasks import expire_offers
 from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping.carrier import TrackingStatus
-from refit.shipping.models import ReturnShipment, SandboxObject, ShippingEvent
 from refit.shipping.sandbox import SandboxCarrier, tracking_of
 from refit.shipping.shippo import track_body
 from refit.shipping.tasks import sweep_returns

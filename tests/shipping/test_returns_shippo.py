@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from refit.models import Order, OrderStatus
-from refit.shipping.models import ReturnShipment
+from refit.models.shipping import ReturnShipment
 from tests.shipping.helpers import make_due, order_row, quote
 
 

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from refit.models.shipping import SandboxObject
 from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping.carrier import Address, Parcel, TrackingStatus, TransactionStatus
-from refit.shipping.models import SandboxObject
 from refit.shipping.parcels import PARCELS
 from refit.shipping.sandbox import SandboxCarrier, tracking_number_for
 from refit.shipping.sandbox_webhooks import tracking_clock

@@ -18,9 +18,9 @@ from psycopg import errors as pg_errors
 from refit import db
 from refit.addresses.service import fingerprint
 from refit.models import OrderStatus, ShippingAddress
+from refit.models.shipping import RateQuote
 from refit.settings import Settings
 from refit.shipping.carrier import CarrierUnavailable
-from refit.shipping.models import RateQuote
 from refit.shipping.shippo import ShippoCarrier
 from tests.shipping.helpers import buy, order_row
 from tests.shipping.shippo_server import TOKEN

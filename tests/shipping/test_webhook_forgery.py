@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy import select, text
 
 from refit.models import Order, OrderStatus
+from refit.models.shipping import ReturnShipment, ReturnStatus, WebhookInbox
 from refit.settings import DEV_WEBHOOK_TOKEN, Settings
-from refit.shipping.models import ReturnShipment, ReturnStatus, WebhookInbox
 from tests.shipping.helpers import history, order_row
 
 URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from refit.models import Order, OrderStatus
+from refit.models.shipping import ShippingEvent, WebhookInbox
 from refit.orders import follow_ups
 from refit.settings import DEV_WEBHOOK_TOKEN
-from refit.shipping.models import ShippingEvent, WebhookInbox
 from refit.shipping.webhooks import sign
 from tests.shipping.helpers import history, label_jobs, order_row
 

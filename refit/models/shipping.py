@@ -25,7 +25,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from refit.db import Base
 from refit.models.base import EnumText, Timestamps, UUIDPrimaryKey
-from refit.shipping.carrier import TrackingStatus
+
+
+class TrackingStatus(StrEnum):
+    """A parcel's tracking state, as carriers (and our sandbox) report it."""
+
+    UNKNOWN = "UNKNOWN"
+    PRE_TRANSIT = "PRE_TRANSIT"
+    TRANSIT = "TRANSIT"
+    DELIVERED = "DELIVERED"
+    RETURNED = "RETURNED"
+    FAILURE = "FAILURE"
 
 
 class PurchaseStatus(StrEnum):
