@@ -38,7 +38,7 @@ TASK_MODULES = [
     "refit.notifications.notify_tasks",
     "refit.shipping.tasks",
     "refit.shipping.webhook_tasks",
-    "refit.shipping.sandbox_webhooks",
+    "refit.carriers.sandbox.webhooks",
     "refit.payouts.tasks",
 ]
 

@@ -17,9 +17,9 @@ from typing import Any
 from refit import resources
 from refit.addresses.schemas import ADDRESS_FIELDS, PLACE_FIELDS, AddressFields
 from refit.addresses.service import fingerprint
+from refit.carriers.interface import Address, AddressValidation, Carrier
 from refit.errors import Unprocessable
 from refit.models import ShippingAddress
-from refit.shipping.carrier import Address, AddressValidation, Carrier
 
 VALIDATION_CACHE_SECONDS = 24 * 3600
 

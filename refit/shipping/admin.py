@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import idempotency, queue, resources
 from refit.admin.deps import AdminDep, OperatorDep
+from refit.carriers.interface import CarrierError
+from refit.carriers.picker import PUSH_TASK, SandboxCarrier, open_carrier, push_lock
 from refit.errors import PROBLEM_CONTENT, Conflict, Unprocessable
 from refit.models import OrderStatus
 from refit.models.payout import Payout
@@ -20,11 +22,8 @@ from refit.orders import follow_ups, offers
 from refit.orders.schemas import OrderCancel
 from refit.orders.service import cancel_before_transit, get_order, transition
 from refit.resources import SessionDep
-from refit.shipping import returns, sandbox_webhooks, state
-from refit.shipping.carrier import CarrierError
-from refit.shipping.carriers import open_carrier
+from refit.shipping import returns, state
 from refit.shipping.endpoints import label_response
-from refit.shipping.sandbox import SandboxCarrier
 from refit.shipping.schemas import OrderJobQueued, SandboxTrackingRequest
 
 log = structlog.get_logger(__name__)
@@ -182,8 +181,8 @@ async def push_sandbox_tracking(
     # The sandbox tells us as Shippo would: a webhook, delivered by a job.
     await queue.defer(
         session,
-        sandbox_webhooks.PUSH_TASK,
-        queueing_lock=sandbox_webhooks.push_lock(number),
+        PUSH_TASK,
+        queueing_lock=push_lock(number),
         tracking_number=number,
     )
     return Response(status_code=204)

@@ -16,6 +16,13 @@ from refit import idempotency, resources
 from refit.addresses.schemas import ValidateAddressRequest, ValidateAddressResponse
 from refit.addresses.service import get_address
 from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
+from refit.carriers.interface import CarrierError
+from refit.carriers.picker import (
+    CARRIER_CALLS_PER_USER,
+    as_problem,
+    carrier_name,
+    open_carrier,
+)
 from refit.errors import Conflict, NotFound
 from refit.models import Order
 from refit.orders.reads import order_detail
@@ -24,13 +31,6 @@ from refit.ratelimit import enforce
 from refit.resources import Resources
 from refit.shipping import addresses, purchases, rates
 from refit.shipping.addresses import AddressSnapshot, Verdict
-from refit.shipping.carrier import CarrierError
-from refit.shipping.carriers import (
-    CARRIER_CALLS_PER_USER,
-    as_problem,
-    carrier_name,
-    open_carrier,
-)
 from refit.shipping.schemas import (
     LabelPurchaseAccepted,
     PurchaseLabelRequest,

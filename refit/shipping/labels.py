@@ -24,13 +24,7 @@ import structlog
 from sqlalchemy import func, select
 
 from refit import queue
-from refit.models import OrderStatus
-from refit.models.shipping import LabelPurchase, PurchaseStatus, RateQuote
-from refit.orders import follow_ups
-from refit.orders.service import get_order, transition
-from refit.resources import Resources
-from refit.shipping import state
-from refit.shipping.carrier import (
+from refit.carriers.interface import (
     Carrier,
     CarrierError,
     CarrierMessage,
@@ -39,6 +33,12 @@ from refit.shipping.carrier import (
     TransactionStatus,
     wait_for_transaction,
 )
+from refit.models import OrderStatus
+from refit.models.shipping import LabelPurchase, PurchaseStatus, RateQuote
+from refit.orders import follow_ups
+from refit.orders.service import get_order, transition
+from refit.resources import Resources
+from refit.shipping import state
 from refit.storage import content_type_for, label_key, label_storage
 
 log = structlog.get_logger(__name__)

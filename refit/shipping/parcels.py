@@ -6,11 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from refit.carriers.interface import Extras, Parcel
 from refit.errors import Conflict
 from refit.models import Order
 from refit.models.order import OrderStatus
 from refit.settings import Settings
-from refit.shipping.carrier import Extras, Parcel
 
 # Inches and pounds, padded mailer or box included. "other" is the larger-than-most default, so
 # an unknown device is never under-declared (carriers bill adjustments for that).

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, resources
+from refit.carriers.interface import Address, Carrier, Extras, Parcel, Rate, Shipment
 from refit.errors import Conflict, Unprocessable
 from refit.models import Order, OrderStatus, ShippingAddress
 from refit.models.shipping import RateQuote
@@ -29,7 +30,6 @@ from refit.orders.service import get_order
 from refit.settings import Settings
 from refit.shipping import addresses
 from refit.shipping.addresses import AddressSnapshot, Verdict
-from refit.shipping.carrier import Address, Carrier, Extras, Parcel, Rate, Shipment
 from refit.shipping.parcels import category_of, parcel_for, protection
 
 # Shippo rates can be bought for 7 days; we stop a day short.

@@ -32,14 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue
-from refit.models import Order, OrderStatus
-from refit.models.shipping import ReturnShipment, ReturnStatus
-from refit.orders import follow_ups
-from refit.orders.service import get_order
-from refit.resources import Resources
-from refit.shipping import labels, state
-from refit.shipping.addresses import to_carrier_address
-from refit.shipping.carrier import (
+from refit.carriers.interface import (
     Address,
     Carrier,
     CarrierRejected,
@@ -49,6 +42,13 @@ from refit.shipping.carrier import (
     TransactionStatus,
     wait_for_transaction,
 )
+from refit.models import Order, OrderStatus
+from refit.models.shipping import ReturnShipment, ReturnStatus
+from refit.orders import follow_ups
+from refit.orders.service import get_order
+from refit.resources import Resources
+from refit.shipping import labels, state
+from refit.shipping.addresses import to_carrier_address
 from refit.shipping.parcels import category_of, parcel_for, protection
 from refit.shipping.rates import order_address, warehouse
 from refit.storage import content_type_for, label_key, label_storage

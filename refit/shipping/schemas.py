@@ -9,10 +9,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
+from refit.carriers.interface import TrackingStatus
 from refit.models import OrderStatus
 from refit.models.shipping import Leg
 from refit.orders.schemas import OrderDetail
-from refit.shipping.carrier import TrackingStatus
 
 Money = Annotated[Decimal, PlainSerializer(lambda d: f"{d:.2f}", return_type=str)]
 

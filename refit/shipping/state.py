@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db
+from refit.carriers.interface import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
 from refit.models import Order
 from refit.models.shipping import (
     LabelPurchase,
@@ -27,7 +28,6 @@ from refit.models.shipping import (
     ReturnStatus,
     ShippingEvent,
 )
-from refit.shipping.carrier import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
 
 
 async def choose_rate(session: AsyncSession, order: Order, quote: RateQuote) -> None:

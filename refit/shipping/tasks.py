@@ -13,14 +13,14 @@ from procrastinate.jobs import Job
 from sqlalchemy import func, select, text
 
 from refit import metrics, queue, resources
+from refit.carriers.interface import CarrierError, TransactionStatus
+from refit.carriers.picker import open_carrier
 from refit.errors import is_dependency_down
 from refit.models import Order, OrderStatus
 from refit.models.shipping import IN_FLIGHT, LabelPurchase, PurchaseStatus
 from refit.orders import follow_ups
 from refit.orders.follow_ups import PURCHASE_LABEL, PURCHASE_RETURN_LABEL, REFUND_LABEL
 from refit.shipping import labels, returns, state
-from refit.shipping.carrier import CarrierError, TransactionStatus
-from refit.shipping.carriers import open_carrier
 
 log = structlog.get_logger(__name__)
 

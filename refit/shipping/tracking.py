@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.auth.deps import UserSessionDep
+from refit.carriers.interface import TrackingStatus
 from refit.models import Order
 from refit.models.shipping import Leg, ShippingEvent
 from refit.orders.service import get_order
-from refit.shipping.carrier import TrackingStatus
 from refit.shipping.schemas import TrackingEventRead, TrackingRead
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])

@@ -24,15 +24,14 @@ from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import metrics, queue, resources
+from refit.carriers.interface import CarrierError, CarrierUnavailable, Tracking, TrackingStatus
+from refit.carriers.picker import open_carrier, parse_track, parse_transaction
 from refit.models import Order, OrderStatus
 from refit.models.shipping import Leg, ReturnShipment, ReturnStatus, WebhookInbox
 from refit.orders import follow_ups
 from refit.orders.service import get_order, transition
 from refit.settings import Settings
 from refit.shipping import state
-from refit.shipping.carrier import CarrierError, CarrierUnavailable, Tracking, TrackingStatus
-from refit.shipping.carriers import open_carrier
-from refit.shipping.shippo import parse_track, parse_transaction
 from refit.shipping.webhooks import HANDLE_TASK
 
 log = structlog.get_logger(__name__)

@@ -21,6 +21,7 @@ from sqlalchemy import literal_column
 from sqlalchemy.dialects.postgresql import insert
 
 from refit import inputs, queue, resources
+from refit.carriers.picker import sign
 from refit.errors import Unauthorized
 from refit.models.shipping import WebhookInbox
 from refit.resources import SessionDep
@@ -107,10 +108,6 @@ def _signature_refused(request: Request, why: str) -> None:
         why=why,
         signature_headers=[h for h in request.headers if "signature" in h.lower()],
     )
-
-
-def sign(secret: str, stamp: int, raw: bytes) -> str:
-    return hmac.new(secret.encode(), f"{stamp}.".encode() + raw, hashlib.sha256).hexdigest()
 
 
 def parse(raw: bytes) -> tuple[str | None, dict[str, Any] | None, str, str | None]:

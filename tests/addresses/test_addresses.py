@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from refit.addresses import schemas
 from refit.addresses.service import fingerprint
+from refit.carriers.interface import Address
 from refit.models import Order, ShippingAddress
-from refit.shipping.carrier import Address
 
 HOME = {
     "name": "Ada Seller",

@@ -20,7 +20,7 @@ from tests.processes import ROOT
 
 # Each costs from a tenth of a second to a second of CPU at import.
 DEFERRED = (
-    "reportlab",  # the sandbox carrier drawing a label (refit.shipping.label_pdf)
+    "reportlab",  # the sandbox carrier drawing a label (refit.carriers.sandbox.label_pdf)
     "PIL",  # cleaning evidence photos (refit.inspection.evidence)
     "boto3",  # an S3 bucket for files (refit.storage)
     "botocore",

@@ -6,10 +6,10 @@ import datetime as dt
 import uuid
 from dataclasses import replace
 
+from refit.carriers.interface import Tracking, TrackingEvent, TrackingStatus
 from refit.models import OrderStatus
 from refit.orders.service import get_order
 from refit.shipping import state
-from refit.shipping.carrier import Tracking, TrackingEvent, TrackingStatus
 from tests.orders.helpers import add_address, operator_move, place_order, quote
 
 S = OrderStatus

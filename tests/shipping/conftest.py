@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from refit.carriers.picker import open_carrier
+from refit.carriers.shippo.client import ShippoCarrier
 from refit.models import Order
 from refit.settings import Settings
-from refit.shipping.carriers import open_carrier
-from refit.shipping.shippo import ShippoCarrier
 from tests.shipping.shippo_server import TOKEN, ShippoServer
 
 

@@ -9,10 +9,10 @@ import uuid
 from pypdf import PdfReader
 from sqlalchemy import select, text, update
 
+from refit.carriers.sandbox.carrier import tracking_number_for
 from refit.models import OrderStatus, User
 from refit.models.notification import OutboundEmail
 from refit.orders.service import transition
-from refit.shipping.sandbox import tracking_number_for
 from refit.shipping.tasks import sweep_labels
 from tests.admin.helpers import operator_headers
 from tests.orders.helpers import DEVICE

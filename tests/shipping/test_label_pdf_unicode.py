@@ -8,10 +8,10 @@ import io
 from pypdf import PdfReader
 from reportlab.pdfbase import pdfmetrics
 
-from refit.shipping.carrier import Address
-from refit.shipping.label_pdf import BARCODE_TOP, MARGIN, WIDTH, render_label
+from refit.carriers.interface import Address
+from refit.carriers.sandbox.carrier import SandboxCarrier
+from refit.carriers.sandbox.label_pdf import BARCODE_TOP, MARGIN, WIDTH, render_label
 from refit.shipping.parcels import PARCELS
-from refit.shipping.sandbox import SandboxCarrier
 
 NAME = "王小明 / 山田太郎"
 # 200 characters, spaced like a real (if absurd) street line.

@@ -9,11 +9,11 @@ from sqlalchemy import func, select, text
 from refit import db
 from refit.app import create_app
 from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.carriers.picker import CARRIER_CALLS_PER_USER, carrier_name
 from refit.errors import Conflict
 from refit.models import OrderStatus
 from refit.models.shipping import RateQuote
 from refit.shipping import purchases
-from refit.shipping.carriers import CARRIER_CALLS_PER_USER, carrier_name
 from tests.shipping.helpers import buy, history, label_jobs, order_row, quote
 
 

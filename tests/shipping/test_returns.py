@@ -11,13 +11,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text, update
 
+from refit.carriers.interface import TrackingStatus
+from refit.carriers.sandbox.carrier import SandboxCarrier, tracking_of
+from refit.carriers.shippo.wire import track_body
 from refit.models import Order, OrderStatus, OutboundEmail, User
 from refit.models.shipping import ReturnShipment, SandboxObject, ShippingEvent
 from refit.orders.tasks import expire_offers
 from refit.settings import DEV_WEBHOOK_TOKEN
-from refit.shipping.carrier import TrackingStatus
-from refit.shipping.sandbox import SandboxCarrier, tracking_of
-from refit.shipping.shippo import track_body
 from refit.shipping.tasks import sweep_returns
 from refit.storage import label_storage
 from tests.admin.helpers import operator_headers

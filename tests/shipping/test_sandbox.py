@@ -10,14 +10,14 @@ from http.server import BaseHTTPRequestHandler
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from refit.carriers.interface import Address, Parcel, TrackingStatus, TransactionStatus
+from refit.carriers.sandbox.carrier import SandboxCarrier, tracking_number_for
+from refit.carriers.sandbox.webhooks import tracking_clock
+from refit.carriers.shippo.wire import parse_track, sign
 from refit.models.shipping import SandboxObject
 from refit.settings import DEV_WEBHOOK_TOKEN
-from refit.shipping.carrier import Address, Parcel, TrackingStatus, TransactionStatus
 from refit.shipping.parcels import PARCELS
-from refit.shipping.sandbox import SandboxCarrier, tracking_number_for
-from refit.shipping.sandbox_webhooks import tracking_clock
-from refit.shipping.shippo import parse_track
-from refit.shipping.webhooks import parse, sign
+from refit.shipping.webhooks import parse
 from tests.local_http import LocalHTTPServer
 
 SELLER = Address(name="Bo Seller", street1="1 Main St", city="Boston", state="MA", zip="02108")

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from refit.settings import Settings
-from refit.shipping.carrier import (
+from refit.carriers.interface import (
     Address,
     CarrierRejected,
     CarrierUnavailable,
@@ -21,8 +20,9 @@ from refit.shipping.carrier import (
     TransactionStatus,
     wait_for_transaction,
 )
-from refit.shipping.carriers import open_carrier
-from refit.shipping.shippo import ShippoCarrier
+from refit.carriers.picker import open_carrier
+from refit.carriers.shippo.client import ShippoCarrier
+from refit.settings import Settings
 from tests.local_http import LocalHTTPServer
 from tests.shipping.shippo_server import TOKEN
 

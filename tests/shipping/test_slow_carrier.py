@@ -17,11 +17,11 @@ from psycopg import errors as pg_errors
 
 from refit import db
 from refit.addresses.service import fingerprint
+from refit.carriers.interface import CarrierUnavailable
+from refit.carriers.shippo.client import ShippoCarrier
 from refit.models import OrderStatus, ShippingAddress
 from refit.models.shipping import RateQuote
 from refit.settings import Settings
-from refit.shipping.carrier import CarrierUnavailable
-from refit.shipping.shippo import ShippoCarrier
 from tests.shipping.helpers import buy, order_row
 from tests.shipping.shippo_server import TOKEN
 from tests.shipping.test_shippo_contract import SELLER

@@ -14,11 +14,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text, update
 
+from refit.carriers.shippo.wire import sign
 from refit.models import Order, OrderStatus
 from refit.models.shipping import ShippingEvent, WebhookInbox
 from refit.orders import follow_ups
 from refit.settings import DEV_WEBHOOK_TOKEN
-from refit.shipping.webhooks import sign
 from tests.shipping.helpers import history, label_jobs, order_row
 
 URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"

@@ -1,4 +1,5 @@
-"""Shippo over its REST API with httpx (async), behind the `Carrier` interface.
+"""Shippo over its REST API with httpx (async), behind the `Carrier` interface: the HTTP side
+(requests, rate limits, time budgets, paging); the bodies and objects are wire.py's.
 
 Why not the `shippo` SDK: 3.9.0 is synchronous and its strict deserialisation breaks on
 payload details (REFERENCE 1.8); the REST API is small and documented.
@@ -9,33 +10,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from dataclasses import fields
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import structlog
 
-from refit.settings import Settings
-from refit.shipping.carrier import (
+from refit.carriers.interface import (
     NO_EXTRAS,
     Address,
     AddressValidation,
-    CarrierError,
     CarrierMessage,
     CarrierRejected,
     CarrierUnavailable,
     Extras,
     LabelTransaction,
     Parcel,
-    Rate,
     Refund,
     Shipment,
     Tracking,
-    TrackingEvent,
-    TrackingStatus,
-    TransactionStatus,
 )
+from refit.carriers.shippo import wire
+from refit.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -79,7 +74,7 @@ class ShippoCarrier:
     def clients(cls, settings: Settings) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
         assert settings.shippo_api_key
         # httpx costs ~0.1-0.4 s of CPU at import: only a process that talks to Shippo needs it
-        # (the sandbox carrier and the webhook parsers here do not). Imported again where
+        # (the sandbox carrier and the webhook parsers in wire.py do not). Imported again where
         # its errors are caught: by then it is loaded, the clients being made here.
         import httpx
 
@@ -99,21 +94,8 @@ class ShippoCarrier:
     # --- the interface -------------------------------------------------------------------
 
     async def validate_address(self, address: Address) -> AddressValidation:
-        body = await self._request(
-            "POST", "/addresses", json={**address.as_dict(), "validate": True}
-        )
-        results = body.get("validation_results") or {}
-        messages = [_message(m) for m in results.get("messages") or []]
-        # Shippo does not validate some addresses (non-US in test mode): no verdict is not a no.
-        is_valid = results.get("is_valid") is not False
-        returned = _address(body, fallback=address)
-        recommended = returned if is_valid and _differs(returned, address) else None
-        return AddressValidation(
-            is_valid=is_valid,
-            messages=messages,
-            recommended=recommended,
-            carrier_object_id=body.get("object_id"),
-        )
+        body = await self._request("POST", "/addresses", json=wire.address_request(address))
+        return wire.parse_address_validation(body, sent=address)
 
     async def get_rates(
         self,
@@ -124,53 +106,22 @@ class ShippoCarrier:
         metadata: str,
         extras: Extras = NO_EXTRAS,
     ) -> Shipment:
-        request: dict[str, Any] = {
-            "address_from": address_from.as_dict(),
-            "address_to": address_to.as_dict(),
-            "parcels": [
-                {
-                    "length": str(parcel.length),
-                    "width": str(parcel.width),
-                    "height": str(parcel.height),
-                    "distance_unit": parcel.distance_unit,
-                    "weight": str(parcel.weight),
-                    "mass_unit": parcel.mass_unit,
-                }
-            ],
-            "metadata": metadata,
-            "async": False,
-        }
-        extra = shipment_extra(extras)
-        if extra:
-            request["extra"] = extra
-        body = await self._request("POST", "/shipments", json=request)
-        messages = [_message(m) for m in body.get("messages") or []]
-        if body.get("status") == "ERROR":
-            raise CarrierRejected("Shippo could not rate this shipment", messages)
-        rates = [_rate(r) for r in body.get("rates") or []]
-        return Shipment(
-            shipment_id=body["object_id"],
-            rates=sorted(rates, key=lambda r: r.amount),
-            messages=messages,
+        request = wire.shipment_request(
+            address_from, address_to, parcel, metadata=metadata, extras=extras
         )
+        return wire.parse_shipment(await self._request("POST", "/shipments", json=request))
 
     async def purchase_label(
         self, rate_id: str, *, metadata: str, label_file_type: str
     ) -> LabelTransaction:
-        body = await self._request(
-            "POST",
-            "/transactions",
-            json={
-                "rate": rate_id,
-                "label_file_type": label_file_type,
-                "metadata": metadata,
-                "async": False,
-            },
+        request = wire.transaction_request(
+            rate_id, metadata=metadata, label_file_type=label_file_type
         )
-        return parse_transaction(body)
+        return wire.parse_transaction(await self._request("POST", "/transactions", json=request))
 
     async def get_transaction(self, transaction_id: str) -> LabelTransaction:
-        return parse_transaction(await self._request("GET", f"/transactions/{transaction_id}"))
+        body = await self._request("GET", f"/transactions/{transaction_id}")
+        return wire.parse_transaction(body)
 
     async def find_transactions(
         self,
@@ -185,8 +136,8 @@ class ShippoCarrier:
         # and a busy account's lost purchase missed. So list the time window page by page
         # and match rate and metadata here.
         params: dict[str, Any] = {
-            "object_created_gt": _shippo_time(created_after),
-            "object_created_lt": _shippo_time(created_before),
+            "object_created_gt": wire.shippo_time(created_after),
+            "object_created_lt": wire.shippo_time(created_before),
             "results": LIST_PAGE_SIZE,
             "page": 1,
         }
@@ -195,7 +146,7 @@ class ShippoCarrier:
             body = await self._request("GET", "/transactions", params=params)
             for raw in body.get("results") or []:
                 if isinstance(raw, dict) and raw.get("metadata") == metadata:
-                    transaction = parse_transaction(raw)
+                    transaction = wire.parse_transaction(raw)
                     if transaction.rate_id == rate_id:
                         found.append(transaction)
             if not body.get("next"):
@@ -223,10 +174,8 @@ class ShippoCarrier:
         return response.content
 
     async def refund_label(self, transaction_id: str) -> Refund:
-        body = await self._request(
-            "POST", "/refunds", json={"transaction": transaction_id, "async": False}
-        )
-        return _refund(body, transaction_id)
+        body = await self._request("POST", "/refunds", json=wire.refund_request(transaction_id))
+        return wire.parse_refund(body, transaction_id)
 
     async def find_refund(self, transaction_id: str) -> Refund | None:
         # GET /refunds documents no filter, only paging: list and match the transaction
@@ -246,11 +195,11 @@ class ShippoCarrier:
         if not found:
             return None
         newest = max(found, key=lambda raw: str(raw.get("object_created") or ""))
-        return _refund(newest, transaction_id)
+        return wire.parse_refund(newest, transaction_id)
 
     async def get_tracking(self, carrier: str, tracking_number: str) -> Tracking:
         body = await self._request("GET", f"/tracks/{carrier}/{tracking_number}")
-        return parse_track(body, carrier=carrier, tracking_number=tracking_number)
+        return wire.parse_track(body, carrier=carrier, tracking_number=tracking_number)
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -325,37 +274,6 @@ class ShippoCarrier:
         raise AssertionError("unreachable")
 
 
-def shipment_extra(extras: Extras) -> dict[str, Any]:
-    """Shippo's ShipmentExtras for `extras`: `insurance` {amount, currency, content} (Shippo's
-    own insurance when no provider is named, available for every carrier) and
-    `signature_confirmation`. Our return label home is an ordinary shipment from the warehouse
-    to the seller: Shippo's `is_return` is for the other way round (a customer sending back
-    an outbound parcel, REFERENCE 1.4), so it is never set here."""
-    extra: dict[str, Any] = {}
-    if extras.insurance_usd is not None and extras.insurance_usd > 0:
-        extra["insurance"] = {
-            "amount": f"{extras.insurance_usd:.2f}",
-            "currency": "USD",
-            "content": extras.content,
-        }
-    if extras.signature:
-        extra["signature_confirmation"] = "STANDARD"
-    return extra
-
-
-def _refund(body: dict[str, Any], transaction_id: str) -> Refund:
-    return Refund(
-        refund_id=body["object_id"],
-        transaction_id=body.get("transaction") or transaction_id,
-        status=str(body.get("status") or "QUEUED"),
-    )
-
-
-def _shippo_time(value: dt.datetime) -> str:
-    # Shippo takes ISO 8601 in UTC and no offsets ("2017-01-01T03:30:30Z").
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _next_page(next_url: str, current: int) -> int:
     """The page `next` points at. Only its page number is taken: we never send our key to
     whatever host a response names."""
@@ -388,155 +306,4 @@ def _error_messages(response: httpx.Response) -> list[CarrierMessage]:
         body = response.json()
     except ValueError:
         return [CarrierMessage(text=response.text[:500] or response.reason_phrase)]
-    if isinstance(body, dict):
-        if isinstance(body.get("messages"), list):
-            return [_message(m) for m in body["messages"]]
-        # Shippo's 400s are keyed by field: {"rate": ["Rate has expired"]} or {"detail": "..."}.
-        found = []
-        for key, value in body.items():
-            for text in value if isinstance(value, list) else [value]:
-                found.append(CarrierMessage(text=str(text), code=key))
-        return found
-    return [CarrierMessage(text=str(body)[:500])]
-
-
-def _message(raw: Any) -> CarrierMessage:
-    if not isinstance(raw, dict):
-        return CarrierMessage(text=str(raw))
-    return CarrierMessage(
-        text=str(raw.get("text") or raw.get("code") or ""),
-        code=raw.get("code"),
-        source=raw.get("source"),
-        type=raw.get("type"),
-    )
-
-
-def _address(body: dict[str, Any], *, fallback: Address) -> Address:
-    def pick(key: str) -> Any:
-        value = body.get(key)
-        return value if value not in (None, "") else getattr(fallback, key)
-
-    return Address(**{f.name: pick(f.name) for f in fields(Address)})
-
-
-def _differs(returned: Address, sent: Address) -> bool:
-    def norm(value: str | None) -> str:
-        return " ".join((value or "").upper().split())
-
-    return any(
-        norm(getattr(returned, f)) != norm(getattr(sent, f))
-        for f in ("street1", "street2", "city", "state", "zip", "country")
-    )
-
-
-def _rate(raw: dict[str, Any]) -> Rate:
-    level = raw.get("servicelevel") or {}
-    try:
-        amount = Decimal(str(raw["amount"]))
-    except (KeyError, InvalidOperation) as exc:
-        raise CarrierError(f"rate {raw.get('object_id')} has no usable amount") from exc
-    days = raw.get("estimated_days")
-    return Rate(
-        rate_id=raw["object_id"],
-        carrier=str(raw.get("provider") or ""),
-        service=str(level.get("name") or level.get("token") or ""),
-        service_token=level.get("token"),
-        amount=amount,
-        currency=str(raw.get("currency") or "USD"),
-        estimated_days=int(days) if days is not None else None,
-    )
-
-
-def parse_transaction(raw: dict[str, Any]) -> LabelTransaction:
-    """A Shippo Transaction object (an API answer or a transaction_updated webhook's data)."""
-    rate = raw.get("rate")
-    rate_id = rate.get("object_id") if isinstance(rate, dict) else rate
-    try:
-        status = TransactionStatus(str(raw.get("status")))
-    except ValueError as exc:
-        raise CarrierUnavailable(f"unknown transaction status {raw.get('status')!r}") from exc
-    return LabelTransaction(
-        transaction_id=raw["object_id"],
-        status=status,
-        rate_id=rate_id,
-        metadata=raw.get("metadata"),
-        tracking_number=raw.get("tracking_number") or None,
-        label_url=raw.get("label_url") or None,
-        messages=[_message(m) for m in raw.get("messages") or []],
-        eta=raw.get("eta"),
-    )
-
-
-def parse_track(
-    body: dict[str, Any], *, carrier: str | None = None, tracking_number: str | None = None
-) -> Tracking:
-    """A Shippo Track object (GET /tracks/..., or a track_updated webhook's data). The
-    current status is also an event: a webhook's history may not list it yet."""
-    history = [_event(e) for e in body.get("tracking_history") or [] if isinstance(e, dict)]
-    current = body.get("tracking_status")
-    latest = _event(current) if isinstance(current, dict) else None
-    if latest is not None and all(
-        (e.status, e.occurred_at) != (latest.status, latest.occurred_at) for e in history
-    ):
-        history.append(latest)
-    address_to = body.get("address_to")
-    return Tracking(
-        carrier=str(body.get("carrier") or carrier or ""),
-        tracking_number=str(body.get("tracking_number") or tracking_number or ""),
-        status=latest.status if latest else TrackingStatus.UNKNOWN,
-        eta=_datetime(body.get("eta")),
-        events=history,
-        metadata=body.get("metadata") or None,
-        destination_zip=(address_to.get("zip") or None) if isinstance(address_to, dict) else None,
-    )
-
-
-def track_body(tracking: Tracking) -> dict[str, Any]:
-    """`tracking` as Shippo's Track object: what the sandbox carrier sends in its webhooks."""
-    history = [
-        {
-            "object_id": f"ts_{index}",
-            "status": event.status.value,
-            "status_details": event.details,
-            "status_date": event.occurred_at.isoformat() if event.occurred_at else None,
-            "substatus": {"code": event.substatus} if event.substatus else None,
-            "location": {"city": event.location} if event.location else None,
-        }
-        for index, event in enumerate(tracking.events)
-    ]
-    return {
-        "carrier": tracking.carrier,
-        "tracking_number": tracking.tracking_number,
-        "eta": tracking.eta.isoformat() if tracking.eta else None,
-        "metadata": tracking.metadata,
-        "address_to": {"zip": tracking.destination_zip} if tracking.destination_zip else None,
-        "tracking_status": history[-1] if history else None,
-        "tracking_history": history,
-    }
-
-
-def _event(raw: dict[str, Any]) -> TrackingEvent:
-    try:
-        status = TrackingStatus(str(raw.get("status")))
-    except ValueError:
-        status = TrackingStatus.UNKNOWN
-    location = raw.get("location") or {}
-    place = ", ".join(str(location[k]) for k in ("city", "state", "country") if location.get(k))
-    substatus = raw.get("substatus") or {}
-    return TrackingEvent(
-        status=status,
-        details=raw.get("status_details"),
-        occurred_at=_datetime(raw.get("status_date")),
-        location=place or None,
-        # Shippo's substatus codes are opaque strings (its list is not published with the API).
-        substatus=substatus.get("code") if isinstance(substatus, dict) else None,
-    )
-
-
-def _datetime(raw: Any) -> dt.datetime | None:
-    if not raw:
-        return None
-    try:
-        return dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return wire.parse_error_messages(body)

@@ -1,4 +1,11 @@
-"""Which carrier this process talks to, decided by settings in one place."""
+"""Which carrier this process talks to, decided by settings in one place.
+
+With the interface, the one module of refit.carriers that shipping imports: so what shipping
+needs of one carrier in particular is handed on from here too (see __all__). The webhooks
+are Shippo's format whichever carrier is picked (the sandbox posts Shippo-shaped, signed
+bodies), so their signature and their objects are read with Shippo's wire format; only an
+operator's push moves a sandbox parcel on, and queues the sandbox's webhook of it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from refit import resources
+from refit.carriers.interface import Carrier, CarrierError, CarrierUnavailable
+from refit.carriers.sandbox.carrier import PUSH_TASK, SandboxCarrier, push_lock
+from refit.carriers.shippo.client import ShippoCarrier
+from refit.carriers.shippo.wire import parse_track, parse_transaction, sign
 from refit.errors import ProblemError, ServiceUnavailable, Unprocessable
 from refit.settings import Settings
-from refit.shipping.carrier import Carrier, CarrierError, CarrierUnavailable
-from refit.shipping.sandbox import SandboxCarrier
-from refit.shipping.shippo import ShippoCarrier
+
+__all__ = [
+    "CARRIER_CALLS_PER_USER",
+    "PUSH_TASK",
+    "REQUEST_RATE_LIMIT_WAIT",
+    "SandboxCarrier",
+    "as_problem",
+    "carrier_name",
+    "open_carrier",
+    "parse_track",
+    "parse_transaction",
+    "push_lock",
+    "sign",
+]
 
 # Carrier calls (validation, rating) per seller: the carrier's own quota is account-wide
 # (Shippo test mode: 50 POSTs a minute), so one seller must not be able to spend it all.

@@ -1,8 +1,8 @@
 """The carrier interface: what ReFit asks of a shipping provider, in its own terms.
 
-Two implementations: `ShippoCarrier` (refit/shipping/shippo.py, the REST API) and
-`SandboxCarrier` (refit/shipping/sandbox.py, the embedded default). Pick one with
-`refit.shipping.carriers.open_carrier(settings)`.
+Two implementations: `ShippoCarrier` (refit/carriers/shippo/client.py, the REST API) and
+`SandboxCarrier` (refit/carriers/sandbox/carrier.py, the embedded default). Pick one with
+`refit.carriers.picker.open_carrier(settings)`.
 """
 
 from __future__ import annotations

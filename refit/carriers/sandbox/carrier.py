@@ -19,8 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from refit.models.shipping import SandboxObject
-from refit.shipping.carrier import (
+from refit.carriers.interface import (
     NO_EXTRAS,
     Address,
     AddressValidation,
@@ -37,7 +36,9 @@ from refit.shipping.carrier import (
     TrackingStatus,
     TransactionStatus,
 )
-from refit.shipping.shippo import shipment_extra
+from refit.carriers.shippo.wire import shipment_extra
+from refit.models.shipping import SandboxObject
+from refit.transactions import service_transaction
 
 # (carrier, service, token, base, per zone, per lb, days base)
 SERVICES = (
@@ -51,6 +52,13 @@ DELIVERED_AFTER = dt.timedelta(days=2)
 TRACKING_STEPS = (TrackingStatus.PRE_TRANSIT, TrackingStatus.TRANSIT, TrackingStatus.DELIVERED)
 US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 SIGNATURE_FEE = Decimal("3.40")
+# The job that posts a parcel's track to our webhook endpoint (webhooks.py), one queued per
+# parcel: named here, below the picker, so an operator's push can queue it through the picker.
+PUSH_TASK = "shipping.sandbox_push_tracking"
+
+
+def push_lock(tracking_number: str) -> str:
+    return f"sandbox-push:{tracking_number}"
 
 
 def zone(from_zip: str, to_zip: str) -> int:
@@ -130,7 +138,7 @@ class SandboxCarrier:
                     estimated_days=days + z // 3,
                 )
             )
-        async with self._sessionmaker() as session, session.begin():
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             session.add(
                 SandboxObject(
                     object_id=shipment_id,
@@ -162,7 +170,7 @@ class SandboxCarrier:
     async def purchase_label(
         self, rate_id: str, *, metadata: str, label_file_type: str
     ) -> LabelTransaction:
-        async with self._sessionmaker() as session, session.begin():
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             rate = await session.get(SandboxObject, rate_id)
             if rate is None or rate.kind != "rate":
                 raise CarrierRejected(
@@ -188,7 +196,7 @@ class SandboxCarrier:
         return _transaction(transaction_id, data)
 
     async def get_transaction(self, transaction_id: str) -> LabelTransaction:
-        async with self._sessionmaker() as session:
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             found = await session.get(SandboxObject, transaction_id)
         if found is None or found.kind != "transaction":
             raise CarrierRejected(f"no sandbox transaction {transaction_id}")
@@ -202,7 +210,7 @@ class SandboxCarrier:
         created_after: dt.datetime,
         created_before: dt.datetime,
     ) -> list[LabelTransaction]:
-        async with self._sessionmaker() as session:
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             rows = await session.scalars(
                 select(SandboxObject).where(
                     SandboxObject.kind == "transaction",
@@ -215,7 +223,7 @@ class SandboxCarrier:
             return [_transaction(r.object_id, r.data) for r in rows]
 
     async def download_label(self, transaction: LabelTransaction) -> bytes:
-        async with self._sessionmaker() as session:
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             txn = await session.get(SandboxObject, transaction.transaction_id)
             rate = await session.get(SandboxObject, txn.data["rate"]) if txn else None
             shipment = await session.get(SandboxObject, rate.data["shipment"]) if rate else None
@@ -223,7 +231,7 @@ class SandboxCarrier:
             raise CarrierRejected(f"no sandbox label for {transaction.transaction_id}")
         # reportlab (and its CJK fonts) cost ~0.4 s of CPU at import; only drawing a sandbox
         # label needs it.
-        from refit.shipping.label_pdf import render_label
+        from refit.carriers.sandbox.label_pdf import render_label
 
         return render_label(
             address_from=Address(**shipment.data["address_from"]),
@@ -237,7 +245,7 @@ class SandboxCarrier:
 
     async def refund_label(self, transaction_id: str) -> Refund:
         refund_id = f"sbx_rfd_{uuid.uuid4().hex}"
-        async with self._sessionmaker() as session, session.begin():
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             txn = await session.get(SandboxObject, transaction_id, with_for_update=True)
             if txn is None or txn.data["status"] != TransactionStatus.SUCCESS.value:
                 raise CarrierRejected(f"sandbox transaction {transaction_id} is not refundable")
@@ -253,7 +261,7 @@ class SandboxCarrier:
         return Refund(refund_id=refund_id, transaction_id=transaction_id, status="SUCCESS")
 
     async def find_refund(self, transaction_id: str) -> Refund | None:
-        async with self._sessionmaker() as session:
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             row = await session.scalar(
                 select(SandboxObject)
                 .where(
@@ -277,7 +285,7 @@ class SandboxCarrier:
         by a push keeps the moment it was pushed, so the track reads the same every time."""
         if status not in TRACKING_STEPS:
             raise CarrierRejected(f"sandbox tracking cannot be set to {status}")
-        async with self._sessionmaker() as session, session.begin():
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             row = await session.scalar(
                 select(SandboxObject)
                 .where(
@@ -300,7 +308,7 @@ class SandboxCarrier:
             row.data = {**row.data, "tracking_pushed": pushed}
 
     async def _by_tracking_number(self, tracking_number: str) -> dict[str, Any]:
-        async with self._sessionmaker() as session:
+        async with service_transaction(sessionmaker=self._sessionmaker) as session:
             row = await session.scalar(
                 select(SandboxObject).where(
                     SandboxObject.kind == "transaction",

@@ -18,7 +18,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
 
-from refit.shipping.carrier import Address
+from refit.carriers.interface import Address
 
 WIDTH, HEIGHT = 4 * inch, 6 * inch
 MARGIN = 0.2 * inch

@@ -15,28 +15,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue, resources
+from refit.carriers.picker import carrier_name
+from refit.carriers.sandbox.carrier import PUSH_TASK, SandboxCarrier, push_lock, tracking_of
+from refit.carriers.shippo.wire import sign, track_body
 from refit.models.shipping import SandboxObject
 from refit.settings import Settings
-from refit.shipping.carriers import carrier_name
-from refit.shipping.sandbox import SandboxCarrier, tracking_of
-from refit.shipping.shippo import track_body
-from refit.shipping.webhooks import sign
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
-PUSH_TASK = "shipping.sandbox_push_tracking"
 DELIVERY_TIMEOUT_SECONDS = 10.0
-
-
-def push_lock(tracking_number: str) -> str:
-    return f"sandbox-push:{tracking_number}"
 
 
 @queue.queue.task(name=PUSH_TASK, retry=queue.exponential_retry(8, 2))
 async def push_tracking_task(tracking_number: str) -> str:
     """Deliver the parcel's track as a webhook unless its current status was delivered."""
     res = resources.current()
-    async with res.sessionmaker() as session:
+    async with service_transaction() as session:
         row = await _parcel(session, tracking_number)
     if row is None:
         return "no such sandbox parcel"
@@ -46,7 +41,7 @@ async def push_tracking_task(tracking_number: str) -> str:
     body = {"event": "track_updated", "test": True, "data": track_body(tracking)}
     await deliver(res.settings, body)
     # After the POST: a crash in between delivers it again, which the inbox absorbs.
-    async with res.sessionmaker() as session, session.begin():
+    async with service_transaction() as session:
         row = await _parcel(session, tracking_number, for_update=True)
         if row is not None:
             row.data = {**row.data, "webhook_status": tracking.status.value}
