@@ -24,6 +24,7 @@ LAZY: dict[str, tuple[str, str, str]] = {
     "operator": ("refit.admin.cli", "app", "Operator accounts (who may use /api/admin)."),
     "flags": ("refit.flags.cli", "app", "Feature flags (who sees what)."),
     "payouts": ("refit.payouts.cli", "app", "Payouts in SOL."),
+    "sanctions": ("refit.sanctions.cli", "app", "Sanctions screening (OFAC's SDN list)."),
     "import-localstorage": (
         "refit.localstorage.cli",
         "import_localstorage",

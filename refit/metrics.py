@@ -5,8 +5,9 @@ Two kinds of series:
   (`logs.RequestMiddleware`), job outcomes by task (`logs.observe_job`), labels bought, payouts
   finalized, webhook lag;
 - read from PostgreSQL at each scrape, so any API process answers for the whole system
-  (the queue's depth, live workers, open payouts, unprocessed webhooks): what the pager's rules
-  (ops/prometheus/alerts.yml) watch, whichever process ran the work.
+  (the queue's depth, live workers, open payouts, unprocessed webhooks, the sanctions list's
+  age): what the pager's rules (ops/prometheus/alerts.yml) watch, whichever process ran the
+  work.
 
 Several processes behind one port: PROMETHEUS_MULTIPROC_DIR (prometheus_client's
 multiprocess mode) makes /metrics count them all; `refit api --workers N` sets one, and a
@@ -16,6 +17,7 @@ worker sharing the directory (`refit run`) is counted too.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 
 import structlog
@@ -55,6 +57,10 @@ LABEL_PURCHASES = Counter(
     "refit_label_purchases_total", "Label jobs that completed, by outcome", ["outcome"]
 )
 PAYOUTS_FINALIZED = Counter("refit_payouts_finalized_total", "Payouts finalized on chain")
+# A payout recipient found on OFAC's SDN list (refit.sanctions.service.screen).
+SANCTIONS_HITS = Counter(
+    "refit_sanctions_hits_total", "Payout recipients screened and found on the sanctions list"
+)
 WEBHOOK_LAG = Histogram(
     "refit_webhook_lag_seconds",
     "From a carrier webhook's arrival to its processing",
@@ -83,6 +89,10 @@ DATABASE_SERIES = {
     ),
     "refit_webhooks_unprocessed": "Carrier webhooks received and not yet processed",
     "refit_webhooks_oldest_unprocessed_age_seconds": "Age of the oldest unprocessed webhook",
+    "refit_sanctions_list_age_seconds": (
+        "Age of the sanctions list loaded, from its publish date (+Inf: none loaded)"
+    ),
+    "refit_sanctions_list_max_age_seconds": "REFIT_SANCTIONS_MAX_AGE_DAYS, in seconds",
 }
 
 router = APIRouter(tags=["operations"])
@@ -139,7 +149,7 @@ async def _database_series() -> CollectorRegistry:
                 text("SELECT status, count(*) FROM payouts GROUP BY status")
             ):
                 gauges["refit_payouts"].labels(status).set(n)
-            held, on_chain, unprocessed, webhook_age = (
+            held, on_chain, unprocessed, webhook_age, sanctions_age = (
                 await conn.execute(
                     text(
                         "SELECT (SELECT count(*) FROM payouts WHERE status = 'pending'"
@@ -147,7 +157,11 @@ async def _database_series() -> CollectorRegistry:
                         "       (SELECT count(*) FROM payouts WHERE status = 'pending'"
                         "        AND starts_with(error, :on_chain)),"
                         "       count(*),"
-                        "       coalesce(extract(epoch FROM now() - min(received_at)), 0)"
+                        "       coalesce(extract(epoch FROM now() - min(received_at)), 0),"
+                        # As refit.sanctions.service.list_age: from the publish date, UTC.
+                        "       (SELECT extract(epoch FROM now() - (published_on::timestamp"
+                        "                                   AT TIME ZONE 'UTC'))"
+                        "        FROM sanctions_list)"
                         " FROM webhook_inbox WHERE processed_at IS NULL AND error IS NULL"
                     ),
                     {
@@ -160,6 +174,12 @@ async def _database_series() -> CollectorRegistry:
             gauges["refit_payouts_already_on_chain"].set(on_chain)
             gauges["refit_webhooks_unprocessed"].set(unprocessed)
             gauges["refit_webhooks_oldest_unprocessed_age_seconds"].set(webhook_age)
+            gauges["refit_sanctions_list_age_seconds"].set(
+                math.inf if sanctions_age is None else sanctions_age
+            )
+            gauges["refit_sanctions_list_max_age_seconds"].set(
+                settings.sanctions_max_age_days * 86_400
+            )
         gauges["refit_database_metrics_up"].set(1)
     except Exception as exc:
         log.warning("metrics.database_unavailable", error=repr(exc))

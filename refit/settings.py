@@ -255,6 +255,9 @@ class Settings(BaseSettings):
     payout_max_usd: Decimal = Field(default=Decimal("2000"), ge=0)
     # What may be signed in one UTC day (USD), across every worker.
     payout_daily_max_usd: Decimal = Field(default=Decimal("20000"), ge=0)
+    # OFAC's SDN list (`refit sanctions load`) older than this, by its publish date: an
+    # alert, and in production new payouts are held until a newer list is loaded.
+    sanctions_max_age_days: int = Field(default=7, ge=1)
     ledger_host: str = "127.0.0.1"
     ledger_port: int = Field(default=8899, ge=0, le=65535)
     # One slot of the local ledger; a blockhash lives 150 of them, as on mainnet.

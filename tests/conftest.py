@@ -67,6 +67,7 @@ LONGEST_FIRST = (
     "tests/resilience/test_black_hole.py",
     "tests/payouts/test_worker_killed.py",
     "tests/localstorage/test_cli.py",
+    "tests/sanctions/test_cli.py",
     "tests/foundation/test_api_processes.py",
     "tests/foundation/test_cli_errors.py",
     "tests/dashboard/test_browser.py",

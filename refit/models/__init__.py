@@ -13,6 +13,7 @@ from refit.models.operator import Operator, OperatorRole
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.models.payout import Payout, PayoutStatus
 from refit.models.quote import Quote
+from refit.models.sanction import SanctionedAddress, SanctionsList
 from refit.models.shipping import (
     LabelPurchase,
     Leg,
@@ -56,6 +57,8 @@ __all__ = [
     "RateQuote",
     "ReturnShipment",
     "ReturnStatus",
+    "SanctionedAddress",
+    "SanctionsList",
     "SandboxObject",
     "ShippingAddress",
     "ShippingEvent",

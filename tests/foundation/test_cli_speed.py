@@ -98,6 +98,7 @@ def test_a_loaded_command_keeps_its_listed_line(name):
         (["backup", "--help"], ["pg_dump", "safe while the service runs"]),
         (["restore", "--help"], ["EMPTY", "newest revision"]),
         (["catalog", "load", "--help"], ["catalog JSON file"]),
+        (["sanctions", "load", "--help"], ["SDN.XML", "--allow-older", "never none"]),
     ],
 )
 def test_each_command_still_shows_its_whole_help(args, shown):

@@ -21,6 +21,8 @@ WATCHED = {
     "payout failures": 'refit_payouts{status="failed"}',
     "treasury low": "refit_payouts_treasury_too_low",
     "error rate": 'status=~"5.."',
+    "sanctions list stale": "refit_sanctions_list_age_seconds",
+    "sanctions hits": "refit_sanctions_hits_total",
 }
 DURATION = re.compile(r"^\d+[smhd]$")
 # Prometheus's own series, present for every scrape target.
