@@ -30,8 +30,8 @@ from refit import resources
 from refit.admin.deps import OperatorPrincipal
 from refit.errors import ProblemError
 from refit.models import Operator, OperatorRole
-from refit.resources import SessionDep
 from refit.settings import Settings
+from refit.transactions import SessionDep
 
 AUDIENCE = "refit-dashboard"
 COOKIE = "refit_dashboard"

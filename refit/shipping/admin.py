@@ -19,13 +19,13 @@ from refit.models.shipping import LabelPurchase, Leg
 from refit.orders import follow_ups, offers
 from refit.orders.schemas import OrderCancel
 from refit.orders.service import cancel_before_transit, get_order, transition
-from refit.resources import SessionDep
 from refit.shipping import returns, sandbox_webhooks, state
 from refit.shipping.carrier import CarrierError
 from refit.shipping.carriers import open_carrier
 from refit.shipping.endpoints import label_response
 from refit.shipping.sandbox import SandboxCarrier
 from refit.shipping.schemas import OrderJobQueued, SandboxTrackingRequest
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 

@@ -23,8 +23,8 @@ from sqlalchemy.dialects.postgresql import insert
 from refit import inputs, queue, resources
 from refit.errors import Unauthorized
 from refit.models.shipping import WebhookInbox
-from refit.resources import SessionDep
 from refit.settings import Settings
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 
