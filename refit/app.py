@@ -57,6 +57,26 @@ API_DESCRIPTION = """Sell a used device, get paid in SOL.
 The conventions in full: `docs/api.md` in the ReFit repository."""
 
 
+@asynccontextmanager
+async def _serving(app: FastAPI, resources: Resources) -> AsyncIterator[None]:
+    """What the API runs beside its requests, started in this order and stopped in reverse:
+    the one list, whether its lifespan opened the resources or was given them (`refit run`
+    shares them with the worker; the tests share theirs)."""
+    setup_tracing(resources.settings, engine=resources.engine)
+    await revocations.start_watch(resources.redis, resources.settings)
+    # The process's one LISTEN connection: order events and flags, then started.
+    listener = Listener.for_settings(resources.settings)
+    follow_order_events(app, listener)
+    await flags_follower.start_follower(listener)
+    listener.start()
+    try:
+        yield
+    finally:
+        await flags_follower.stop_follower()
+        await listener.stop()
+        await revocations.stop_watch()
+
+
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> FastAPI:
     """The ASGI app. Given `resources`, it uses them (refit run shares them with the worker);
     otherwise its lifespan opens and closes its own, with settings from the environment when
@@ -69,19 +89,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if resources is not None:
-            setup_tracing(resources.settings, engine=resources.engine)
-            await revocations.start_watch(resources.redis, resources.settings)
-            # The process's one LISTEN connection: order events and flags, then started.
-            listener = Listener.for_settings(resources.settings)
-            follow_order_events(app, listener)
-            await flags_follower.start_follower(listener)
-            listener.start()
-            try:
+            async with _serving(app, resources):
                 yield
-            finally:
-                await flags_follower.stop_follower()
-                await listener.stop()
-                await revocations.stop_watch()
             return
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError(
@@ -90,23 +99,15 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             )
         init_sentry(settings)
         own = await open_resources(settings, ping_before_use=False)
-        setup_tracing(settings, engine=own.engine)
         pool = await queue.open_queue(
             settings.database_url,
             max_size=2,
             prepared_statements=settings.db_prepared_statements,
         )
-        await revocations.start_watch(own.redis, settings)
-        listener = Listener.for_settings(settings)
-        follow_order_events(app, listener)
-        await flags_follower.start_follower(listener)
-        listener.start()
         try:
-            yield
+            async with _serving(app, own):
+                yield
         finally:
-            await flags_follower.stop_follower()
-            await listener.stop()
-            await revocations.stop_watch()
             await queue.close_queue(pool)
             await close_resources(own)
 

@@ -1,13 +1,8 @@
-"""Engine, sessions and the per-request transaction.
+"""The engine: URLs, connection timeouts, the connection class that bounds a wait for an
+answer, the session factory, and `Base` for the models.
 
-One transaction per request or job, committed in one place: `resources.request_session`
-(FastAPI dependency) and `queue.job_session` (queue jobs). Services `flush()`, never
-`commit()`.
-
-User requests run as the database role `authenticated` with `request.jwt.claims` set, so
-PostgreSQL's Row Level Security (`auth.uid() = user_id`) decides what they see, exactly as
-on Supabase. The worker, public auth endpoints and operators use the connection's own
-role (the "service role"), which owns the tables and is not subject to RLS.
+Transactions are drawn from it in one place, `refit.transactions` (the seller's role under
+Row Level Security, or the service's; each transaction's statement timeout).
 
 A PostgreSQL that stops answering costs a bounded wait (`Timeouts`): connecting gives up,
 quiet connections are probed, and a request's statements are cancelled by the server or, when
@@ -18,28 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import re
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from types import MappingProxyType
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq, waiting
 from psycopg.abc import PQGen
-from psycopg.rows import dict_row
-from sqlalchemy import Connection, MetaData, TextClause, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase
 
 from refit.settings import Settings, get_settings
 
@@ -51,16 +39,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-USER_ROLE = "authenticated"
 POOL_RECYCLE_SECONDS = 300
 # How much longer than its statement timeout a request waits for PostgreSQL's answer before
 # it gives the connection up: the server's own cancellation, answered, comes well within it.
 ANSWER_GRACE_SECONDS = 2.0
-# The engine's execution option carrying its `Timeouts`.
+# The engine's execution option carrying its `Timeouts` (`engine_timeouts`).
 _TIMEOUTS = "refit_timeouts"
-# `session.info` of a job's transaction (`queue.job_session`): no statement timeout.
-JOB = "job"
-JOB_INFO: Mapping[str, Any] = MappingProxyType({JOB: True})
 
 
 class Base(DeclarativeBase):
@@ -213,6 +197,13 @@ def create_engine(
     )
 
 
+def engine_timeouts(options: Mapping[str, Any]) -> Timeouts | None:
+    """The `Timeouts` an engine (or a connection of it) was made with, from its execution
+    options; None for an engine not made by `create_engine`."""
+    timeouts: Timeouts | None = options.get(_TIMEOUTS)
+    return timeouts
+
+
 def _connector(answer_within: float | None) -> Callable[..., Awaitable[BoundedConnection]]:
     async def connect(*args: Any, **kwargs: Any) -> BoundedConnection:
         connection = await BoundedConnection.connect(*args, **kwargs)
@@ -236,202 +227,8 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-_AS_USER_SQL = (
-    "SELECT set_config('role', %(role)s, true), set_config('request.jwt.claims', %(claims)s, true)"
-)
-# The statement timeout is set in each transaction (set_config's `true` is SET LOCAL), not as
-# a connection option (`options=-c statement_timeout=...`, no round trip either): a
-# transaction pooler refuses or ignores startup options (PgBouncer: "unsupported startup
-# parameter in options"), and a session-wide SET would stay on a pooled server connection for
-# whichever client gets it next, a job among them. It rides in a statement the transaction
-# sends anyway where there is one (a seller's role and claims, a hot read's one message).
-#
-# Every transaction of the process's engine has it (in an API process: its requests, and the
-# reads outside a request session) but a job's: a client is waiting on a request, and its
-# statements are small by design. Jobs purge and sweep tables whose size grows with the data,
-# and are retried when they fail: a bound there would fail the same purge at every retry.
-# Migrations rewrite tables and build indexes; commands import or reconcile in bulk: their
-# engines have none (`Timeouts.for_commands`). All keep the connect timeout and keepalives.
-_TIMEOUT_SQL = "set_config('statement_timeout', %(statement_timeout)s, true)"
-_AS_BOUNDED_USER_SQL = f"{_AS_USER_SQL}, {_TIMEOUT_SQL}"
-
-
-def _sqlalchemy_text(sql: str) -> TextClause:
-    return text(re.sub(r"%\((\w+)\)s", r":\1", sql))
-
-
-_AS_USER = _sqlalchemy_text(_AS_USER_SQL)
-_AS_BOUNDED_USER = _sqlalchemy_text(_AS_BOUNDED_USER_SQL)
-_BOUNDED = _sqlalchemy_text(f"SELECT {_TIMEOUT_SQL}")
-
-
-def _as_user_params(user_id: uuid.UUID, statement_ms: int = 0) -> dict[str, str]:
-    params = {"role": USER_ROLE, "claims": json.dumps({"sub": str(user_id), "role": USER_ROLE})}
-    if statement_ms:
-        params["statement_timeout"] = str(statement_ms)
-    return params
-
-
-@event.listens_for(Session, "after_begin")
-def _begin_as_user(session: Session, transaction: Any, connection: Connection) -> None:
-    # The seller's role is set when the transaction takes its pooled connection, in the same
-    # statement sequence: a request that first calls something slow holds no connection.
-    if transaction.nested:
-        return  # a SAVEPOINT: the role is the enclosing transaction's (maybe as_service's)
-    session.info["began"] = True
-    statement_ms = _bound_statements(session, connection)
-    user_id = session.info.get("user_id")
-    if user_id is not None:
-        sql = _AS_BOUNDED_USER if statement_ms else _AS_USER
-        connection.execute(sql, _as_user_params(user_id, statement_ms))
-    elif statement_ms:
-        # A service-role transaction (sign-in, operators, webhooks) sends nothing at its
-        # start that could carry it: the one round trip this costs.
-        connection.execute(_BOUNDED, {"statement_timeout": str(statement_ms)})
-
-
-def _bound_statements(session: Session, connection: Connection) -> int:
-    """This transaction's statement timeout in ms (0: none: a job's, or a command's engine),
-    with our own wait for the server's answers on its connection set to match."""
-    timeouts = connection.get_execution_options().get(_TIMEOUTS)
-    if timeouts is None:
-        return 0
-    bounded = not session.info.get(JOB)
-    raw = connection.connection.driver_connection
-    if isinstance(raw, BoundedConnection):
-        raw.answer_within = timeouts.answer_within if bounded else None
-    return int(timeouts.statement_ms) if bounded else 0
-
-
-async def act_as_user(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Run this session's transaction in the `authenticated` role with the user's claims.
-
-    One statement: `set_config('role', ..., true)` is `SET LOCAL ROLE`, as PostgREST does it.
-    Sent when the transaction takes its connection, or now if it has one already (its
-    statement timeout, a request's, was set when it began).
-    """
-    session.info["user_id"] = user_id
-    if session.info.get("began") and session.in_transaction():
-        await session.execute(_AS_USER, _as_user_params(user_id))
-
-
-def acting_user(session: AsyncSession) -> uuid.UUID | None:
-    """The seller whose role this transaction runs in, or None for the service role."""
-    return session.info.get("user_id")
-
-
-@asynccontextmanager
-async def as_service(session: AsyncSession) -> AsyncIterator[AsyncSession]:
-    """Write as the service, after a read under the seller's RLS proved the row is theirs.
-
-    Sellers' roles may only read orders, quotes and history (the database guards the one
-    door), so a seller's request changes them in here. The seller's own pending changes are
-    flushed first under the seller's role, and what changed inside is flushed before the role
-    comes back, so nothing crosses the boundary unchecked. A no-op in a service session.
-    """
-    if acting_user(session) is None or session.info.get("as_service"):
-        yield session  # a service session, or already inside as_service
-        return
-    await session.flush()
-    await session.execute(text("SET LOCAL ROLE NONE"))
-    session.info["as_service"] = True
-    failed = False
-    try:
-        yield session
-        await session.flush()
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        session.info["as_service"] = False
-        try:
-            await session.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
-        except SQLAlchemyError:
-            # The error in flight already aborted the transaction: it rolls back, and the
-            # caller is told about that error, not about this one.
-            if not failed:
-                raise
-
-
-async def fetch_as_user(
-    engine: AsyncEngine, user_id: uuid.UUID, query: str, params: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Run one read-only `query` in the seller's role, under RLS, in ONE round trip: BEGIN,
-    role and claims, the query and COMMIT go out together in one message.
-
-    For hot reads; the same RLS as a `UserSessionDep` session (another seller's rows do not
-    exist), and the engine's statement timeout. A connection that died while idle (API
-    processes do not ping before use) is thrown away and the read tried once more on a fresh
-    one; one that did not answer in time is not tried again (the next would wait as long).
-    """
-    timeouts: Timeouts | None = engine.get_execution_options().get(_TIMEOUTS)
-    statement_ms = timeouts.statement_ms if timeouts else 0
-    for attempt in (1, 2):
-        async with engine.connect() as connection:
-            pg = (await connection.get_raw_connection()).driver_connection
-            assert isinstance(pg, psycopg.AsyncConnection)
-            if isinstance(pg, BoundedConnection) and timeouts:
-                pg.answer_within = timeouts.answer_within  # lifted by a job that used it last
-            try:
-                return await _read_in_one_message(pg, user_id, query, params, statement_ms)
-            except AnswerTimeout:
-                raise
-            except psycopg.OperationalError:
-                if attempt == 2 or not pg.closed:
-                    raise
-                await connection.invalidate()
-    raise AssertionError("unreachable")
-
-
-async def _read_in_one_message(
-    pg: psycopg.AsyncConnection[Any],
-    user_id: uuid.UUID,
-    query: str,
-    params: Mapping[str, Any],
-    statement_ms: int,
-) -> list[dict[str, Any]]:
-    # One Query message holds BEGIN, the role and claims (and the statement timeout), the
-    # query and COMMIT: one round trip and the fewest steps on our side. The values are bound
-    # client-side, quoted by psycopg (a ClientCursor); in autocommit mode psycopg adds no
-    # BEGIN of its own in front.
-    await pg.set_autocommit(True)
-    try:
-        cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
-        as_user = _AS_BOUNDED_USER_SQL if statement_ms else _AS_USER_SQL
-        await cursor.execute(
-            f"BEGIN READ ONLY; {as_user}; {query}; COMMIT",
-            {**params, **_as_user_params(user_id, statement_ms)},
-        )
-        cursor.nextset()  # past BEGIN
-        cursor.nextset()  # past the role and claims
-        return await cursor.fetchall()
-    except psycopg.Error:
-        if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            await pg.execute("ROLLBACK")
-        raise
-    finally:
-        if not pg.closed:
-            await pg.set_autocommit(False)
-
-
 async def raw_connection(session: AsyncSession) -> Any:
     """The psycopg AsyncConnection under the session's current transaction."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     return raw.driver_connection
-
-
-_T = TypeVar("_T")
-
-
-async def in_one_transaction(
-    database_url: str, work: Callable[[AsyncSession], Awaitable[_T]]
-) -> _T:
-    """`work` in one service-role transaction on a short-lived engine of its own: for
-    commands (`refit operator`, `refit flags`) that run once and exit."""
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            return await work(session)
-    finally:
-        await engine.dispose()

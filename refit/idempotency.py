@@ -16,7 +16,8 @@ and the response are written in the work's own transaction, so a key exists iff 
 committed, and errors (4xx) are never stored: a corrected retry with the same key may succeed.
 
 Keys belong to whoever asked (a seller's id, or "operator:<name>"): two principals may use
-the same key. The table is the service's: written with `db.as_service` in a seller's request.
+the same key. The table is the service's: written with `transactions.as_service` in a seller's
+request.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, queue
+from refit import queue, transactions
 from refit.errors import BadRequest, Conflict
 from refit.models.idempotency import IdempotencyKey
 
@@ -98,7 +99,7 @@ async def begin(
     method, path = request.method, request.url.path
     digest = request_hash(method, path, body)
     principal = principal_of(who)
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         inserted = await session.scalar(
             insert(IdempotencyKey)
             .values(
@@ -150,7 +151,7 @@ async def respond(
     content = jsonable_encoder(body)
     response = JSONResponse(content, status_code=status_code)
     if claim.key_id is not None:
-        async with db.as_service(session):
+        async with transactions.as_service(session):
             await session.execute(
                 update(IdempotencyKey)
                 .where(IdempotencyKey.id == claim.key_id)
@@ -169,7 +170,7 @@ async def prune(session: AsyncSession, older_than: dt.timedelta = KEY_RETENTION)
 @queue.queue.periodic(cron="41 * * * *")
 @queue.queue.task(name="idempotency.prune", queueing_lock="idempotency.prune")
 async def prune_task(timestamp: int) -> int:
-    async with queue.job_session() as session:
+    async with transactions.service_transaction(job=True) as session:
         removed = await prune(session)
     log.info("idempotency.pruned", removed=removed)
     return removed

@@ -2,7 +2,8 @@
 
 A job is written with `defer()` on the caller's session, inside its transaction, so it
 exists if and only if the change that caused it commits. Jobs carry ids, re-read their rows
-and check they still need doing (see `job_session`). Retries are procrastinate's own.
+and check they still need doing, each in a `transactions.service_transaction(job=True)`.
+Retries are procrastinate's own.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import traceback
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack
 from typing import Any
 
 import procrastinate
@@ -23,7 +23,7 @@ from procrastinate.worker import Worker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, logs, resources
+from refit import db, logs, resources, transactions
 from refit.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -85,7 +85,7 @@ async def defer(
     if schedule_in:
         options["schedule_in"] = schedule_in
     # The queue's tables are system tables: never granted to the user's role.
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         try:
             async with session.begin_nested():
                 # Asking for the connection inside begin_nested() is what emits the SAVEPOINT
@@ -107,7 +107,7 @@ async def defer(
 async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:
     """Make the job waiting under `queueing_lock` due now (a retry scheduled minutes ahead,
     when news says it would succeed now). Its id, or None when none is waiting."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         job_id: int | None = await session.scalar(
             text(
                 "UPDATE procrastinate_jobs SET scheduled_at = now() "
@@ -116,15 +116,6 @@ async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:
             {"lock": queueing_lock},
         )
     return job_id
-
-
-@asynccontextmanager
-async def job_session() -> AsyncIterator[AsyncSession]:
-    """A job's one transaction, in the service role; commits when the job body returns.
-    No statement timeout (db.JOB_INFO): purges and sweeps grow with the data."""
-    sessionmaker = resources.current().sessionmaker
-    async with sessionmaker(info=db.JOB_INFO) as session, session.begin():
-        yield session
 
 
 async def open_queue(

@@ -1,14 +1,11 @@
-"""The process's long-lived connections, opened once by the API or the worker, and the
-transactions drawn from them.
+"""The process's long-lived connections, opened once by the API or the worker: the engine, its
+sessionmaker (drawn on by `refit.transactions` only) and Redis.
 
 One way in: `current()`. Endpoints take it as `ResourcesDep`, jobs and services call it.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -122,27 +119,3 @@ def current() -> Resources:
 
 
 ResourcesDep = Annotated[Resources, Depends(current)]
-
-
-async def request_session() -> AsyncIterator[AsyncSession]:
-    """The request's one transaction: committed when the endpoint returns, rolled back on error.
-
-    The pooled connection is taken at the first statement, not before: an endpoint that calls
-    something slow first (a price feed) holds no connection while it waits.
-    """
-    async with current().sessionmaker() as session, session.begin():
-        yield session
-
-
-# scope="function": the commit happens before the response is sent, so a response never
-# reports a change that then failed to commit.
-SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]
-
-
-@asynccontextmanager
-async def user_transaction(user_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
-    """A short transaction in the seller's role, for the few endpoints that must call a carrier
-    between two of them instead of holding one open across the call."""
-    async with current().sessionmaker() as session, session.begin():
-        await db.act_as_user(session, user_id)
-        yield session

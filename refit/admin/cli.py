@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, embedded
+from refit import embedded
 from refit.admin import operators
 from refit.models import Operator, OperatorRole
+from refit.transactions import command_transaction
 
 app = typer.Typer(help="Operator accounts (who may use /api/admin).", no_args_is_help=True)
 
@@ -47,7 +48,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[Operator]]) -> Operator:
     settings, servers = embedded.settings_with_servers()
     try:
         assert settings.database_url
-        return asyncio.run(db.in_one_transaction(settings.database_url, work))
+        return asyncio.run(command_transaction(settings.database_url, work))
     except operators.OperatorError as exc:
         typer.echo(exc.detail, err=True)
         raise typer.Exit(1) from exc
@@ -88,10 +89,10 @@ def disable_command(username: str = typer.Argument(..., help="The operator")) ->
 
 async def create_first_admin(database_url: str, password: str) -> Operator | None:
     """`refit run` on the embedded default: an `admin` operator while there is none."""
-    return await db.in_one_transaction(
+    return await command_transaction(
         database_url, lambda s: operators.create_first_admin(s, password)
     )
 
 
 async def has_enabled_admin(database_url: str) -> bool:
-    return await db.in_one_transaction(database_url, operators.has_enabled_admin)
+    return await command_transaction(database_url, operators.has_enabled_admin)

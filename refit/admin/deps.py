@@ -21,7 +21,7 @@ from refit.admin import tokens
 from refit.errors import ProblemError
 from refit.logs import OPERATOR_ID_STATE
 from refit.models import Operator, OperatorRole
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 _bearer = HTTPBearer(auto_error=False, description="Operator access token from /api/admin/login")
 

@@ -9,7 +9,7 @@ from refit import ratelimit, resources
 from refit.admin import throttle, tokens
 from refit.admin.schemas import OperatorLogin, OperatorRead, OperatorSession
 from refit.errors import Unauthorized, problem_responses
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from refit.admin.deps import AdminDep
 from refit.admin.schemas import OperatorCreate, OperatorListed
 from refit.errors import problem_responses
 from refit.models import Operator
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 router = APIRouter(prefix="/api/admin/operators", tags=["admin"])
 

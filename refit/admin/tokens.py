@@ -12,8 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import jwt
-
+from refit import jwts
 from refit.errors import Unauthorized
 from refit.models import Operator
 from refit.settings import Settings
@@ -43,7 +42,7 @@ def issue_operator_token(settings: Settings, operator: Operator) -> OperatorToke
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
     }
-    token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    token = jwts.encode(jwts.Key.of(settings), claims)
     return OperatorToken(token=token, expires_in=ttl)
 
 
@@ -51,16 +50,14 @@ def decode_operator_token(settings: Settings, token: str) -> uuid.UUID:
     """The operator id the token was issued to, if its signature, audience, issuer and expiry
     hold; else 401 operator_unauthorized."""
     try:
-        claims = jwt.decode(
+        claims = jwts.decode(
+            jwts.Key.of(settings),
             token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
             audience=AUDIENCE,
-            issuer=settings.public_url,
-            options={"require": ["sub", "exp", "iat", "aud", "iss"]},
+            required=["sub", "exp", "iat", "aud", "iss"],
         )
         return uuid.UUID(claims["sub"])
-    except jwt.ExpiredSignatureError as exc:
+    except jwts.ExpiredToken as exc:
         raise unauthorized("The operator token has expired; sign in again") from exc
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+    except (jwts.InvalidToken, ValueError, TypeError) as exc:
         raise unauthorized("The operator token is not valid") from exc

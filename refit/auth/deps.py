@@ -12,12 +12,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, ratelimit, resources
+from refit import ratelimit, resources, transactions
 from refit.auth import tokens
 from refit.errors import Unauthorized
 from refit.logs import SELLER_ID_STATE
-from refit.resources import SessionDep
 from refit.settings import Settings
+from refit.transactions import SessionDep
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from connect-wallet")
 
@@ -65,7 +65,7 @@ def seller_limit(setting: str, name: str) -> Any:
 
 
 async def user_session(session: SessionDep, claims: CurrentClaims) -> AsyncSession:
-    await db.act_as_user(session, claims.user_id)
+    await transactions.act_as_user(session, claims.user_id)
     return session
 
 

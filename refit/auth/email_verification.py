@@ -18,7 +18,7 @@ from sqlalchemy import exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.errors import BadRequest, Conflict, ProblemError, RateLimited, Unauthorized
 from refit.models import EmailVerificationToken, User
 from refit.notifications.service import queue_email
@@ -66,7 +66,7 @@ async def request_verification(
     token = secrets.token_urlsafe(32)
     expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.email_token_ttl_seconds)
     await session.flush()
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         # The user row lock serialises one seller's requests, so the throttle below holds
         # under concurrency.
         user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
@@ -132,7 +132,7 @@ async def confirm(session: AsyncSession, token: str, user_id: uuid.UUID | None =
     signed-in seller) the token must be that seller's. A refusal writes nothing."""
     token_hash = hash_token(token)
     await session.flush()
-    async with db.as_service(session), session.begin_nested():
+    async with transactions.as_service(session), session.begin_nested():
         conditions = [
             Token.token_hash == token_hash,
             Token.used_at.is_(None),

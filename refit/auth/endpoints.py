@@ -21,8 +21,8 @@ from refit.auth.schemas import (
 )
 from refit.errors import BadRequest, ProblemError, Unauthorized, problem_responses
 from refit.models import User
-from refit.resources import SessionDep
 from refit.settings import Settings
+from refit.transactions import SessionDep
 from refit.users.schemas import UserRead
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import structlog
 from sqlalchemy import text
 
-from refit.queue import job_session, queue
+from refit.queue import queue
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -15,7 +16,7 @@ log = structlog.get_logger(__name__)
 async def purge_expired(timestamp: int) -> dict[str, int]:
     """Delete nonces and email codes well past their expiry (a used or expired one can never
     succeed again, so keeping them only costs index space)."""
-    async with job_session() as session:
+    async with service_transaction(job=True) as session:
         nonces = await session.execute(
             text("DELETE FROM siws_nonces WHERE expires_at < now() - interval '1 day'")
         )

@@ -12,12 +12,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import jwt
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import resources
+from refit import jwts, resources
 from refit.auth import revocations
 from refit.errors import ServiceUnavailable, Unauthorized
 from refit.settings import Settings
@@ -51,7 +50,7 @@ def issue_access_token(settings: Settings, user_id: uuid.UUID) -> AccessToken:
         "exp": now + settings.access_token_ttl_seconds,
         "jti": jti,
     }
-    token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    token = jwts.encode(jwts.Key.of(settings), claims)
     return AccessToken(token=token, jti=jti, expires_in=settings.access_token_ttl_seconds)
 
 
@@ -69,17 +68,15 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims:
 @functools.lru_cache(maxsize=65536)
 def _verified(secret: str, algorithm: str, issuer: str, token: str) -> TokenClaims:
     try:
-        claims = jwt.decode(
+        claims = jwts.decode(
+            jwts.Key(secret, algorithm, issuer),
             token,
-            secret,
-            algorithms=[algorithm],
             audience=AUDIENCE,
-            issuer=issuer,
-            options={"require": ["sub", "exp", "iat", "jti", "aud", "iss"]},
+            required=["sub", "exp", "iat", "jti", "aud", "iss"],
         )
-    except jwt.ExpiredSignatureError as exc:
+    except jwts.ExpiredToken as exc:
         raise Unauthorized("The access token has expired", code="token_expired") from exc
-    except jwt.PyJWTError as exc:
+    except jwts.InvalidToken as exc:
         raise Unauthorized("The access token is not valid", code="invalid_token") from exc
     if claims.get("role") != "authenticated":
         raise Unauthorized("The access token is not valid", code="invalid_token")

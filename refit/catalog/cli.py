@@ -6,12 +6,14 @@ import asyncio
 from pathlib import Path
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, embedded
+from refit import embedded
 from refit.catalog import service
 from refit.catalog.schemas import CatalogFile
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings
+from refit.transactions import command_transaction, service_transaction
 
 app = typer.Typer(help="The device catalog.", no_args_is_help=True)
 
@@ -45,7 +47,7 @@ async def load_and_invalidate(settings: Settings, catalog: CatalogFile) -> servi
     """Load in one transaction, then drop the cached GET /api/catalog answer."""
     resources = await open_resources(settings)
     try:
-        async with resources.sessionmaker() as session, session.begin():
+        async with service_transaction(sessionmaker=resources.sessionmaker) as session:
             result = await service.load(session, catalog)
         await service.invalidate(resources)
         return result
@@ -56,11 +58,10 @@ async def load_and_invalidate(settings: Settings, catalog: CatalogFile) -> servi
 async def seed_if_empty(database_url: str) -> service.LoadResult | None:
     """Load the shipped catalog into a database that has none (`refit run`, test template).
     A catalog already there is left alone: it may hold an operator's newer prices."""
-    engine = db.create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with db.create_sessionmaker(engine)() as session, session.begin():
-            if not await service.is_empty(session):
-                return None
-            return await service.load(session, service.parse_file(service.SHIPPED_CATALOG))
-    finally:
-        await engine.dispose()
+
+    async def seed(session: AsyncSession) -> service.LoadResult | None:
+        if not await service.is_empty(session):
+            return None
+        return await service.load(session, service.parse_file(service.SHIPPED_CATALOG))
+
+    return await command_transaction(database_url, seed)

@@ -24,6 +24,7 @@ from refit.catalog.schemas import (
 )
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade, DeviceCategory
 from refit.resources import Resources
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -261,7 +262,7 @@ def _answer_of(body: str) -> CatalogAnswer:
 async def _read_json(resources: Resources) -> str:
     # Its own short transaction, opened only on a cache miss: the endpoint takes no request
     # session, so a cached answer (or a 304) never builds one.
-    async with resources.sessionmaker() as session, session.begin():
+    async with service_transaction(sessionmaker=resources.sessionmaker) as session:
         return (await read(session)).model_dump_json()
 
 

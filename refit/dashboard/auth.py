@@ -16,7 +16,7 @@ from refit.dashboard import session as dash_session
 from refit.dashboard.render import page
 from refit.dashboard.session import OperatorDep
 from refit.errors import RateLimited
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 

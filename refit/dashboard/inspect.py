@@ -26,7 +26,7 @@ from refit.inspection.schemas import Checklist, InspectionCreate, Screen
 from refit.models import Order, OrderStatus
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade
 from refit.orders.service import get_order
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 router = APIRouter()
 

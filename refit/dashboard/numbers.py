@@ -12,7 +12,7 @@ from refit.dashboard import charts
 from refit.dashboard.render import duration, page
 from refit.dashboard.session import OperatorDep
 from refit.dashboard.stats import numbers
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 router = APIRouter()
 

@@ -13,7 +13,7 @@ from refit.admin import operators
 from refit.dashboard.render import page
 from refit.dashboard.session import AdminDep
 from refit.models import Operator, OperatorRole
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 router = APIRouter()
 

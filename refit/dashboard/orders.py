@@ -24,8 +24,8 @@ from refit.models import Operator, OrderStatus
 from refit.models.payout import PayoutStatus
 from refit.orders.service import cancel_before_transit, get_order
 from refit.payouts import service as payouts
-from refit.resources import SessionDep
 from refit.shipping.endpoints import label_response
+from refit.transactions import SessionDep
 
 router = APIRouter()
 

@@ -20,7 +20,7 @@ from refit.models import Order
 from refit.models.payout import OPEN, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL
 from refit.payouts.service import START_OF_UTC_DAY
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 

@@ -21,17 +21,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-import jwt
 from fastapi import Depends, Request, Response
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import resources
+from refit import jwts, resources
 from refit.admin.deps import OperatorPrincipal
 from refit.errors import ProblemError
 from refit.models import Operator, OperatorRole
-from refit.resources import SessionDep
 from refit.settings import Settings
+from refit.transactions import SessionDep
 
 AUDIENCE = "refit-dashboard"
 COOKIE = "refit_dashboard"
@@ -67,7 +66,7 @@ def issue(settings: Settings, response: Response, operator: Operator) -> None:
         "iat": now,
         "exp": now + ttl,
     }
-    token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    token = jwts.encode(jwts.Key.of(settings), claims)
     response.set_cookie(
         COOKIE,
         token,
@@ -81,15 +80,13 @@ def issue(settings: Settings, response: Response, operator: Operator) -> None:
 
 def _claims(settings: Settings, token: str) -> dict[str, str | int]:
     try:
-        claims: dict[str, str | int] = jwt.decode(
+        claims: dict[str, str | int] = jwts.decode(
+            jwts.Key.of(settings),
             token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
             audience=AUDIENCE,
-            issuer=settings.public_url,
-            options={"require": ["sub", "sid", "exp", "aud", "iss"]},
+            required=["sub", "sid", "exp", "aud", "iss"],
         )
-    except jwt.PyJWTError as exc:
+    except jwts.InvalidToken as exc:
         raise SignInRequired("Your session has expired; sign in again") from exc
     return claims
 

@@ -2,7 +2,7 @@
 (RLS decides, as for every order read), sent in order, woken by the listener.
 
 No connection or transaction is held while the stream waits: each read is one round trip on a
-pooled connection (`db.fetch_as_user`), given back at once.
+pooled connection (`transactions.fetch_as_user`), given back at once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import structlog
 from sse_starlette import ServerSentEvent
 from sse_starlette.sse import AppStatus
 
-from refit import db
+from refit import transactions
 from refit.auth import tokens
 from refit.auth.tokens import TokenClaims
 from refit.errors import ProblemError
@@ -66,7 +66,9 @@ async def read_events(
     """The order's status changes after the event `after`; with no `after`, the latest one
     only (the current status). 404 when the order is not the seller's."""
     query, params = (_LATEST, {}) if after is None else (_AFTER, {"after": after})
-    rows = await db.fetch_as_user(res.engine, user_id, query, {**params, "order_id": order_id})
+    rows = await transactions.fetch_as_user(
+        res.engine, user_id, query, {**params, "order_id": order_id}
+    )
     if not rows:
         raise order_not_found(order_id)
     return [OrderEvent.model_validate(row) for row in rows if row["id"] is not None]

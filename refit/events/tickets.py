@@ -18,9 +18,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import jwt
 import redis.exceptions
 
+from refit import jwts
 from refit.auth import tokens
 from refit.auth.tokens import TokenClaims
 from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, Unauthorized
@@ -55,7 +55,7 @@ def issue_ticket(settings: Settings, claims: TokenClaims, order_id: uuid.UUID) -
         "session_jti": claims.jti,
         "session_exp": claims.expires_at,
     }
-    token = jwt.encode(payload, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    token = jwts.encode(jwts.Key.of(settings), payload)
     return StreamTicket(token=token, expires_in=expires_at - now)
 
 
@@ -96,17 +96,10 @@ async def redeem_ticket(res: Resources, token: str, order_id: uuid.UUID) -> Toke
 
 def _decode(settings: Settings, token: str, order_id: uuid.UUID) -> _Ticket:
     try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
-            audience=AUDIENCE,
-            issuer=settings.public_url,
-            options={"require": _REQUIRED},
-        )
-    except jwt.ExpiredSignatureError as exc:
+        claims = jwts.decode(jwts.Key.of(settings), token, audience=AUDIENCE, required=_REQUIRED)
+    except jwts.ExpiredToken as exc:
         raise Unauthorized("The stream ticket has expired", code="ticket_expired") from exc
-    except jwt.PyJWTError as exc:
+    except jwts.InvalidToken as exc:
         raise Unauthorized("The stream ticket is not valid", code="invalid_ticket") from exc
     if claims["order_id"] != str(order_id):
         raise Unauthorized("The stream ticket is for another order", code="ticket_wrong_order")

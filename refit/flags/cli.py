@@ -12,11 +12,12 @@ from typing import TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, embedded
+from refit import embedded
 from refit.errors import ProblemError
 from refit.flags import service
 from refit.flags.schemas import FlagChange, FlagRead, VariantSpec
 from refit.models.flag import FlagMode
+from refit.transactions import command_transaction
 
 app = typer.Typer(help="Feature flags (who sees what).", no_args_is_help=True)
 
@@ -36,7 +37,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     settings, servers = embedded.settings_with_servers()
     try:
         assert settings.database_url
-        return asyncio.run(db.in_one_transaction(settings.database_url, work))
+        return asyncio.run(command_transaction(settings.database_url, work))
     except ProblemError as exc:
         typer.echo(exc.detail, err=True)
         raise typer.Exit(1) from exc

@@ -21,7 +21,7 @@ from refit.flags.schemas import (
     SellerFlags,
 )
 from refit.models import User
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 router = APIRouter(prefix="/api/flags", tags=["flags"])
 admin_router = APIRouter(prefix="/api/admin/flags", tags=["admin"])

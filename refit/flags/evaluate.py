@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.flags.follower import current_follower
 from refit.flags.rules import FlagRule
 from refit.flags.service import load_rules
@@ -33,7 +33,7 @@ async def current_rules(session: AsyncSession) -> Mapping[str, FlagRule]:
     if _fallback is not None and now - _fallback[0] < FALLBACK_MAX_AGE_SECONDS:
         return _fallback[1]
     # The flags are the service's: a seller's transaction reads them as the service.
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         rules = await load_rules(session)
     _fallback = (now, rules)
     return rules

@@ -29,10 +29,10 @@ from refit.inspection.schemas import (
 )
 from refit.models import OrderStatus
 from refit.models.inspection import EvidencePhoto
-from refit.resources import SessionDep
 from refit.settings import Settings
 from refit.signed_urls import EVIDENCE_PHOTO_PATH, verify_url
 from refit.storage import LabelNotFound, label_storage
+from refit.transactions import SessionDep, service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -224,7 +224,7 @@ async def evidence_photo(
         raise ProblemError("This link is not valid", status=403, code="invalid_signature")
     left = verify_url(settings, EVIDENCE_PHOTO_PATH.format(photo_id=photo_id), expires, sig)
     # A short read of its own: the storage call below holds no pooled connection.
-    async with resources.current().sessionmaker() as session:
+    async with service_transaction() as session:
         photo = await session.get(EvidencePhoto, photo_id)
     if photo is None:
         raise NotFound(f"No photo {photo_id}", code="photo_not_found")

@@ -21,12 +21,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from refit import db, embedded
 from refit.localstorage.importer import ImportSummary, batches, import_batch
 from refit.localstorage.validation import CheckedExport, check_export
 from refit.settings import Settings
+from refit.transactions import service_transaction
 
 EXIT_REFUSED = 1
 EXIT_FAILED = 3
@@ -108,14 +108,14 @@ async def run_import(
     """Import the accepted documents of `checked`, one transaction per batch."""
     assert settings.database_url
     engine = db.create_engine(settings.database_url, pool_size=1, max_overflow=0)
-    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    sessionmaker = db.create_sessionmaker(engine)
     summary = ImportSummary()
     total = sum(len(c.document.addresses) + len(c.document.orders) for c in checked if c.document)
     try:
         with _progress(console) as progress:
             task = progress.add_task("importing", total=total)
             for batch in batches(checked, batch_size):
-                async with sessionmaker() as session, session.begin():
+                async with service_transaction(sessionmaker=sessionmaker) as session:
                     done = await import_batch(session, batch)
                 summary.add(done)
                 progress.advance(task, sum(part.size for part in batch))

@@ -11,7 +11,7 @@ import uuid
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.errors import Conflict, Unprocessable
 from refit.models.order import Order, OrderStatus
 from refit.orders.imported import CONTINUABLE
@@ -61,7 +61,7 @@ async def continue_imported(
     order = await create_order(
         session, user_id, OrderCreate(quote_id=quote.id, shipping_address_id=address_id)
     )
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         imported.continued_as_id = order.id
         await session.flush()
     return order

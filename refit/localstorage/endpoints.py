@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from refit import db, inputs, ratelimit, resources
+from refit import inputs, ratelimit, resources, transactions
 from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.errors import ProblemError, Unprocessable, problem_responses
 from refit.localstorage.importer import Part, import_batch
@@ -106,7 +106,7 @@ async def upload_localstorage(
             status=403,
             code="wallet_mismatch",
         )
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         done = await import_batch(
             session,
             [

@@ -15,7 +15,8 @@ import procrastinate
 from refit.models import OutboundEmail
 from refit.notifications import service
 from refit.notifications.render import template_exists
-from refit.queue import exponential_retry, job_session, queue
+from refit.queue import exponential_retry, queue
+from refit.transactions import service_transaction
 
 # Only the database is involved: a few quick retries ride out a lost connection or a deadlock.
 NOTIFY_RETRY = exponential_retry(5)
@@ -34,7 +35,7 @@ async def notify_user(
     if not template_exists(template):
         raise ValueError(f"unknown email template {template!r}")
     email_id = _email_id(job, user_id, template, context)
-    async with job_session() as session:
+    async with service_transaction(job=True) as session:
         # A rerun of a job that committed (its worker died before procrastinate recorded it
         # done) finds the email it queued, instead of mailing the user twice.
         if await session.get(OutboundEmail, email_id) is not None:

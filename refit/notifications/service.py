@@ -15,7 +15,7 @@ from email_validator import validate_email
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.models import OutboundEmail, User
 from refit.notifications.render import template_exists
 from refit.notifications.tasks import defer_send
@@ -56,7 +56,7 @@ async def queue_email(
     # Flush the caller's pending changes under the caller's own role first: the service role
     # below is for the mail log row only and must not carry anyone's rows past RLS.
     await session.flush()
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         await session.execute(
             insert(OutboundEmail).values(
                 id=email_id,

@@ -26,9 +26,10 @@ from refit.notifications.render import (
     render,
 )
 from refit.notifications.senders import PermanentDeliveryError, sender_for
-from refit.queue import defer, exponential_retry, job_session, queue
+from refit.queue import defer, exponential_retry, queue
 from refit.settings import Settings
 from refit.storage import LabelNotFound, label_storage
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +101,7 @@ class _Draft:
 async def _prepare(settings: Settings, email_id: uuid.UUID, *, already_sent: bool) -> _Draft | None:
     """Step 1, one short transaction: the rendered email and its outbox key, or None when the
     email needs nothing more. The rendered subject is recorded, committed before the send."""
-    async with job_session() as session:
+    async with service_transaction(job=True) as session:
         email = await _unfinished(session, email_id)
         if email is None:
             return None
@@ -146,7 +147,7 @@ async def _read_attachments(
 
 async def _record_sent(email_id: uuid.UUID, *, transport: str) -> None:
     """Step 3 after an accepted send, one short transaction."""
-    async with job_session() as session:
+    async with service_transaction(job=True) as session:
         email = await _unfinished(session, email_id)
         if email is not None:
             _finish(email, transport=transport)
@@ -154,7 +155,7 @@ async def _record_sent(email_id: uuid.UUID, *, transport: str) -> None:
 
 async def _record_refused(email_id: uuid.UUID, *, error: str) -> None:
     """Step 3 after a permanent refusal, one short transaction: never retried."""
-    async with job_session() as session:
+    async with service_transaction(job=True) as session:
         email = await _unfinished(session, email_id)
         if email is not None:
             email.failed_at = dt.datetime.now(dt.UTC)

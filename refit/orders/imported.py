@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.models.order import OrderStatus
 from refit.money import sol_to_lamports
 from refit.orders.states import STAMPS
@@ -88,7 +88,7 @@ async def insert_imported_orders(
         }
         for order in orders
     ]
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         result = await session.execute(
             _unnest_insert("orders", ORDER_COLUMNS, "RETURNING id, order_number"),
             _columns(ORDER_COLUMNS, [_order_row(order) for order in orders]),

@@ -12,7 +12,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.errors import Conflict
 from refit.models.order import Order, OrderStatus
 from refit.orders import service
@@ -43,7 +43,7 @@ async def accept_offer(session: AsyncSession, order_id: uuid.UUID) -> Order:
     order = await _open_offer(session, order_id, refuse_expired=True)
     if order.offer_accepted_at is None:
         # Not a status: the seller's yes, stamped by the service after the RLS-checked lock.
-        async with db.as_service(session):
+        async with transactions.as_service(session):
             order.offer_accepted_at = dt.datetime.now(dt.UTC)
     return order
 

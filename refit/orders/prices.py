@@ -9,7 +9,7 @@ from decimal import ROUND_DOWN, Decimal
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.errors import Conflict
 from refit.models.order import Order, OrderStatus
 from refit.money import MAX_USD, USD_STEP
@@ -29,7 +29,7 @@ async def set_final_price(session: AsyncSession, order: Order, amount: Decimal) 
     if amount < 0 or amount > min(order.quoted_price_usd, MAX_USD):
         # The price promise: a device is never paid more than its quote.
         raise ValueError(f"final price {amount} outside 0..{order.quoted_price_usd}")
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.final_price_usd = amount.quantize(USD_STEP, rounding=ROUND_DOWN)
         await session.flush()
     log.info("orders.final_price_set", order_id=str(order.id), final_price_usd=str(amount))
@@ -48,7 +48,7 @@ async def record_payment(
             f"Order {order.order_number} is {order.status.value}; it is not waiting for payment",
             code="invalid_order_state",
         )
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.final_price_sol = final_price_sol
         order.payment_tx_signature = signature
         await session.flush()

@@ -4,7 +4,8 @@
 code that inserts an order. Both run in the caller's transaction (a seller's request, an
 operator's request, or a job) and flush; the caller's session dependency or job wrapper
 commits. A seller's role may only read orders: in a seller's request the row is first found
-under RLS (another seller's order is a 404), then written as the service (`db.as_service`).
+under RLS (another seller's order is a 404), then written as the service
+(`transactions.as_service`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, resources
+from refit import resources, transactions
 from refit.errors import Conflict, NotFound
 from refit.models.address import ShippingAddress
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
@@ -92,7 +93,7 @@ async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCre
         quoted_price_lamports=quote.price_lamports,
         shipping_address_id=address_id,
     )
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         try:
             # Two creates racing on one quote both pass the check above; the unique index on
             # orders.quote_id lets one in. The savepoint keeps this transaction usable.
@@ -131,7 +132,7 @@ async def get_order(
     """The order as the session's role may see it (a seller: only their own), else 404.
 
     `for_update`: locked until the transaction ends (others wait) and re-read even if this
-    session holds a copy. In a seller's session, change it only inside `db.as_service`.
+    session holds a copy. In a seller's session, change it only inside `transactions.as_service`.
     """
     if for_update:
         return (await _lock(session, order_id))[0]
@@ -142,7 +143,7 @@ async def get_order(
 
 
 async def _lock(session: AsyncSession, order_id: uuid.UUID) -> tuple[Order, dt.datetime]:
-    if db.acting_user(session) is not None:
+    if transactions.acting_user(session) is not None:
         # The RLS-checked read: another seller's order does not exist for this session. The
         # lock itself needs the UPDATE privilege, which only the service role has.
         if await session.scalar(select(Order.id).where(Order.id == order_id)) is None:
@@ -150,7 +151,7 @@ async def _lock(session: AsyncSession, order_id: uuid.UUID) -> tuple[Order, dt.d
     # populate_existing: a copy already in the session may be stale; the lock is only worth
     # something if we decide on the row as it is now. clock_timestamp() comes with the row so
     # the history row and the stamp column carry one and the same instant.
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         row = (
             await session.execute(
                 select(Order, func.clock_timestamp())
@@ -221,7 +222,7 @@ async def transition(
             code="offer_not_accepted",
         )
 
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.status = to_status
         stamp = STAMPS.get(to_status)
         if stamp is not None:

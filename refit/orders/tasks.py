@@ -17,6 +17,7 @@ from refit import queue, resources
 from refit.errors import Conflict, NotFound
 from refit.models.order import Order, OrderStatus
 from refit.orders.service import get_order, transition
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +26,7 @@ BATCH = 200
 
 
 async def _due(where: object, limit: int) -> list[uuid.UUID]:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         rows = await session.scalars(select(Order.id).where(where).limit(limit))  # type: ignore[arg-type]
         return list(rows.all())
 
@@ -93,7 +94,7 @@ async def _move(
     expires_before: dt.datetime | None = None,
 ) -> int:
     try:
-        async with queue.job_session() as session:
+        async with service_transaction(job=True) as session:
             if expires_before is not None:
                 order = await get_order(session, order_id, for_update=True)
                 # Under the lock: an offer accepted since the query no longer lapses.

@@ -17,7 +17,7 @@ from refit.models.payout import Payout, PayoutStatus
 from refit.pagination import newest_first, page
 from refit.payouts import service
 from refit.payouts.schemas import PayoutPage, PayoutRead
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 

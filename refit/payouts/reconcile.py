@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from refit.models.payout import Payout, PayoutStatus
+from refit.transactions import service_transaction
 
 
 class Kind(StrEnum):
@@ -45,7 +46,7 @@ class _Row:
 
 
 async def _rows(sessionmaker: async_sessionmaker[AsyncSession]) -> list[_Row]:
-    async with sessionmaker() as session:
+    async with service_transaction(sessionmaker=sessionmaker) as session:
         payouts = (await session.scalars(select(Payout).order_by(Payout.created_at))).all()
         return [
             _Row(p.order_id, p.status, p.lamports, p.recipient, p.reference, p.signature)

@@ -24,6 +24,7 @@ from refit.models.payout import OPEN, PayoutStatus
 from refit.payouts import chain, service
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
+from refit.transactions import service_transaction
 
 if TYPE_CHECKING:
     from solana.rpc.async_api import AsyncClient
@@ -115,7 +116,7 @@ async def send_payout(order_id: uuid.UUID) -> str:
 
 
 async def _read(order_id: uuid.UUID) -> Stored | None:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is None:
             return None
@@ -136,7 +137,7 @@ async def _sign(
         return
     await _check_treasury(rpc, treasury, order_id, planned.lamports)
     daily_max_usd = resources.current().settings.payout_daily_max_usd
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         assert payout is not None
         # Under the row lock: sign only if nothing was signed since we looked (or, when
@@ -173,7 +174,7 @@ class Planned:
 
 async def _planned(rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None) -> Planned:
     """A re-sign keeps the amount the payout was first signed with."""
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         assert payout is not None
         lamports, amount_usd, recipient = payout.lamports, payout.amount_usd, payout.recipient
@@ -220,7 +221,7 @@ async def _check_treasury(
 
 
 async def _mark_sent(order_id: uuid.UUID, signature: str) -> None:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is not None and payout.signature == signature:
             if payout.status is PayoutStatus.SIGNED:
@@ -229,7 +230,7 @@ async def _mark_sent(order_id: uuid.UUID, signature: str) -> None:
 
 
 async def _record_error(order_id: uuid.UUID, error: str) -> None:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is not None:
             payout.error = error[:2000]
@@ -249,7 +250,7 @@ async def _settle(
 
 
 async def _finish(order_id: uuid.UUID, signature: str) -> None:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is None or payout.status is PayoutStatus.FINALIZED:
             return
@@ -261,7 +262,7 @@ async def _finish(order_id: uuid.UUID, signature: str) -> None:
 async def _fail(order_id: uuid.UUID, signature: str) -> None:
     # Landed with an error: no lamports moved, but nothing is re-signed by itself either;
     # an operator looks at it (GET /api/admin/payouts?status=failed).
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is not None and payout.signature == signature:
             payout.status = PayoutStatus.FAILED
@@ -279,7 +280,7 @@ async def sweep(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
     """Payouts still open (pending, signed, sent), unchanged for `grace_seconds` and with no
     job waiting or running get their job again: a job out of attempts or lost never leaves
     a seller unpaid without the sweep trying again."""
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         found = (
             await session.scalars(
                 text(

@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.catalog.prices import catalog_price
 from refit.errors import NotFound, Unprocessable
 from refit.models.quote import Quote
@@ -62,7 +62,7 @@ async def create_quote(
         created_at=now,
     )
     # The seller's role may read quotes, never write them: a quote is a price we promise.
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         session.add(quote)
     return quote
 

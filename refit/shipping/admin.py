@@ -21,10 +21,10 @@ from refit.models.shipping import LabelPurchase, Leg
 from refit.orders import follow_ups, offers
 from refit.orders.schemas import OrderCancel
 from refit.orders.service import cancel_before_transit, get_order, transition
-from refit.resources import SessionDep
 from refit.shipping import returns, state
 from refit.shipping.endpoints import label_response
 from refit.shipping.schemas import OrderJobQueued, SandboxTrackingRequest
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 

@@ -39,6 +39,7 @@ from refit.shipping.schemas import (
     RatesResponse,
 )
 from refit.storage import LabelNotFound, content_type_for, label_storage
+from refit.transactions import seller_transaction
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
 
@@ -48,14 +49,14 @@ async def get_rates(body: RatesRequest, request: Request, claims: CurrentClaims)
     """Rates from the order's address to the warehouse, for the device's parcel."""
     settings = resources.current().settings
     await enforce(request, CARRIER_CALLS_PER_USER, "shipping.carrier", str(claims.user_id))
-    async with resources.user_transaction(claims.user_id) as session:
+    async with seller_transaction(claims.user_id) as session:
         plan = await rates.plan(session, body.order_id)
     async with open_carrier(settings, seller_waiting=True) as carrier:
         try:
             rated = await rates.fetch(carrier, plan)
         except CarrierError as exc:
             raise as_problem(exc) from exc
-    async with resources.user_transaction(claims.user_id) as session:
+    async with seller_transaction(claims.user_id) as session:
         quotes = await rates.record(session, plan, rated)
     return RatesResponse(
         rates=[
@@ -89,7 +90,7 @@ async def validate_address(
     if body.address_id is None:
         target = AddressSnapshot.of(body.inline())
     else:
-        async with resources.user_transaction(claims.user_id) as session:
+        async with seller_transaction(claims.user_id) as session:
             target = AddressSnapshot.of(await get_address(session, body.address_id))
     async with open_carrier(settings, seller_waiting=True) as carrier:
         try:
@@ -97,7 +98,7 @@ async def validate_address(
         except CarrierError as exc:
             raise as_problem(exc) from exc
     if body.address_id is not None:
-        async with resources.user_transaction(claims.user_id) as session:
+        async with seller_transaction(claims.user_id) as session:
             # Kept only if the address is still the place the carrier was asked about.
             addresses.record_validation(
                 await get_address(session, body.address_id, for_update=True), verdict
@@ -123,7 +124,7 @@ async def purchase_label(
 
     async def decide(verdict: Verdict | None) -> Response:
         # The idempotency claim, the decision and the stored response: one transaction.
-        async with resources.user_transaction(claims.user_id) as session:
+        async with seller_transaction(claims.user_id) as session:
             claim = await idempotency.begin(
                 session, claims.user_id, idempotency_key, request, body.model_dump(mode="json")
             )

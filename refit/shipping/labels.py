@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy import func, select
 
-from refit import queue
 from refit.carriers.interface import (
     Carrier,
     CarrierError,
@@ -40,6 +39,7 @@ from refit.orders.service import get_order, transition
 from refit.resources import Resources
 from refit.shipping import state
 from refit.storage import content_type_for, label_key, label_storage
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -151,7 +151,7 @@ async def purchase(
 
 
 async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         if order.status != OrderStatus.PROCESSING_SHIPMENT:
             return f"skipped: order is {order.status}"
@@ -201,7 +201,7 @@ async def _recover(
         snapshot.unanswered_until,
     )
     adopted = found[0] if found else None
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         rows = (
             await session.scalars(
                 select(LabelPurchase)
@@ -248,7 +248,7 @@ async def _buy(
     attempt: int,
 ) -> LabelTransaction | None:
     """Buy, recording the attempt first. None: the order no longer wants this rate."""
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         # Re-checked under the order's lock: since our snapshot the order may have gone back
         # to pending and a new purchase been asked for (purchases.request_label refuses that
         # while a row of ours is in flight, and this lock orders the two).
@@ -272,13 +272,13 @@ async def _buy(
         )
     except CarrierRejected as exc:
         # A definite refusal (4xx): nothing was bought.
-        async with queue.job_session() as session:
+        async with service_transaction(job=True) as session:
             await state.update_purchase(
                 session, row_id=row.id, status=PurchaseStatus.REJECTED, messages=exc.messages
             )
         raise
     # Any other failure leaves the row 'started': the outcome is unknown.
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         await state.set_transaction(session, order, transaction.transaction_id)
         await state.update_purchase(
@@ -303,7 +303,7 @@ async def _record_status(order_id: uuid.UUID, transaction: LabelTransaction) -> 
         if transaction.status is TransactionStatus.SUCCESS
         else PurchaseStatus.ERROR
     )
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         await state.update_purchase(
             session,
             of_transaction=transaction.transaction_id,
@@ -324,7 +324,7 @@ async def _complete(
     key = label_key(order_id, transaction.transaction_id, resources.settings.label_file_type)
     # Stored before the order points at it; a crash here leaves a file a retry overwrites.
     await label_storage(resources.settings).put(key, data, content_type_for(key))
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         quote = await session.scalar(
             select(RateQuote).where(
@@ -361,7 +361,7 @@ async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:
     """The last attempt failed: say so on the order, for the seller and the operators."""
     messages = getattr(exc, "messages", None) or []
     detail = "; ".join(m.text for m in messages) or str(exc) or type(exc).__name__
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         if order.status != OrderStatus.PROCESSING_SHIPMENT or order.label_file_key:
             return

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.addresses.service import fingerprint
 from refit.errors import Conflict, Unprocessable
 from refit.models import Order, OrderStatus
@@ -58,7 +58,7 @@ async def request_label(
             },
         )
     await _refuse_while_in_flight(session, order)
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         quote = await session.scalar(
             select(RateQuote).where(RateQuote.order_id == order.id, RateQuote.rate_id == rate_id)
         )
@@ -106,7 +106,7 @@ async def _refuse_while_in_flight(session: AsyncSession, order: Order) -> None:
     The order row is locked (FOR UPDATE), and the label job writes its STARTED row under
     the same lock, after re-checking the order still wants that rate (labels._buy).
     """
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         in_flight = order.label_transaction_id is not None or bool(
             await session.scalar(
                 select(

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, resources
+from refit import resources, transactions
 from refit.carriers.interface import Address, Carrier, Extras, Parcel, Rate, Shipment
 from refit.errors import Conflict, Unprocessable
 from refit.models import Order, OrderStatus, ShippingAddress
@@ -153,7 +153,7 @@ async def record(session: AsyncSession, plan: RatingPlan, rated: Rated) -> list[
     ]
     # Quotes are a system table: written with the service role, after RLS let us read the
     # order above.
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         await session.execute(
             insert(RateQuote)
             .values(rows)

@@ -52,6 +52,7 @@ from refit.shipping.addresses import to_carrier_address
 from refit.shipping.parcels import category_of, parcel_for, protection
 from refit.shipping.rates import order_address, warehouse
 from refit.storage import content_type_for, label_key, label_storage
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,7 @@ async def purchase(resources: Resources, carrier: Carrier, order_id: uuid.UUID) 
 
 
 async def _snapshot(resources: Resources, order_id: uuid.UUID) -> Snapshot | str:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         if order.status is not OrderStatus.RETURNING:
             return f"skipped: order is {order.status}"
@@ -158,7 +159,7 @@ async def _recover(
         metadata=metadata_for(order_id),
     )
     adopted = found[0] if found else None
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         await get_order(session, order_id, for_update=True)
         row = await _row(session, order_id)
         if adopted is not None:
@@ -197,7 +198,7 @@ async def _buy(
     if not shipment.rates:
         raise CarrierRejected("the carrier offers no service to the seller", shipment.messages)
     rate = min(shipment.rates, key=lambda r: r.amount)
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         # Re-checked under the order's lock: still going home, and nothing bought or in
         # flight since the snapshot.
         order = await get_order(session, order_id, for_update=True)
@@ -216,14 +217,14 @@ async def _buy(
         )
     except CarrierRejected as exc:
         # A definite refusal (4xx): nothing was bought.
-        async with queue.job_session() as session:
+        async with service_transaction(job=True) as session:
             await get_order(session, order_id, for_update=True)
             await state.update_return(
                 session, await _row(session, order_id), status=ReturnStatus.FAILED, error=str(exc)
             )
         raise
     # Any other failure leaves the row 'started': the outcome is unknown.
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         await get_order(session, order_id, for_update=True)
         await state.update_return(
             session,
@@ -244,7 +245,7 @@ async def _buy(
 async def _let_go(order_id: uuid.UUID, transaction: LabelTransaction) -> None:
     """The carrier's transaction ended in ERROR: nothing bought, a retry buys anew."""
     detail = "; ".join(m.text for m in transaction.messages) or str(transaction.status)
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         await get_order(session, order_id, for_update=True)
         await state.update_return(
             session,
@@ -263,7 +264,7 @@ async def _complete(
     key = return_label_key(order_id, transaction.transaction_id, settings.label_file_type)
     # Stored before the row points at it; a crash here leaves a file a retry overwrites.
     await label_storage(settings).put(key, data, content_type_for(key))
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         row = await _row(session, order_id)
         if row.status in DONE:
@@ -324,7 +325,7 @@ async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:
     retries it (POST /api/admin/orders/{id}/return-label)."""
     messages = getattr(exc, "messages", None) or []
     detail = "; ".join(m.text for m in messages) or str(exc) or type(exc).__name__
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         row = await state.return_of(session, order_id)
         if order.status is not OrderStatus.RETURNING or (row is not None and row.status in DONE):

@@ -3,7 +3,7 @@ attempts, to the label home (`shipping_returns`) and to tracking events goes thr
 
 The shipping columns of `orders` (rate, carrier, label, tracking number, label error) belong
 to shipping as `status` belongs to `orders.service.transition()`. Writes run as the service
-(`db.as_service`): a seller's role may read these rows, never write them. Callers hold the
+(`transactions.as_service`): a seller's role may read these rows, never write them. Callers hold the
 order's row lock (`orders.service.get_order(..., for_update=True)`) when they decide.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db
+from refit import transactions
 from refit.carriers.interface import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
 from refit.models import Order
 from refit.models.shipping import (
@@ -32,7 +32,7 @@ from refit.models.shipping import (
 
 async def choose_rate(session: AsyncSession, order: Order, quote: RateQuote) -> None:
     """The seller picked one of the order's quoted rates: the label job buys this one."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.shipping_rate_id = quote.rate_id
         order.shipping_carrier = quote.carrier
         order.shipping_service = quote.service
@@ -42,13 +42,13 @@ async def choose_rate(session: AsyncSession, order: Order, quote: RateQuote) -> 
 
 async def set_transaction(session: AsyncSession, order: Order, transaction_id: str | None) -> None:
     """The carrier transaction the label job waits on (None: let go of an ERROR one)."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.label_transaction_id = transaction_id
 
 
 async def set_label_error(session: AsyncSession, order: Order, message: str | None) -> None:
     """What the seller and operators are told when the label job gave up (None: cleared)."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.label_error = message
 
 
@@ -62,7 +62,7 @@ async def record_label(
     quote: RateQuote | None,
 ) -> None:
     """The label is bought and stored: the order points at it."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.label_transaction_id = transaction.transaction_id
         order.tracking_number = transaction.tracking_number
         order.label_file_key = file_key
@@ -93,7 +93,7 @@ async def start_purchase(
         attempt=attempt,
         status=PurchaseStatus.STARTED,
     )
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         session.add(row)
     return row
 
@@ -120,7 +120,7 @@ async def update_purchase(
         if row_id is not None
         else LabelPurchase.transaction_id == of_transaction
     )
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         await session.execute(update(LabelPurchase).where(where).values(**values))
 
 
@@ -136,7 +136,7 @@ async def record_tracking(
     """Add the track's events the order's parcel (`leg`) does not have yet (same status at
     the same moment), normalised: status, substatus, location, description, when, and the
     carrier's ETA. Returns the new ones, oldest first."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         rows = await session.execute(
             select(ShippingEvent.status, ShippingEvent.occurred_at).where(
                 ShippingEvent.order_id == order_id, ShippingEvent.leg == leg
@@ -173,7 +173,7 @@ async def flag_for_operator(session: AsyncSession, order: Order, reason: str) ->
     False: already flagged for this very reason."""
     if order.attention_reason and reason in order.attention_reason.split("\n"):
         return False
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         order.attention_reason = (
             f"{order.attention_reason}\n{reason}" if order.attention_reason else reason
         )
@@ -204,7 +204,7 @@ async def start_return(
     """The purchase about to be made (on the order's `row`, if it has one), written and
     committed by the caller before the carrier call, with its moment (the database's clock):
     a reply lost now is looked for around it."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         if row is None:
             row = ReturnShipment(order_id=order_id)
             session.add(row)
@@ -227,7 +227,7 @@ async def update_return(
 ) -> None:
     """Move the label home on: `fields` are its other columns (transaction_id, error,
     tracking_number, label_file_key, label_url, purchased_at, delivered_at)."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         row.status = status
         for name, value in fields.items():
             if not hasattr(ReturnShipment, name):
@@ -241,7 +241,7 @@ async def return_failed(
     """The return job gave up: say why (on the order's `row`, created if it has none). A
     purchase still in flight (started, pending) keeps its status, so the next try resolves
     it before buying anything."""
-    async with db.as_service(session):
+    async with transactions.as_service(session):
         if row is None:
             row = ReturnShipment(order_id=order_id, status=ReturnStatus.FAILED)
             session.add(row)

@@ -21,6 +21,7 @@ from refit.models.shipping import IN_FLIGHT, LabelPurchase, PurchaseStatus
 from refit.orders import follow_ups
 from refit.orders.follow_ups import PURCHASE_LABEL, PURCHASE_RETURN_LABEL, REFUND_LABEL
 from refit.shipping import labels, returns, state
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -132,7 +133,7 @@ class RefundRetry(procrastinate.BaseRetryStrategy):
 async def refund_label_task(order_id: str) -> str:
     """Refund the unused label of a cancelled order (and any purchase still in flight)."""
     res = resources.current()
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await session.get(Order, uuid.UUID(order_id))
         if order is None or order.status != OrderStatus.CANCELLED:
             return "skipped: order not cancelled"
@@ -224,7 +225,7 @@ _REFUND_ASKED = {
 
 
 async def _set_row(row_id: uuid.UUID, *, status: PurchaseStatus, **values: Any) -> None:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         await state.update_purchase(session, row_id=row_id, status=status, **values)
 
 
@@ -260,7 +261,7 @@ async def sweep_returns(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
 async def _requeue(follow_up: follow_ups.FollowUp, stuck: str, grace_seconds: int) -> int:
     """Queue `follow_up` again for the orders `stuck` ("orders o [JOIN …] WHERE …") names that
     have not changed for `grace_seconds` and have no job of it waiting or running."""
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         found = (
             (
                 await session.execute(

@@ -33,6 +33,7 @@ from refit.orders.service import get_order, transition
 from refit.settings import Settings
 from refit.shipping import state
 from refit.shipping.webhooks import HANDLE_TASK
+from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +65,7 @@ async def handle_webhook_task(inbox_id: str) -> str:
 
 
 async def handle(inbox_id: uuid.UUID) -> str:
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         row = await session.get(WebhookInbox, inbox_id)
         if row is None or row.processed_at is not None or row.body is None:
             return "nothing to do"
@@ -91,7 +92,7 @@ async def handle(inbox_id: uuid.UUID) -> str:
     async with open_carrier(resources.current().settings) as carrier:
         truth = await carrier.get_tracking(carrier_code, hint.tracking_number)
 
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         row = await session.get(WebhookInbox, inbox_id, with_for_update=True)
         if row is None or row.processed_at is not None:
@@ -302,7 +303,7 @@ async def sweep_webhooks_task(timestamp: int) -> int:
 async def sweep_webhooks(after_seconds: int = SWEEP_AFTER_SECONDS) -> int:
     """Kept events neither handled nor waiting on a job (their job failed out of attempts, say
     through a long carrier outage) get a new job: a delivered event is never dropped."""
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         stuck = (
             await session.scalars(
                 text(

@@ -24,8 +24,8 @@ from refit import inputs, queue, resources
 from refit.carriers.picker import sign
 from refit.errors import Unauthorized
 from refit.models.shipping import WebhookInbox
-from refit.resources import SessionDep
 from refit.settings import Settings
+from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
 

@@ -231,7 +231,7 @@ async def test_confirmed_email_is_already_verified(client, run_jobs, smtp):
 async def test_seller_role_cannot_read_the_sign_in_tables(resources, make_user):
     from sqlalchemy.exc import ProgrammingError
 
-    from refit.db import act_as_user
+    from refit.transactions import act_as_user
 
     seller = await make_user()
     for table in ("siws_nonces", "email_verification_tokens", "outbound_emails"):

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from refit import db
+from refit import transactions
 from refit.app import create_app
 from refit.auth import revocations
 from refit.auth.tokens import decode_access_token
@@ -86,6 +86,6 @@ async def test_a_seller_cannot_touch_the_revocations(resources, make_user, state
     seller = await make_user()
     async with resources.sessionmaker() as session:
         async with session.begin():
-            await db.act_as_user(session, seller.id)
+            await transactions.act_as_user(session, seller.id)
             with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
                 await session.execute(text(statement), {"uid": seller.id})

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from refit import queue
 from refit.app import create_app
 from refit.errors import Conflict
-from refit.resources import SessionDep
+from refit.transactions import SessionDep
 from tests.foundation.queue_probe import always_fails, record_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from refit.db import act_as_user
+from refit.transactions import act_as_user
 
 
 async def _seed(session, user_id, wallet):

@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from refit.db import act_as_user
 from refit.notifications.service import notify_user, queue_email
 from refit.notifications.tasks import defer_send
+from refit.transactions import act_as_user
 from tests.notifications.smtp_server import smtp_server
 
 

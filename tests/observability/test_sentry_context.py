@@ -17,6 +17,7 @@ from sentry_sdk.transport import Transport
 from refit import queue
 from refit.error_reports import init_sentry
 from refit.logs import RequestMiddleware, scrub_sentry_event
+from refit.transactions import service_transaction
 
 FAILING_TASK = "tests.observability.fails_for_good"
 
@@ -57,7 +58,7 @@ async def test_a_job_failing_for_good_reaches_sentry_with_its_context_only(
 
     @app.post("/defer")
     async def defer_one() -> dict[str, int | None]:
-        async with queue.job_session() as session:
+        async with service_transaction(job=True) as session:
             return {"job": await queue.defer(session, FAILING_TASK, order_id="o-1")}
 
     app.add_middleware(RequestMiddleware)

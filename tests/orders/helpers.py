@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 
-from refit.db import act_as_user
 from refit.models import OrderStatus, ShippingAddress
 from refit.orders.service import transition
 from refit.resources import Resources
+from refit.transactions import act_as_user
 
 DEVICE = {
     "device_brand": "Apple",

@@ -11,6 +11,7 @@ from sqlalchemy import select, text, update
 from refit import queue
 from refit.models import Order, OrderStatus, OrderStatusHistory
 from refit.orders import tasks
+from refit.transactions import service_transaction
 from tests.orders.helpers import operator_move, place_order
 
 S = OrderStatus
@@ -41,7 +42,7 @@ async def _state(resources, order_id):
 
 async def _sweep(run_jobs):
     """Defer the periodic task as procrastinate's scheduler does, and let the worker run it."""
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         await queue.defer(session, tasks.expire_stale_task, timestamp=int(time.time()))
     await run_jobs()
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from refit.db import act_as_user
 from refit.models import Order, OrderStatus, OrderStatusHistory
+from refit.transactions import act_as_user
 from tests.orders.helpers import operator_move, place_order
 
 S = OrderStatus

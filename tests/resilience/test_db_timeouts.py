@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, queue
+from refit import db, transactions
 from refit.app import create_app
 from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS
 from refit.resources import close_resources, open_resources
@@ -45,19 +45,19 @@ async def test_the_statement_timeout_is_where_it_belongs(resources, settings, ma
     event.listen(resources.engine.sync_engine, "before_cursor_execute", record)
     try:
         async with resources.sessionmaker() as session, session.begin():
-            await db.act_as_user(session, seller.id)
+            await transactions.act_as_user(session, seller.id)
             as_seller = await _statement_timeout(session)
     finally:
         event.remove(resources.engine.sync_engine, "before_cursor_execute", record)
     assert len(sent) == 2 and "set_config('role'" in sent[0], sent
-    hot_read = await db.fetch_as_user(
+    hot_read = await transactions.fetch_as_user(
         resources.engine, seller.id, "SELECT current_setting('statement_timeout') AS t", {}
     )
 
-    async with queue.job_session() as session:
+    async with transactions.service_transaction(job=True) as session:
         job = await _statement_timeout(session)
     assert settings.database_url
-    command = await db.in_one_transaction(settings.database_url, _statement_timeout)
+    command = await transactions.command_transaction(settings.database_url, _statement_timeout)
     async with await psycopg.AsyncConnection.connect(db.libpq_url(settings.database_url)) as raw:
         server = (await (await raw.execute("SHOW statement_timeout")).fetchone() or [""])[0]
 

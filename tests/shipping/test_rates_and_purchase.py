@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from refit import db
+from refit import transactions
 from refit.app import create_app
 from refit.auth.deps import CurrentClaims, UserSessionDep
 from refit.carriers.picker import CARRIER_CALLS_PER_USER, carrier_name
@@ -178,12 +178,12 @@ async def test_rolled_back_purchase_leaves_no_job_and_no_change(
     # 1. The real service in a seller's transaction that fails after the transition.
     with pytest.raises(RuntimeError):
         async with resources.sessionmaker() as session, session.begin():
-            await db.act_as_user(session, seller.id)
+            await transactions.act_as_user(session, seller.id)
             moved = await purchases.request_label(
                 session, order.id, rate_id, user_id=seller.id, carrier_name=carrier
             )
             assert moved.status == OrderStatus.PROCESSING_SHIPMENT
-            async with db.as_service(session):
+            async with transactions.as_service(session):
                 inside = await session.scalar(
                     text(
                         "SELECT count(*) FROM procrastinate_jobs "

@@ -79,7 +79,7 @@ async def tracking_clock() -> int:
     res = resources.current()
     if carrier_name(res.settings) != SandboxCarrier.name:
         return 0
-    async with queue.job_session() as session:
+    async with service_transaction(job=True) as session:
         rows = (
             await session.scalars(
                 select(SandboxObject)
