@@ -30,8 +30,8 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "import_localstorage",
         "Import the browser app's exports.",
     ),
-    "backup": ("refit.backup", "backup_command", "Back up the database with pg_dump."),
-    "restore": ("refit.backup", "restore_command", "Restore a backup into an empty database."),
+    "backup": ("refit.backup.cli", "backup_command", "Back up the database with pg_dump."),
+    "restore": ("refit.backup.cli", "restore_command", "Restore a backup into an empty database."),
 }
 # The commands that serve: their logs stay the servers' (JSON in production and off a
 # terminal); the others log for the person at the terminal (refit.logs.for_people).

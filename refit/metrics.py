@@ -3,7 +3,7 @@
 Two kinds of series:
 - counted where things happen, in the process that did them: HTTP requests and latencies
   (`logs.RequestMiddleware`), job outcomes by task (`logs.observe_job`), labels bought, payouts
-  finalized, webhook lag;
+  finalized, webhook lag, rows the sweeps gave up on;
 - read from PostgreSQL at each scrape, so any API process answers for the whole system
   (the queue's depth, live workers, open payouts, unprocessed webhooks, the sanctions list's
   age): what the pager's rules (ops/prometheus/alerts.yml) watch, whichever process ran the
@@ -60,6 +60,13 @@ PAYOUTS_FINALIZED = Counter("refit_payouts_finalized_total", "Payouts finalized 
 # A payout recipient found on OFAC's SDN list (refit.sanctions.service.screen).
 SANCTIONS_HITS = Counter(
     "refit_sanctions_hits_total", "Payout recipients screened and found on the sanctions list"
+)
+# A row whose job died and that the sweep re-queued REFIT_SWEEP_MAX_ATTEMPTS times, then
+# flagged for an operator instead (refit/sweeps.py), by the job's task.
+SWEEP_GAVE_UP = Counter(
+    "refit_sweep_gave_up_total",
+    "Rows the sweeps stopped re-queueing and flagged for an operator, by task",
+    ["task"],
 )
 WEBHOOK_LAG = Histogram(
     "refit_webhook_lag_seconds",
@@ -152,8 +159,9 @@ async def _database_series() -> CollectorRegistry:
             held, on_chain, unprocessed, webhook_age, sanctions_age = (
                 await conn.execute(
                     text(
+                        # A held payout the sweep gave up on keeps its reason first.
                         "SELECT (SELECT count(*) FROM payouts WHERE status = 'pending'"
-                        "        AND error = :treasury_low),"
+                        "        AND starts_with(error, :treasury_low)),"
                         "       (SELECT count(*) FROM payouts WHERE status = 'pending'"
                         "        AND starts_with(error, :on_chain)),"
                         "       count(*),"

@@ -3,7 +3,8 @@
 A job is written with `defer()` on the caller's session, inside its transaction, so it
 exists if and only if the change that caused it commits. Jobs carry ids, re-read their rows
 and check they still need doing, each in a `transactions.service_transaction(job=True)`.
-Retries are procrastinate's own.
+Retries are procrastinate's own; a row whose job died anyway is given it again by its
+domain's sweep (refit/sweeps.py).
 """
 
 from __future__ import annotations

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = 5.0
     # A worker whose heartbeat is older than this is presumed dead; its jobs run again.
     worker_stalled_after_seconds: float = 30.0
+    # The periodic sweeps re-queue a row whose job died at most this many times; the next time
+    # they find it stuck they flag it for an operator instead (refit/sweeps.py). 0: flag at once.
+    sweep_max_attempts: int = Field(default=5, ge=0)
 
     # --- auth ----------------------------------------------------------------------------
     jwt_secret: str = DEV_JWT_SECRET

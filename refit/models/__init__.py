@@ -26,6 +26,7 @@ from refit.models.shipping import (
     TrackingStatus,
     WebhookInbox,
 )
+from refit.models.sweep import SweepAttempt
 from refit.models.user import User
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "ShippingAddress",
     "ShippingEvent",
     "SiwsNonce",
+    "SweepAttempt",
     "TrackingStatus",
     "User",
     "WebhookInbox",

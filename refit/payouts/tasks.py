@@ -16,9 +16,9 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import metrics, queue, resources
+from refit import metrics, queue, resources, sweeps
 from refit.ledger.treasury import load_treasury
 from refit.models.payout import OPEN, PayoutStatus
 from refit.payouts import chain, service
@@ -270,6 +270,37 @@ async def _fail(order_id: uuid.UUID, signature: str) -> None:
     log.error("payouts.failed_on_chain", order_id=str(order_id), signature=signature)
 
 
+async def _requeue(session: AsyncSession, order_id: uuid.UUID) -> int | None:
+    return await queue.defer(
+        session,
+        service.SEND_TASK,
+        queueing_lock=service.job_lock(order_id),
+        lock=service.job_lock(order_id),
+        order_id=str(order_id),
+    )
+
+
+async def _flag(session: AsyncSession, order_id: uuid.UUID, reason: str) -> None:
+    # After the reason it is held for, if any: the held payouts' series match its start.
+    payout = await service.lock_payout(session, order_id)
+    if payout is not None:
+        held = f"{payout.error[: 2000 - len(reason) - 2]}; " if payout.error else ""
+        payout.error = held + reason
+
+
+# Payouts still open (pending, signed, sent): held ones too, so a payout held for good is
+# re-run REFIT_SWEEP_MAX_ATTEMPTS times, not for ever.
+STUCK = sweeps.Stuck(
+    task=service.SEND_TASK,
+    rows="payouts p WHERE p.status IN ('pending', 'signed', 'sent')",
+    row_id="p.order_id",
+    since="p.updated_at",
+    job_arg="order_id",
+    requeue=_requeue,
+    flag=_flag,
+)
+
+
 @queue.queue.periodic(cron="*/2 * * * *")
 @queue.queue.task(name="payouts.sweep", queueing_lock="payouts.sweep")
 async def sweep_task(timestamp: int) -> int:
@@ -279,36 +310,6 @@ async def sweep_task(timestamp: int) -> int:
 async def sweep(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
     """Payouts still open (pending, signed, sent), unchanged for `grace_seconds` and with no
     job waiting or running get their job again: a job out of attempts or lost never leaves
-    a seller unpaid without the sweep trying again."""
-    async with service_transaction(job=True) as session:
-        found = (
-            await session.scalars(
-                text(
-                    """
-                SELECT p.order_id FROM payouts p
-                WHERE p.status IN ('pending', 'signed', 'sent')
-                  AND p.updated_at < now() - make_interval(secs => :grace)
-                  AND NOT EXISTS (
-                    SELECT 1 FROM procrastinate_jobs j
-                    WHERE j.task_name = :task AND j.status IN ('todo', 'doing')
-                      AND j.args ->> 'order_id' = p.order_id::text)
-                ORDER BY p.updated_at
-                LIMIT 500
-                """
-                ),
-                {"grace": grace_seconds, "task": service.SEND_TASK},
-            )
-        ).all()
-        queued = 0
-        for order_id in found:
-            job_id = await queue.defer(
-                session,
-                service.SEND_TASK,
-                queueing_lock=service.job_lock(order_id),
-                lock=service.job_lock(order_id),
-                order_id=str(order_id),
-            )
-            queued += job_id is not None
-    if found:
-        log.warning("payouts.sweep_requeued", count=queued, orders=[str(o) for o in found])
-    return queued
+    a seller unpaid without the sweep trying again, up to REFIT_SWEEP_MAX_ATTEMPTS times;
+    then the payout's error says the sweep gave up, for an operator."""
+    return await sweeps.requeue_stuck(STUCK, grace_seconds)

@@ -10,9 +10,10 @@ from typing import Any
 import procrastinate
 import structlog
 from procrastinate.jobs import Job
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import metrics, queue, resources
+from refit import metrics, queue, resources, sweeps
 from refit.carriers.interface import CarrierError, TransactionStatus
 from refit.carriers.picker import open_carrier
 from refit.errors import is_dependency_down
@@ -229,6 +230,36 @@ async def _set_row(row_id: uuid.UUID, *, status: PurchaseStatus, **values: Any) 
         await state.update_purchase(session, row_id=row_id, status=status, **values)
 
 
+async def _flag_order(session: AsyncSession, order_id: uuid.UUID, reason: str) -> None:
+    order = await session.get(Order, order_id, with_for_update=True, populate_existing=True)
+    if order is not None:
+        await state.flag_for_operator(session, order, reason)
+
+
+def _stuck_orders(follow_up: follow_ups.FollowUp, rows: str) -> sweeps.Stuck:
+    """Orders `rows` ("orders o [JOIN …] WHERE …") names, unchanged since the grace, that need
+    `follow_up` and have no job of it waiting or running."""
+    return sweeps.Stuck(
+        task=follow_up.task,
+        rows=rows,
+        row_id="o.id",
+        since="o.updated_at",
+        job_arg="order_id",
+        requeue=lambda session, order_id: follow_ups.defer(session, follow_up, order_id),
+        flag=_flag_order,
+    )
+
+
+STUCK_LABELS = _stuck_orders(
+    PURCHASE_LABEL, "orders o WHERE o.status = 'processing_shipment' AND o.label_error IS NULL"
+)
+STUCK_RETURNS = _stuck_orders(
+    PURCHASE_RETURN_LABEL,
+    "orders o LEFT JOIN shipping_returns r ON r.order_id = o.id "
+    "WHERE o.status = 'returning' AND (r.id IS NULL OR r.status IN ('started', 'pending'))",
+)
+
+
 @queue.queue.periodic(cron="*/2 * * * *")
 @queue.queue.task(name="shipping.sweep_labels", queueing_lock="shipping.sweep_labels")
 async def sweep_labels_task(timestamp: int) -> int:
@@ -238,60 +269,14 @@ async def sweep_labels_task(timestamp: int) -> int:
 async def sweep_labels(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
     """Orders in processing_shipment with no error and no live label job get one again, so a
     lost job (a crash before it was written cannot happen, but a job deleted by hand, or one
-    whose failure could not be recorded) never leaves a seller waiting forever."""
-    return await _requeue(
-        PURCHASE_LABEL,
-        "orders o WHERE o.status = 'processing_shipment' AND o.label_error IS NULL",
-        grace_seconds,
-    )
+    whose failure could not be recorded) never leaves a seller waiting forever; an order whose
+    job keeps dying is flagged for an operator instead, past REFIT_SWEEP_MAX_ATTEMPTS."""
+    return await sweeps.requeue_stuck(STUCK_LABELS, grace_seconds)
 
 
 async def sweep_returns(grace_seconds: int = SWEEP_GRACE_SECONDS) -> int:
     """Orders in returning with no live return job and no label home bought get the job
     again, so no device is left without a way home. A return that failed for good is left to
-    the operators it was flagged for (they retry it through POST …/return-label)."""
-    return await _requeue(
-        PURCHASE_RETURN_LABEL,
-        "orders o LEFT JOIN shipping_returns r ON r.order_id = o.id "
-        "WHERE o.status = 'returning' AND (r.id IS NULL OR r.status IN ('started', 'pending'))",
-        grace_seconds,
-    )
-
-
-async def _requeue(follow_up: follow_ups.FollowUp, stuck: str, grace_seconds: int) -> int:
-    """Queue `follow_up` again for the orders `stuck` ("orders o [JOIN …] WHERE …") names that
-    have not changed for `grace_seconds` and have no job of it waiting or running."""
-    async with service_transaction(job=True) as session:
-        found = (
-            (
-                await session.execute(
-                    text(
-                        f"""
-                    SELECT o.id FROM {stuck}
-                      AND o.updated_at < now() - make_interval(secs => :grace)
-                      AND NOT EXISTS (
-                        SELECT 1 FROM procrastinate_jobs j
-                        WHERE j.task_name = :task AND j.status IN ('todo', 'doing')
-                          AND j.args ->> 'order_id' = o.id::text)
-                    ORDER BY o.updated_at
-                    LIMIT 500
-                    """  # noqa: S608 (`stuck` is one of this module's constant clauses; values bound)
-                    ),
-                    {"grace": grace_seconds, "task": follow_up.task},
-                )
-            )
-            .scalars()
-            .all()
-        )
-        queued = 0
-        for order_id in found:
-            if await follow_ups.defer(session, follow_up, order_id) is not None:
-                queued += 1
-    if found:
-        log.warning(
-            "shipping.sweep_requeued",
-            task=follow_up.task,
-            count=queued,
-            orders=[str(o) for o in found],
-        )
-    return queued
+    the operators it was flagged for (they retry it through POST …/return-label), as is one
+    whose job keeps dying, past REFIT_SWEEP_MAX_ATTEMPTS."""
+    return await sweeps.requeue_stuck(STUCK_RETURNS, grace_seconds)

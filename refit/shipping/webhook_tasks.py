@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import metrics, queue, resources
+from refit import metrics, queue, resources, sweeps
 from refit.carriers.interface import CarrierError, CarrierUnavailable, Tracking, TrackingStatus
 from refit.carriers.picker import open_carrier, parse_track, parse_transaction
 from refit.models import Order, OrderStatus
@@ -294,6 +294,30 @@ def _finish(row: WebhookInbox, outcome: str, order_id: uuid.UUID | None) -> None
     metrics.WEBHOOK_LAG.observe((row.processed_at - row.received_at).total_seconds())
 
 
+async def _requeue(session: AsyncSession, inbox_id: uuid.UUID) -> int | None:
+    return await queue.defer(
+        session, HANDLE_TASK, queueing_lock=f"webhook:{inbox_id}", inbox_id=str(inbox_id)
+    )
+
+
+async def _flag(session: AsyncSession, inbox_id: uuid.UUID, reason: str) -> None:
+    # Kept with its error for an operator, as a body that could not be parsed is.
+    row = await session.get(WebhookInbox, inbox_id, with_for_update=True)
+    if row is not None:
+        row.error = reason
+
+
+STUCK = sweeps.Stuck(
+    task=HANDLE_TASK,
+    rows="webhook_inbox w WHERE w.processed_at IS NULL AND w.error IS NULL AND w.body IS NOT NULL",
+    row_id="w.id",
+    since="w.received_at",
+    job_arg="inbox_id",
+    requeue=_requeue,
+    flag=_flag,
+)
+
+
 @queue.queue.periodic(cron="*/5 * * * *")
 @queue.queue.task(name="shipping.sweep_webhooks", queueing_lock="shipping.sweep_webhooks")
 async def sweep_webhooks_task(timestamp: int) -> int:
@@ -302,29 +326,6 @@ async def sweep_webhooks_task(timestamp: int) -> int:
 
 async def sweep_webhooks(after_seconds: int = SWEEP_AFTER_SECONDS) -> int:
     """Kept events neither handled nor waiting on a job (their job failed out of attempts, say
-    through a long carrier outage) get a new job: a delivered event is never dropped."""
-    async with service_transaction(job=True) as session:
-        stuck = (
-            await session.scalars(
-                text(
-                    """
-                SELECT w.id FROM webhook_inbox w
-                WHERE w.processed_at IS NULL AND w.error IS NULL AND w.body IS NOT NULL
-                  AND w.received_at < now() - make_interval(secs => :after)
-                  AND NOT EXISTS (
-                    SELECT 1 FROM procrastinate_jobs j
-                    WHERE j.task_name = :task AND j.status IN ('todo', 'doing')
-                      AND j.args ->> 'inbox_id' = w.id::text)
-                ORDER BY w.received_at LIMIT 500
-                """
-                ),
-                {"after": after_seconds, "task": HANDLE_TASK},
-            )
-        ).all()
-        for inbox_id in stuck:
-            await queue.defer(
-                session, HANDLE_TASK, queueing_lock=f"webhook:{inbox_id}", inbox_id=str(inbox_id)
-            )
-    if stuck:
-        log.warning("shipping.webhooks_requeued", count=len(stuck))
-    return len(stuck)
+    through a long carrier outage) get a new job: a delivered event is never dropped. One whose
+    job keeps dying is kept with an error for an operator, past REFIT_SWEEP_MAX_ATTEMPTS."""
+    return await sweeps.requeue_stuck(STUCK, after_seconds)

@@ -8,7 +8,9 @@ import psycopg
 import pytest
 
 from refit import db, migrate
-from refit.backup import BackupError, Target, find_tool, head_revision
+from refit.backup.restore import head_revision
+from refit.backup.target import BackupError, Target
+from refit.backup.tools import find_tool
 from tests.backup.conftest import refit, refit_env
 
 
