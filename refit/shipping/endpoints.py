@@ -16,12 +16,10 @@ from refit import idempotency, resources
 from refit.addresses.schemas import ValidateAddressRequest, ValidateAddressResponse
 from refit.addresses.service import get_address
 from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
-from refit.errors import Conflict, NotFound
-from refit.models import Order
+from refit.errors import Conflict
 from refit.orders.reads import order_detail
 from refit.orders.service import get_order
 from refit.ratelimit import enforce
-from refit.resources import Resources
 from refit.shipping import addresses, purchases, rates
 from refit.shipping.addresses import AddressSnapshot, Verdict
 from refit.shipping.carrier import CarrierError
@@ -31,6 +29,7 @@ from refit.shipping.carriers import (
     carrier_name,
     open_carrier,
 )
+from refit.shipping.label_download import label_response
 from refit.shipping.schemas import (
     LabelPurchaseAccepted,
     PurchaseLabelRequest,
@@ -38,7 +37,6 @@ from refit.shipping.schemas import (
     RatesRequest,
     RatesResponse,
 )
-from refit.storage import LabelNotFound, content_type_for, label_storage
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
 
@@ -158,26 +156,6 @@ async def purchase_label(
             "The shipping address changed while it was being checked; try again",
             code="address_changed",
         ) from again
-
-
-async def label_response(res: Resources, order: Order) -> Response:
-    if not order.label_file_key:
-        raise NotFound("This order has no label yet", code="label_not_ready")
-    try:
-        data = await label_storage(res.settings).get(order.label_file_key)
-    except LabelNotFound as exc:
-        raise NotFound("The label file is missing", code="label_not_found") from exc
-    extension = order.label_file_key.rsplit(".", 1)[-1]
-    return Response(
-        content=data,
-        media_type=content_type_for(order.label_file_key),
-        headers={
-            "Content-Disposition": f'attachment; filename="{order.order_number}-label.{extension}"',
-            # A label is a bearer document (anyone holding it can ship on our account).
-            "Cache-Control": "private, no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
 
 
 @router.get(
