@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import pagination
 from refit.backoffice.schemas import (
-    AddressRead,
     AdminOrderDetail,
     AdminOrderPage,
     AdminOrderSummary,
@@ -24,7 +23,7 @@ from refit.backoffice.schemas import (
     SellerRead,
 )
 from refit.inspection.evidence import evidence_read, photos_of
-from refit.inspection.schemas import InspectionRead
+from refit.inspection.schemas import AddressRead, InspectionRead
 from refit.models import Order, OrderStatus, ShippingAddress, User
 from refit.models.inspection import Inspection
 from refit.models.payout import Payout

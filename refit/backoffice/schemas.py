@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from refit.inspection.schemas import EvidenceRead, InspectionRead
+from refit.inspection.schemas import AddressRead, EvidenceRead, InspectionRead
 from refit.models.order import OrderStatus
 from refit.orders.schemas import AdminOrderRead
 from refit.payouts.schemas import PayoutRead
@@ -48,21 +48,6 @@ class SellerRead(BaseModel):
     wallet_address: str
     email: str | None
     email_verified: bool
-
-
-class AddressRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    name: str
-    street1: str
-    street2: str | None
-    city: str
-    state: str
-    zip: str
-    country: str
-    phone: str | None
-    is_validated: bool
 
 
 class HistoryEntry(BaseModel):

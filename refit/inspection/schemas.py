@@ -112,3 +112,21 @@ class EvidenceRead(BaseModel):
 class EvidenceUploaded(BaseModel):
     order_id: uuid.UUID
     photos: list[EvidenceRead]
+
+
+# The operators' view of a seller's address, shown in the back office's order story. Defined
+# here because its OpenAPI name is this module's (refit__inspection__schemas__AddressRead: the
+# addresses domain has an AddressRead too): moving it would rename the TypeScript client's type.
+class AddressRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    street1: str
+    street2: str | None
+    city: str
+    state: str
+    zip: str
+    country: str
+    phone: str | None
+    is_validated: bool
