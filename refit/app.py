@@ -39,7 +39,7 @@ from refit.resources import Resources, close_resources, open_resources
 from refit.settings import Settings, get_settings
 from refit.shipping.admin import router as shipping_admin_router
 from refit.shipping.endpoints import router as shipping_router
-from refit.shipping.tracking import router as tracking_router
+from refit.shipping.endpoints import tracking_router
 from refit.shipping.webhooks import router as webhooks_router
 from refit.tracing import instrument_app as instrument_tracing
 from refit.tracing import setup as setup_tracing

@@ -1,4 +1,5 @@
-"""Sellers' shipping endpoints: rates, address validation, purchase-label, the label download.
+"""Sellers' shipping endpoints: rates, address validation, purchase-label, the label download;
+and the order's tracking (GET /api/orders/{id}/tracking).
 
 The three that may call the carrier hold no transaction while it answers: a short seller
 transaction reads what they need, the carrier is called with no connection taken, and a
@@ -36,9 +37,13 @@ from refit.shipping.schemas import (
     RateRead,
     RatesRequest,
     RatesResponse,
+    TrackingRead,
 )
+from refit.shipping.tracking import tracking
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
+# The parcels' tracking lives under the order it belongs to.
+tracking_router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
 @router.post("/rates", response_model=RatesResponse)
@@ -169,3 +174,9 @@ async def download_label(
     """The order's label file, for its owner only (another seller's order is a 404)."""
     order = await get_order(session, order_id)
     return await label_response(resources.current(), order)
+
+
+@tracking_router.get("/{order_id}/tracking", response_model=TrackingRead)
+async def get_tracking(order_id: uuid.UUID, session: UserSessionDep) -> TrackingRead:
+    """The carrier, tracking number, latest status, ETA and every event, oldest first."""
+    return await tracking(session, await get_order(session, order_id))

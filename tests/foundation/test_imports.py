@@ -204,3 +204,28 @@ def test_the_package_graph_has_no_cycle():
     )
     cycles = _package_cycles(graph)
     assert cycles == [], "package cycles:\n" + "\n".join(cycles) + "\n\nthe graph:\n" + drawn
+
+
+def _defines_routes(path: Path) -> bool:
+    return any(
+        isinstance(node, ast.Call) and getattr(node.func, "id", None) == "APIRouter"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+    )
+
+
+def test_no_package_uses_another_packages_endpoints_as_a_library():
+    """What a page or another domain needs of an endpoint module (a read, a limit, a response)
+    lives in a module without routes, which both import; only the app wires the routes."""
+    modules = _modules()
+    endpoints = {name for name, path in modules.items() if _defines_routes(path)}
+    assert "refit.backoffice.endpoints" in endpoints
+    crossings = [
+        f"{edge.source} imports {edge.target} (line {edge.line})"
+        for module, edges in sorted(_graph().items())
+        for edge in edges
+        if edge.target in endpoints
+        # The core's one route (refit.metrics: the counters and their /metrics) is no domain's.
+        and None not in (_package(module), _package(edge.target))
+        and _package(module) != _package(edge.target)
+    ]
+    assert crossings == [], "endpoint modules used as libraries:\n" + "\n".join(crossings)
