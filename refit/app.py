@@ -14,6 +14,7 @@ from refit.admin.endpoints import router as admin_router
 from refit.admin.manage import router as operators_router
 from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
+from refit.backoffice.endpoints import router as backoffice_router
 from refit.catalog.endpoints import router as catalog_router
 from refit.dashboard import app as dashboard
 from refit.error_reports import init_sentry
@@ -25,6 +26,7 @@ from refit.flags.endpoints import admin_router as flags_admin_router
 from refit.flags.endpoints import router as flags_router
 from refit.health.endpoints import router as health_router
 from refit.inspection import endpoints as inspection
+from refit.inspection import evidence
 from refit.listen import Listener
 from refit.localstorage import endpoints as localstorage
 from refit.localstorage.continue_endpoint import orders_router as continue_router
@@ -37,7 +39,7 @@ from refit.resources import Resources, close_resources, open_resources
 from refit.settings import Settings, get_settings
 from refit.shipping.admin import router as shipping_admin_router
 from refit.shipping.endpoints import router as shipping_router
-from refit.shipping.tracking import router as tracking_router
+from refit.shipping.endpoints import tracking_router
 from refit.shipping.webhooks import router as webhooks_router
 from refit.tracing import instrument_app as instrument_tracing
 from refit.tracing import setup as setup_tracing
@@ -137,7 +139,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         BodyLimit,
         max_body_bytes=settings.max_body_bytes,
         larger={
-            **inspection.body_limits(settings),
+            **evidence.body_limits(settings),
             **localstorage.body_limits(settings),
             **dashboard.body_limits(settings),
         },
@@ -162,6 +164,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(shipping_admin_router)
     app.include_router(payouts_router)
     app.include_router(localstorage.router)
+    app.include_router(backoffice_router)
     app.include_router(inspection.router)
     app.include_router(inspection.photos_router)
     app.include_router(webhooks_router)

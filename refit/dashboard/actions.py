@@ -3,13 +3,13 @@ state allow (the same rules the services enforce; the screen just does not offer
 
 from __future__ import annotations
 
+from refit.backoffice.schemas import AdminOrderDetail
 from refit.dashboard.session import DashboardOperator
 from refit.inspection.evidence import EVIDENCE_STATUSES
-from refit.inspection.schemas import AdminOrderDetail
 from refit.models import OrderStatus
-from refit.models.inspection import Outcome
 from refit.models.payout import PayoutStatus
 from refit.orders.states import SELLER_CANCELLABLE
+from refit.payouts.service import waits_for_payout
 
 S = OrderStatus
 
@@ -27,12 +27,8 @@ DONE = {
 
 
 def ready_to_pay(story: AdminOrderDetail) -> bool:
-    order = story.order
-    if story.payout is not None or not order.final_price_usd:
-        return False
-    if order.status is S.INSPECTING:
-        return story.inspection is not None and story.inspection.outcome is Outcome.AS_QUOTED
-    return order.status is S.OFFER_PENDING and order.offer_accepted_at is not None
+    # The pay request's own rule (payouts.service), on the order as the story read it.
+    return story.payout is None and waits_for_payout(story.order)
 
 
 def allowed(story: AdminOrderDetail, operator: DashboardOperator) -> set[str]:

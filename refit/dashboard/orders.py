@@ -13,18 +13,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from refit import resources
+from refit.backoffice.reads import order_story
 from refit.dashboard import actions, photos
 from refit.dashboard.queue_reads import queue, status_counts
 from refit.dashboard.render import page
 from refit.dashboard.session import AdminDep, OperatorDep
 from refit.errors import Unprocessable
-from refit.inspection import reads, service
+from refit.inspection import service
 from refit.ledger.treasury import load_treasury
 from refit.models import Operator, OrderStatus
 from refit.models.payout import PayoutStatus
 from refit.orders.service import cancel_before_transit, get_order
 from refit.payouts import service as payouts
-from refit.shipping.endpoints import label_response
+from refit.shipping.label_download import label_response
 from refit.transactions import SessionDep
 
 router = APIRouter()
@@ -70,7 +71,7 @@ async def order_page(
     operator: OperatorDep,
     done: str | None = None,
 ) -> HTMLResponse:
-    story = await reads.order_story(session, resources.current().settings, order_id)
+    story = await order_story(session, resources.current().settings, order_id)
     actors = [h.actor for h in story.history]
     if story.inspection is not None:
         actors.append(f"operator:{story.inspection.operator_id}")

@@ -9,7 +9,7 @@ from decimal import Decimal
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
@@ -19,7 +19,7 @@ from refit.ledger.treasury import load_treasury
 from refit.models import Order
 from refit.models.payout import OPEN, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL
-from refit.payouts.service import START_OF_UTC_DAY
+from refit.payouts.service import START_OF_UTC_DAY, signed_today_usd
 from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
@@ -55,17 +55,6 @@ async def _with_orders(session: AsyncSession, *where: object) -> list[tuple[Payo
         .limit(200)
     )
     return [(payout, number) for payout, number in rows.all()]
-
-
-async def signed_today_usd(session: AsyncSession) -> Decimal:
-    """What counts against today's cap: the payouts' own sum (payouts.service)."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(Payout.amount_usd), 0)).where(
-            Payout.status != PayoutStatus.FAILED,
-            Payout.signed_at >= literal_column(START_OF_UTC_DAY),
-        )
-    )
-    return Decimal(total or 0)
 
 
 @router.get("/payouts", response_class=HTMLResponse)

@@ -13,9 +13,7 @@ from refit import resources
 from refit.admin.deps import OperatorPrincipal
 from refit.errors import ProblemError
 from refit.inspection import evidence
-from refit.inspection.endpoints import EVIDENCE_UPLOAD_PATH
-from refit.inspection.endpoints import body_limits as api_body_limits
-from refit.inspection.evidence import EVIDENCE_STATUSES
+from refit.inspection.evidence import EVIDENCE_STATUSES, EVIDENCE_UPLOAD_PATH
 from refit.settings import Settings
 
 __all__ = ["EVIDENCE_STATUSES", "add", "body_limits"]
@@ -26,7 +24,7 @@ UPLOAD_PATHS = (r"/admin/orders/[^/]+/photos", r"/admin/orders/[^/]+/inspect")
 
 def body_limits(settings: Settings) -> dict[str, int]:
     """Allowed bodies above REFIT_MAX_BODY_BYTES: the same as the API's photo upload."""
-    limit = api_body_limits(settings)[EVIDENCE_UPLOAD_PATH]
+    limit = evidence.body_limits(settings)[EVIDENCE_UPLOAD_PATH]
     return dict.fromkeys(UPLOAD_PATHS, limit)
 
 

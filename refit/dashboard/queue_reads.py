@@ -7,9 +7,10 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit.backoffice.reads import order_search
 from refit.models import Order, OrderStatus, OrderStatusHistory, User
 
 S = OrderStatus
@@ -39,11 +40,6 @@ async def status_counts(session: AsyncSession) -> dict[OrderStatus, int]:
     return counts
 
 
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 async def queue(
     session: AsyncSession, *, status: OrderStatus | None, q: str | None
 ) -> list[QueueRow]:
@@ -64,16 +60,7 @@ async def queue(
     elif not term:
         query = query.where(Order.status.not_in(FINAL))
     if term:
-        like = _like(term)
-        query = query.where(
-            or_(
-                Order.order_number.ilike(like, escape="\\"),
-                Order.tracking_number.ilike(like, escape="\\"),
-                User.email.ilike(like, escape="\\"),
-                # base58 is case-sensitive: the start of the address, as typed.
-                User.wallet_address.like(like[1:], escape="\\"),
-            )
-        )
+        query = query.where(order_search(term))
     query = query.order_by(since.asc().nulls_last(), Order.id).limit(QUEUE_LIMIT)
     rows = (await session.execute(query)).all()
     return [

@@ -1,2 +1,2 @@
-"""Receiving and inspecting a device at the warehouse: the verdict, photo evidence and the
-operators' view of an order (docs/api.md "Operators")."""
+"""Receiving and inspecting a device at the warehouse: the verdict, photo evidence, and
+sending a device home from inspection (docs/api.md "Operators")."""

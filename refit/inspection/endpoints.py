@@ -1,5 +1,6 @@
-"""The operators' order API (docs/api.md "Operators"): list and search, the whole story of one
-order, receive, start the inspection, the verdict, photo evidence; and the signed photo URL.
+"""The operators' inspection API (docs/api.md "Operators"): receive, start the inspection, the
+verdict, photo evidence, sending a device home; and the signed photo URL. The order list and
+story are the back office's (refit/backoffice/).
 
 Operators run as the service role; every move is written to the order's history as
 `operator:<id>`. Writes accept an `Idempotency-Key` (the first response is replayed).
@@ -16,20 +17,17 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from refit import idempotency, resources
 from refit.admin.deps import OperatorDep
-from refit.errors import NotFound, ProblemError, problem_responses
-from refit.inspection import evidence, reads, service
+from refit.errors import PROBLEM_CONTENT, NotFound, ProblemError, problem_responses
+from refit.inspection import evidence, service
 from refit.inspection.schemas import (
-    AdminOrderDetail,
-    AdminOrderPage,
-    AdminOrderRead,
     EvidenceUploaded,
     InspectionCreate,
     InspectionRead,
     VerdictRead,
 )
-from refit.models import OrderStatus
 from refit.models.inspection import EvidencePhoto
-from refit.settings import Settings
+from refit.orders.schemas import AdminOrderRead
+from refit.shipping.schemas import OrderJobQueued
 from refit.signed_urls import EVIDENCE_PHOTO_PATH, verify_url
 from refit.storage import LabelNotFound, label_storage
 from refit.transactions import SessionDep, service_transaction
@@ -39,42 +37,10 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/admin/orders", tags=["admin"])
 photos_router = APIRouter(prefix="/api/evidence", tags=["orders"])
 
-EVIDENCE_UPLOAD_PATH = r"/api/admin/orders/[^/]+/evidence"
-# Room for the multipart framing around the photos themselves.
-_MULTIPART_OVERHEAD = 64 * 1024
-
-
-def body_limits(settings: Settings) -> dict[str, int]:
-    """The routes allowed a body above REFIT_MAX_BODY_BYTES (errors.BodyLimit's `larger`)."""
-    return {EVIDENCE_UPLOAD_PATH: settings.evidence_max_bytes + _MULTIPART_OVERHEAD}
-
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """401: no or a bad operator token; 403: an inspector where an admin is needed."""
     return problem_responses(401, *statuses)
-
-
-@router.get("", response_model=AdminOrderPage, responses=_problems(400, 422))
-async def list_orders(
-    session: SessionDep,
-    operator: OperatorDep,
-    status: OrderStatus | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> AdminOrderPage:
-    """Every seller's orders, newest first, optionally in one status. `q` matches part of the
-    order number, tracking number or email, or the start of the wallet address."""
-    return await reads.list_orders(session, status=status, q=q, limit=limit, cursor=cursor)
-
-
-@router.get("/{order_id}", response_model=AdminOrderDetail, responses=_problems(404))
-async def get_order_story(
-    order_id: uuid.UUID, session: SessionDep, operator: OperatorDep
-) -> AdminOrderDetail:
-    """The whole story: seller, address, label fields, tracking events, history with its
-    actors, inspection, evidence (signed photo URLs) and `attention_reason`."""
-    return await reads.order_story(session, resources.current().settings, order_id)
 
 
 @router.post(
@@ -198,9 +164,44 @@ async def upload_evidence(
         return claim.replay
     rows = await evidence.record(session, order_id, operator.id, cleaned)
     body = EvidenceUploaded(
-        order_id=order_id, photos=[reads.evidence_read(settings, row) for row in rows]
+        order_id=order_id, photos=[evidence.evidence_read(settings, row) for row in rows]
     )
     return await idempotency.respond(session, claim, 201, body)
+
+
+@router.post(
+    "/{order_id}/return-label",
+    status_code=202,
+    response_model=OrderJobQueued,
+    responses={
+        404: {"description": "No such order", **PROBLEM_CONTENT},
+        409: {
+            "description": "Not an order that can go home (inspecting, offer_pending, or "
+            "returning without its label home), the seller already accepted the offer, or "
+            "the order is being paid",
+            **PROBLEM_CONTENT,
+        },
+    },
+)
+async def return_label(
+    order_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    operator: OperatorDep,
+    idempotency_key: idempotency.IdempotencyKeyHeader = None,
+) -> Response:
+    """Send the device home with an insured label (a job buys it). An order in inspecting
+    (unbuyable) or offer_pending (the seller declined, by phone say) moves to returning; an
+    order already returning whose label home failed gets the job again (it resumes any
+    purchase the carrier already has, so never two labels). Accepts `Idempotency-Key`."""
+    claim = await idempotency.begin(
+        session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
+    )
+    if claim.replay is not None:
+        return claim.replay
+    order, job_id = await service.send_home(session, order_id, operator)
+    body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
+    return await idempotency.respond(session, claim, 202, body)
 
 
 @photos_router.get(

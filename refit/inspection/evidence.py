@@ -25,10 +25,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.errors import Conflict, ProblemError, Unprocessable
+from refit.inspection.schemas import EvidenceRead
 from refit.models import OrderStatus as S
 from refit.models.inspection import EvidencePhoto
 from refit.orders.service import get_order
 from refit.settings import Settings
+from refit.signed_urls import evidence_photo_url
 from refit.storage import label_storage
 
 if TYPE_CHECKING:
@@ -62,6 +64,16 @@ class CleanPhoto:
 
 # While the device is with us: received and after, until it goes home.
 EVIDENCE_STATUSES = frozenset({S.RECEIVED, S.INSPECTING, S.OFFER_PENDING, S.RETURNING})
+
+
+EVIDENCE_UPLOAD_PATH = r"/api/admin/orders/[^/]+/evidence"
+# Room for the multipart framing around the photos themselves.
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+def body_limits(settings: Settings) -> dict[str, int]:
+    """The routes allowed a body above REFIT_MAX_BODY_BYTES (errors.BodyLimit's `larger`)."""
+    return {EVIDENCE_UPLOAD_PATH: settings.evidence_max_bytes + _MULTIPART_OVERHEAD}
 
 
 def too_large(settings: Settings) -> ProblemError:
@@ -213,4 +225,19 @@ async def photos_of(session: AsyncSession, order_id: uuid.UUID) -> list[Evidence
             .where(EvidencePhoto.order_id == order_id)
             .order_by(EvidencePhoto.created_at, EvidencePhoto.id)
         )
+    )
+
+
+def evidence_read(settings: Settings, photo: EvidencePhoto) -> EvidenceRead:
+    """A photo as operators and the API show it: its URL signed for a few minutes."""
+    return EvidenceRead(
+        id=photo.id,
+        url=evidence_photo_url(settings, photo.id),
+        content_type=photo.content_type,
+        bytes=photo.bytes,
+        width=photo.width,
+        height=photo.height,
+        sha256=photo.sha256,
+        uploaded_by=photo.uploaded_by,
+        created_at=photo.created_at,
     )

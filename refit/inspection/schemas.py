@@ -12,9 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from refit.models.inspection import Outcome
 from refit.models.order import OrderStatus
-from refit.orders.schemas import OrderRead
-from refit.payouts.schemas import PayoutRead
-from refit.shipping.schemas import TrackingRead
 
 Price = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
 
@@ -117,48 +114,9 @@ class EvidenceUploaded(BaseModel):
     photos: list[EvidenceRead]
 
 
-class AdminOrderRead(OrderRead):
-    """The order's columns as operators see them: the seller's, and what is internal."""
-
-    label_transaction_id: str | None
-    label_file_key: str | None
-    attention_reason: str | None
-    attention_at: dt.datetime | None
-
-
-class AdminOrderSummary(BaseModel):
-    """One row of the operators' order list."""
-
-    id: uuid.UUID
-    order_number: str
-    status: OrderStatus
-    device_brand: str
-    device_model: str
-    device_storage: str | None
-    device_condition: str
-    quoted_price_usd: Decimal
-    final_price_usd: Decimal | None
-    tracking_number: str | None
-    attention_reason: str | None
-    user_id: uuid.UUID
-    wallet_address: str
-    email: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-class AdminOrderPage(BaseModel):
-    items: list[AdminOrderSummary]
-    next_cursor: str | None
-
-
-class SellerRead(BaseModel):
-    id: uuid.UUID
-    wallet_address: str
-    email: str | None
-    email_verified: bool
-
-
+# The operators' view of a seller's address, shown in the back office's order story. Defined
+# here because its OpenAPI name is this module's (refit__inspection__schemas__AddressRead: the
+# addresses domain has an AddressRead too): moving it would rename the TypeScript client's type.
 class AddressRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -172,30 +130,3 @@ class AddressRead(BaseModel):
     country: str
     phone: str | None
     is_validated: bool
-
-
-class HistoryEntry(BaseModel):
-    """A move with its full actor ("operator:<id>", "user:<id>", "system:<job>")."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    from_status: OrderStatus | None
-    status: OrderStatus
-    actor: str
-    notes: str | None
-    metadata: dict[str, Any] | None = Field(validation_alias="metadata_")
-    created_at: dt.datetime
-
-
-class AdminOrderDetail(BaseModel):
-    """The whole story of one order."""
-
-    order: AdminOrderRead
-    seller: SellerRead
-    address: AddressRead | None
-    tracking: TrackingRead
-    history: list[HistoryEntry]
-    inspection: InspectionRead | None
-    evidence: list[EvidenceRead]
-    # Once an admin asked to pay the order.
-    payout: PayoutRead | None = None

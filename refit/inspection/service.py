@@ -14,6 +14,10 @@ Then, under the order's row lock:
 
 Status moves go through orders.service.transition() with the operator as the actor, the final
 price through orders.prices.set_final_price().
+
+An operator sends a device home (`send_home`) from inspecting or offer_pending, never once it
+is being paid (payouts' own answer); the label home is shipping's job, deferred by task name
+(orders/follow_ups.py).
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from refit.errors import Conflict, ProblemError, Unprocessable
 from refit.inspection.schemas import InspectionCreate
 from refit.models import OperatorRole, Order, OrderStatus
 from refit.models.inspection import Inspection, Outcome
-from refit.orders import follow_ups
+from refit.orders import follow_ups, offers
 from refit.orders.prices import set_final_price
 from refit.orders.service import get_order, transition
+from refit.payouts.service import payout_requested
+from refit.shipping.returns import label_home_bought
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +86,57 @@ async def start_inspection(
         notes="inspection started",
         expected_from={S.RECEIVED},
     )
+
+
+async def send_home(
+    session: AsyncSession, order_id: uuid.UUID, operator: OperatorPrincipal
+) -> tuple[Order, int | None]:
+    """The order moved to returning (or left there) and the job buying its label home: from
+    inspecting (unbuyable), from offer_pending (the seller's no, given to an operator), or
+    again while returning when the label home failed. The job's id, None if one is running."""
+    order = await get_order(session, order_id, for_update=True)
+    # Under the order's lock, as the pay request takes it: never home once being paid.
+    if await payout_requested(session, order.id):
+        raise Conflict(
+            f"Order {order.order_number} is being paid; it cannot go home",
+            code="payout_requested",
+        )
+    job_id: int | None
+    if order.status is S.RETURNING:
+        bought = await label_home_bought(session, order.id)
+        if bought is not None:
+            raise Conflict(
+                f"The label home of order {order.order_number} is already {bought}",
+                code="return_label_bought",
+            )
+        job_id = await follow_ups.defer(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
+    elif order.status is S.OFFER_PENDING:
+        # The seller's no, given to an operator: the same checks as the seller's own decline.
+        order = await offers.decline_offer(session, order.id, actor=operator.actor)
+        job_id = await follow_ups.waiting_job(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
+    elif order.status is S.INSPECTING:
+        order = await transition(
+            session,
+            order.id,
+            S.RETURNING,
+            actor=operator.actor,
+            notes="sent home by an operator",
+            expected_from={S.INSPECTING},
+        )
+        job_id = await follow_ups.waiting_job(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
+    else:
+        raise Conflict(
+            f"Order {order.order_number} is {order.status}; a device goes home from "
+            "inspecting or offer_pending (or again while returning)",
+            code="invalid_order_state",
+        )
+    log.info(
+        "shipping.return_requested",
+        order_id=str(order.id),
+        operator_id=str(operator.id),
+        job_id=job_id,
+    )
+    return order, job_id
 
 
 def luhn_ok(digits: str) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_jsonable_python
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue
@@ -83,6 +84,17 @@ async def defer_now(session: AsyncSession, follow_up: FollowUp, order_id: uuid.U
     job_id = await defer(session, follow_up, order_id)
     if job_id is None:
         job_id = await queue.hurry(session, follow_up.queueing_lock.format(order_id=order_id))
+    return job_id
+
+
+async def waiting_job(
+    session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID
+) -> int | None:
+    """The job of `follow_up` waiting for the order (the move just made queued it)."""
+    job_id: int | None = await session.scalar(
+        text("SELECT id FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo'"),
+        {"lock": follow_up.queueing_lock.format(order_id=order_id)},
+    )
     return job_id
 
 

@@ -10,6 +10,7 @@ ORM objects in between. RLS decides visibility exactly as in a `UserSessionDep` 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -129,15 +130,20 @@ async def list_orders(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> 
     )
 
 
-async def order_detail(session: AsyncSession, order: Order) -> OrderDetail:
-    """The order and its history as a write's response, read in the write's transaction."""
-    history = (
+async def history_of(session: AsyncSession, order_id: uuid.UUID) -> Sequence[OrderStatusHistory]:
+    """The order's moves in the order they happened (the operators' story reads it too)."""
+    return (
         await session.scalars(
             select(OrderStatusHistory)
-            .where(OrderStatusHistory.order_id == order.id)
+            .where(OrderStatusHistory.order_id == order_id)
             .order_by(OrderStatusHistory.created_at, OrderStatusHistory.id)
         )
     ).all()
+
+
+async def order_detail(session: AsyncSession, order: Order) -> OrderDetail:
+    """The order and its history as a write's response, read in the write's transaction."""
+    history = await history_of(session, order.id)
     extras = (await session.execute(_EXTRAS_OF, {"id": order.id})).mappings().one()
     return OrderDetail.model_validate(
         {

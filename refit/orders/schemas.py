@@ -98,6 +98,15 @@ class OrderRead(BaseModel):
     continued_as_id: uuid.UUID | None = None
 
 
+class AdminOrderRead(OrderRead):
+    """The order's columns as operators see them: the seller's, and what is internal."""
+
+    label_transaction_id: str | None
+    label_file_key: str | None
+    attention_reason: str | None
+    attention_at: dt.datetime | None
+
+
 class InspectionView(BaseModel):
     """The inspection as the order's owner sees it (docs/api.md): what was found, the inspector's
     notes and the photos, as signed URLs valid for a few minutes."""

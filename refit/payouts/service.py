@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Protocol
 
 import structlog
 from solders.keypair import Keypair
@@ -18,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit import metrics, queue
 from refit.errors import Conflict, NotFound, ProblemError
 from refit.models import Order, OrderStatus, User
-from refit.models.inspection import Inspection, Outcome
 from refit.models.payout import Payout, PayoutStatus
 from refit.money import recorded_rate, sol_at_least, sol_to_lamports, usd_to_sol
 from refit.orders import prices
@@ -37,30 +37,46 @@ ALREADY_ON_CHAIN = metrics.PAYOUT_HELD_ALREADY_ON_CHAIN
 START_OF_UTC_DAY = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 
 
+class PayableOrder(Protocol):
+    """What the payout guard reads of an order: the row, or the operators' read of it."""
+
+    @property
+    def status(self) -> OrderStatus: ...
+    @property
+    def final_price_usd(self) -> Decimal | None: ...
+    @property
+    def offer_accepted_at(self) -> dt.datetime | None: ...
+
+
 def job_lock(order_id: uuid.UUID) -> str:
     return f"payout:{order_id}"
 
 
-async def _ready_to_pay(session: AsyncSession, order: Order) -> None:
-    """409 unless the order waits for its payout: as quoted at inspection, or a revised
-    offer the seller accepted."""
+def waits_for_payout(order: PayableOrder) -> bool:
+    """Whether the order waits for its payout: as quoted at inspection, or a revised offer
+    the seller accepted. Read from the order alone: the verdict is the only moment a final
+    price is set (orders/prices.py), and only an as-quoted verdict leaves the order in
+    inspecting (below the quote it moves to offer_pending, unbuyable to returning)."""
     if order.final_price_usd is None or order.final_price_usd <= 0:
-        ready = False
-    elif order.status is OrderStatus.INSPECTING:
-        outcome = await session.scalar(
-            select(Inspection.outcome).where(Inspection.order_id == order.id)
-        )
-        ready = outcome is Outcome.AS_QUOTED
-    elif order.status is OrderStatus.OFFER_PENDING:
-        ready = order.offer_accepted_at is not None
-    else:
-        ready = False
-    if not ready:
+        return False
+    if order.status is OrderStatus.INSPECTING:
+        return True
+    return order.status is OrderStatus.OFFER_PENDING and order.offer_accepted_at is not None
+
+
+def _ready_to_pay(order: Order) -> None:
+    """409 unless the order waits for its payout (`waits_for_payout`)."""
+    if not waits_for_payout(order):
         raise Conflict(
             f"Order {order.order_number} is {order.status.value} and not waiting for its "
             "payout (an as-quoted inspection, or a revised offer the seller accepted)",
             code="not_ready_to_pay",
         )
+
+
+async def payout_requested(session: AsyncSession, order_id: uuid.UUID) -> bool:
+    """Whether an admin asked to pay the order (its payout row exists, in any state)."""
+    return await session.scalar(select(Payout.id).where(Payout.order_id == order_id)) is not None
 
 
 async def request_payout(
@@ -78,7 +94,7 @@ async def request_payout(
     existing = await session.scalar(select(Payout).where(Payout.order_id == order.id))
     if existing is not None:
         return existing
-    await _ready_to_pay(session, order)
+    _ready_to_pay(order)
     assert order.final_price_usd is not None
     recipient = await session.scalar(select(User.wallet_address).where(User.id == order.user_id))
     assert recipient is not None
@@ -156,19 +172,26 @@ async def approve_payout(
     return payout
 
 
+async def signed_today_usd(session: AsyncSession, *, besides: uuid.UUID | None = None) -> Decimal:
+    """What counts against today's (UTC) cap: every payout signed today that did not fail
+    (`besides`: all but that one)."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Payout.amount_usd), 0)).where(
+            Payout.status != PayoutStatus.FAILED,
+            Payout.signed_at >= literal_column(START_OF_UTC_DAY),
+            *([Payout.id != besides] if besides is not None else []),
+        )
+    )
+    return Decimal(total or 0)
+
+
 async def daily_cap_allows(session: AsyncSession, payout: Payout, daily_max_usd: Decimal) -> bool:
     """Whether signing this payout keeps today's (UTC) signed total within the cap. Holds
     across workers: an advisory lock held to the end of the caller's transaction serialises
     every first signing, so the sum read here includes every payout signed before."""
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('payouts.daily_cap'))"))
-    signed_today = await session.scalar(
-        select(func.coalesce(func.sum(Payout.amount_usd), 0)).where(
-            Payout.status != PayoutStatus.FAILED,
-            Payout.signed_at >= literal_column(START_OF_UTC_DAY),
-            Payout.id != payout.id,
-        )
-    )
-    return Decimal(signed_today or 0) + payout.amount_usd <= daily_max_usd
+    signed_today = await signed_today_usd(session, besides=payout.id)
+    return signed_today + payout.amount_usd <= daily_max_usd
 
 
 async def lock_payout(session: AsyncSession, order_id: uuid.UUID) -> Payout | None:

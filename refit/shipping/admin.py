@@ -1,14 +1,15 @@
-"""Operators' shipping endpoints under /api/admin (an operator's token, service role)."""
+"""Operators' shipping endpoints under /api/admin (an operator's token, service role): the
+label (retry, download, status, refund) and the sandbox's tracking. Sending a device home is
+inspection's (`inspection.service.send_home`), cancelling an order the back office's."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import idempotency, queue, resources
 from refit.admin.deps import AdminDep, OperatorDep
@@ -16,13 +17,11 @@ from refit.carriers.interface import CarrierError
 from refit.carriers.picker import PUSH_TASK, SandboxCarrier, open_carrier, push_lock
 from refit.errors import PROBLEM_CONTENT, Conflict, Unprocessable
 from refit.models import OrderStatus
-from refit.models.payout import Payout
 from refit.models.shipping import LabelPurchase, Leg
-from refit.orders import follow_ups, offers
-from refit.orders.schemas import OrderCancel
-from refit.orders.service import cancel_before_transit, get_order, transition
-from refit.shipping import returns, state
-from refit.shipping.endpoints import label_response
+from refit.orders import follow_ups
+from refit.orders.service import get_order
+from refit.shipping import state
+from refit.shipping.label_download import label_response
 from refit.shipping.schemas import OrderJobQueued, SandboxTrackingRequest
 from refit.transactions import SessionDep
 
@@ -189,125 +188,6 @@ async def push_sandbox_tracking(
 
 
 @router.post(
-    "/{order_id}/return-label",
-    status_code=202,
-    response_model=OrderJobQueued,
-    responses={
-        **_NOT_FOUND,
-        409: {
-            "description": "Not an order that can go home (inspecting, offer_pending, or "
-            "returning without its label home), the seller already accepted the offer, or "
-            "the order is being paid",
-            **PROBLEM_CONTENT,
-        },
-    },
-)
-async def return_label(
-    order_id: uuid.UUID,
-    request: Request,
-    session: SessionDep,
-    operator: OperatorDep,
-    idempotency_key: idempotency.IdempotencyKeyHeader = None,
-) -> Response:
-    """Send the device home with an insured label (a job buys it). An order in inspecting
-    (unbuyable) or offer_pending (the seller declined, by phone say) moves to returning; an
-    order already returning whose label home failed gets the job again (it resumes any
-    purchase the carrier already has, so never two labels). Accepts `Idempotency-Key`."""
-    claim = await idempotency.begin(
-        session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
-    )
-    if claim.replay is not None:
-        return claim.replay
-    order = await get_order(session, order_id, for_update=True)
-    # Under the order's lock, as the pay request takes it: never home once being paid.
-    if await session.scalar(select(Payout.id).where(Payout.order_id == order.id)):
-        raise Conflict(
-            f"Order {order.order_number} is being paid; it cannot go home",
-            code="payout_requested",
-        )
-    job_id: int | None
-    if order.status is OrderStatus.RETURNING:
-        home = await state.return_of(session, order.id)
-        if home is not None and home.status in returns.DONE:
-            raise Conflict(
-                f"The label home of order {order.order_number} is already {home.status}",
-                code="return_label_bought",
-            )
-        job_id = await follow_ups.defer(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
-    elif order.status is OrderStatus.OFFER_PENDING:
-        # The seller's no, given to an operator: the same checks as the seller's own decline.
-        order = await offers.decline_offer(session, order.id, actor=operator.actor)
-        job_id = await _waiting_job(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
-    elif order.status is OrderStatus.INSPECTING:
-        order = await transition(
-            session,
-            order.id,
-            OrderStatus.RETURNING,
-            actor=operator.actor,
-            notes="sent home by an operator",
-            expected_from={OrderStatus.INSPECTING},
-        )
-        job_id = await _waiting_job(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
-    else:
-        raise Conflict(
-            f"Order {order.order_number} is {order.status}; a device goes home from "
-            "inspecting or offer_pending (or again while returning)",
-            code="invalid_order_state",
-        )
-    log.info(
-        "shipping.return_requested",
-        order_id=str(order.id),
-        operator_id=str(operator.id),
-        job_id=job_id,
-    )
-    body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
-    response: Response = await idempotency.respond(session, claim, 202, body)
-    return response
-
-
-@router.post(
-    "/{order_id}/cancel",
-    response_model=OrderJobQueued,
-    responses={
-        **_ADMIN_ONLY,
-        **_NOT_FOUND,
-        409: {
-            "description": "The device is already on its way (invalid_transition)",
-            **PROBLEM_CONTENT,
-        },
-    },
-)
-async def cancel_order(
-    order_id: uuid.UUID,
-    request: Request,
-    session: SessionDep,
-    operator: AdminDep,
-    data: Annotated[OrderCancel | None, Body()] = None,
-    idempotency_key: idempotency.IdempotencyKeyHeader = None,
-) -> Response:
-    """Cancel an order before its device is in transit (pending, processing_shipment,
-    awaiting_shipment); a label bought or being bought is refunded by the job in `job_id`.
-    Accepts `Idempotency-Key`. Admins only."""
-    reason = data.reason if data else None
-    claim = await idempotency.begin(
-        session,
-        operator.actor,
-        idempotency_key,
-        request,
-        {"order_id": str(order_id), "reason": reason},
-    )
-    if claim.replay is not None:
-        return claim.replay
-    order = await cancel_before_transit(
-        session, order_id, actor=operator.actor, reason=reason or "cancelled by an operator"
-    )
-    job_id = await _waiting_job(session, follow_ups.REFUND_LABEL, order.id)
-    body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
-    response: Response = await idempotency.respond(session, claim, 200, body)
-    return response
-
-
-@router.post(
     "/{order_id}/refund-label",
     status_code=202,
     response_model=OrderJobQueued,
@@ -344,14 +224,3 @@ async def refund_label(
     body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
     response: Response = await idempotency.respond(session, claim, 202, body)
     return response
-
-
-async def _waiting_job(
-    session: AsyncSession, follow_up: follow_ups.FollowUp, order_id: uuid.UUID
-) -> int | None:
-    """The job of `follow_up` waiting for the order (the move just made queued it)."""
-    job_id: int | None = await session.scalar(
-        text("SELECT id FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo'"),
-        {"lock": follow_up.queueing_lock.format(order_id=order_id)},
-    )
-    return job_id

@@ -1,4 +1,5 @@
-"""Sellers' shipping endpoints: rates, address validation, purchase-label, the label download.
+"""Sellers' shipping endpoints: rates, address validation, purchase-label, the label download;
+and the order's tracking (GET /api/orders/{id}/tracking).
 
 The three that may call the carrier hold no transaction while it answers: a short seller
 transaction reads what they need, the carrier is called with no connection taken, and a
@@ -23,25 +24,27 @@ from refit.carriers.picker import (
     carrier_name,
     open_carrier,
 )
-from refit.errors import Conflict, NotFound
-from refit.models import Order
+from refit.errors import Conflict
 from refit.orders.reads import order_detail
 from refit.orders.service import get_order
 from refit.ratelimit import enforce
-from refit.resources import Resources
 from refit.shipping import addresses, purchases, rates
 from refit.shipping.addresses import AddressSnapshot, Verdict
+from refit.shipping.label_download import label_response
 from refit.shipping.schemas import (
     LabelPurchaseAccepted,
     PurchaseLabelRequest,
     RateRead,
     RatesRequest,
     RatesResponse,
+    TrackingRead,
 )
-from refit.storage import LabelNotFound, content_type_for, label_storage
+from refit.shipping.tracking import tracking
 from refit.transactions import seller_transaction
 
 router = APIRouter(prefix="/api/shipping", tags=["shipping"])
+# The parcels' tracking lives under the order it belongs to.
+tracking_router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
 @router.post("/rates", response_model=RatesResponse)
@@ -161,26 +164,6 @@ async def purchase_label(
         ) from again
 
 
-async def label_response(res: Resources, order: Order) -> Response:
-    if not order.label_file_key:
-        raise NotFound("This order has no label yet", code="label_not_ready")
-    try:
-        data = await label_storage(res.settings).get(order.label_file_key)
-    except LabelNotFound as exc:
-        raise NotFound("The label file is missing", code="label_not_found") from exc
-    extension = order.label_file_key.rsplit(".", 1)[-1]
-    return Response(
-        content=data,
-        media_type=content_type_for(order.label_file_key),
-        headers={
-            "Content-Disposition": f'attachment; filename="{order.order_number}-label.{extension}"',
-            # A label is a bearer document (anyone holding it can ship on our account).
-            "Cache-Control": "private, no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
-
-
 @router.get(
     "/labels/{order_id}",
     response_class=Response,
@@ -192,3 +175,9 @@ async def download_label(
     """The order's label file, for its owner only (another seller's order is a 404)."""
     order = await get_order(session, order_id)
     return await label_response(resources.current(), order)
+
+
+@tracking_router.get("/{order_id}/tracking", response_model=TrackingRead)
+async def get_tracking(order_id: uuid.UUID, session: UserSessionDep) -> TrackingRead:
+    """The carrier, tracking number, latest status, ETA and every event, oldest first."""
+    return await tracking(session, await get_order(session, order_id))

@@ -63,6 +63,13 @@ NEEDS_AN_OPERATOR = "the label home could not be bought (see the return's error)
 DONE = (ReturnStatus.PURCHASED, ReturnStatus.DELIVERED)
 
 
+async def label_home_bought(session: AsyncSession, order_id: uuid.UUID) -> ReturnStatus | None:
+    """The label home's status once it is bought (purchased or delivered), else None: a
+    second is never asked for. Locks the row; the caller holds the order's lock too."""
+    home = await state.return_of(session, order_id)
+    return home.status if home is not None and home.status in DONE else None
+
+
 def metadata_for(order_id: uuid.UUID) -> str:
     return f"return:{order_id}"
 

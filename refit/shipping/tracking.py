@@ -1,28 +1,15 @@
-"""The seller's view of the parcels: GET /api/orders/{id}/tracking, from the normalised events
-the shipping writer recorded (refit/shipping/state.py)."""
+"""The parcels as sellers (GET /api/orders/{id}/tracking) and operators (the order's story) see
+them, from the normalised events the shipping writer recorded (refit/shipping/state.py)."""
 
 from __future__ import annotations
 
-import uuid
-
-from fastapi import APIRouter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit.auth.deps import UserSessionDep
 from refit.carriers.interface import TrackingStatus
 from refit.models import Order
 from refit.models.shipping import Leg, ShippingEvent
-from refit.orders.service import get_order
 from refit.shipping.schemas import TrackingEventRead, TrackingRead
-
-router = APIRouter(prefix="/api/orders", tags=["orders"])
-
-
-@router.get("/{order_id}/tracking", response_model=TrackingRead)
-async def get_tracking(order_id: uuid.UUID, session: UserSessionDep) -> TrackingRead:
-    """The carrier, tracking number, latest status, ETA and every event, oldest first."""
-    return await tracking(session, await get_order(session, order_id))
 
 
 async def tracking(session: AsyncSession, order: Order) -> TrackingRead:

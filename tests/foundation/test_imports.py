@@ -1,4 +1,5 @@
-"""The import graph of refit/: no circles, and the orders core imports no other domain.
+"""The import graph of refit/: no circles between modules nor between packages, and the orders
+core imports no other domain.
 
 Every import in a file counts, at module level or inside a function: an import deferred into a
 function to dodge a circle is still the circle, only found later and at run time.
@@ -10,6 +11,7 @@ import ast
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +133,99 @@ def test_the_orders_core_imports_no_other_domain():
         if _domain(edge.target) not in (None, "orders") and edge.target not in ORDERS_MAY_IMPORT
     ]
     assert crossings == [], "orders reaches into other domains:\n" + "\n".join(crossings)
+
+
+def _package(module: str) -> str | None:
+    """The folder package a module is in (`refit.<folder>`), None for a top-level module."""
+    parts = module.split(".")
+    return f"refit.{parts[1]}" if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else None
+
+
+def _package_graph() -> dict[str, dict[str, Import]]:
+    """Package -> {package it imports: one import that shows it}. An import of a top-level
+    module (refit.app, refit.startup, ...) counts as the packages that module reaches."""
+    graph = _graph()
+    packages: dict[str, dict[str, Import]] = {}
+    for module, edges in graph.items():
+        source = _package(module)
+        if source is None:
+            continue
+        found = packages.setdefault(source, {})
+        seen: set[str] = set()
+        waiting = list(edges)
+        while waiting:
+            edge = waiting.pop()
+            target = _package(edge.target)
+            if target is None:
+                if edge.target not in seen:
+                    seen.add(edge.target)
+                    # Through it, still shown as the import in this package that leads there.
+                    waiting += [
+                        Import(edge.source, onward.target, edge.line)
+                        for onward in graph[edge.target]
+                    ]
+            elif target != source:
+                found.setdefault(target, edge)
+    return packages
+
+
+def _package_cycles(graph: dict[str, dict[str, Import]]) -> list[str]:
+    cycles: dict[frozenset[str], str] = {}
+    for start in sorted(graph):
+        came_from: dict[str, str] = {}
+        queue = deque([start])
+        while queue and start not in came_from:
+            node = queue.popleft()
+            for target in sorted(graph.get(node, {})):
+                if target not in came_from:
+                    came_from[target] = node
+                    queue.append(target)
+        if start in came_from:
+            path = [start]
+            while came_from[path[0]] != start:
+                path.insert(0, came_from[path[0]])
+            path.insert(0, start)
+            steps = [
+                f"{a} ({graph[a][b].source} line {graph[a][b].line})" for a, b in pairwise(path)
+            ]
+            cycles.setdefault(frozenset(path), " → ".join([*steps, start]))
+    return sorted(cycles.values())
+
+
+def test_the_package_graph_has_no_cycle():
+    """Modules without a circle can still make one between packages (inspection reading
+    payouts for an order's story while payouts read inspection before paying): each package
+    imports the packages below it, never one that imports it back."""
+    graph = _package_graph()
+    assert {"refit.orders", "refit.inspection", "refit.payouts"} <= set(graph)
+    drawn = "\n".join(
+        f"  {package} → {', '.join(sorted(targets)) or '(nothing)'}"
+        for package, targets in sorted(graph.items())
+    )
+    cycles = _package_cycles(graph)
+    assert cycles == [], "package cycles:\n" + "\n".join(cycles) + "\n\nthe graph:\n" + drawn
+
+
+def _defines_routes(path: Path) -> bool:
+    return any(
+        isinstance(node, ast.Call) and getattr(node.func, "id", None) == "APIRouter"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+    )
+
+
+def test_no_package_uses_another_packages_endpoints_as_a_library():
+    """What a page or another domain needs of an endpoint module (a read, a limit, a response)
+    lives in a module without routes, which both import; only the app wires the routes."""
+    modules = _modules()
+    endpoints = {name for name, path in modules.items() if _defines_routes(path)}
+    assert "refit.backoffice.endpoints" in endpoints
+    crossings = [
+        f"{edge.source} imports {edge.target} (line {edge.line})"
+        for module, edges in sorted(_graph().items())
+        for edge in edges
+        if edge.target in endpoints
+        # The core's one route (refit.metrics: the counters and their /metrics) is no domain's.
+        and None not in (_package(module), _package(edge.target))
+        and _package(module) != _package(edge.target)
+    ]
+    assert crossings == [], "endpoint modules used as libraries:\n" + "\n".join(crossings)

@@ -1,7 +1,9 @@
-"""The operators' reads: the order list with its search, and the whole story of one order.
+"""The operators' reads, for the API (/api/admin/orders) and the dashboard alike: the order
+search, the order list, and the whole story of one order (order, inspection, payout, shipping).
 
-Operators act as the service role (they see every order). Photo URLs in these answers are
-signed for a few minutes (refit/signed_urls.py), like the seller's.
+Composed here, above the domains it reads, so none of them needs another's story. Operators
+act as the service role (they see every order). Photo URLs in these answers are signed for a
+few minutes (refit/signed_urls.py), like the seller's.
 """
 
 from __future__ import annotations
@@ -9,35 +11,46 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import pagination
-from refit.inspection.evidence import photos_of
-from refit.inspection.schemas import (
-    AddressRead,
+from refit.backoffice.schemas import (
     AdminOrderDetail,
     AdminOrderPage,
-    AdminOrderRead,
     AdminOrderSummary,
-    EvidenceRead,
     HistoryEntry,
-    InspectionRead,
     SellerRead,
 )
-from refit.models import Order, OrderStatus, OrderStatusHistory, ShippingAddress, User
-from refit.models.inspection import EvidencePhoto, Inspection
+from refit.inspection.evidence import evidence_read, photos_of
+from refit.inspection.schemas import AddressRead, InspectionRead
+from refit.models import Order, OrderStatus, ShippingAddress, User
+from refit.models.inspection import Inspection
 from refit.models.payout import Payout
+from refit.orders.reads import history_of
+from refit.orders.schemas import AdminOrderRead
 from refit.orders.service import get_order
 from refit.payouts.schemas import PayoutRead
 from refit.settings import Settings
 from refit.shipping.tracking import tracking
-from refit.signed_urls import evidence_photo_url
 
 
 def _like(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def order_search(term: str) -> ColumnElement[bool]:
+    """The operators' one order search, for a query joining `User` to `Order`: part of the
+    order number, tracking number or email (any case), or the start of the wallet address."""
+    like = _like(term)
+    return or_(
+        Order.order_number.ilike(like, escape="\\"),
+        Order.tracking_number.ilike(like, escape="\\"),
+        User.email.ilike(like, escape="\\"),
+        # base58 is case-sensitive: the start of the address, as typed.
+        User.wallet_address.like(like[1:], escape="\\"),
+    )
 
 
 async def list_orders(
@@ -56,15 +69,7 @@ async def list_orders(
         query = query.where(Order.status == status)
     term = (q or "").strip()
     if term:
-        like = _like(term)
-        query = query.where(
-            or_(
-                Order.order_number.ilike(like, escape="\\"),
-                Order.tracking_number.ilike(like, escape="\\"),
-                User.email.ilike(like, escape="\\"),
-                User.wallet_address.like(like[1:], escape="\\"),
-            )
-        )
+        query = query.where(order_search(term))
     # newest_first is typed for one-entity selects; this one carries two user columns too.
     paged: Any = pagination.newest_first(cast(Any, query), Order, limit=limit, cursor=cursor)
     rows = (await session.execute(paged)).all()
@@ -93,20 +98,6 @@ async def list_orders(
     return AdminOrderPage(items=items, next_cursor=next_cursor)
 
 
-def evidence_read(settings: Settings, photo: EvidencePhoto) -> EvidenceRead:
-    return EvidenceRead(
-        id=photo.id,
-        url=evidence_photo_url(settings, photo.id),
-        content_type=photo.content_type,
-        bytes=photo.bytes,
-        width=photo.width,
-        height=photo.height,
-        sha256=photo.sha256,
-        uploaded_by=photo.uploaded_by,
-        created_at=photo.created_at,
-    )
-
-
 async def order_story(
     session: AsyncSession, settings: Settings, order_id: uuid.UUID
 ) -> AdminOrderDetail:
@@ -120,13 +111,7 @@ async def order_story(
         if order.shipping_address_id
         else None
     )
-    history = (
-        await session.scalars(
-            select(OrderStatusHistory)
-            .where(OrderStatusHistory.order_id == order.id)
-            .order_by(OrderStatusHistory.created_at, OrderStatusHistory.id)
-        )
-    ).all()
+    history = await history_of(session, order.id)
     inspection = await session.scalar(select(Inspection).where(Inspection.order_id == order.id))
     photos = await photos_of(session, order.id)
     payout = await session.scalar(select(Payout).where(Payout.order_id == order.id))
