@@ -2532,6 +2532,7 @@ export interface components {
         };
         /**
          * TrackingStatus
+         * @description A parcel's tracking state, as carriers (and our sandbox) report it.
          * @enum {string}
          */
         TrackingStatus: "UNKNOWN" | "PRE_TRANSIT" | "TRANSIT" | "DELIVERED" | "RETURNED" | "FAILURE";
