@@ -152,10 +152,12 @@ async def test_the_service_refuses_what_the_command_would(resources):
             ("ada", "x" * (operators.MAX_PASSWORD_LENGTH + 1), "password_too_long"),
         ]:
             with pytest.raises(operators.OperatorError) as refused:
-                await operators.create_operator(session, username, password, OperatorRole.ADMIN)
+                await operators.create_operator(
+                    session, username, password, OperatorRole.ADMIN, created_by="cli:tests"
+                )
             assert refused.value.code == code
         with pytest.raises(operators.OperatorError, match="No operator named 'nobody'"):
             await operators.set_password(session, "nobody", PASSWORD)
         with pytest.raises(operators.OperatorError, match="No operator named 'nobody'"):
-            await operators.disable_operator(session, "nobody")
+            await operators.disable_operator(session, "nobody", actor="cli:tests")
     assert await _operators(resources) == []
