@@ -8,6 +8,7 @@ from an argument, which would land in shell history and in `ps`.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -27,6 +28,12 @@ NO_ADMIN = (
     "`refit operator create USERNAME --role admin` (the password is read from a prompt or "
     "standard input), then start again."
 )
+
+
+def cli_actor() -> str:
+    """Who is running this command, as the audit trail names them: "cli:<OS login>". A person
+    with database access can always make an admin; it is recorded, not prevented."""
+    return f"{operators.CLI_ACTOR_PREFIX}{getpass.getuser()}"
 
 
 def _read_password() -> str:
@@ -61,14 +68,18 @@ def create_command(
     username: str = typer.Argument(..., help="2-32 characters: letters, digits, . _ -"),
     role: OperatorRole = typer.Option(..., "--role", help="inspector or admin"),
 ) -> None:
-    """Create an operator. The password (12+ characters) is asked for, or read from stdin."""
+    """Create an operator. The password (12+ characters) is asked for, or read from stdin.
+    An admin made here works at once (whoever runs this has the database already)."""
     try:
         operators.normalize_username(username)
     except operators.OperatorError as exc:
         typer.echo(exc.detail, err=True)
         raise typer.Exit(1) from exc
     password = _read_password()
-    operator = _run(lambda s: operators.create_operator(s, username, password, role))
+    actor = cli_actor()
+    operator = _run(
+        lambda s: operators.create_operator(s, username, password, role, created_by=actor)
+    )
     typer.echo(f"operator {operator.username} created ({operator.role}, id {operator.id})")
 
 
@@ -83,14 +94,17 @@ def set_password_command(username: str = typer.Argument(..., help="The operator"
 @app.command("disable")
 def disable_command(username: str = typer.Argument(..., help="The operator")) -> None:
     """Disable an operator: no more sign-ins, and their tokens are refused from now on."""
-    operator = _run(lambda s: operators.disable_operator(s, username))
+    actor = cli_actor()
+    operator = _run(lambda s: operators.disable_operator(s, username, actor=actor))
     typer.echo(f"operator {operator.username} disabled")
 
 
 async def create_first_admin(database_url: str, password: str) -> Operator | None:
-    """`refit run` on the embedded default: an `admin` operator while there is none."""
+    """`refit run` on the embedded default: an `admin` operator while there is none, made by
+    whoever runs it ("cli:<login>")."""
+    actor = cli_actor()
     return await command_transaction(
-        database_url, lambda s: operators.create_first_admin(s, password)
+        database_url, lambda s: operators.create_first_admin(s, password, created_by=actor)
     )
 
 

@@ -26,6 +26,19 @@ from refit.transactions import SessionDep
 _bearer = HTTPBearer(auto_error=False, description="Operator access token from /api/admin/login")
 
 
+class AwaitingApproval(ProblemError):
+    """An admin made by another admin, before a second admin approved it: no sign-in, and
+    any token it holds is refused (refit/admin/four_eyes.py)."""
+
+    status, code = 403, "operator_awaiting_approval"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This admin account is waiting for a second admin's approval; "
+            "until then it cannot sign in or act"
+        )
+
+
 @dataclass(frozen=True)
 class OperatorPrincipal:
     id: uuid.UUID
@@ -53,13 +66,15 @@ async def current_operator(
     # working at once, and the role is the one the row has now.
     row = (
         await session.execute(
-            select(Operator.username, Operator.role, Operator.disabled_at).where(
-                Operator.id == operator_id
-            )
+            select(
+                Operator.username, Operator.role, Operator.disabled_at, Operator.approved_at
+            ).where(Operator.id == operator_id)
         )
     ).one_or_none()
     if row is None or row.disabled_at is not None:
         raise tokens.unauthorized("This operator account is disabled or no longer exists")
+    if row.approved_at is None:
+        raise AwaitingApproval
     # The access-log line names who asked (refit.logs).
     setattr(request.state, OPERATOR_ID_STATE, operator_id)
     return OperatorPrincipal(id=operator_id, username=row.username, role=row.role)

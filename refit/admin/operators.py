@@ -1,4 +1,9 @@
-"""Operator accounts: create, disable, set a password, and check one at sign-in.
+"""Operator accounts: create, approve, disable, set a password, and check one at sign-in.
+
+Who made each operator is recorded (`created_by`): an admin made by another admin works only
+once a second, older admin approved it (refit/admin/four_eyes.py); one made from the CLI, by
+someone with database access, works at once. Creating, approving and disabling are written to
+`operator_audit` in the same transaction.
 
 Passwords are argon2id hashes (argon2-cffi's defaults). Hashing takes tens of milliseconds of
 CPU and 64 MiB of memory by design, so it runs in a thread, never on the event loop.
@@ -17,8 +22,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit.admin import audit
+from refit.admin.deps import OperatorPrincipal
+from refit.admin.four_eyes import require_second_admin
 from refit.errors import ProblemError
-from refit.models import Operator, OperatorRole
+from refit.models import AuditOutcome, Operator, OperatorRole
 
 log = structlog.get_logger(__name__)
 
@@ -31,8 +39,16 @@ USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
 _hasher = PasswordHasher()
 
 
+# The actors of people with database access (`refit operator`, `refit run`'s first admin).
+CLI_ACTOR_PREFIX = "cli:"
+
+
 class OperatorError(ProblemError):
     status, code = 422, "invalid_operator"
+
+
+def _subject(operator: Operator) -> str:
+    return f"operator:{operator.username}"
 
 
 def normalize_username(username: str) -> str:
@@ -97,17 +113,68 @@ async def _get(session: AsyncSession, username: str) -> Operator:
 
 
 async def create_operator(
-    session: AsyncSession, username: str, password: str, role: OperatorRole
+    session: AsyncSession, username: str, password: str, role: OperatorRole, *, created_by: str
 ) -> Operator:
-    """A new operator with this password and role; OperatorError if the name is taken."""
+    """A new operator with this password and role, made by `created_by` ("operator:<id>" or
+    "cli:<login>"); OperatorError if the name is taken. An admin made by an operator waits
+    for a second admin's approval (`approve_operator`); any other works at once."""
     name = normalize_username(username)
     check_password(password)
     if await session.scalar(select(exists().where(Operator.username == name))):
         raise OperatorError(f"An operator named {name!r} already exists", code="operator_exists")
-    operator = Operator(username=name, password_hash=await hash_password(password), role=role)
+    operator = Operator(
+        username=name,
+        password_hash=await hash_password(password),
+        role=role,
+        created_by=created_by,
+    )
+    if role is not OperatorRole.ADMIN or created_by.startswith(CLI_ACTOR_PREFIX):
+        operator.approved_at, operator.approved_by = func.now(), created_by
     session.add(operator)
     await session.flush()
-    log.info("operators.created", operator_id=str(operator.id), role=str(role))
+    await session.refresh(operator, ["approved_at", "created_at"])
+    await audit.record(
+        session,
+        created_by,
+        "operator.create",
+        _subject(operator),
+        AuditOutcome.DONE,
+        {"role": str(role), "awaiting_approval": operator.awaiting_approval},
+    )
+    log.info("operators.created", operator_id=str(operator.id), role=str(role), by=created_by)
+    return operator
+
+
+async def approve_operator(
+    session: AsyncSession, username: str, *, approver: OperatorPrincipal
+) -> Operator:
+    """Let an admin made by another admin work: only a second admin made before it and not by
+    its maker (403 four_eyes_refused otherwise, the refusal audited). Approving an operator
+    that already works changes nothing."""
+    name = normalize_username(username)
+    operator = await session.scalar(
+        select(Operator)
+        .where(Operator.username == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if operator is None:
+        raise OperatorError(f"No operator named {name!r}", code="not_found")
+    if not operator.awaiting_approval:
+        return operator
+    await require_second_admin(
+        session,
+        approver=approver,
+        requested_by=operator.created_by or "",
+        requested_at=operator.created_at,
+        action="operator.approve",
+        subject=_subject(operator),
+    )
+    operator.approved_at, operator.approved_by = func.now(), approver.actor
+    await session.flush()
+    await session.refresh(operator, ["approved_at"])
+    await audit.record(session, approver.actor, "operator.approve", _subject(operator), "done")
+    log.info("operators.approved", operator_id=str(operator.id), by=approver.actor)
     return operator
 
 
@@ -122,14 +189,15 @@ async def set_password(session: AsyncSession, username: str, password: str) -> O
     return operator
 
 
-async def disable_operator(session: AsyncSession, username: str) -> Operator:
-    """Refuse the operator's sign-ins and tokens from now on. Disabling twice keeps the first
-    date."""
+async def disable_operator(session: AsyncSession, username: str, *, actor: str) -> Operator:
+    """Refuse the operator's sign-ins and tokens from now on (`actor` did it). Disabling twice
+    keeps the first date."""
     operator = await _get(session, username)
     if operator.disabled_at is None:
         operator.disabled_at = await session.scalar(select(func.now()))
         await session.flush()
-        log.info("operators.disabled", operator_id=str(operator.id))
+        await audit.record(session, actor, "operator.disable", _subject(operator), "done")
+        log.info("operators.disabled", operator_id=str(operator.id), by=actor)
     return operator
 
 
@@ -146,6 +214,8 @@ async def authenticate(session: AsyncSession, username: str, password: str) -> O
     matches = await asyncio.to_thread(_verify, password_hash, password)
     if operator is None or not matches or operator.disabled_at is not None:
         return None
+    if operator.awaiting_approval:
+        return operator  # refused by the caller (throttle.authenticate), nothing recorded
     if _hasher.check_needs_rehash(operator.password_hash):
         operator.password_hash = await hash_password(password)
     # The database's clock, in the same UPDATE (the attribute is not read back).
@@ -164,15 +234,26 @@ async def has_enabled_admin(session: AsyncSession) -> bool:
     )
 
 
-async def create_first_admin(session: AsyncSession, password: str) -> Operator | None:
-    """The embedded default's `admin` operator, made only while there is no operator at all.
-    The password is not held to the CLI's minimum: the default is the well-known dev one."""
+async def create_first_admin(
+    session: AsyncSession, password: str, *, created_by: str
+) -> Operator | None:
+    """The embedded default's `admin` operator, made only while there is no operator at all,
+    by `created_by` (the "cli:<login>" who ran `refit run`: it works at once). The password
+    is not held to the CLI's minimum: the default is the well-known dev one."""
     if await session.scalar(select(exists().select_from(Operator))):
         return None
     operator = Operator(
-        username="admin", password_hash=await hash_password(password), role=OperatorRole.ADMIN
+        username="admin",
+        password_hash=await hash_password(password),
+        role=OperatorRole.ADMIN,
+        created_by=created_by,
+        approved_at=func.now(),
+        approved_by=created_by,
     )
     session.add(operator)
     await session.flush()
-    log.info("operators.first_admin_created", operator_id=str(operator.id))
+    await audit.record(
+        session, created_by, "operator.create", _subject(operator), "done", {"role": "admin"}
+    )
+    log.info("operators.first_admin_created", operator_id=str(operator.id), by=created_by)
     return operator

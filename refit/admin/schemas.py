@@ -28,6 +28,11 @@ class OperatorListed(OperatorRead):
     disabled_at: dt.datetime | None
     created_at: dt.datetime
     last_login_at: dt.datetime | None
+    # "operator:<id>" or "cli:<login>"; null for operators made before this was recorded.
+    created_by: str | None
+    # Null: an admin made by another admin, waiting for a second admin's approval.
+    approved_at: dt.datetime | None
+    approved_by: str | None
 
 
 class OperatorCreate(BaseModel):

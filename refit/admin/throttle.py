@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import ratelimit, resources
 from refit.admin import operators
+from refit.admin.deps import AwaitingApproval
 from refit.models import Operator
 from refit.resources import Resources
 
@@ -30,8 +31,9 @@ async def authenticate(
 ) -> Operator | None:
     """The enabled operator with this username and password, or None (the failure counted).
     Raises RateLimited (429, Retry-After) when the username or the address has failed too
-    often, whatever the password, and ServiceUnavailable (503) when the counts cannot be
-    read or written: without Redis, guessing would be unlimited."""
+    often, whatever the password, ServiceUnavailable (503) when the counts cannot be
+    read or written (without Redis, guessing would be unlimited), and AwaitingApproval (403)
+    for the right password of an admin no second admin has approved yet."""
     res = resources.current()
     # The attempt takes its slot, in both windows at once, before the password is looked
     # at: checking first and counting the failure after let 40 guesses sent together all
@@ -47,4 +49,8 @@ async def authenticate(
         # one. A check that fails on the way (the database down) keeps its slot: its
         # outcome is unknown, so it counts as a guess.
         await ratelimit.give_back(res, slot)
+        if operator.awaiting_approval:
+            # After the password: a stranger learns nothing of the account. The request's
+            # transaction rolls back with the 403, the sign-in time with it.
+            raise AwaitingApproval
     return operator

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from refit import ratelimit, resources
 from refit.admin import operators, throttle
+from refit.admin.deps import AwaitingApproval
 from refit.dashboard import session as dash_session
 from refit.dashboard.render import page
 from refit.dashboard.session import OperatorDep
@@ -59,6 +60,14 @@ async def login(
     try:
         # The API's throttle itself: one count of failures per username and address.
         operator = await throttle.authenticate(session, username, password, ip)
+    except AwaitingApproval:
+        log.info("dashboard.login_awaiting_approval", username=name[:64], ip=ip)
+        return _login_page(
+            request,
+            _safe_next(next),
+            error="This admin account is waiting for a second admin's approval.",
+            status_code=403,
+        )
     except RateLimited as exc:
         refused = _login_page(
             request,

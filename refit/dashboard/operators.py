@@ -1,5 +1,5 @@
-"""Operators (admins only): the list, a new one, disabling one. The same service functions
-as /api/admin/operators."""
+"""Operators (admins only): the list, a new one, approving a new admin, disabling one. The
+same service functions as /api/admin/operators."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from refit.transactions import SessionDep
 
 router = APIRouter()
 
-DONE = {"created": "Operator created.", "disabled": "Operator disabled."}
+DONE = {
+    "created": "Operator created.",
+    "created_admin": "Admin created: it can sign in once a second admin, made before it "
+    "and not by you, approves it.",
+    "approved": "Admin approved: it can sign in now.",
+    "disabled": "Operator disabled.",
+}
 
 
 @router.get("/operators", response_class=HTMLResponse)
@@ -42,11 +48,20 @@ async def create_operator(
     password: Annotated[str, Form(max_length=operators.MAX_PASSWORD_LENGTH)],
     role: Annotated[OperatorRole, Form()],
 ) -> Response:
-    await operators.create_operator(session, username, password, role)
-    return RedirectResponse("/admin/operators?done=created", status_code=303)
+    made = await operators.create_operator(
+        session, username, password, role, created_by=operator.actor
+    )
+    done = "created_admin" if made.awaiting_approval else "created"
+    return RedirectResponse(f"/admin/operators?done={done}", status_code=303)
+
+
+@router.post("/operators/{username}/approve")
+async def approve_operator(username: str, session: SessionDep, operator: AdminDep) -> Response:
+    await operators.approve_operator(session, username, approver=operator)
+    return RedirectResponse("/admin/operators?done=approved", status_code=303)
 
 
 @router.post("/operators/{username}/disable")
 async def disable_operator(username: str, session: SessionDep, operator: AdminDep) -> Response:
-    await operators.disable_operator(session, username)
+    await operators.disable_operator(session, username, actor=operator.actor)
     return RedirectResponse("/admin/operators?done=disabled", status_code=303)

@@ -139,11 +139,14 @@ async def current_operator(request: Request, session: SessionDep) -> DashboardOp
                 Operator.role,
                 Operator.disabled_at,
                 Operator.dashboard_signed_out_at,
+                Operator.approved_at,
             ).where(Operator.id == operator_id)
         )
     ).one_or_none()
     if row is None or row.disabled_at is not None:
         raise SignInRequired("This operator account is disabled or no longer exists")
+    if row.approved_at is None:
+        raise SignInRequired("This admin account is waiting for a second admin's approval")
     signed_out = row.dashboard_signed_out_at
     # Whole seconds (a JWT's iat): a session issued in the very second of a sign-out is
     # refused too, and its operator signs in again.

@@ -9,7 +9,7 @@ from refit.models.flag import Flag, FlagAudit, FlagExposure, FlagMode
 from refit.models.idempotency import IdempotencyKey
 from refit.models.inspection import EvidencePhoto, Inspection, Outcome
 from refit.models.notification import OutboundEmail
-from refit.models.operator import Operator, OperatorRole
+from refit.models.operator import AuditOutcome, Operator, OperatorAudit, OperatorRole
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.models.payout import Payout, PayoutStatus
 from refit.models.quote import Quote
@@ -30,6 +30,7 @@ from refit.models.sweep import SweepAttempt
 from refit.models.user import User
 
 __all__ = [
+    "AuditOutcome",
     "CatalogModel",
     "CatalogVariant",
     "ConditionGrade",
@@ -45,6 +46,7 @@ __all__ = [
     "LabelPurchase",
     "Leg",
     "Operator",
+    "OperatorAudit",
     "OperatorRole",
     "Order",
     "OrderStatus",

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from refit import idempotency, resources
 from refit.admin.deps import AdminDep, OperatorDep
+from refit.admin.four_eyes import require_second_admin
 from refit.errors import PROBLEM_CONTENT, problem_responses
 from refit.ledger.treasury import load_treasury
 from refit.models.payout import Payout, PayoutStatus
@@ -71,7 +72,9 @@ async def pay_order(
     response_model=PayoutRead,
     responses={
         403: {
-            "description": "An inspector, or the admin who asked for the payout: nothing changed",
+            "description": "An inspector, the admin who asked for the payout, or "
+            "four_eyes_refused (an admin they made, or one made after they asked): nothing "
+            "changed",
             **PROBLEM_CONTENT,
         },
         404: {"description": "No such payout", **PROBLEM_CONTENT},
@@ -82,8 +85,20 @@ async def approve_payout(
     payout_id: uuid.UUID, session: SessionDep, operator: AdminDep
 ) -> PayoutRead:
     """Approve a payout over the per-payout cap (`awaiting_approval`): its job signs and sends
-    it then. Only another admin than the one who asked for it. Approving again is a no-op."""
+    it then. Only a second admin: not the one who asked for it, not made by them, and made
+    before the payout was asked for (403 four_eyes_refused, audited). Approving again is a
+    no-op."""
     payout = await service.approve_payout(session, payout_id, approved_by=operator.actor)
+    # Under the row lock the service took; a refusal rolls back the approval and its job
+    # with the request's transaction (the refusal itself is kept in operator_audit).
+    await require_second_admin(
+        session,
+        approver=operator,
+        requested_by=payout.requested_by,
+        requested_at=payout.created_at,
+        action="payout.approve",
+        subject=f"payout:{payout.id}",
+    )
     return PayoutRead.model_validate(payout)
 
 

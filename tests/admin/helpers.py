@@ -18,13 +18,15 @@ async def make_operator(
     username: str | None = None,
     password: str | None = None,
 ) -> Operator:
-    """An enabled operator (a random password unless one is given)."""
+    """An enabled operator (a random password unless one is given), made as `refit operator
+    create` makes one: an admin works at once, without a second admin's approval."""
     async with resources.sessionmaker() as session, session.begin():
         return await operators.create_operator(
             session,
             username or f"op-{uuid.uuid4().hex[:12]}",
             password or secrets.token_urlsafe(16),
             OperatorRole(role),
+            created_by="cli:tests",
         )
 
 

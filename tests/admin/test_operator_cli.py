@@ -4,6 +4,7 @@ admin, and production's refusal to serve without an admin."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import sys
 import uuid
@@ -13,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from refit.admin import cli as operator_cli
 from refit.admin import operators
-from refit.models import Operator, OperatorRole
+from refit.models import Operator, OperatorAudit, OperatorRole
 from tests.admin.helpers import bearer_for, make_operator
 
 PASSWORD = "correct horse battery staple"
@@ -65,6 +66,28 @@ async def _operators(resources) -> list[tuple[str, OperatorRole, bool]]:
         return [(name, role, disabled is not None) for name, role, disabled in rows]
 
 
+async def _made_by(resources, username: str) -> tuple[str | None, str | None]:
+    async with resources.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(Operator.created_by, Operator.approved_by).where(
+                    Operator.username == username
+                )
+            )
+        ).one()
+        return row.created_by, row.approved_by
+
+
+async def _audited(resources, subject: str) -> list[tuple[str, str]]:
+    async with resources.sessionmaker() as session:
+        rows = await session.execute(
+            select(OperatorAudit.actor, OperatorAudit.action)
+            .where(OperatorAudit.subject == subject, OperatorAudit.outcome == "done")
+            .order_by(OperatorAudit.at, OperatorAudit.id)
+        )
+        return [(actor, action) for actor, action in rows]
+
+
 async def test_create_set_password_and_disable(client, resources, settings):
     code, out = await _refit(
         settings, "operator", "create", "Ada", "--role", "admin", stdin=PASSWORD + "\n"
@@ -73,7 +96,11 @@ async def test_create_set_password_and_disable(client, resources, settings):
     assert "operator ada created (admin" in out
     assert PASSWORD not in out
     assert await _operators(resources) == [("ada", OperatorRole.ADMIN, False)]
+    # Someone with database access: works at once, recorded as who ran the command.
     assert await _login(client, "ada", PASSWORD) == 200
+    cli_actor = f"cli:{getpass.getuser()}"
+    assert await _made_by(resources, "ada") == (cli_actor, cli_actor)
+    assert await _audited(resources, "operator:ada") == [(cli_actor, "operator.create")]
 
     # The same name again, a short password: refused, nothing written.
     code, out = await _refit(
@@ -100,6 +127,7 @@ async def test_create_set_password_and_disable(client, resources, settings):
     code, out = await _refit(settings, "operator", "disable", "ada")
     assert code == 0 and "operator ada disabled" in out, out
     assert await _operators(resources) == [("ada", OperatorRole.ADMIN, True)]
+    assert (await _audited(resources, "operator:ada"))[-1] == (cli_actor, "operator.disable")
     assert await _login(client, "ada", new_password) == 401
     refused = await client.get(path, headers=token)
     assert refused.status_code == 401 and refused.json()["code"] == "operator_unauthorized"
@@ -110,6 +138,9 @@ async def test_the_first_admin_is_made_only_while_there_is_no_operator(resources
     assert made is not None and (made.username, made.role) == ("admin", OperatorRole.ADMIN)
     assert await operator_cli.create_first_admin(settings.database_url, "another") is None
     assert await _operators(resources) == [("admin", OperatorRole.ADMIN, False)]
+    cli_actor = f"cli:{getpass.getuser()}"
+    assert await _made_by(resources, "admin") == (cli_actor, cli_actor)
+    assert await _audited(resources, "operator:admin") == [(cli_actor, "operator.create")]
 
 
 async def test_production_refuses_to_serve_without_an_enabled_admin(resources, settings):
@@ -152,10 +183,12 @@ async def test_the_service_refuses_what_the_command_would(resources):
             ("ada", "x" * (operators.MAX_PASSWORD_LENGTH + 1), "password_too_long"),
         ]:
             with pytest.raises(operators.OperatorError) as refused:
-                await operators.create_operator(session, username, password, OperatorRole.ADMIN)
+                await operators.create_operator(
+                    session, username, password, OperatorRole.ADMIN, created_by="cli:tests"
+                )
             assert refused.value.code == code
         with pytest.raises(operators.OperatorError, match="No operator named 'nobody'"):
             await operators.set_password(session, "nobody", PASSWORD)
         with pytest.raises(operators.OperatorError, match="No operator named 'nobody'"):
-            await operators.disable_operator(session, "nobody")
+            await operators.disable_operator(session, "nobody", actor="cli:tests")
     assert await _operators(resources) == []

@@ -33,6 +33,8 @@ async def test_a_payout_over_the_cap_waits_for_another_admin(
 ):
     settings.payout_max_usd = Decimal("400")
     order_id, wallet, _ = await as_quoted_order(client, resources, make_user, paying)
+    # Made before the payout is asked for: an admin made after cannot approve it (four-eyes).
+    second = await operator(resources, "admin")
 
     asked = await pay(client, order_id, paying.admin)
     assert asked.status_code == 202, asked.text
@@ -55,7 +57,6 @@ async def test_a_payout_over_the_cap_waits_for_another_admin(
     assert await _send_jobs(resources) == 0
     assert (await payout_row(resources, order_id)).status == "awaiting_approval"
 
-    second = await operator(resources, "admin")
     approved = await client.post(approve, headers=second.headers)
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "pending"

@@ -63,7 +63,8 @@ export interface paths {
          * Login
          * @description Public, throttled. An operator's access token. An unknown username, a wrong password and
          *     a disabled operator get the same 401 invalid_credentials; too many failures for the
-         *     username or from the address, a 429 with Retry-After, whatever the password.
+         *     username or from the address, a 429 with Retry-After, whatever the password. The right
+         *     password of an admin no second admin has approved yet: 403 operator_awaiting_approval.
          */
         post: operations["admin-login"];
         delete?: never;
@@ -85,9 +86,32 @@ export interface paths {
         /**
          * Create Operator
          * @description A new operator with a password the admin hands over (12+ characters); the operator
-         *     can change it with `refit operator set-password`. Accepts `Idempotency-Key`.
+         *     can change it with `refit operator set-password`. A new admin cannot sign in until a
+         *     second admin, made before it and not by its maker, approves it (`/approve`). Accepts
+         *     `Idempotency-Key`.
          */
         post: operations["admin-create_operator"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/operators/{username}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Approve Operator
+         * @description Let an admin made by another admin sign in and act. Only a second admin made before it
+         *     and not by its maker. Approving an operator that already works changes nothing.
+         */
+        post: operations["admin-approve_operator"];
         delete?: never;
         options?: never;
         head?: never;
@@ -448,7 +472,9 @@ export interface paths {
         /**
          * Approve Payout
          * @description Approve a payout over the per-payout cap (`awaiting_approval`): its job signs and sends
-         *     it then. Only another admin than the one who asked for it. Approving again is a no-op.
+         *     it then. Only a second admin: not the one who asked for it, not made by them, and made
+         *     before the payout was asked for (403 four_eyes_refused, audited). Approving again is a
+         *     no-op.
          */
         post: operations["admin-approve_payout"];
         delete?: never;
@@ -1872,11 +1898,17 @@ export interface components {
         };
         /** OperatorListed */
         OperatorListed: {
+            /** Approved At */
+            approved_at: string | null;
+            /** Approved By */
+            approved_by: string | null;
             /**
              * Created At
              * Format: date-time
              */
             created_at: string;
+            /** Created By */
+            created_by: string | null;
             /** Disabled At */
             disabled_at: string | null;
             /**
@@ -2957,6 +2989,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description operator_awaiting_approval: an admin made by another admin, until a second admin approves it */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -3077,6 +3118,64 @@ export interface operations {
                 };
             };
             /** @description Forbidden (problem+json, see `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity (problem+json, see `code`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (problem+json, see `code`) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-approve_operator": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OperatorListed"];
+                };
+            };
+            /** @description Unauthorized (problem+json, see `code`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An inspector; or four_eyes_refused: the admin who made this one, or an admin made after it, cannot approve it (the refusal is audited) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4173,7 +4272,7 @@ export interface operations {
                     "application/json": components["schemas"]["PayoutRead"];
                 };
             };
-            /** @description An inspector, or the admin who asked for the payout: nothing changed */
+            /** @description An inspector, the admin who asked for the payout, or four_eyes_refused (an admin they made, or one made after they asked): nothing changed */
             403: {
                 headers: {
                     [name: string]: unknown;
