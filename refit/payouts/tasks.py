@@ -150,7 +150,7 @@ async def _sign(
         # Under the row lock: sign only if nothing was signed since we looked (or, when
         # replacing, only the very transaction proven dead is replaced).
         if payout.status not in OPEN or payout.signature != replacing:
-            return
+            return False
         # A re-sign replaces a transfer already counted; only a first signing is capped.
         capped = payout.signed_at is None and not await service.daily_cap_allows(
             session, payout, daily_max_usd
