@@ -23,6 +23,7 @@ from refit.ledger.chain import (
 from refit.ledger.journal import TxRecord
 
 SOLANA_CORE_VERSION = "2.2.0"
+SLOTS_PER_EPOCH = 432_000
 MEMO_PROGRAMS = {
     Pubkey.from_string("MemoSq4gqABAXKb1qDNvfJQ6MSDv65kcvh6tP2Y6W8G"),
     Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo"),
@@ -59,6 +60,23 @@ def _at_least_confirmed(config: dict[str, Any]) -> Commitment | None:
     if commitment == "processed":
         raise RpcError(-32602, "Method does not support commitment below `confirmed`")
     return commitment
+
+
+def _check_min_context_slot(
+    chain: Chain, config: dict[str, Any], commitment: Commitment | None
+) -> None:
+    """A node refuses to answer from a view older than the caller's `minContextSlot`: what a
+    client asks for when an answer from a node behind would mislead it."""
+    wanted = config.get("minContextSlot")
+    if wanted is None:
+        return
+    if not isinstance(wanted, int) or wanted < 0:
+        raise RpcError(-32602, "Invalid params: minContextSlot must be a non-negative integer")
+    reached = chain.height_at(commitment)
+    if reached < wanted:
+        raise RpcError(
+            -32016, "Minimum context slot has not been reached", {"contextSlot": reached}
+        )
 
 
 def _pubkey(value: Any) -> Pubkey:
@@ -164,7 +182,26 @@ def get_latest_blockhash(chain: Chain, params: Params) -> Any:
 
 
 def get_block_height(chain: Chain, params: Params) -> Any:
-    return chain.height_at(_commitment(_config(params, 0)))
+    config = _config(params, 0)
+    commitment = _commitment(config)
+    _check_min_context_slot(chain, config, commitment)
+    return chain.height_at(commitment)
+
+
+def get_epoch_info(chain: Chain, params: Params) -> Any:
+    """One bank's slot and block height together (the same number here: no slot is skipped)."""
+    config = _config(params, 0)
+    commitment = _commitment(config)
+    _check_min_context_slot(chain, config, commitment)
+    slot = chain.height_at(commitment)
+    return {
+        "absoluteSlot": slot,
+        "blockHeight": slot,
+        "epoch": slot // SLOTS_PER_EPOCH,
+        "slotIndex": slot % SLOTS_PER_EPOCH,
+        "slotsInEpoch": SLOTS_PER_EPOCH,
+        "transactionCount": len(chain.transactions),
+    }
 
 
 def get_signature_statuses(chain: Chain, params: Params) -> Any:
@@ -256,7 +293,9 @@ def get_signatures_for_address(chain: Chain, params: Params) -> Any:
     """Newest first, like a node: `before` and `until` bound the page, `limit` up to 1000."""
     address = _pubkey(_arg(params, 0))
     config = _config(params, 1)
-    visible_to = chain.height_at(_at_least_confirmed(config))
+    commitment = _at_least_confirmed(config)
+    _check_min_context_slot(chain, config, commitment)
+    visible_to = chain.height_at(commitment)
     limit = config.get("limit") or 1000
     if not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise RpcError(-32602, "Invalid params: limit must be 1..1000")
@@ -342,6 +381,7 @@ Write = Callable[[Chain, Params], Awaitable[Any]]
 READS: dict[str, Read] = {
     "getLatestBlockhash": get_latest_blockhash,
     "getBlockHeight": get_block_height,
+    "getEpochInfo": get_epoch_info,
     "getSlot": get_slot,
     "getSignatureStatuses": get_signature_statuses,
     "getBalance": get_balance,

@@ -105,9 +105,11 @@ async def after_move(
     to_status: OrderStatus,
     *,
     notes: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> None:
     """Queue what follows the move, in its transaction: the jobs exist iff it commits. The
-    move's `notes` (an inspector's findings for a revised offer) go into the email."""
+    move's `notes` (an inspector's findings for a revised offer) go into the email, and so
+    does a move to completed's `metadata`: the payout's receipt (payouts/receipt.py)."""
     for entered, after, follow_up in ON_ENTER:
         if to_status is entered and (after is None or from_status in after):
             await defer(session, follow_up, order.id)
@@ -118,12 +120,17 @@ async def after_move(
             NOTIFY_USER,
             user_id=str(order.user_id),
             template=template,
-            context=_email_context(order, from_status, notes),
+            context=_email_context(
+                order, from_status, notes, payment=metadata if to_status is S.COMPLETED else None
+            ),
         )
 
 
 def _email_context(
-    order: Order, from_status: OrderStatus | None, notes: str | None = None
+    order: Order,
+    from_status: OrderStatus | None,
+    notes: str | None = None,
+    payment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     # Job arguments are JSON: money as exact strings, times as ISO 8601.
     context = {
@@ -138,6 +145,7 @@ def _email_context(
         "offer_expires_at": order.offer_expires_at,
         "tracking_number": order.tracking_number,
         "shipping_carrier": order.shipping_carrier,
+        "payment": payment,
         # Files from refit.storage the send job attaches (by key: the job reads them outside
         # any transaction, and a missing one fails it rather than mail without the label).
         "attachments": [],

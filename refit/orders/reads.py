@@ -86,12 +86,24 @@ def explorer_url(signature: str) -> str:
     rpc = resources.current().settings.solana_rpc_endpoint
     base = f"https://explorer.solana.com/tx/{signature}"
     host = urlsplit(rpc).hostname or ""
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if _is_local(rpc):
         return f"{base}?{urlencode({'cluster': 'custom', 'customUrl': rpc})}"
     for cluster in ("devnet", "testnet"):
         if cluster in host:
             return f"{base}?cluster={cluster}"
     return base
+
+
+def public_explorer_url(signature: str) -> str | None:
+    """`explorer_url` for a link read away from this machine (an email): None on a local
+    endpoint, which only a browser on the machine running the ledger could reach."""
+    if _is_local(resources.current().settings.solana_rpc_endpoint):
+        return None
+    return explorer_url(signature)
+
+
+def _is_local(rpc: str) -> bool:
+    return (urlsplit(rpc).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def _with_explorer_url(payout: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -276,7 +276,9 @@ async def _record_move(
         actor=actor,
     )
     await _publish(session, order, from_status, to_status)
-    await follow_ups.after_move(session, order, from_status, to_status, notes=notes)
+    await follow_ups.after_move(
+        session, order, from_status, to_status, notes=notes, metadata=metadata
+    )
 
 
 async def _publish(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from solana.rpc.commitment import Confirmed, Finalized
+from solana.rpc.commitment import Commitment, Confirmed, Finalized
 from solders.hash import Hash
 from solders.instruction import AccountMeta
 from solders.keypair import Keypair
@@ -41,11 +41,46 @@ def order_reference(order_id: uuid.UUID) -> Pubkey:
     return Pubkey(hashlib.sha256(b"refit/payout-reference/v1:" + order_id.bytes).digest())
 
 
-async def transfers_by_reference(rpc: AsyncClient, reference: Pubkey) -> list[str]:
-    """Transactions carrying the reference that succeeded or may still (confirmed or later,
-    without error), oldest first."""
-    found = (await rpc.get_signatures_for_address(reference, commitment=Confirmed)).value
-    return [str(s.signature) for s in reversed(found) if s.err is None]
+async def transfers_by_reference(
+    rpc: AsyncClient,
+    reference: Pubkey,
+    *,
+    commitment: Commitment = Confirmed,
+    min_context_slot: int | None = None,
+) -> list[str]:
+    """Transactions carrying the reference that succeeded or may still (at `commitment` or
+    later, without error), oldest first. With `min_context_slot`, a node whose view is older
+    raises `ViewBehind` instead of answering from it."""
+    # solana-py's models cost ~0.3 s at import; only a process that reaches the chain pays.
+    from solana.rpc.core import RPCException
+    from solders.rpc.errors import MinContextSlotNotReachedMessage
+
+    try:
+        response = await rpc.get_signatures_for_address(
+            reference, commitment=commitment, min_context_slot=min_context_slot
+        )
+    except RPCException as exc:
+        if exc.args and isinstance(exc.args[0], MinContextSlotNotReachedMessage):
+            raise ViewBehind(str(exc.args[0].message)) from exc
+        raise
+    return [str(s.signature) for s in reversed(response.value) if s.err is None]
+
+
+class ViewBehind(Exception):
+    """The node that answered has not reached the slot the question was asked at."""
+
+
+@dataclass(frozen=True)
+class FinalizedView:
+    """One finalized bank's slot and block height, read together from one node."""
+
+    slot: int
+    block_height: int
+
+
+async def finalized_view(rpc: AsyncClient) -> FinalizedView:
+    info = (await rpc.get_epoch_info(Finalized)).value
+    return FinalizedView(info.absolute_slot, info.block_height)
 
 
 async def recipient_shortfall(rpc: AsyncClient, recipient: Pubkey) -> int:
@@ -109,23 +144,26 @@ async def send(rpc: AsyncClient, signed_tx: bytes) -> bool:
 
 class Landing(StrEnum):
     FINALIZED = "finalized"  # landed, no error, finalized
-    FAILED = "failed"  # landed with an error: nothing was transferred
-    PENDING = "pending"  # seen but not final, or unseen while its blockhash still lives
+    FAILED = "failed"  # landed with an error, finalized: nothing was transferred
+    PENDING = "pending"  # seen but not final (with or without an error), or unseen while
+    # its blockhash still lives
     EXPIRED = "expired"  # unseen with history searched, and past its last valid height
 
 
 async def landing(rpc: AsyncClient, signature: Signature, last_valid_block_height: int) -> Landing:
-    """Where the transaction stands. The block height is read BEFORE the status: once past
-    the last valid height the transaction can never be processed, so an absent status read
-    after it is final."""
+    """Where the transaction stands; landed (without or with an error) only once finalized.
+    The block height is read BEFORE the status: once past the last valid height the
+    transaction can never be processed. An absent status is EXPIRED, but a node behind may
+    answer absent for a transaction that landed: nothing is signed on this answer alone
+    (`signing_guard.clear_to_sign` asks the finalized view first)."""
     height = (await rpc.get_block_height(Finalized)).value
     status = (await rpc.get_signature_statuses([signature], search_transaction_history=True)).value[
         0
     ]
     if status is None:
         return Landing.EXPIRED if height > last_valid_block_height else Landing.PENDING
-    if status.err is not None:
-        return Landing.FAILED
-    if status.confirmation_status == TransactionConfirmationStatus.Finalized:
-        return Landing.FINALIZED
-    return Landing.PENDING
+    if status.confirmation_status != TransactionConfirmationStatus.Finalized:
+        # An error seen at processed or confirmed is not final: the block may still be
+        # dropped for a fork where the transfer lands without one.
+        return Landing.PENDING
+    return Landing.FAILED if status.err is not None else Landing.FINALIZED

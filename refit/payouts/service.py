@@ -24,6 +24,7 @@ from refit.money import recorded_rate, sol_at_least, sol_to_lamports, usd_to_sol
 from refit.orders import prices
 from refit.orders.service import get_order, transition
 from refit.payouts.chain import Blockhash, order_reference, sign_transfer
+from refit.payouts.receipt import receipt
 from refit.pricing.sources import Rate
 
 log = structlog.get_logger(__name__)
@@ -286,7 +287,8 @@ async def finish(session: AsyncSession, payout: Payout) -> None:
         OrderStatus.COMPLETED,
         actor=ACTOR,
         notes="paid on chain",
-        metadata={"signature": payout.signature, "lamports": payout.lamports},
+        # The chain's evidence, and the seller's receipt in the completed email.
+        metadata=receipt(payout),
         expected_from={OrderStatus.INSPECTING, OrderStatus.OFFER_PENDING},
     )
     payout.status = PayoutStatus.FINALIZED

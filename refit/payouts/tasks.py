@@ -1,7 +1,8 @@
 """The payout job: sign and store, send, wait for finality; never a chain call inside a
 transaction. Each step commits before the next network call, so a crash anywhere resumes
 from what is stored: a retry re-sends the same bytes, and a new transaction is signed only
-once the chain shows the stored one can never land (history searched, past its height)."""
+once the chain's finalized view shows the stored one can never land and no transfer for
+the order landed (`signing_guard`), whatever a node behind answers."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit import metrics, queue, resources, sweeps
 from refit.ledger.treasury import load_treasury
 from refit.models.payout import OPEN, PayoutStatus
-from refit.payouts import chain, service
+from refit.payouts import chain, service, signing_guard
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
 from refit.transactions import service_transaction
@@ -41,6 +42,11 @@ SWEEP_GRACE_SECONDS = 300
 
 class NotSettled(Exception):
     """Sent, not final yet and not expired: the retry looks again."""
+
+
+class NotClearToSign(NotSettled):
+    """The finalized view cannot yet prove a new signature safe (`signing_guard`): nothing
+    is signed, the retry asks again."""
 
 
 class TreasuryTooLow(Exception):
@@ -111,7 +117,8 @@ async def send_payout(order_id: uuid.UUID) -> str:
             if outcome is chain.Landing.PENDING:
                 raise NotSettled(f"{stored.signature} not finalized yet")
             log.warning("payouts.expired", order_id=str(order_id), signature=stored.signature)
-            await _sign(rpc, treasury, order_id, replacing=stored.signature)
+            if await _sign(rpc, treasury, order_id, replacing=stored.signature):
+                return "held on chain"
         raise RuntimeError(f"payout of {order_id}: re-signed {MAX_SIGNINGS_PER_RUN} times")
 
 
@@ -127,14 +134,14 @@ async def _read(order_id: uuid.UUID) -> Stored | None:
 
 async def _sign(
     rpc: AsyncClient, treasury: Keypair, order_id: uuid.UUID, *, replacing: str | None
-) -> None:
+) -> bool:
     """Step A. The rate, the blockhash and the recipient's balance are fetched before the
-    transaction opens."""
+    transaction opens. True when held instead: a transfer for the order is on chain."""
     rate = await current_rate(resources.current()) if replacing is None else None
     blockhash = await chain.latest_blockhash(rpc)
     planned = await _planned(rpc, order_id, rate)
-    if planned.first_signing and await _already_on_chain(rpc, order_id, planned.reference):
-        return
+    if not await _clear_to_sign(rpc, order_id, planned):
+        return True
     await _check_treasury(rpc, treasury, order_id, planned.lamports)
     daily_max_usd = resources.current().settings.payout_daily_max_usd
     async with service_transaction(job=True) as session:
@@ -143,7 +150,7 @@ async def _sign(
         # Under the row lock: sign only if nothing was signed since we looked (or, when
         # replacing, only the very transaction proven dead is replaced).
         if payout.status not in OPEN or payout.signature != replacing:
-            return
+            return False
         # A re-sign replaces a transfer already counted; only a first signing is capped.
         capped = payout.signed_at is None and not await service.daily_cap_allows(
             session, payout, daily_max_usd
@@ -162,6 +169,7 @@ async def _sign(
     if capped:
         log.warning("payouts.daily_cap_reached", order_id=str(order_id))
         raise DailyCapReached(f"payout of {order_id}: {service.DAILY_CAP_REACHED}")
+    return False
 
 
 @dataclass(frozen=True)
@@ -169,7 +177,7 @@ class Planned:
     lamports: int  # what the transfer will carry
     at_least_lamports: int  # the floor the recipient's wallet sets (0 once priced)
     reference: Pubkey
-    first_signing: bool  # nothing signed for this payout yet
+    previous: signing_guard.Previous | None  # the stored transaction a re-sign replaces
 
 
 async def _planned(rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None) -> Planned:
@@ -179,25 +187,33 @@ async def _planned(rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None) -> 
         assert payout is not None
         lamports, amount_usd, recipient = payout.lamports, payout.amount_usd, payout.recipient
         reference = Pubkey.from_string(payout.reference)
+        previous = None
+        if payout.signature is not None and payout.last_valid_block_height is not None:
+            previous = signing_guard.Previous(payout.signature, payout.last_valid_block_height)
     if lamports is not None:
-        return Planned(lamports, 0, reference, first_signing=False)
+        return Planned(lamports, 0, reference, previous)
     assert rate is not None
     at_least = await chain.recipient_shortfall(rpc, Pubkey.from_string(recipient))
     lamports = service.price(amount_usd, rate, at_least_lamports=at_least)[2]
-    return Planned(lamports, at_least, reference, first_signing=True)
+    return Planned(lamports, at_least, reference, previous)
 
 
-async def _already_on_chain(rpc: AsyncClient, order_id: uuid.UUID, reference: Pubkey) -> bool:
-    """Before the first signing: a transfer carrying this order's reference that the table does
-    not know of (a database restored from an older backup lost the payout row) means the seller
-    may already be paid. Nothing is signed; the payout waits with the error and an alert until
-    someone reconciles (`refit payouts reconcile`); the sweep looks again meanwhile."""
-    found = await chain.transfers_by_reference(rpc, reference)
-    if not found:
-        return False
+async def _clear_to_sign(rpc: AsyncClient, order_id: uuid.UUID, planned: Planned) -> bool:
+    """Before any new signature, first or re-sign (`signing_guard`). A transfer carrying the
+    order's reference that the table does not know of (a database restored from an older
+    backup lost the payout row) means the seller may already be paid: nothing is signed,
+    the payout waits with the error and an alert until someone reconciles (`refit payouts
+    reconcile`); the sweep looks again meanwhile. Not provable yet: the retry asks again."""
+    clearance = await signing_guard.clear_to_sign(rpc, planned.reference, planned.previous)
+    if clearance.verdict is signing_guard.Verdict.CLEAR:
+        return True
+    if clearance.verdict is signing_guard.Verdict.WAIT:
+        log.warning("payouts.not_clear_to_sign", order_id=str(order_id), reason=clearance.reason)
+        raise NotClearToSign(f"payout of {order_id}: {clearance.reason}")
+    found = clearance.found
     await _record_error(order_id, f"{service.ALREADY_ON_CHAIN}: {', '.join(found)}"[:2000])
     log.error("payouts.already_on_chain", order_id=str(order_id), signatures=found)
-    return True
+    return False
 
 
 async def _check_treasury(

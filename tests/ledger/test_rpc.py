@@ -1,5 +1,6 @@
 """The JSON-RPC envelope itself (batches, unknown methods, bad params, getHealth, which
-solana-py does not wrap), and a ledger that finds its port or its directory taken."""
+solana-py does not wrap), minContextSlot, and a ledger that finds its port or its directory
+taken."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from solana.rpc.commitment import Finalized
+from solana.rpc.core import RPCException
+from solders.pubkey import Pubkey
+from solders.rpc.errors import MinContextSlotNotReachedMessage
 
 from refit.ledger.server import LedgerServer
 from refit.settings import Settings
@@ -55,3 +60,21 @@ async def test_a_taken_port_or_directory(ledger: Running, tmp_path: Path):
     same_dir = ledger.settings.model_copy(update={"ledger_port": 0})
     with pytest.raises(RuntimeError, match="another ledger"):
         await LedgerServer(same_dir).serve()
+
+
+async def test_one_finalized_view_and_a_node_that_has_not_reached_a_slot(ledger: Running):
+    """getEpochInfo gives one bank's slot and block height together; an answer asked with a
+    minContextSlot the node's view has not reached is refused (-32016), as a node does."""
+    await ledger.chain.advance(40)
+    info = (await ledger.rpc.get_epoch_info(Finalized)).value
+    assert info.absolute_slot == info.block_height <= ledger.chain.height_at("finalized")
+    reference = Pubkey.new_unique()
+    reached = await ledger.rpc.get_signatures_for_address(
+        reference, commitment=Finalized, min_context_slot=info.absolute_slot
+    )
+    assert reached.value == []
+    with pytest.raises(RPCException) as refused:
+        await ledger.rpc.get_signatures_for_address(
+            reference, commitment=Finalized, min_context_slot=ledger.chain.slot + 1000
+        )
+    assert isinstance(refused.value.args[0], MinContextSlotNotReachedMessage)

@@ -100,3 +100,33 @@ def test_label_ready_says_the_label_is_attached_only_when_it_is():
     for context in (_context(), {k: v for k, v in _context().items() if k != "attachments"}):
         plain = render(SETTINGS, "order_label_ready", context)
         assert "attached" not in plain.text and "download it" in plain.text
+
+
+RECEIPT = {
+    "signature": "5" * 88,
+    "lamports": 2_946_600_000,
+    "amount_sol": "2.9466",
+    "usd_per_sol": "150.25",
+    "rate_source": "coingecko",
+    "rate_at": "2026-12-01T10:00:30+00:00",
+    "explorer_url": f"https://explorer.solana.com/tx/{'5' * 88}?cluster=devnet",
+}
+
+
+@pytest.mark.parametrize("explorer_url", [RECEIPT["explorer_url"], None])
+def test_the_paid_email_is_a_receipt(explorer_url):
+    receipt = {**RECEIPT, "explorer_url": explorer_url}
+    paid = render(SETTINGS, "order_completed", _as_stored(_context(payment=receipt)))
+    assert (
+        "You were paid 2.9466 SOL, at $150.25 per SOL (coingecko, December 1, 2026 at 10:00 UTC)."
+        in paid.text
+    )
+    assert f"Transaction: {'5' * 88}" in paid.text
+    if explorer_url:
+        assert f"Check it on the Solana explorer: {explorer_url}" in paid.text
+        assert f'<a href="{explorer_url}">' in paid.html
+    else:
+        assert "explorer" not in paid.text and "explorer" not in paid.html
+    # A move to completed by hand (no payout) says nothing of one.
+    by_hand = render(SETTINGS, "order_completed", _context(payment=None))
+    assert "You were paid" not in by_hand.text and "Transaction" not in by_hand.html
