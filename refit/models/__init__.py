@@ -27,6 +27,7 @@ from refit.models.shipping import (
     WebhookInbox,
 )
 from refit.models.sweep import SweepAttempt
+from refit.models.treasury import TreasuryReading
 from refit.models.user import User
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "ShippingEvent",
     "SiwsNonce",
     "SweepAttempt",
+    "TreasuryReading",
     "TrackingStatus",
     "User",
     "WebhookInbox",
