@@ -66,8 +66,8 @@ __all__ = [
     "ShippingEvent",
     "SiwsNonce",
     "SweepAttempt",
-    "TreasuryReading",
     "TrackingStatus",
+    "TreasuryReading",
     "User",
     "WebhookInbox",
 ]

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from solders.keypair import Keypair
 
 from refit.ledger.treasury import load_or_create_keypair, load_treasury
