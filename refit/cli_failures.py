@@ -20,7 +20,8 @@ EXIT_OK = 0
 EXIT_NO = 1
 # Bad usage: an unknown option, a missing argument, a file that does not exist (click's own).
 EXIT_USAGE = 2
-# It could not do its work: the settings were refused, or a server it needs (the database,
+# It could not do its work: the settings were refused (the worker's treasury keypair among
+# them), or a server it needs (the database,
 # Redis, the Solana ledger) did not answer. uvicorn's STARTUP_FAILURE is the same number, so
 # `refit api` refusing its settings and `refit flags list` finding no database agree.
 EXIT_CANNOT_RUN = 3
@@ -36,6 +37,8 @@ def describe(exc: BaseException) -> list[str] | None:
     if settings_error is not None:
         return settings_error
     for current in _causes(exc):
+        if isinstance(current, _types("refit.ledger.treasury", "TreasuryRefused")):
+            return [f"refit: {current}"]
         if isinstance(current, _types("solana.exceptions", "SolanaRpcException")):
             return [_ledger(current)]
         if isinstance(current, _http_transport_errors()):

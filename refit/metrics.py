@@ -100,6 +100,12 @@ DATABASE_SERIES = {
         "Age of the sanctions list loaded, from its publish date (+Inf: none loaded)"
     ),
     "refit_sanctions_list_max_age_seconds": "REFIT_SANCTIONS_MAX_AGE_DAYS, in seconds",
+    "refit_treasury_balance_lamports": (
+        "The treasury's balance, the worker's newest reading (NaN: none yet)"
+    ),
+    "refit_payouts_daily_average_lamports": (
+        "Lamports paid per day over the last 7 days (finalized payouts / 7)"
+    ),
 }
 
 router = APIRouter(tags=["operations"])
@@ -156,7 +162,7 @@ async def _database_series() -> CollectorRegistry:
                 text("SELECT status, count(*) FROM payouts GROUP BY status")
             ):
                 gauges["refit_payouts"].labels(status).set(n)
-            held, on_chain, unprocessed, webhook_age, sanctions_age = (
+            held, on_chain, unprocessed, webhook_age, sanctions_age, balance, daily = (
                 await conn.execute(
                     text(
                         # A held payout the sweep gave up on keeps its reason first.
@@ -169,7 +175,11 @@ async def _database_series() -> CollectorRegistry:
                         # As refit.sanctions.service.list_age: from the publish date, UTC.
                         "       (SELECT extract(epoch FROM now() - (published_on::timestamp"
                         "                                   AT TIME ZONE 'UTC'))"
-                        "        FROM sanctions_list)"
+                        "        FROM sanctions_list),"
+                        "       (SELECT lamports FROM treasury_readings ORDER BY at DESC LIMIT 1),"
+                        "       (SELECT coalesce(sum(lamports), 0) / 7.0 FROM payouts"
+                        "        WHERE status = 'finalized'"
+                        "        AND finalized_at > now() - interval '7 days')"
                         " FROM webhook_inbox WHERE processed_at IS NULL AND error IS NULL"
                     ),
                     {
@@ -185,6 +195,8 @@ async def _database_series() -> CollectorRegistry:
             gauges["refit_sanctions_list_age_seconds"].set(
                 math.inf if sanctions_age is None else sanctions_age
             )
+            gauges["refit_treasury_balance_lamports"].set(math.nan if balance is None else balance)
+            gauges["refit_payouts_daily_average_lamports"].set(daily)
             gauges["refit_sanctions_list_max_age_seconds"].set(
                 settings.sanctions_max_age_days * 86_400
             )

@@ -41,6 +41,7 @@ TASK_MODULES = [
     "refit.shipping.webhook_tasks",
     "refit.carriers.sandbox.webhooks",
     "refit.payouts.tasks",
+    "refit.payouts.treasury_readings",
 ]
 
 queue = procrastinate.App(

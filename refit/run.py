@@ -59,6 +59,7 @@ async def _supervise(
         **os.environ,
         startup.START_GATE_VARIABLE: str(gate),
         parent_death.PARENT_VARIABLE: str(os.getpid()),
+        **_treasury_pubkey_for_children(settings),
     }
     supervisor = Supervisor(RUN_COMPONENTS, env=env)
     stopping = asyncio.Event()
@@ -104,6 +105,19 @@ async def _supervise(
         raise
     await asyncio.to_thread(gate.touch)
     await running
+
+
+def _treasury_pubkey_for_children(settings: Settings) -> dict[str, str]:
+    """REFIT_TREASURY_PUBKEY for the children, when unset: this process owns the development
+    keypair (and funds it on the local ledger), so the API child never opens it."""
+    if settings.treasury_pubkey is not None:
+        return {}
+    with startup.collector_paused():
+        from refit.ledger.treasury import load_treasury
+    try:
+        return {"REFIT_TREASURY_PUBKEY": str(load_treasury(settings).pubkey())}
+    except (OSError, ValueError):
+        return {}  # the worker refuses to start and says why, in one line
 
 
 async def _greet_when_ready(

@@ -153,6 +153,12 @@ def serve(
         if worker:
             queue.queue.perform_import_paths()
     startup.wait_for_start_gate()
+    if worker:
+        # The one process that signs: it refuses to start on a keypair it cannot read or
+        # that is not REFIT_TREASURY_PUBKEY's, before it takes a job.
+        from refit.ledger.treasury import worker_treasury
+
+        worker_treasury(get_settings())
     embedded_database = not get_settings().database_url
     settings, servers = embedded.settings_with_servers()
     try:

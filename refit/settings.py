@@ -254,6 +254,10 @@ class Settings(BaseSettings):
     # The treasury that pays sellers: a keypair file, or the JSON array of 64 numbers itself
     # (the Solana CLI's format). Unset outside production: one generated under data_dir.
     treasury_keypair: SecretStr | None = None
+    # Its public key (base58): all the API and the dashboard know of the treasury; they never
+    # open the keypair, which only the worker loads (and refuses to start when it is another
+    # key's). Unset outside production: the development keypair's (`refit run` exports it).
+    treasury_pubkey: str | None = Field(default=None, pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
     # A payout above this (USD) waits for a second admin's approval.
     payout_max_usd: Decimal = Field(default=Decimal("2000"), ge=0)
     # What may be signed in one UTC day (USD), across every worker.
@@ -357,8 +361,9 @@ class Settings(BaseSettings):
             problems.append("REFIT_REDIS_URL must be set (no embedded Redis in production)")
         if not self.solana_rpc_url:
             problems.append("REFIT_SOLANA_RPC_URL must be set (no local ledger in production)")
-        if self.treasury_keypair is None:
-            problems.append("REFIT_TREASURY_KEYPAIR must be set (no generated treasury)")
+        if self.treasury_pubkey is None:
+            # The keypair is the worker's alone: `refit worker` refuses to start without it.
+            problems.append("REFIT_TREASURY_PUBKEY must be set (no generated treasury)")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self

@@ -20,7 +20,7 @@ from refit.dashboard.render import page
 from refit.dashboard.session import AdminDep, OperatorDep
 from refit.errors import Unprocessable
 from refit.inspection import service
-from refit.ledger.treasury import load_treasury
+from refit.ledger.treasury import treasury_pubkey
 from refit.models import Operator, OrderStatus
 from refit.models.payout import PayoutStatus
 from refit.orders.service import cancel_before_transit, get_order
@@ -119,8 +119,8 @@ async def add_photos(
 @router.post("/orders/{order_id}/pay")
 async def pay(order_id: uuid.UUID, session: SessionDep, operator: AdminDep) -> Response:
     settings = resources.current().settings
-    # The keypair file is read before anything is locked, as the API does.
-    treasury = load_treasury(settings).pubkey()
+    # The public key only, as the API: the keypair is the worker's alone.
+    treasury = treasury_pubkey(settings)
     payout = await payouts.request_payout(
         session,
         order_id,

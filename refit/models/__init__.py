@@ -27,6 +27,7 @@ from refit.models.shipping import (
     WebhookInbox,
 )
 from refit.models.sweep import SweepAttempt
+from refit.models.treasury import TreasuryReading
 from refit.models.user import User
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "SiwsNonce",
     "SweepAttempt",
     "TrackingStatus",
+    "TreasuryReading",
     "User",
     "WebhookInbox",
 ]

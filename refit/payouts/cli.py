@@ -46,7 +46,9 @@ def show(differences: list[Difference], console: Console) -> None:
 def reconcile_command() -> None:
     """Compare the payouts table with the chain and list every difference.
 
-    Exit status 1 when there are any, 0 when none, 3 when the database or the chain does not
+    From the chain's side too: every order past inspection with no payout row is looked up
+    by its reference key; a transfer found is reported paid_but_unrecorded. Exit status 1
+    when there are any differences, 0 when none, 3 when the database or the chain does not
     answer."""
     settings, servers = embedded.settings_with_servers()
     try:

@@ -13,7 +13,7 @@ from refit import idempotency, resources
 from refit.admin.deps import AdminDep, OperatorDep
 from refit.admin.four_eyes import require_second_admin
 from refit.errors import PROBLEM_CONTENT, problem_responses
-from refit.ledger.treasury import load_treasury
+from refit.ledger.treasury import treasury_pubkey
 from refit.models.payout import Payout, PayoutStatus
 from refit.pagination import newest_first, page
 from refit.payouts import service
@@ -46,9 +46,9 @@ async def pay_order(
     seller accepted: one payout per order however often this is asked (a job signs, sends
     and waits for finality; the order becomes completed then). Accepts `Idempotency-Key`.
     Admins only."""
-    # The keypair file is read before the first statement: no file I/O under a lock.
+    # The public key only: the API never opens the treasury's keypair (the worker's alone).
     settings = resources.current().settings
-    treasury = load_treasury(settings).pubkey()
+    treasury = treasury_pubkey(settings)
     claim = await idempotency.begin(
         session, operator.actor, idempotency_key, request, {"order_id": str(order_id)}
     )

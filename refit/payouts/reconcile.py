@@ -1,5 +1,7 @@
 """The payouts table against the chain: every finalized payout's transfer found with its
-amount and recipient, nothing landed that the table does not record. Read-only on both."""
+amount and recipient, nothing landed that the table does not record; and from the chain's
+side, every order that reached inspection with no payout row looked up by its derived
+reference key (a payout row lost with a restore, the transfer on chain). Read-only on both."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from solana.rpc.commitment import Finalized
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction_status import UiRawMessage, UiTransaction
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from refit.models import Order, OrderStatus
 from refit.models.payout import Payout, PayoutStatus
+from refit.payouts.chain import order_reference
 from refit.transactions import service_transaction
 
 
@@ -25,6 +29,17 @@ class Kind(StrEnum):
     RECIPIENT_DIFFERS = "recipient_differs"
     LANDED_NOT_RECORDED = "landed_not_recorded"  # the chain has it; the table is not finalized
     UNRECORDED_TRANSFER = "unrecorded_transfer"  # a transfer by the reference the table lacks
+    PAID_BUT_UNRECORDED = "paid_but_unrecorded"  # a transfer for an order with no payout row
+
+
+# From inspection on, an order may have been paid (it is paid from `inspecting` or
+# `offer_pending`, and then completes): these are looked up on chain when no payout row says so.
+MAY_BE_PAID = (
+    OrderStatus.INSPECTING,
+    OrderStatus.OFFER_PENDING,
+    OrderStatus.RETURNING,
+    OrderStatus.COMPLETED,
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,39 @@ async def reconcile(
     differences: list[Difference] = []
     for row in await _rows(sessionmaker):
         differences.extend(await _check(rpc, row))
+    for order_id in await _orders_without_payout(sessionmaker):
+        differences.extend(await _check_unrecorded(rpc, order_id))
     return differences
+
+
+async def _orders_without_payout(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> list[uuid.UUID]:
+    async with service_transaction(sessionmaker=sessionmaker) as session:
+        ids = await session.scalars(
+            select(Order.id)
+            .where(
+                Order.status.in_(MAY_BE_PAID),
+                ~exists().where(Payout.order_id == Order.id),
+            )
+            .order_by(Order.created_at, Order.id)
+        )
+        return list(ids.all())
+
+
+async def _check_unrecorded(rpc: AsyncClient, order_id: uuid.UUID) -> list[Difference]:
+    """A transfer carrying the order's reference key, finalized without error, when the table
+    has no payout for it: the seller was paid and nothing here says so."""
+    return [
+        Difference(
+            order_id,
+            Kind.PAID_BUT_UNRECORDED,
+            "paid but unrecorded: a transfer carries this order's reference key, and the "
+            "table has no payout for the order",
+            signature,
+        )
+        for signature in await _landed(rpc, str(order_reference(order_id)))
+    ]
 
 
 async def _landed(rpc: AsyncClient, reference: str) -> list[str]:

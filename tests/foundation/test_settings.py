@@ -16,7 +16,7 @@ def test_production_refuses_defaults_and_embedded_servers():
         "REFIT_DATABASE_URL",
         "REFIT_REDIS_URL",
         "REFIT_SOLANA_RPC_URL",
-        "REFIT_TREASURY_KEYPAIR",
+        "REFIT_TREASURY_PUBKEY",
     ):
         assert name in message
 
@@ -37,7 +37,7 @@ def test_production_starts_with_real_settings():
         database_url="postgresql://refit@db.example/refit",
         redis_url="redis://cache.example:6379/0",
         solana_rpc_url="https://rpc.example",
-        treasury_keypair="/run/secrets/treasury.json",
+        treasury_pubkey="4zvwRjXUKGfvwnParsHAS3HuSVzV5cA4McphgmoCtajS",
     )
     assert settings.is_production
 

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from solders.keypair import Keypair
 
 from refit.ledger.treasury import load_or_create_keypair, load_treasury
@@ -58,7 +58,7 @@ def test_production_needs_a_cluster_and_a_treasury():
     with pytest.raises(ValidationError) as error:
         Settings(_env_file=None, env="production")
     assert "REFIT_SOLANA_RPC_URL" in str(error.value)
-    assert "REFIT_TREASURY_KEYPAIR" in str(error.value)
+    assert "REFIT_TREASURY_PUBKEY" in str(error.value)
     settings = Settings(
         _env_file=None,
         env="production",
@@ -72,6 +72,6 @@ def test_production_needs_a_cluster_and_a_treasury():
         database_url="postgresql://refit@db.example/refit",
         redis_url="redis://cache.example:6379/0",
         solana_rpc_url="https://api.mainnet-beta.solana.com",
-        treasury_keypair=SecretStr("/run/secrets/treasury.json"),
+        treasury_pubkey="4zvwRjXUKGfvwnParsHAS3HuSVzV5cA4McphgmoCtajS",
     )
     assert settings.solana_rpc_endpoint == "https://api.mainnet-beta.solana.com"

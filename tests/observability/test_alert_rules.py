@@ -20,6 +20,8 @@ WATCHED = {
     "label failures": 'task="shipping.purchase_label", outcome="failed"',
     "payout failures": 'refit_payouts{status="failed"}',
     "treasury low": "refit_payouts_treasury_too_low",
+    "treasury below a day of payouts": "refit_treasury_balance_lamports",
+    "the last week's daily payouts": "refit_payouts_daily_average_lamports",
     "error rate": 'status=~"5.."',
     "sanctions list stale": "refit_sanctions_list_age_seconds",
     "sanctions hits": "refit_sanctions_hits_total",

@@ -45,6 +45,7 @@ async def paying(tmp_path: Path, settings: Settings, resources: Resources) -> As
         # The same Settings object the process's resources (and so the job) read.
         settings.solana_rpc_url = ledger.server.url
         settings.treasury_keypair = SecretStr(json.dumps(list(bytes(treasury))))
+        settings.treasury_pubkey = str(treasury.pubkey())
         yield Setup(
             ledger,
             treasury,

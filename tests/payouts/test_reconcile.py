@@ -1,5 +1,6 @@
 """`refit payouts reconcile`: a difference planted in the table after a real payout on the
-local ledger is reported (and the command exits 1); a clean state reports nothing."""
+local ledger is reported (and the command exits 1), as is a transfer planted on chain for an
+order with no payout row; a clean state reports nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from refit.cli import cli
 from refit.models.payout import Payout, PayoutStatus
+from refit.payouts.chain import order_reference
 from refit.payouts.reconcile import Kind, reconcile
 from refit.settings import get_settings
 from tests.ledger.conftest import transfer_tx, wait_for_status
@@ -126,3 +128,32 @@ async def test_the_command_exits_1_on_a_difference_and_0_on_none(
     differs = await asyncio.to_thread(runner.invoke, cli, ["payouts", "reconcile"])
     assert differs.exit_code == 1, differs.output
     assert order_id in differs.output and "amount_differs" in differs.output
+
+
+async def test_a_transfer_for_an_order_with_no_payout_row_is_paid_but_unrecorded(
+    client, resources, make_user, paying, cli_env
+):
+    """From the chain's side: an order inspected, never paid here (no payout row: a restore
+    from an older backup loses it), and a transfer carrying its derived reference key on
+    chain. Reconcile finds it by the order's key alone, and the command exits 1."""
+    order_id, wallet, _ = await as_quoted_order(client, resources, make_user, paying)
+    assert await reconcile(resources.sessionmaker, paying.ledger.rpc) == []
+    rpc = paying.ledger.rpc
+    blockhash = (await rpc.get_latest_blockhash(Confirmed)).value.blockhash
+    planted = transfer_tx(
+        paying.treasury,
+        wallet.pubkey(),
+        10**9,
+        blockhash,
+        reference=order_reference(uuid.UUID(order_id)),
+    )
+    signature = (await rpc.send_transaction(planted)).value
+    await wait_for_status(rpc, signature)
+
+    found = await reconcile(resources.sessionmaker, rpc)
+    assert [(str(d.order_id), d.kind, d.signature) for d in found] == [
+        (order_id, Kind.PAID_BUT_UNRECORDED, str(signature))
+    ]
+    reported = await asyncio.to_thread(CliRunner().invoke, cli, ["payouts", "reconcile"])
+    assert reported.exit_code == 1, reported.output
+    assert order_id in reported.output and "paid_but_unrecorded" in reported.output

@@ -35,6 +35,7 @@ class _Records(logging.Handler):
 
 async def _treasury(settings, keypair: Keypair) -> None:
     settings.treasury_keypair = SecretStr(json.dumps(list(bytes(keypair))))
+    settings.treasury_pubkey = str(keypair.pubkey())
 
 
 async def test_an_unfunded_treasury_stops_the_payout_before_signing(

@@ -5,7 +5,6 @@ worker has run, one transfer on the chain."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 
 import httpx
@@ -37,7 +36,8 @@ def _api_env(settings, paying, port: int) -> dict[str, str]:
         REFIT_DATA_DIR=str(settings.data_dir),
         REFIT_PUBLIC_URL=settings.public_url,
         REFIT_SOLANA_RPC_URL=paying.ledger.server.url,
-        REFIT_TREASURY_KEYPAIR=json.dumps(list(bytes(paying.treasury))),
+        # The public key only: an API process never opens the keypair (the worker's alone).
+        REFIT_TREASURY_PUBKEY=str(paying.treasury.pubkey()),
         REFIT_PORT=str(port),
     )
     return env

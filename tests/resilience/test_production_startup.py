@@ -28,6 +28,7 @@ SAFE: dict[str, Any] = {
     "redis_url": "redis://cache.example:6379/0",
     "solana_rpc_url": "https://rpc.example",
     "treasury_keypair": "/run/secrets/treasury.json",
+    "treasury_pubkey": "4zvwRjXUKGfvwnParsHAS3HuSVzV5cA4McphgmoCtajS",
 }
 
 UNSAFE = [
@@ -45,7 +46,7 @@ UNSAFE = [
     ("database_url", None, "REFIT_DATABASE_URL must be set", "no embedded PostgreSQL"),
     ("redis_url", None, "REFIT_REDIS_URL must be set", "no embedded Redis"),
     ("solana_rpc_url", None, "REFIT_SOLANA_RPC_URL must be set", "no local ledger"),
-    ("treasury_keypair", None, "REFIT_TREASURY_KEYPAIR must be set", "no generated treasury"),
+    ("treasury_pubkey", None, "REFIT_TREASURY_PUBKEY must be set", "no generated treasury"),
 ]
 
 

@@ -151,7 +151,9 @@ async def test_an_export_at_any_status_is_only_history(
         response = await client.post(path.format(id=order.id), json=sent, headers=seller.headers)
         assert response.status_code == 409, (path, response.text)
     # A treasury to pay from: the refusal is the order's, not a missing keypair's.
-    settings.treasury_keypair = SecretStr(json.dumps(list(bytes(Keypair()))))
+    treasury = Keypair()
+    settings.treasury_keypair = SecretStr(json.dumps(list(bytes(treasury))))
+    settings.treasury_pubkey = str(treasury.pubkey())
     inspector, admin = await operator(resources), await operator(resources, "admin")
     operator_doors = [
         ("/api/admin/orders/{id}/receive", None, inspector),

@@ -166,6 +166,7 @@ PRODUCTION: dict[str, Any] = {
     "redis_url": "redis://cache.example:6379/0",
     "solana_rpc_url": "https://rpc.example",
     "treasury_keypair": "/run/secrets/treasury.json",
+    "treasury_pubkey": "4zvwRjXUKGfvwnParsHAS3HuSVzV5cA4McphgmoCtajS",
 }
 
 
