@@ -10,6 +10,7 @@ import sys
 import uuid
 
 import pytest
+from solders.keypair import Keypair
 from sqlalchemy import func, select, update
 
 from refit.admin import cli as operator_cli
@@ -155,6 +156,7 @@ async def test_production_refuses_to_serve_without_an_enabled_admin(resources, s
         "REFIT_SENTRY_DSN": "https://public@o1.ingest.sentry.example/1",
         "REFIT_SOLANA_RPC_URL": "http://127.0.0.1:9",
         "REFIT_TREASURY_KEYPAIR": "/nonexistent/treasury.json",
+        "REFIT_TREASURY_PUBKEY": str(Keypair().pubkey()),
         "REFIT_PORT": "9",  # never bound: the check comes first
     }
     code, out = await _refit(settings, "api", **production)

@@ -125,7 +125,10 @@ async def test_an_unknown_template_fails_the_job(resources, run_jobs, make_user)
                 text("UPDATE procrastinate_jobs SET scheduled_at = now() WHERE status = 'todo'")
             )
     assert await _statuses(resources) == ["failed"]
-    errors = await _rows(resources, "SELECT error_type, message FROM job_errors")
+    errors = await _rows(
+        resources,
+        "SELECT error_type, message FROM job_errors WHERE task_name = 'notifications.notify_user'",
+    )
     assert len(errors) == notify_tasks.NOTIFY_RETRY.max_attempts + 1
     assert {(e.error_type, e.message) for e in errors} == {
         ("ValueError", "unknown email template 'order_teleported'")

@@ -59,6 +59,7 @@ async def lagging(
         async with serving(node) as url, AsyncClient(url, commitment=Confirmed) as rpc:
             settings.solana_rpc_url = url
             settings.treasury_keypair = SecretStr(json.dumps(list(bytes(treasury))))
+            settings.treasury_pubkey = str(treasury.pubkey())
             setup = Setup(
                 ledger,
                 treasury,
