@@ -68,6 +68,7 @@ async def pay_order(
 
 @router.post(
     "/payouts/{payout_id}/approve",
+    status_code=202,
     response_model=PayoutRead,
     responses={
         403: {
@@ -83,7 +84,7 @@ async def approve_payout(
 ) -> PayoutRead:
     """Approve a payout over the per-payout cap (`awaiting_approval`): its job signs and sends
     it then. Only another admin than the one who asked for it. Approving again is a no-op."""
-    payout = await service.approve_payout(session, payout_id, approved_by=operator.actor)
+    payout = await service.approve_payout(session, payout_id, approver=operator)
     return PayoutRead.model_validate(payout)
 
 

@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import metrics, queue, resources, sweeps
 from refit.ledger.treasury import load_treasury
-from refit.models.payout import OPEN, PayoutStatus
-from refit.payouts import chain, service
+from refit.models.payout import OPEN, HoldReason, Payout, PayoutStatus
+from refit.payouts import chain, service, states
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
+from refit.sanctions import service as sanctions
 from refit.transactions import service_transaction
 
 if TYPE_CHECKING:
@@ -89,8 +90,8 @@ async def send_payout(order_id: uuid.UUID) -> str:
             if stored.status not in OPEN:
                 return stored.status.value
             if stored.signed_tx is None:
-                # Held before signing (a transfer for the order already on chain): the error
-                # is recorded and alerted; the sweep looks again until someone reconciles.
+                # Waits unsigned (the treasury too low, today's cap): the error is recorded
+                # and alerted; the retry and the sweep look again.
                 return "held unsigned"
             assert stored.signature and stored.last_valid_block_height
             try:
@@ -144,12 +145,16 @@ async def _sign(
         # replacing, only the very transaction proven dead is replaced).
         if payout.status not in OPEN or payout.signature != replacing:
             return
+        if await _held_by_screening(session, payout):
+            return
         # A re-sign replaces a transfer already counted; only a first signing is capped.
         capped = payout.signed_at is None and not await service.daily_cap_allows(
             session, payout, daily_max_usd
         )
         if capped:
-            payout.error = service.DAILY_CAP_REACHED
+            await states.write(
+                session, payout, payout.status, actor=service.ACTOR, error=service.DAILY_CAP_REACHED
+            )
         else:
             await service.store_signed(
                 session,
@@ -190,12 +195,24 @@ async def _planned(rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None) -> 
 async def _already_on_chain(rpc: AsyncClient, order_id: uuid.UUID, reference: Pubkey) -> bool:
     """Before the first signing: a transfer carrying this order's reference that the table does
     not know of (a database restored from an older backup lost the payout row) means the seller
-    may already be paid. Nothing is signed; the payout waits with the error and an alert until
-    someone reconciles (`refit payouts reconcile`); the sweep looks again meanwhile."""
+    may already be paid. Nothing is signed; the payout is held (`already_on_chain`) with an
+    alert until an operator resolves it with the transfer found, or cancels it
+    (refit/payouts/recovery.py); the sweep leaves held payouts alone."""
     found = await chain.transfers_by_reference(rpc, reference)
     if not found:
         return False
-    await _record_error(order_id, f"{service.ALREADY_ON_CHAIN}: {', '.join(found)}"[:2000])
+    async with service_transaction(job=True) as session:
+        payout = await service.lock_payout(session, order_id)
+        if payout is not None and payout.status is PayoutStatus.PENDING:
+            await states.write(
+                session,
+                payout,
+                PayoutStatus.HELD,
+                actor=service.ACTOR,
+                hold=HoldReason.ALREADY_ON_CHAIN,
+                error=f"{service.ALREADY_ON_CHAIN}: {', '.join(found)}",
+                evidence={"signatures": found},
+            )
     log.error("payouts.already_on_chain", order_id=str(order_id), signatures=found)
     return True
 
@@ -220,20 +237,59 @@ async def _check_treasury(
     raise TreasuryTooLow(f"treasury holds {held} lamports, the payout needs {needed}")
 
 
+async def _held_by_screening(session: AsyncSession, payout: Payout) -> bool:
+    """Before every signing, under the payout's lock: the recipient against the sanctions list.
+    A hit (or, in production, a stale list) holds the payout unsigned; only the four-eyes
+    release (recovery.release) moves it on."""
+    screening = await sanctions.screen(session, payout.recipient)
+    reason = screening.hold_reason(resources.current().settings)
+    if reason is None:
+        return False
+    hold = (
+        HoldReason.SANCTIONS
+        if reason == sanctions.HELD_SANCTIONED
+        else HoldReason.SANCTIONS_LIST_STALE
+    )
+    match = screening.match
+    await states.write(
+        session,
+        payout,
+        PayoutStatus.HELD,
+        actor=service.ACTOR,
+        hold=hold,
+        error=f"held before signing: {reason}",
+        evidence={
+            "address": payout.recipient,
+            "sdn_uid": match.sdn_uid if match else None,
+            "list_published_on": (
+                screening.listing.published_on.isoformat() if screening.listing else None
+            ),
+        },
+    )
+    log.error("payouts.held", order_id=str(payout.order_id), reason=hold.value)
+    return True
+
+
 async def _mark_sent(order_id: uuid.UUID, signature: str) -> None:
     async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is not None and payout.signature == signature:
             if payout.status is PayoutStatus.SIGNED:
-                payout.status = PayoutStatus.SENT
+                await states.write(
+                    session,
+                    payout,
+                    PayoutStatus.SENT,
+                    actor=service.ACTOR,
+                    evidence={"signature": signature},
+                )
                 log.info("payouts.sent", order_id=str(order_id), signature=signature)
 
 
 async def _record_error(order_id: uuid.UUID, error: str) -> None:
     async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
-        if payout is not None:
-            payout.error = error[:2000]
+        if payout is not None and payout.status in OPEN:
+            await states.write(session, payout, payout.status, actor=service.ACTOR, error=error)
 
 
 async def _settle(
@@ -265,8 +321,14 @@ async def _fail(order_id: uuid.UUID, signature: str) -> None:
     async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is not None and payout.signature == signature:
-            payout.status = PayoutStatus.FAILED
-            payout.error = "the transfer landed with an error"
+            await states.write(
+                session,
+                payout,
+                PayoutStatus.FAILED,
+                actor=service.ACTOR,
+                error="the transfer landed with an error",
+                evidence={"signature": signature},
+            )
     log.error("payouts.failed_on_chain", order_id=str(order_id), signature=signature)
 
 
@@ -283,13 +345,16 @@ async def _requeue(session: AsyncSession, order_id: uuid.UUID) -> int | None:
 async def _flag(session: AsyncSession, order_id: uuid.UUID, reason: str) -> None:
     # After the reason it is held for, if any: the held payouts' series match its start.
     payout = await service.lock_payout(session, order_id)
-    if payout is not None:
+    if payout is not None and payout.status in OPEN:
         held = f"{payout.error[: 2000 - len(reason) - 2]}; " if payout.error else ""
-        payout.error = held + reason
+        await states.write(
+            session, payout, payout.status, actor="system:sweep", error=held + reason
+        )
 
 
-# Payouts still open (pending, signed, sent): held ones too, so a payout held for good is
-# re-run REFIT_SWEEP_MAX_ATTEMPTS times, not for ever.
+# Payouts still open (pending, signed, sent), waits included (a payout pending with the
+# treasury too low is re-run REFIT_SWEEP_MAX_ATTEMPTS times, not for ever); `held` and
+# `cancelled` ones wait for an operator and are never re-run.
 STUCK = sweeps.Stuck(
     task=service.SEND_TASK,
     rows="payouts p WHERE p.status IN ('pending', 'signed', 'sent')",
