@@ -110,8 +110,8 @@ async def release(
     session: AsyncSession, payout_id: uuid.UUID, operator: OperatorPrincipal, *, max_usd: Decimal
 ) -> Payout:
     """held (sanctions, or the list stale) → pending, its job deferred. A sanctions hold needs
-    the second admin whatever the amount. The job screens again before it signs: a hit still
-    on the list holds it again; release is for a list corrected or a false match cleared."""
+    the second admin whatever the amount. The two admins' decision holds against the list
+    loaded now: the job signs; a newer list that still names the recipient holds it again."""
     payout = await service.get_payout(session, payout_id)
     _expect(payout, {P.HELD}, "released")
     if payout.hold_reason not in SANCTIONS_HOLDS:

@@ -16,11 +16,12 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import metrics, queue, resources, sweeps
 from refit.ledger.treasury import load_treasury
-from refit.models.payout import OPEN, HoldReason, Payout, PayoutStatus
+from refit.models.payout import OPEN, HoldReason, Payout, PayoutEvent, PayoutStatus
 from refit.payouts import chain, service, states
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
@@ -240,10 +241,22 @@ async def _check_treasury(
 async def _held_by_screening(session: AsyncSession, payout: Payout) -> bool:
     """Before every signing, under the payout's lock: the recipient against the sanctions list.
     A hit (or, in production, a stale list) holds the payout unsigned; only the four-eyes
-    release (recovery.release) moves it on."""
+    release (recovery.release) moves it on, and holds against the list it was decided on."""
     screening = await sanctions.screen(session, payout.recipient)
     reason = screening.hold_reason(resources.current().settings)
     if reason is None:
+        return False
+    # Two admins released it (held → pending) since this list was loaded: their decision
+    # stands until a newer list is loaded.
+    released_at = await session.scalar(
+        select(func.max(PayoutEvent.at)).where(
+            PayoutEvent.payout_id == payout.id,
+            PayoutEvent.from_status == PayoutStatus.HELD,
+            PayoutEvent.to_status == PayoutStatus.PENDING,
+        )
+    )
+    listed_at = screening.listing.loaded_at if screening.listing else None
+    if released_at is not None and (listed_at is None or released_at > listed_at):
         return False
     hold = (
         HoldReason.SANCTIONS
