@@ -38,8 +38,11 @@ ALTER TABLE payouts
     AND (hold_reason IS NULL
          OR hold_reason IN ('already_on_chain', 'sanctions', 'sanctions_list_stale'))),
   DROP CONSTRAINT ck_payouts_signed_before_sent,
+  -- A payout resolved from a hold records the transfer found on chain: its signature and
+  -- lamports; the stored bytes and their blockhash's height are those of one we signed.
   ADD CONSTRAINT ck_payouts_signed_before_sent CHECK (
     status IN ('awaiting_approval', 'pending', 'failed', 'held', 'cancelled')
+    OR (status = 'finalized' AND signature IS NOT NULL AND lamports IS NOT NULL)
     OR (signed_tx IS NOT NULL AND signature IS NOT NULL
         AND last_valid_block_height IS NOT NULL AND lamports IS NOT NULL));
 
@@ -74,6 +77,9 @@ def downgrade() -> None:
     op.execute("""
 DROP TABLE IF EXISTS payout_events;
 UPDATE payouts SET status = 'pending' WHERE status = 'held';
+-- A resolved payout has no bytes we signed: the old rule cannot hold it (as a restore would).
+UPDATE payouts SET signed_tx = '\\x00'::bytea, last_valid_block_height = 0
+  WHERE status = 'finalized' AND signed_tx IS NULL;
 UPDATE payouts SET status = 'failed' WHERE status = 'cancelled';
 ALTER TABLE payouts
   DROP CONSTRAINT ck_payouts_signed_before_sent,

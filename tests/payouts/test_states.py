@@ -46,9 +46,7 @@ async def test_every_move_allowed_and_refused(client, resources, make_user, payi
         async with resources.sessionmaker() as session, session.begin():
             payout = await service.get_payout(session, payout_id)
             if states.allowed(from_status, to_status):
-                await states.write(
-                    session, payout, to_status, actor=ACTOR, hold=hold, error=error
-                )
+                await states.write(session, payout, to_status, actor=ACTOR, hold=hold, error=error)
             else:
                 with pytest.raises(Conflict) as refused:
                     await states.write(
