@@ -2,14 +2,13 @@
 writes a payout's `status`, `error` and `hold_reason`, each write recorded in `payout_events`
 (who, why, the chain's evidence). Anything not listed here is a 409 and changes nothing.
 
-awaiting_approval ──► pending ──► signed ──► sent ──► finalized
-   ▲ (over the cap)     │  ▲        │ ▲ ▲      │          ▲
-   │                    │  │        │ └─┼──────┤ (re-sign: the stored one expired)
-   │                    ▼  │        ▼   │      ▼          │
-   └────────────── cancelled ◄──── failed ◄───────        │
-                        ▲  │         (landed with an error)│
-                        │  ▼                               │
-                        └─ held ───────────────────────────┘ (resolve: already on chain)
+awaiting_approval → pending → signed → sent → finalized      (the job; a second admin first
+                                  ▲      │                     when over the per-payout cap)
+                                  └──────┘ re-sign once the stored transaction expired
+signed/sent → failed   the transfer landed with an error   → retry (pending) or cancel
+pending/signed/sent → held   screening, or already on chain → release (pending), resolve
+                                                              (finalized) or cancel
+cancelled → pending / awaiting_approval   the order paid again
 
 Choices, and why:
 - `held` is a payout nothing may sign until an operator decides: a transfer with its
@@ -19,7 +18,7 @@ Choices, and why:
 - `failed` (landed with an error, nothing moved) and `held` leave only through an operator:
   retry (failed → pending), release (held → pending), resolve (held → finalized) or cancel.
 - `cancelled` → pending / awaiting_approval: paying the order again re-opens its one row
-  (the row is unique per order, and keeps its reference: see recovery.reopen).
+  (the row is unique per order, and keeps its reference: see service.reopen).
 - Same-status writes (an error noted on a pending payout, a re-sign of a signed one) are
   allowed while the payout is not final; they are recorded only when something changed.
 """
