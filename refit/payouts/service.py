@@ -99,11 +99,11 @@ async def request_payout(
     request only: the row is unique per order, so any number of requests make one. Above
     `max_usd` it waits for a second admin's approval instead (`approve_payout`)."""
     order = await get_order(session, order_id, for_update=True)
+    # Not locked: the job locks the payout, then the order (finish); locking it here, under
+    # the order's lock, could deadlock with it. A cancelled row is written by nothing but a
+    # re-open, and re-opens queue on the order's lock.
     existing = await session.scalar(
-        select(Payout)
-        .where(Payout.order_id == order.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        select(Payout).where(Payout.order_id == order.id).execution_options(populate_existing=True)
     )
     if existing is not None and existing.status is not PayoutStatus.CANCELLED:
         return existing
