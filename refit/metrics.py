@@ -168,8 +168,8 @@ async def _database_series() -> CollectorRegistry:
                         # A held payout the sweep gave up on keeps its reason first.
                         "SELECT (SELECT count(*) FROM payouts WHERE status = 'pending'"
                         "        AND starts_with(error, :treasury_low)),"
-                        "       (SELECT count(*) FROM payouts WHERE status = 'pending'"
-                        "        AND starts_with(error, :on_chain)),"
+                        "       (SELECT count(*) FROM payouts WHERE status = 'held'"
+                        "        AND hold_reason = 'already_on_chain'),"
                         "       count(*),"
                         "       coalesce(extract(epoch FROM now() - min(received_at)), 0),"
                         # As refit.sanctions.service.list_age: from the publish date, UTC.
@@ -182,10 +182,7 @@ async def _database_series() -> CollectorRegistry:
                         "        AND finalized_at > now() - interval '7 days')"
                         " FROM webhook_inbox WHERE processed_at IS NULL AND error IS NULL"
                     ),
-                    {
-                        "treasury_low": PAYOUT_HELD_TREASURY_LOW,
-                        "on_chain": PAYOUT_HELD_ALREADY_ON_CHAIN,
-                    },
+                    {"treasury_low": PAYOUT_HELD_TREASURY_LOW},
                 )
             ).one()
             gauges["refit_payouts_treasury_too_low"].set(held)

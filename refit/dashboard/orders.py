@@ -134,7 +134,7 @@ async def pay(order_id: uuid.UUID, session: SessionDep, operator: AdminDep) -> R
 
 @router.post("/payouts/{payout_id}/approve")
 async def approve(payout_id: uuid.UUID, session: SessionDep, operator: AdminDep) -> Response:
-    payout = await payouts.approve_payout(session, payout_id, approved_by=operator.actor)
+    payout = await payouts.approve_payout(session, payout_id, approver=operator)
     return to_order(payout.order_id, "approved")
 
 

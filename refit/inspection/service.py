@@ -110,6 +110,18 @@ async def send_home(
                 code="return_label_bought",
             )
         job_id = await follow_ups.defer(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
+    elif order.status is S.OFFER_PENDING and order.offer_accepted_at is not None:
+        # Accepted, and its payout cancelled (none requested: checked above): the seller's yes
+        # stands, but an admin decided not to pay; the device goes home.
+        order = await transition(
+            session,
+            order.id,
+            S.RETURNING,
+            actor=operator.actor,
+            notes="sent home by an operator after its payout was cancelled",
+            expected_from={S.OFFER_PENDING},
+        )
+        job_id = await follow_ups.waiting_job(session, follow_ups.PURCHASE_RETURN_LABEL, order.id)
     elif order.status is S.OFFER_PENDING:
         # The seller's no, given to an operator: the same checks as the seller's own decline.
         order = await offers.decline_offer(session, order.id, actor=operator.actor)
@@ -165,6 +177,13 @@ def _check_input(data: InspectionCreate, operator: OperatorPrincipal) -> None:
             "An override needs both override_price_usd and override_reason",
             code="override_reason_required",
         )
+    if data.override_price_usd is not None and data.override_price_usd <= 0:
+        # An offer of $0 accepted could never be paid, declined or expire: a device worth
+        # nothing goes home instead (send it home).
+        raise Unprocessable(
+            "An override price must be above zero; send the device home instead",
+            code="override_price_not_positive",
+        )
     if data.imei is None and data.serial is None:
         raise Unprocessable(
             "Record the device's IMEI or its serial number", code="device_identity_required"
@@ -217,6 +236,10 @@ async def inspect(
     )
     price = data.override_price_usd if data.override_price_usd is not None else found.price_usd
     reason = unbuyable_reason(data)
+    if reason is None and price <= 0:
+        # A final price must be above zero: an offer of $0 could never be paid (and, once
+        # accepted, never declined or expire). The catalog pricing a grade at $0 sends it home.
+        reason = "priced at $0 by the catalog"
     if reason is not None:
         outcome, final = Outcome.UNBUYABLE, None
     elif price >= order.quoted_price_usd:

@@ -11,7 +11,7 @@ from refit.models.inspection import EvidencePhoto, Inspection, Outcome
 from refit.models.notification import OutboundEmail
 from refit.models.operator import AuditOutcome, Operator, OperatorAudit, OperatorRole
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
-from refit.models.payout import Payout, PayoutStatus
+from refit.models.payout import HoldReason, Payout, PayoutEvent, PayoutStatus
 from refit.models.quote import Quote
 from refit.models.sanction import SanctionedAddress, SanctionsList
 from refit.models.shipping import (
@@ -42,6 +42,7 @@ __all__ = [
     "FlagAudit",
     "FlagExposure",
     "FlagMode",
+    "HoldReason",
     "IdempotencyKey",
     "Inspection",
     "LabelPurchase",
@@ -55,6 +56,7 @@ __all__ = [
     "OutboundEmail",
     "Outcome",
     "Payout",
+    "PayoutEvent",
     "PayoutStatus",
     "PurchaseStatus",
     "Quote",

@@ -1,4 +1,5 @@
-"""ORM model of a payout (migration 0011). Service role only."""
+"""ORM models of a payout (migration 0011) and its audit trail (0021). Service role only.
+Their one writer is refit/payouts/states.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -16,7 +18,9 @@ from sqlalchemy import (
     LargeBinary,
     Numeric,
     Text,
+    func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refit.db import Base
@@ -30,6 +34,16 @@ class PayoutStatus(StrEnum):
     SENT = "sent"  # the RPC accepted it (or had it already)
     FINALIZED = "finalized"  # on chain, finalized: the order is completed
     FAILED = "failed"  # landed with an error (no transfer): for an operator
+    HELD = "held"  # not to be signed until an operator decides (`hold_reason` says why)
+    CANCELLED = "cancelled"  # given up by an operator; paying the order again re-opens it
+
+
+class HoldReason(StrEnum):
+    """Why a payout is held. Each has its one way out (refit/payouts/recovery.py)."""
+
+    ALREADY_ON_CHAIN = "already_on_chain"  # a transfer with its reference found: resolve
+    SANCTIONS = "sanctions"  # the recipient is on the list: release (four-eyes)
+    SANCTIONS_LIST_STALE = "sanctions_list_stale"  # production, list too old: release
 
 
 # Still to drive to the chain; the sweep looks for these.
@@ -64,7 +78,27 @@ class Payout(UUIDPrimaryKey, Timestamps, Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     requested_by: Mapped[str] = mapped_column(Text, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # Set exactly while `held` (a check constraint says so).
+    hold_reason: Mapped[HoldReason | None] = mapped_column(EnumText(HoldReason))
     approved_by: Mapped[str | None] = mapped_column(Text)
     # When its first transaction was signed: the day it counts against the daily cap.
     signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     finalized_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PayoutEvent(UUIDPrimaryKey, Base):
+    """One write of a payout's status or error: who, why, and the chain's evidence."""
+
+    __tablename__ = "payout_events"
+
+    payout_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("payouts.id", ondelete="RESTRICT"), index=True, nullable=False
+    )
+    from_status: Mapped[PayoutStatus | None] = mapped_column(EnumText(PayoutStatus))
+    to_status: Mapped[PayoutStatus] = mapped_column(EnumText(PayoutStatus), nullable=False)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )

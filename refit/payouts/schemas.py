@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from refit.models.payout import PayoutStatus
+from refit.models.payout import HoldReason, PayoutStatus
 
 
 class PayoutRead(BaseModel):
@@ -32,6 +32,7 @@ class PayoutRead(BaseModel):
     requested_by: str
     approved_by: str | None
     error: str | None
+    hold_reason: HoldReason | None
     created_at: dt.datetime
     updated_at: dt.datetime
     finalized_at: dt.datetime | None
@@ -42,3 +43,9 @@ class PayoutPage(BaseModel):
 
     items: list[PayoutRead]
     next_cursor: str | None
+
+
+class PayoutResolve(BaseModel):
+    """The transaction found on chain that paid this payout (base-58 signature)."""
+
+    signature: str = Field(min_length=64, max_length=88, pattern=r"^[1-9A-HJ-NP-Za-km-z]+$")

@@ -17,12 +17,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import metrics, queue
-from refit.errors import Conflict, NotFound, ProblemError
+from refit.admin.deps import OperatorPrincipal
+from refit.admin.four_eyes import require_second_admin
+from refit.errors import Conflict, NotFound
 from refit.models import Order, OrderStatus, User
 from refit.models.payout import Payout, PayoutStatus
 from refit.money import recorded_rate, sol_at_least, sol_to_lamports, usd_to_sol
 from refit.orders import prices
 from refit.orders.service import get_order, transition
+from refit.payouts import states
 from refit.payouts.chain import Blockhash, order_reference, sign_transfer
 from refit.payouts.receipt import receipt
 from refit.pricing.sources import Rate
@@ -76,8 +79,13 @@ def _ready_to_pay(order: Order) -> None:
 
 
 async def payout_requested(session: AsyncSession, order_id: uuid.UUID) -> bool:
-    """Whether an admin asked to pay the order (its payout row exists, in any state)."""
-    return await session.scalar(select(Payout.id).where(Payout.order_id == order_id)) is not None
+    """Whether an admin asked to pay the order: its payout row exists and is not cancelled."""
+    found = await session.scalar(
+        select(Payout.id).where(
+            Payout.order_id == order_id, Payout.status != PayoutStatus.CANCELLED
+        )
+    )
+    return found is not None
 
 
 async def request_payout(
@@ -92,14 +100,32 @@ async def request_payout(
     request only: the row is unique per order, so any number of requests make one. Above
     `max_usd` it waits for a second admin's approval instead (`approve_payout`)."""
     order = await get_order(session, order_id, for_update=True)
-    existing = await session.scalar(select(Payout).where(Payout.order_id == order.id))
-    if existing is not None:
+    # Not locked: the job locks the payout, then the order (finish); locking it here, under
+    # the order's lock, could deadlock with it. A cancelled row is written by nothing but a
+    # re-open, and re-opens queue on the order's lock.
+    existing = await session.scalar(
+        select(Payout).where(Payout.order_id == order.id).execution_options(populate_existing=True)
+    )
+    if existing is not None and existing.status is not PayoutStatus.CANCELLED:
         return existing
     _ready_to_pay(order)
     assert order.final_price_usd is not None
     recipient = await session.scalar(select(User.wallet_address).where(User.id == order.user_id))
     assert recipient is not None
     over_cap = order.final_price_usd > max_usd
+    if existing is not None:
+        await reopen(
+            session,
+            existing,
+            order.final_price_usd,
+            recipient=recipient,
+            treasury=str(treasury),
+            requested_by=requested_by,
+            over_cap=over_cap,
+        )
+        if not over_cap:
+            await defer_send(session, order.id)
+        return existing
     inserted = await session.scalar(
         insert(Payout)
         .values(
@@ -117,7 +143,7 @@ async def request_payout(
     )
     if inserted is not None:
         if not over_cap:
-            await _defer_send(session, order.id)
+            await defer_send(session, order.id)
         log.info(
             "payouts.requested", order_id=str(order.id), by=requested_by, needs_approval=over_cap
         )
@@ -128,7 +154,44 @@ async def request_payout(
     return payout
 
 
-async def _defer_send(session: AsyncSession, order_id: uuid.UUID) -> None:
+async def reopen(
+    session: AsyncSession,
+    payout: Payout,
+    amount_usd: Decimal,
+    *,
+    recipient: str,
+    treasury: str,
+    requested_by: str,
+    over_cap: bool,
+) -> None:
+    """Pay again on a cancelled payout (locked): the same row, asked for, priced and signed
+    afresh, with today's price, recipient and treasury.
+
+    It keeps its reference key, on purpose: the lookup by reference before a first signing is
+    what proves no earlier attempt landed. A new key would start that lookup from nothing, and
+    a transfer of the cancelled attempt that did land (a hold cancelled by mistake, a node that
+    had not seen it yet) would go unseen and the seller be paid twice. With the same key the
+    re-opened payout's first signing (`lamports` cleared below) finds it and holds instead."""
+    payout.amount_usd = amount_usd
+    payout.recipient = recipient
+    payout.treasury = treasury
+    payout.requested_by = requested_by
+    payout.approved_by = None
+    payout.lamports = payout.amount_sol = payout.sol_usd_rate = None
+    payout.rate_source = payout.rate_at = None
+    payout.signed_tx = payout.signature = payout.last_valid_block_height = None
+    payout.signed_at = payout.finalized_at = None
+    await states.write(
+        session,
+        payout,
+        PayoutStatus.AWAITING_APPROVAL if over_cap else PayoutStatus.PENDING,
+        actor=requested_by,
+        reason="paid again",
+        error=None,
+    )
+
+
+async def defer_send(session: AsyncSession, order_id: uuid.UUID) -> None:
     await queue.defer(
         session,
         SEND_TASK,
@@ -139,11 +202,38 @@ async def _defer_send(session: AsyncSession, order_id: uuid.UUID) -> None:
 
 
 async def approve_payout(
-    session: AsyncSession, payout_id: uuid.UUID, *, approved_by: str
+    session: AsyncSession, payout_id: uuid.UUID, *, approver: OperatorPrincipal
 ) -> Payout:
     """A second admin lets a payout over the per-payout cap go: its job is deferred in this
-    transaction. The admin who asked for it cannot approve it (403); approving again is a
-    no-op."""
+    transaction. Four-eyes decides who may (`require_second_admin`, 403 otherwise); approving
+    again is a no-op."""
+    payout = await get_payout(session, payout_id)
+    if payout.status is not PayoutStatus.AWAITING_APPROVAL:
+        if payout.approved_by is not None:
+            return payout
+        raise Conflict(
+            f"This payout is {payout.status.value}, not awaiting approval",
+            code="payout_not_awaiting_approval",
+        )
+    await require_second_admin(
+        session,
+        approver=approver,
+        requested_by=payout.requested_by,
+        requested_at=payout.created_at,
+        action="payout.approve",
+        subject=f"payout:{payout.id}",
+    )
+    payout.approved_by = approver.actor
+    await states.write(
+        session, payout, PayoutStatus.PENDING, actor=approver.actor, reason="approved"
+    )
+    await defer_send(session, payout.order_id)
+    log.info("payouts.approved", order_id=str(payout.order_id), by=approver.actor)
+    return payout
+
+
+async def get_payout(session: AsyncSession, payout_id: uuid.UUID) -> Payout:
+    """The payout, locked (404 `payout_not_found`)."""
     payout = await session.scalar(
         select(Payout)
         .where(Payout.id == payout_id)
@@ -152,33 +242,15 @@ async def approve_payout(
     )
     if payout is None:
         raise NotFound("No such payout", code="payout_not_found")
-    if payout.status is not PayoutStatus.AWAITING_APPROVAL:
-        if payout.approved_by is not None:
-            return payout
-        raise Conflict(
-            f"This payout is {payout.status.value}, not awaiting approval",
-            code="payout_not_awaiting_approval",
-        )
-    if payout.requested_by == approved_by:
-        raise ProblemError(
-            "A payout over the cap must be approved by another admin than the one who asked",
-            status=403,
-            code="approval_needs_another_admin",
-        )
-    payout.status = PayoutStatus.PENDING
-    payout.approved_by = approved_by
-    await session.flush()
-    await _defer_send(session, payout.order_id)
-    log.info("payouts.approved", order_id=str(payout.order_id), by=approved_by)
     return payout
 
 
 async def signed_today_usd(session: AsyncSession, *, besides: uuid.UUID | None = None) -> Decimal:
-    """What counts against today's (UTC) cap: every payout signed today that did not fail
-    (`besides`: all but that one)."""
+    """What counts against today's (UTC) cap: every payout signed today that did not fail and
+    was not cancelled (`besides`: all but that one)."""
     total = await session.scalar(
         select(func.coalesce(func.sum(Payout.amount_usd), 0)).where(
-            Payout.status != PayoutStatus.FAILED,
+            Payout.status.not_in((PayoutStatus.FAILED, PayoutStatus.CANCELLED)),
             Payout.signed_at >= literal_column(START_OF_UTC_DAY),
             *([Payout.id != besides] if besides is not None else []),
         )
@@ -262,9 +334,20 @@ async def store_signed(
     payout.attempts += 1
     if payout.signed_at is None:
         payout.signed_at = dt.datetime.now(dt.UTC)
-    payout.status = PayoutStatus.SIGNED
-    payout.error = None
-    await session.flush()
+    await states.write(
+        session,
+        payout,
+        PayoutStatus.SIGNED,
+        actor=ACTOR,
+        reason="signed",
+        error=None,
+        evidence={
+            "signature": payout.signature,
+            "attempt": payout.attempts,
+            "lamports": payout.lamports,
+            "last_valid_block_height": payout.last_valid_block_height,
+        },
+    )
     log.info(
         "payouts.signed",
         order_id=str(payout.order_id),
@@ -275,7 +358,13 @@ async def store_signed(
     )
 
 
-async def finish(session: AsyncSession, payout: Payout) -> None:
+async def finish(
+    session: AsyncSession,
+    payout: Payout,
+    *,
+    actor: str = ACTOR,
+    evidence: dict[str, object] | None = None,
+) -> None:
     """The transfer is finalized: the payout, the order's payment and its move to
     completed, in one transaction (the payout row locked by the caller)."""
     assert payout.signature is not None and payout.amount_sol is not None
@@ -285,13 +374,19 @@ async def finish(session: AsyncSession, payout: Payout) -> None:
         session,
         order.id,
         OrderStatus.COMPLETED,
-        actor=ACTOR,
+        actor=actor,
         notes="paid on chain",
         # The chain's evidence, and the seller's receipt in the completed email.
         metadata=receipt(payout),
         expected_from={OrderStatus.INSPECTING, OrderStatus.OFFER_PENDING},
     )
-    payout.status = PayoutStatus.FINALIZED
     payout.finalized_at = dt.datetime.now(dt.UTC)
-    await session.flush()
+    await states.write(
+        session,
+        payout,
+        PayoutStatus.FINALIZED,
+        actor=actor,
+        reason="finalized on chain",
+        evidence={"signature": payout.signature, **(evidence or {})},
+    )
     log.info("payouts.finalized", order_id=str(payout.order_id), signature=payout.signature)

@@ -17,14 +17,16 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import metrics, queue, resources, sweeps
 from refit.ledger.treasury import load_treasury
-from refit.models.payout import OPEN, PayoutStatus
-from refit.payouts import chain, service, signing_guard
+from refit.models.payout import OPEN, HoldReason, Payout, PayoutEvent, PayoutStatus
+from refit.payouts import chain, service, signing_guard, states
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
+from refit.sanctions import service as sanctions
 from refit.transactions import service_transaction
 
 if TYPE_CHECKING:
@@ -95,8 +97,8 @@ async def send_payout(order_id: uuid.UUID) -> str:
             if stored.status not in OPEN:
                 return stored.status.value
             if stored.signed_tx is None:
-                # Held before signing (a transfer for the order already on chain): the error
-                # is recorded and alerted; the sweep looks again until someone reconciles.
+                # Waits unsigned (the treasury too low, today's cap): the error is recorded
+                # and alerted; the retry and the sweep look again.
                 return "held unsigned"
             assert stored.signature and stored.last_valid_block_height
             try:
@@ -151,12 +153,16 @@ async def _sign(
         # replacing, only the very transaction proven dead is replaced).
         if payout.status not in OPEN or payout.signature != replacing:
             return False
+        if await _held_by_screening(session, payout):
+            return False
         # A re-sign replaces a transfer already counted; only a first signing is capped.
         capped = payout.signed_at is None and not await service.daily_cap_allows(
             session, payout, daily_max_usd
         )
         if capped:
-            payout.error = service.DAILY_CAP_REACHED
+            await states.write(
+                session, payout, payout.status, actor=service.ACTOR, error=service.DAILY_CAP_REACHED
+            )
         else:
             await service.store_signed(
                 session,
@@ -201,9 +207,10 @@ async def _planned(rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None) -> 
 async def _clear_to_sign(rpc: AsyncClient, order_id: uuid.UUID, planned: Planned) -> bool:
     """Before any new signature, first or re-sign (`signing_guard`). A transfer carrying the
     order's reference that the table does not know of (a database restored from an older
-    backup lost the payout row) means the seller may already be paid: nothing is signed,
-    the payout waits with the error and an alert until someone reconciles (`refit payouts
-    reconcile`); the sweep looks again meanwhile. Not provable yet: the retry asks again."""
+    backup lost the payout row) means the seller may already be paid: nothing is signed, the
+    payout is held (`already_on_chain`) with an alert until an operator resolves it with the
+    transfer found, or cancels it (refit/payouts/recovery.py); the sweep leaves held payouts
+    alone. Not provable yet (a node behind, a blockhash still valid): the retry asks again."""
     clearance = await signing_guard.clear_to_sign(rpc, planned.reference, planned.previous)
     if clearance.verdict is signing_guard.Verdict.CLEAR:
         return True
@@ -211,7 +218,18 @@ async def _clear_to_sign(rpc: AsyncClient, order_id: uuid.UUID, planned: Planned
         log.warning("payouts.not_clear_to_sign", order_id=str(order_id), reason=clearance.reason)
         raise NotClearToSign(f"payout of {order_id}: {clearance.reason}")
     found = clearance.found
-    await _record_error(order_id, f"{service.ALREADY_ON_CHAIN}: {', '.join(found)}"[:2000])
+    async with service_transaction(job=True) as session:
+        payout = await service.lock_payout(session, order_id)
+        if payout is not None and payout.status in OPEN:
+            await states.write(
+                session,
+                payout,
+                PayoutStatus.HELD,
+                actor=service.ACTOR,
+                hold=HoldReason.ALREADY_ON_CHAIN,
+                error=f"{service.ALREADY_ON_CHAIN}: {', '.join(found)}"[:2000],
+                evidence={"signatures": found},
+            )
     log.error("payouts.already_on_chain", order_id=str(order_id), signatures=found)
     return False
 
@@ -236,20 +254,71 @@ async def _check_treasury(
     raise TreasuryTooLow(f"treasury holds {held} lamports, the payout needs {needed}")
 
 
+async def _held_by_screening(session: AsyncSession, payout: Payout) -> bool:
+    """Before every signing, under the payout's lock: the recipient against the sanctions list.
+    A hit (or, in production, a stale list) holds the payout unsigned; only the four-eyes
+    release (recovery.release) moves it on, and holds against the list it was decided on."""
+    screening = await sanctions.screen(session, payout.recipient)
+    reason = screening.hold_reason(resources.current().settings)
+    if reason is None:
+        return False
+    # Two admins released it (held → pending) since this list was loaded: their decision
+    # stands until a newer list is loaded.
+    released_at = await session.scalar(
+        select(func.max(PayoutEvent.at)).where(
+            PayoutEvent.payout_id == payout.id,
+            PayoutEvent.from_status == PayoutStatus.HELD,
+            PayoutEvent.to_status == PayoutStatus.PENDING,
+        )
+    )
+    listed_at = screening.listing.loaded_at if screening.listing else None
+    if released_at is not None and (listed_at is None or released_at > listed_at):
+        return False
+    hold = (
+        HoldReason.SANCTIONS
+        if reason == sanctions.HELD_SANCTIONED
+        else HoldReason.SANCTIONS_LIST_STALE
+    )
+    match = screening.match
+    await states.write(
+        session,
+        payout,
+        PayoutStatus.HELD,
+        actor=service.ACTOR,
+        hold=hold,
+        error=f"held before signing: {reason}",
+        evidence={
+            "address": payout.recipient,
+            "sdn_uid": match.sdn_uid if match else None,
+            "list_published_on": (
+                screening.listing.published_on.isoformat() if screening.listing else None
+            ),
+        },
+    )
+    log.error("payouts.held", order_id=str(payout.order_id), reason=hold.value)
+    return True
+
+
 async def _mark_sent(order_id: uuid.UUID, signature: str) -> None:
     async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is not None and payout.signature == signature:
             if payout.status is PayoutStatus.SIGNED:
-                payout.status = PayoutStatus.SENT
+                await states.write(
+                    session,
+                    payout,
+                    PayoutStatus.SENT,
+                    actor=service.ACTOR,
+                    evidence={"signature": signature},
+                )
                 log.info("payouts.sent", order_id=str(order_id), signature=signature)
 
 
 async def _record_error(order_id: uuid.UUID, error: str) -> None:
     async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
-        if payout is not None:
-            payout.error = error[:2000]
+        if payout is not None and payout.status in OPEN:
+            await states.write(session, payout, payout.status, actor=service.ACTOR, error=error)
 
 
 async def _settle(
@@ -281,8 +350,14 @@ async def _fail(order_id: uuid.UUID, signature: str) -> None:
     async with service_transaction(job=True) as session:
         payout = await service.lock_payout(session, order_id)
         if payout is not None and payout.signature == signature:
-            payout.status = PayoutStatus.FAILED
-            payout.error = "the transfer landed with an error"
+            await states.write(
+                session,
+                payout,
+                PayoutStatus.FAILED,
+                actor=service.ACTOR,
+                error="the transfer landed with an error",
+                evidence={"signature": signature},
+            )
     log.error("payouts.failed_on_chain", order_id=str(order_id), signature=signature)
 
 
@@ -299,13 +374,16 @@ async def _requeue(session: AsyncSession, order_id: uuid.UUID) -> int | None:
 async def _flag(session: AsyncSession, order_id: uuid.UUID, reason: str) -> None:
     # After the reason it is held for, if any: the held payouts' series match its start.
     payout = await service.lock_payout(session, order_id)
-    if payout is not None:
+    if payout is not None and payout.status in OPEN:
         held = f"{payout.error[: 2000 - len(reason) - 2]}; " if payout.error else ""
-        payout.error = held + reason
+        await states.write(
+            session, payout, payout.status, actor="system:sweep", error=held + reason
+        )
 
 
-# Payouts still open (pending, signed, sent): held ones too, so a payout held for good is
-# re-run REFIT_SWEEP_MAX_ATTEMPTS times, not for ever.
+# Payouts still open (pending, signed, sent), waits included (a payout pending with the
+# treasury too low is re-run REFIT_SWEEP_MAX_ATTEMPTS times, not for ever); `held` and
+# `cancelled` ones wait for an operator and are never re-run.
 STUCK = sweeps.Stuck(
     task=service.SEND_TASK,
     rows="payouts p WHERE p.status IN ('pending', 'signed', 'sent')",

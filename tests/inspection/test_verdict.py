@@ -165,6 +165,14 @@ async def test_only_an_admin_overrides_the_price_and_it_is_recorded(client, reso
     assert no_reason.json()["code"] == "override_reason_required"
     assert await _inspection_count(resources, order_id) == 0
 
+    # A final price must be above zero: an accepted $0 offer could never be paid or end.
+    nothing = await _inspect(
+        client, order_id, admin, override_price_usd="0.00", override_reason="worthless"
+    )
+    assert nothing.status_code == 422
+    assert nothing.json()["code"] == "override_price_not_positive"
+    assert await _inspection_count(resources, order_id) == 0
+
     # The catalog says $338 for "fair"; the admin pays $400 (still below the quote).
     response = await _inspect(
         client,

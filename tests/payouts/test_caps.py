@@ -47,7 +47,7 @@ async def test_a_payout_over_the_cap_waits_for_another_admin(
     approve = f"/api/admin/payouts/{payout_id}/approve"
     same = await client.post(approve, headers=paying.admin.headers)
     assert same.status_code == 403, same.text
-    assert same.json()["code"] == "approval_needs_another_admin"
+    assert same.json()["code"] == "four_eyes_refused"
     inspector = await client.post(approve, headers=paying.inspector.headers)
     assert inspector.status_code == 403
     missing = await client.post(
@@ -58,11 +58,11 @@ async def test_a_payout_over_the_cap_waits_for_another_admin(
     assert (await payout_row(resources, order_id)).status == "awaiting_approval"
 
     approved = await client.post(approve, headers=second.headers)
-    assert approved.status_code == 200, approved.text
+    assert approved.status_code == 202, approved.text
     assert approved.json()["status"] == "pending"
     assert approved.json()["approved_by"] == second.actor
     again = await client.post(approve, headers=second.headers)
-    assert again.status_code == 200
+    assert again.status_code == 202
     assert await _send_jobs(resources) == 1
 
     await run_jobs()

@@ -21,8 +21,16 @@ LAMPORTS = 2_946_600_000  # $442 at $150
 
 
 async def _as_if_restored_from_before_the_payout(resources, order_id: str) -> None:
-    """What an older backup holds: the order inspected, no payout, no payment recorded."""
+    """What an older backup holds: the order inspected, no payout (nor its events), no payment
+    recorded."""
     async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "DELETE FROM payout_events WHERE payout_id IN "
+                "(SELECT id FROM payouts WHERE order_id = :id)"
+            ),
+            {"id": order_id},
+        )
         await session.execute(text("DELETE FROM payouts WHERE order_id = :id"), {"id": order_id})
         await session.execute(
             text("DELETE FROM order_status_history WHERE order_id = :id AND status = 'completed'"),
@@ -54,11 +62,12 @@ async def test_a_payout_lost_by_a_restore_is_not_paid_twice(
 
     waiting = await payout_row(resources, order_id)
     assert waiting.reference == first.reference
-    assert waiting.status == "pending" and waiting.signed_tx is None
+    assert waiting.status == "held" and waiting.signed_tx is None
+    assert waiting.hold_reason == "already_on_chain"
     assert waiting.error == f"{service.ALREADY_ON_CHAIN}: {first.signature}"
     assert await transfers_for(paying.ledger, first.reference) == [first.signature]
     assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
-    # The job ended there (no crash, no retry piling up); the sweep looks again later.
+    # The job ended there (no crash, no retry piling up); an operator resolves or cancels it.
     jobs = "SELECT status FROM procrastinate_jobs WHERE task_name = 'payouts.send_payout'"
     async with resources.sessionmaker() as session:
         statuses = (await session.scalars(text(jobs + " ORDER BY id"))).all()

@@ -483,6 +483,95 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/payouts/{payout_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Payout
+         * @description Cancel a `failed` or `held` payout: the order waits where an admin decides again (pay
+         *     again re-opens the payout; or send the device home). Above the per-payout cap, only a
+         *     second admin. Accepts `Idempotency-Key`. Admins only.
+         */
+        post: operations["admin-cancel_payout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/payouts/{payout_id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release Payout
+         * @description Release a payout held by sanctions screening: back to `pending`, its job screens again
+         *     and signs. A sanctions hit always needs a second admin. Accepts `Idempotency-Key`. Admins
+         *     only.
+         */
+        post: operations["admin-release_payout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/payouts/{payout_id}/resolve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resolve Payout
+         * @description Resolve a payout held because a transfer for its order is already on chain: the
+         *     transfer `signature` names is recorded as the payout (finalized) and the order completes.
+         *     Refused (422) unless it is a finalized transfer from the treasury to the payout's recipient
+         *     of its amount. Accepts `Idempotency-Key`. Admins only.
+         */
+        post: operations["admin-resolve_payout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/payouts/{payout_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry Payout
+         * @description Retry a `failed` payout: back to `pending`, its job signs a new transfer once the chain
+         *     shows the failed one moved nothing. Above the per-payout cap, only a second admin (not the
+         *     one who asked for the payout). Accepts `Idempotency-Key`. Admins only.
+         */
+        post: operations["admin-retry_payout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/connect-wallet": {
         parameters: {
             query?: never;
@@ -1743,6 +1832,12 @@ export interface components {
             status: components["schemas"]["OrderStatus"];
         };
         /**
+         * HoldReason
+         * @description Why a payout is held. Each has its one way out (refit/payouts/recovery.py).
+         * @enum {string}
+         */
+        HoldReason: "already_on_chain" | "sanctions" | "sanctions_list_stale";
+        /**
          * InspectionCreate
          * @description The verdict's input. The price is never typed: it is the catalog's for the grade and
          *     storage found; only an admin may give another (`override_price_usd` with its reason).
@@ -2238,6 +2333,7 @@ export interface components {
             error: string | null;
             /** Finalized At */
             finalized_at: string | null;
+            hold_reason: components["schemas"]["HoldReason"] | null;
             /**
              * Id
              * Format: uuid
@@ -2276,10 +2372,18 @@ export interface components {
             updated_at: string;
         };
         /**
+         * PayoutResolve
+         * @description The transaction found on chain that paid this payout (base-58 signature).
+         */
+        PayoutResolve: {
+            /** Signature */
+            signature: string;
+        };
+        /**
          * PayoutStatus
          * @enum {string}
          */
-        PayoutStatus: "awaiting_approval" | "pending" | "signed" | "sent" | "finalized" | "failed";
+        PayoutStatus: "awaiting_approval" | "pending" | "signed" | "sent" | "finalized" | "failed" | "held" | "cancelled";
         /**
          * PayoutView
          * @description The seller's payment as the order shows it: USD is what was promised, SOL and
@@ -4264,7 +4368,7 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Successful Response */
-            200: {
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4291,6 +4395,290 @@ export interface operations {
                 };
             };
             /** @description The payout is not awaiting approval */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (problem+json, see `code`) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-cancel_payout": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: the same key and body return the first response */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                payout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayoutRead"];
+                };
+            };
+            /** @description An inspector, or an admin four-eyes refuses: nothing changed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such payout */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The payout is neither failed nor held */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (problem+json, see `code`) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-release_payout": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: the same key and body return the first response */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                payout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayoutRead"];
+                };
+            };
+            /** @description An inspector, or an admin four-eyes refuses: nothing changed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such payout */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The payout is not held by sanctions screening */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (problem+json, see `code`) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-resolve_payout": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: the same key and body return the first response */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                payout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PayoutResolve"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayoutRead"];
+                };
+            };
+            /** @description An inspector, or an admin four-eyes refuses: nothing changed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such payout */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The payout is not held as already on chain */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The transaction is not this payout's transfer (amount, recipient) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (problem+json, see `code`) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-retry_payout": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: the same key and body return the first response */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                payout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayoutRead"];
+                };
+            };
+            /** @description An inspector, or an admin four-eyes refuses: nothing changed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such payout */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The payout is not failed */
             409: {
                 headers: {
                     [name: string]: unknown;

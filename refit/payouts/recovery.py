@@ -1,0 +1,264 @@
+"""The ways out of a payout that stopped (issue 23), one door each, no SQL by hand: `retry` a
+failed one, `cancel` a failed or held one, `resolve` an "already on chain" hold with the
+transfer found, `release` a sanctions hold. Each move is written by states.write() with the
+operator as actor (payout_events); the API, the dashboard and the CLI all call these.
+
+Four-eyes (refit/admin/four_eyes.py) guards retry, cancel and release above the per-payout
+cap, and a sanctions release whatever the amount."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import structlog
+from solana.rpc.commitment import Finalized
+from solders.signature import Signature
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
+from solders.transaction import VersionedTransaction
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from refit.admin.deps import OperatorPrincipal
+from refit.admin.four_eyes import require_second_admin
+from refit.errors import Conflict, Unprocessable
+from refit.models.payout import HoldReason, Payout, PayoutStatus
+from refit.money import LAMPORTS_PER_SOL, SOL_STEP, recorded_rate
+from refit.payouts import service, states
+from refit.pricing.sources import Rate
+
+if TYPE_CHECKING:
+    from solana.rpc.async_api import AsyncClient
+
+log = structlog.get_logger(__name__)
+
+P = PayoutStatus
+SANCTIONS_HOLDS = frozenset({HoldReason.SANCTIONS, HoldReason.SANCTIONS_LIST_STALE})
+# Resolving a payout never priced (held at its first signing: the row was lost, the transfer
+# is older than it): the transfer's SOL at today's rate must be this close to the USD owed.
+# Wide enough for the market's moves since, narrow enough to refuse another order's transfer.
+UNPRICED_TOLERANCE = Decimal("0.10")
+# The system program's Transfer instruction: its index, then the lamports (little-endian).
+_TRANSFER = (2).to_bytes(4, "little")
+
+
+async def _second_admin(
+    session: AsyncSession, payout: Payout, operator: OperatorPrincipal, verb: str
+) -> None:
+    await require_second_admin(
+        session,
+        approver=operator,
+        requested_by=payout.requested_by,
+        requested_at=payout.created_at,
+        action=f"payout.{verb}",
+        subject=f"payout:{payout.id}",
+    )
+
+
+async def retry(
+    session: AsyncSession, payout_id: uuid.UUID, operator: OperatorPrincipal, *, max_usd: Decimal
+) -> Payout:
+    """failed → pending, its job deferred: a new transfer, signed only once the chain shows the
+    failed one moved nothing (the job's checks before any signing). The failed transaction is
+    forgotten by the row (it is in the payout's events) so the job signs anew; the amount in
+    SOL stays the one first priced."""
+    payout = await service.get_payout(session, payout_id)
+    _expect(payout, {P.FAILED}, "retried")
+    if payout.amount_usd > max_usd:
+        await _second_admin(session, payout, operator, "retry")
+    failed = payout.signature
+    payout.signed_tx = None
+    payout.signature = None
+    payout.last_valid_block_height = None
+    await states.write(
+        session,
+        payout,
+        P.PENDING,
+        actor=operator.actor,
+        reason="retried",
+        error=None,
+        evidence={"failed_signature": failed},
+        expected_from=frozenset({P.FAILED}),
+    )
+    await service.defer_send(session, payout.order_id)
+    return payout
+
+
+async def cancel(
+    session: AsyncSession, payout_id: uuid.UUID, operator: OperatorPrincipal, *, max_usd: Decimal
+) -> Payout:
+    """failed or held → cancelled. The order never moved (a payout moves it only once
+    finalized): it waits in inspecting or offer_pending where an admin decides again: pay
+    again (re-opens this row, service.reopen), or send the device home."""
+    payout = await service.get_payout(session, payout_id)
+    _expect(payout, {P.FAILED, P.HELD}, "cancelled")
+    if payout.amount_usd > max_usd:
+        await _second_admin(session, payout, operator, "cancel")
+    await states.write(
+        session,
+        payout,
+        P.CANCELLED,
+        actor=operator.actor,
+        reason="cancelled",
+        expected_from=frozenset({P.FAILED, P.HELD}),
+    )
+    return payout
+
+
+async def release(
+    session: AsyncSession, payout_id: uuid.UUID, operator: OperatorPrincipal, *, max_usd: Decimal
+) -> Payout:
+    """held (sanctions, or the list stale) → pending, its job deferred. A sanctions hold needs
+    the second admin whatever the amount. The two admins' decision holds against the list
+    loaded now: the job signs; a newer list that still names the recipient holds it again."""
+    payout = await service.get_payout(session, payout_id)
+    _expect(payout, {P.HELD}, "released")
+    if payout.hold_reason not in SANCTIONS_HOLDS:
+        raise Conflict(
+            f"This payout is held for {payout.hold_reason}; only a sanctions hold is released",
+            code="payout_not_releasable",
+        )
+    if payout.hold_reason is HoldReason.SANCTIONS or payout.amount_usd > max_usd:
+        await _second_admin(session, payout, operator, "release")
+    await states.write(
+        session,
+        payout,
+        P.PENDING,
+        actor=operator.actor,
+        reason=f"released from {payout.hold_reason}",
+        error=None,
+        expected_from=frozenset({P.HELD}),
+    )
+    await service.defer_send(session, payout.order_id)
+    return payout
+
+
+@dataclass(frozen=True)
+class FoundTransfer:
+    """A finalized, successful transaction's one system transfer and the keys it carries."""
+
+    signature: str
+    source: str
+    recipient: str
+    lamports: int
+    accounts: frozenset[str]
+    slot: int
+
+
+async def find_transfer(rpc: AsyncClient, signature: str) -> FoundTransfer | None:
+    """The transfer `signature` made, read at finalized; None when the chain has no such
+    finalized transaction, or it failed, or it is not one system transfer. No database here:
+    called before the resolve's short transaction."""
+    found = (
+        await rpc.get_transaction(
+            Signature.from_string(signature),
+            encoding="base64",
+            commitment=Finalized,
+            max_supported_transaction_version=0,
+        )
+    ).value
+    if found is None:
+        return None
+    meta = found.transaction.meta
+    tx = found.transaction.transaction
+    if meta is None or meta.err is not None or not isinstance(tx, VersionedTransaction):
+        return None
+    keys = tx.message.account_keys
+    transfers = [
+        ix
+        for ix in tx.message.instructions
+        if keys[ix.program_id_index] == SYSTEM_PROGRAM_ID
+        and len(ix.data) == 12
+        and bytes(ix.data[:4]) == _TRANSFER
+    ]
+    if len(transfers) != 1:
+        return None
+    ix = transfers[0]
+    accounts = [str(keys[i]) for i in bytes(ix.accounts)]
+    return FoundTransfer(
+        signature=signature,
+        source=accounts[0],
+        recipient=accounts[1],
+        lamports=int.from_bytes(bytes(ix.data[4:12]), "little"),
+        accounts=frozenset(accounts),
+        slot=found.slot,
+    )
+
+
+async def resolve(
+    session: AsyncSession,
+    payout_id: uuid.UUID,
+    operator: OperatorPrincipal,
+    found: FoundTransfer | None,
+    *,
+    signature: str,
+    rate: Rate,
+) -> Payout:
+    """held (already_on_chain) → finalized, recording the transfer `found` (read before this
+    transaction: `find_transfer`) as the payout, and the order completed as a normal finalize
+    does. 422 unless it is a finalized transfer from the payout's treasury to its recipient,
+    carrying its reference, of its amount (the lamports signed, or when never priced the USD
+    owed at `rate` within UNPRICED_TOLERANCE)."""
+    payout = await service.get_payout(session, payout_id)
+    _expect(payout, {P.HELD}, "resolved")
+    if payout.hold_reason is not HoldReason.ALREADY_ON_CHAIN:
+        raise Conflict(
+            f"This payout is held for {payout.hold_reason}; only an already-on-chain hold is "
+            "resolved with a transfer",
+            code="payout_not_resolvable",
+        )
+    _check_transfer(payout, found, signature, rate)
+    assert found is not None
+    usd_per_sol = recorded_rate(rate.usd_per_sol)
+    if payout.lamports is None:
+        payout.sol_usd_rate = usd_per_sol
+        payout.rate_source = rate.source
+        payout.rate_at = rate.published_at
+    payout.lamports = found.lamports
+    payout.amount_sol = (Decimal(found.lamports) / LAMPORTS_PER_SOL).quantize(SOL_STEP)
+    payout.signature = found.signature
+    await service.finish(
+        session,
+        payout,
+        actor=operator.actor,
+        evidence={"resolved": True, "slot": found.slot, "lamports": found.lamports},
+    )
+    return payout
+
+
+def _check_transfer(
+    payout: Payout, found: FoundTransfer | None, signature: str, rate: Rate
+) -> None:
+    def refuse(why: str, code: str) -> Unprocessable:
+        return Unprocessable(f"Transaction {signature}: {why}", code=code)
+
+    if found is None:
+        raise refuse("no finalized, successful system transfer", "transfer_not_found")
+    if found.source != payout.treasury or payout.reference not in found.accounts:
+        raise refuse("not this payout's transfer (treasury or reference)", "transfer_not_ours")
+    if found.recipient != payout.recipient:
+        raise refuse(f"pays {found.recipient}, not {payout.recipient}", "transfer_mismatch")
+    if payout.lamports is not None:
+        if found.lamports != payout.lamports:
+            raise refuse(
+                f"carries {found.lamports} lamports, the payout {payout.lamports}",
+                "transfer_mismatch",
+            )
+        return
+    paid_usd = Decimal(found.lamports) / LAMPORTS_PER_SOL * rate.usd_per_sol
+    if abs(paid_usd - payout.amount_usd) > payout.amount_usd * UNPRICED_TOLERANCE:
+        raise refuse(
+            f"carries ${paid_usd:.2f} at today's rate, the payout ${payout.amount_usd}",
+            "transfer_mismatch",
+        )
+
+
+def _expect(payout: Payout, statuses: set[PayoutStatus], verb: str) -> None:
+    if payout.status not in statuses:
+        raise Conflict(
+            f"This payout is {payout.status.value}; only a "
+            f"{' or '.join(sorted(s.value for s in statuses))} payout is {verb}",
+            code="invalid_payout_transition",
+            extra={"current_status": payout.status.value},
+        )
