@@ -4,6 +4,7 @@ operator as actor, confirmed on the page, and refused as pages when the state fo
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from decimal import Decimal
 
@@ -11,7 +12,8 @@ from sqlalchemy import select
 
 from refit.models import OrderStatusHistory
 from refit.models.inspection import EvidencePhoto
-from tests.dashboard.helpers import signed_in_operator
+from tests.admin.helpers import make_operator
+from tests.dashboard.helpers import csrf_of, sign_in, signed_in_operator
 from tests.inspection.helpers import (
     inspecting_order,
     jpeg_with_gps,
@@ -146,6 +148,9 @@ async def test_a_payout_over_the_cap_waits_for_another_admin(
         headers=inspector.headers,
     )
     assert inspected.status_code == 200
+    # The second admin predates the request: one made after it may not approve it (four-eyes).
+    second_password = secrets.token_urlsafe(16)
+    second = await make_operator(resources, "admin", password=second_password)
     _, csrf = await signed_in_operator(resources, client, "admin")
     asked = await client.post(f"/admin/orders/{order_id}/pay", data={"csrf": csrf})
     assert asked.status_code == 303
@@ -161,7 +166,8 @@ async def test_a_payout_over_the_cap_waits_for_another_admin(
     assert re.search(r'id="awaiting-approval".*?/admin/orders/' + order_id, listed, re.S)
 
     client.cookies.clear()
-    second, csrf = await signed_in_operator(resources, client, "admin")
+    assert (await sign_in(client, second.username, second_password)).status_code == 303
+    csrf = csrf_of((await client.get("/admin/")).text)
     page = (await client.get(f"/admin/orders/{order_id}")).text
     assert f"/admin/payouts/{payout.id}/approve" in page
     approved = await client.post(f"/admin/payouts/{payout.id}/approve", data={"csrf": csrf})

@@ -84,7 +84,7 @@ async def test_a_second_account_cannot_approve_its_makers_payout(
 
     # A and C both predate the request and neither made the other.
     approved = await client.post(approve, headers=other.headers)
-    assert approved.status_code == 200, approved.text
+    assert approved.status_code == 202, approved.text  # approval answers 202 (docs/api.md)
     assert (approved.json()["status"], approved.json()["approved_by"]) == ("pending", other.actor)
     assert await _send_jobs(resources) == 1
 
