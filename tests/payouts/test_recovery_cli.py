@@ -169,6 +169,4 @@ async def test_four_eyes_refuses_the_requester_from_the_cli_and_records_it(
     cancelled = await refit_payouts("cancel", payout_id, "--operator", by_second, max_usd="100")
     assert cancelled.returncode == 0, cancelled.stderr
     assert (await payout_row(resources, order_id)).status == "cancelled"
-    assert ("failed", "cancelled", second.actor) in await _events(
-        resources, uuid.UUID(payout_id)
-    )
+    assert ("failed", "cancelled", second.actor) in await _events(resources, uuid.UUID(payout_id))
