@@ -26,7 +26,9 @@ from refit.errors import Conflict, Unprocessable
 from refit.models.payout import HoldReason, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL, SOL_STEP, recorded_rate
 from refit.payouts import service, states
+from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
+from refit.resources import Resources
 
 if TYPE_CHECKING:
     from solana.rpc.async_api import AsyncClient
@@ -184,6 +186,17 @@ async def find_transfer(rpc: AsyncClient, signature: str) -> FoundTransfer | Non
         accounts=frozenset(accounts),
         slot=found.slot,
     )
+
+
+async def read_for_resolve(res: Resources, signature: str) -> tuple[FoundTransfer | None, Rate]:
+    """What a resolve checks, read before its transaction so nothing is locked while the
+    chain and the price feed answer: the transfer `signature` made (`find_transfer`), and
+    today's rate (for a payout never priced). The API and the CLI both read it here."""
+    from solana.rpc.async_api import AsyncClient
+
+    async with AsyncClient(res.settings.solana_rpc_endpoint) as rpc:
+        found = await find_transfer(rpc, signature)
+    return found, await current_rate(res)
 
 
 async def resolve(
