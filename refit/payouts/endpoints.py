@@ -20,7 +20,6 @@ from refit.models.payout import Payout, PayoutStatus
 from refit.pagination import newest_first, page
 from refit.payouts import recovery, service
 from refit.payouts.schemas import PayoutPage, PayoutRead, PayoutResolve
-from refit.pricing.service import current_rate
 from refit.transactions import SessionDep
 
 log = structlog.get_logger(__name__)
@@ -235,12 +234,7 @@ async def resolve_payout(
     of its amount. Accepts `Idempotency-Key`. Admins only."""
     # The chain and the price feed are asked before the first statement: nothing is locked
     # while they answer.
-    res = resources.current()
-    from solana.rpc.async_api import AsyncClient
-
-    async with AsyncClient(res.settings.solana_rpc_endpoint) as rpc:
-        found = await recovery.find_transfer(rpc, body.signature)
-    rate = await current_rate(res)
+    found, rate = await recovery.read_before_resolve(resources.current(), body.signature)
 
     async def move(s: AsyncSession, pid: uuid.UUID, op: OperatorPrincipal) -> Payout:
         return await recovery.resolve(s, pid, op, found, signature=body.signature, rate=rate)

@@ -26,10 +26,13 @@ from refit.errors import Conflict, Unprocessable
 from refit.models.payout import HoldReason, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL, SOL_STEP, recorded_rate
 from refit.payouts import service, states
+from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
 
 if TYPE_CHECKING:
     from solana.rpc.async_api import AsyncClient
+
+    from refit.resources import Resources
 
 log = structlog.get_logger(__name__)
 
@@ -184,6 +187,17 @@ async def find_transfer(rpc: AsyncClient, signature: str) -> FoundTransfer | Non
         accounts=frozenset(accounts),
         slot=found.slot,
     )
+
+
+async def read_before_resolve(res: Resources, signature: str) -> tuple[FoundTransfer | None, Rate]:
+    """What `resolve` weighs, asked of the chain and the price feed before the resolve's
+    transaction begins, so nothing is locked while they answer (the API and the dashboard
+    both call this, then `resolve`)."""
+    from solana.rpc.async_api import AsyncClient
+
+    async with AsyncClient(res.settings.solana_rpc_endpoint) as rpc:
+        found = await find_transfer(rpc, signature)
+    return found, await current_rate(res)
 
 
 async def resolve(
