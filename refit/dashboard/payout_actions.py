@@ -33,10 +33,7 @@ _HOLDS = {
 
 
 def _needs_second_admin(payout: AnyPayout, move: str, max_usd: Decimal) -> bool:
-    # recovery's own rule, to say who must act (the service enforces it).
-    if move == "release" and payout.hold_reason is HoldReason.SANCTIONS:
-        return True
-    return move in ("retry", "cancel", "release") and payout.amount_usd > max_usd
+    return move != "resolve" and recovery.needs_second_admin(payout, move, max_usd=max_usd)
 
 
 def _who(payout: AnyPayout, moves: list[str], max_usd: Decimal) -> str:

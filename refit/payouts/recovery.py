@@ -26,6 +26,7 @@ from refit.errors import Conflict, Unprocessable
 from refit.models.payout import HoldReason, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL, SOL_STEP, recorded_rate
 from refit.payouts import service, states
+from refit.payouts.schemas import PayoutRead
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
 
@@ -44,6 +45,15 @@ SANCTIONS_HOLDS = frozenset({HoldReason.SANCTIONS, HoldReason.SANCTIONS_LIST_STA
 UNPRICED_TOLERANCE = Decimal("0.10")
 # The system program's Transfer instruction: its index, then the lamports (little-endian).
 _TRANSFER = (2).to_bytes(4, "little")
+
+
+def needs_second_admin(payout: Payout | PayoutRead, verb: str, *, max_usd: Decimal) -> bool:
+    """Whether four-eyes guards `verb` (retry, cancel, release) on this payout: above the
+    per-payout cap, and a sanctions release whatever the amount. The dashboard asks it too, to
+    say who must act."""
+    if verb == "release" and payout.hold_reason is HoldReason.SANCTIONS:
+        return True
+    return payout.amount_usd > max_usd
 
 
 async def _second_admin(
@@ -68,7 +78,7 @@ async def retry(
     SOL stays the one first priced."""
     payout = await service.get_payout(session, payout_id)
     _expect(payout, {P.FAILED}, "retried")
-    if payout.amount_usd > max_usd:
+    if needs_second_admin(payout, "retry", max_usd=max_usd):
         await _second_admin(session, payout, operator, "retry")
     failed = payout.signature
     payout.signed_tx = None
@@ -96,7 +106,7 @@ async def cancel(
     again (re-opens this row, service.reopen), or send the device home."""
     payout = await service.get_payout(session, payout_id)
     _expect(payout, {P.FAILED, P.HELD}, "cancelled")
-    if payout.amount_usd > max_usd:
+    if needs_second_admin(payout, "cancel", max_usd=max_usd):
         await _second_admin(session, payout, operator, "cancel")
     await states.write(
         session,
@@ -122,7 +132,7 @@ async def release(
             f"This payout is held for {payout.hold_reason}; only a sanctions hold is released",
             code="payout_not_releasable",
         )
-    if payout.hold_reason is HoldReason.SANCTIONS or payout.amount_usd > max_usd:
+    if needs_second_admin(payout, "release", max_usd=max_usd):
         await _second_admin(session, payout, operator, "release")
     await states.write(
         session,
