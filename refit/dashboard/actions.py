@@ -23,6 +23,11 @@ DONE = {
     "approval_requested": "Payout requested: over the per-payout cap, a second admin approves.",
     "approved": "Payout approved: the worker signs and sends it.",
     "cancelled": "Order cancelled.",
+    "payout_retried": "Payout retried: the worker signs a new transfer once the chain shows "
+    "the failed one moved nothing.",
+    "payout_cancelled": "Payout cancelled: pay again, revise the offer, or send the device home.",
+    "payout_released": "Payout released: the worker screens it again and signs it.",
+    "payout_resolved": "Payout resolved with the transfer found: the order is completed.",
 }
 
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from refit.dashboard import auth, errors, inspect, numbers, operators, orders, outbox, payouts
+from refit.dashboard import (
+    auth,
+    errors,
+    inspect,
+    numbers,
+    operators,
+    orders,
+    outbox,
+    payout_actions,
+    payouts,
+)
 from refit.dashboard.photos import body_limits
 from refit.dashboard.render import HERE
 
@@ -19,6 +29,6 @@ def create_dashboard() -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     errors.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, orders, inspect, payouts, numbers, operators, outbox):
+    for module in (auth, orders, payout_actions, inspect, payouts, numbers, operators, outbox):
         app.include_router(module.router)
     return app

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from refit import resources
 from refit.backoffice.reads import order_story
-from refit.dashboard import actions, photos
+from refit.dashboard import actions, payout_actions, photos
 from refit.dashboard.queue_reads import queue, status_counts
 from refit.dashboard.render import page
 from refit.dashboard.session import AdminDep, OperatorDep
@@ -75,8 +75,12 @@ async def order_page(
     actors = [h.actor for h in story.history]
     if story.inspection is not None:
         actors.append(f"operator:{story.inspection.operator_id}")
+    payout_state, payout_moves = None, set()
     if story.payout is not None:
         actors += [story.payout.requested_by, story.payout.approved_by or ""]
+        max_usd = resources.current().settings.payout_max_usd
+        payout_state = payout_actions.state_in_words(story.payout, max_usd)
+        payout_moves = payout_actions.offered(story.payout, operator, max_usd)
     return page(
         request,
         "order.html",
@@ -85,6 +89,8 @@ async def order_page(
         done=actions.DONE.get(done or ""),
         names=await _actor_names(session, actors),
         photo_statuses=sorted(photos.EVIDENCE_STATUSES),
+        payout_state=payout_state,
+        payout_moves=payout_moves,
     )
 
 

@@ -1,5 +1,6 @@
-"""The payouts page: waiting for a second admin, failed, sent today; the treasury's balance
-(the worker's newest reading: no RPC call, no keypair) and how much of today's cap is used."""
+"""The payouts page: waiting for a second admin, failed and held (with their ways out), sent
+today; the treasury's balance (the worker's newest reading: no RPC call, no keypair) and how
+much of today's cap is used."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
+from refit.dashboard import payout_actions
 from refit.dashboard.render import page
 from refit.dashboard.session import OperatorDep
 from refit.models import Order
@@ -38,6 +40,7 @@ async def payouts_page(
     settings = resources.current().settings
     waiting = await _with_orders(session, Payout.status == PayoutStatus.AWAITING_APPROVAL)
     failed = await _with_orders(session, Payout.status == PayoutStatus.FAILED)
+    held = await _with_orders(session, Payout.status == PayoutStatus.HELD)
     open_ = await _with_orders(session, Payout.status.in_(OPEN))
     sent_today = await _with_orders(
         session,
@@ -47,11 +50,16 @@ async def payouts_page(
     used = await signed_today_usd(session)
     reading = await latest_balance(session)
     cap = settings.payout_daily_max_usd
+    moves = {
+        p.id: payout_actions.offered(p, operator, settings.payout_max_usd) for p, _ in failed + held
+    }
     return page(
         request,
         "payouts.html",
         waiting=waiting,
         failed=failed,
+        held=held,
+        moves=moves,
         open_payouts=open_,
         sent_today=sent_today,
         balance=reading.sol if reading else None,

@@ -26,12 +26,15 @@ from refit.errors import Conflict, Unprocessable
 from refit.models.payout import HoldReason, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL, SOL_STEP, recorded_rate
 from refit.payouts import service, states
+from refit.payouts.schemas import PayoutRead
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
 from refit.resources import Resources
 
 if TYPE_CHECKING:
     from solana.rpc.async_api import AsyncClient
+
+    from refit.resources import Resources
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +46,15 @@ SANCTIONS_HOLDS = frozenset({HoldReason.SANCTIONS, HoldReason.SANCTIONS_LIST_STA
 UNPRICED_TOLERANCE = Decimal("0.10")
 # The system program's Transfer instruction: its index, then the lamports (little-endian).
 _TRANSFER = (2).to_bytes(4, "little")
+
+
+def needs_second_admin(payout: Payout | PayoutRead, verb: str, *, max_usd: Decimal) -> bool:
+    """Whether four-eyes guards `verb` (retry, cancel, release) on this payout: above the
+    per-payout cap, and a sanctions release whatever the amount. The dashboard asks it too, to
+    say who must act."""
+    if verb == "release" and payout.hold_reason is HoldReason.SANCTIONS:
+        return True
+    return payout.amount_usd > max_usd
 
 
 async def _second_admin(
@@ -67,7 +79,7 @@ async def retry(
     SOL stays the one first priced."""
     payout = await service.get_payout(session, payout_id)
     _expect(payout, {P.FAILED}, "retried")
-    if payout.amount_usd > max_usd:
+    if needs_second_admin(payout, "retry", max_usd=max_usd):
         await _second_admin(session, payout, operator, "retry")
     failed = payout.signature
     payout.signed_tx = None
@@ -95,7 +107,7 @@ async def cancel(
     again (re-opens this row, service.reopen), or send the device home."""
     payout = await service.get_payout(session, payout_id)
     _expect(payout, {P.FAILED, P.HELD}, "cancelled")
-    if payout.amount_usd > max_usd:
+    if needs_second_admin(payout, "cancel", max_usd=max_usd):
         await _second_admin(session, payout, operator, "cancel")
     await states.write(
         session,
@@ -121,7 +133,7 @@ async def release(
             f"This payout is held for {payout.hold_reason}; only a sanctions hold is released",
             code="payout_not_releasable",
         )
-    if payout.hold_reason is HoldReason.SANCTIONS or payout.amount_usd > max_usd:
+    if needs_second_admin(payout, "release", max_usd=max_usd):
         await _second_admin(session, payout, operator, "release")
     await states.write(
         session,
@@ -191,7 +203,8 @@ async def find_transfer(rpc: AsyncClient, signature: str) -> FoundTransfer | Non
 async def read_for_resolve(res: Resources, signature: str) -> tuple[FoundTransfer | None, Rate]:
     """What a resolve checks, read before its transaction so nothing is locked while the
     chain and the price feed answer: the transfer `signature` made (`find_transfer`), and
-    today's rate (for a payout never priced). The API and the CLI both read it here."""
+    today's rate (for a payout never priced). The API, the dashboard and the CLI read it
+    here, then call `resolve`."""
     from solana.rpc.async_api import AsyncClient
 
     async with AsyncClient(res.settings.solana_rpc_endpoint) as rpc:

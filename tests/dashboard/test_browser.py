@@ -20,7 +20,16 @@ from refit.resources import Resources
 from tests.admin.helpers import make_operator
 from tests.inspection.helpers import IMEI
 from tests.orders.helpers import place_order
-from tests.payouts.conftest import order_row, paying, payout_row  # noqa: F401
+from tests.payouts.conftest import (  # noqa: F401
+    as_quoted_order,
+    balance,
+    order_row,
+    pay,
+    paying,
+    payout_row,
+    transfers_for,
+)
+from tests.payouts.test_recovery import LAMPORTS, _events, _landed_with_an_error
 from tests.processes import ROOT
 from tests.serving import serving
 from tests.shipping.helpers import buy
@@ -154,3 +163,62 @@ async def test_an_admin_takes_an_order_from_its_parcel_to_paid_in_a_browser(
     assert completed.status is OrderStatus.COMPLETED
     assert completed.payment_tx_signature == payout.signature
     assert payout.recipient == str(wallet.pubkey())
+
+
+@pytest.mark.timeout(180)
+async def test_an_admin_retries_a_failed_payout_in_a_browser_and_the_seller_is_paid_once(
+    client,
+    resources,
+    make_user,
+    run_jobs,
+    paying,  # noqa: F811
+):
+    """Done-when 3, once through the dashboard: a payout whose transfer landed with an error on
+    the local ledger is shown failed; an admin clicks retry; the job pays; one transfer moved
+    the SOL (the failed one moved nothing)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(16)
+    admin = await make_operator(resources, "admin", password=password)
+    order_id, wallet, _ = await as_quoted_order(client, resources, make_user, paying)
+    # $442, under the per-payout cap: one admin may retry it.
+    assert (await pay(client, order_id, paying.admin)).status_code == 202
+    failed_signature = await _landed_with_an_error(resources, paying, order_id, wallet)
+    await run_jobs()
+    assert (await payout_row(resources, order_id)).status == "failed"
+    number = (await order_row(resources, order_id)).order_number
+
+    async with serving(resources) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 820, "height": 1180})
+            page.set_default_timeout(15_000)
+            await page.goto(f"{base}/admin/payouts")
+            await page.get_by_label("Username").fill(admin.username)
+            await page.get_by_label("Password").fill(password)
+            await page.get_by_label("Password").press("Enter")
+            failed = page.locator("#failed")
+            await expect(failed.get_by_role("button", name="Retry payout")).to_have_count(1)
+            await shot(page, "11-payout-failed")
+            await failed.get_by_role("link", name=number).click()
+            await expect(page.locator("#payout-status")).to_have_text("failed")
+            await expect(page.locator("#payout-state")).to_contain_text(
+                "an admin must retry or cancel"
+            )
+            await page.get_by_role("button", name="Retry payout").click()
+            await expect(page.locator("#done")).to_contain_text("Payout retried")
+            await expect(page.locator("#payout-status")).to_have_text("pending")
+            await shot(page, "12-payout-retried")
+
+            await run_jobs()
+            await page.reload()
+            await expect(page.locator("#payout-status")).to_have_text("finalized")
+            await expect(page.locator("#order-status")).to_have_text("completed")
+            await shot(page, "13-payout-paid")
+        finally:
+            await browser.close()
+    paid = await payout_row(resources, order_id)
+    assert paid.status == "finalized" and paid.signature != failed_signature
+    assert await balance(paying.ledger, wallet.pubkey()) == LAMPORTS
+    on_chain = await transfers_for(paying.ledger, paid.reference)
+    assert sorted(on_chain) == sorted([failed_signature, paid.signature])
+    assert ("failed", "pending", f"operator:{admin.id}") in await _events(resources, paid.id)
