@@ -17,16 +17,14 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import metrics, queue, resources, sweeps
 from refit.ledger.treasury import load_treasury
-from refit.models.payout import OPEN, HoldReason, Payout, PayoutEvent, PayoutStatus
-from refit.payouts import chain, service, signing_guard, states
+from refit.models.payout import OPEN, HoldReason, PayoutStatus
+from refit.payouts import chain, screening, service, signing_guard, states
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
-from refit.sanctions import service as sanctions
 from refit.transactions import service_transaction
 
 if TYPE_CHECKING:
@@ -153,7 +151,7 @@ async def _sign(
         # replacing, only the very transaction proven dead is replaced).
         if payout.status not in OPEN or payout.signature != replacing:
             return False
-        if await _held_by_screening(session, payout):
+        if await screening.held_before_signing(session, payout, resources.current().settings):
             return False
         # A re-sign replaces a transfer already counted; only a first signing is capped.
         capped = payout.signed_at is None and not await service.daily_cap_allows(
@@ -252,51 +250,6 @@ async def _check_treasury(
         needed=needed,
     )
     raise TreasuryTooLow(f"treasury holds {held} lamports, the payout needs {needed}")
-
-
-async def _held_by_screening(session: AsyncSession, payout: Payout) -> bool:
-    """Before every signing, under the payout's lock: the recipient against the sanctions list.
-    A hit (or, in production, a stale list) holds the payout unsigned; only the four-eyes
-    release (recovery.release) moves it on, and holds against the list it was decided on."""
-    screening = await sanctions.screen(session, payout.recipient)
-    reason = screening.hold_reason(resources.current().settings)
-    if reason is None:
-        return False
-    # Two admins released it (held → pending) since this list was loaded: their decision
-    # stands until a newer list is loaded.
-    released_at = await session.scalar(
-        select(func.max(PayoutEvent.at)).where(
-            PayoutEvent.payout_id == payout.id,
-            PayoutEvent.from_status == PayoutStatus.HELD,
-            PayoutEvent.to_status == PayoutStatus.PENDING,
-        )
-    )
-    listed_at = screening.listing.loaded_at if screening.listing else None
-    if released_at is not None and (listed_at is None or released_at > listed_at):
-        return False
-    hold = (
-        HoldReason.SANCTIONS
-        if reason == sanctions.HELD_SANCTIONED
-        else HoldReason.SANCTIONS_LIST_STALE
-    )
-    match = screening.match
-    await states.write(
-        session,
-        payout,
-        PayoutStatus.HELD,
-        actor=service.ACTOR,
-        hold=hold,
-        error=f"held before signing: {reason}",
-        evidence={
-            "address": payout.recipient,
-            "sdn_uid": match.sdn_uid if match else None,
-            "list_published_on": (
-                screening.listing.published_on.isoformat() if screening.listing else None
-            ),
-        },
-    )
-    log.error("payouts.held", order_id=str(payout.order_id), reason=hold.value)
-    return True
 
 
 async def _mark_sent(order_id: uuid.UUID, signature: str) -> None:

@@ -42,21 +42,28 @@ def _pubkey(settings: Settings) -> Pubkey:
 
 @queue.queue.periodic(cron="* * * * *")
 @queue.queue.task(name=READ_TASK, queueing_lock=READ_TASK)
-async def read_treasury_balance_task(timestamp: int) -> int:
+async def read_treasury_balance_task(timestamp: int) -> int | None:
     return await read_treasury_balance()
 
 
-async def read_treasury_balance() -> int:
+async def read_treasury_balance() -> int | None:
     """Ask the chain for the treasury's balance (no transaction open meanwhile), store it and
-    forget readings older than KEEP_DAYS. Returns the lamports read."""
+    forget readings older than KEEP_DAYS. Returns the lamports read, or None when the RPC did
+    not answer: a warning, not a failed job (the next minute asks again; the pages show the
+    newest reading with its time, so an old one shows its age)."""
     settings = resources.current().settings
     pubkey = _pubkey(settings)
     # solana-py's client costs ~0.3 s of CPU at import: paid at the first reading.
+    from solana.exceptions import SolanaRpcException
     from solana.rpc.async_api import AsyncClient
     from solana.rpc.commitment import Confirmed
 
-    async with AsyncClient(settings.solana_rpc_endpoint, commitment=Confirmed) as rpc:
-        answer = await rpc.get_balance(pubkey)
+    try:
+        async with AsyncClient(settings.solana_rpc_endpoint, commitment=Confirmed) as rpc:
+            answer = await rpc.get_balance(pubkey)
+    except (SolanaRpcException, OSError) as exc:
+        log.warning("payouts.treasury_unreadable", treasury=str(pubkey), error=repr(exc))
+        return None
     async with service_transaction(job=True) as session:
         session.add(
             TreasuryReading(pubkey=str(pubkey), lamports=answer.value, slot=answer.context.slot)

@@ -20,7 +20,7 @@ from solders.keypair import Keypair
 
 from refit.ledger.treasury import load_treasury
 from refit.models import OrderStatus
-from refit.payouts.treasury_readings import read_treasury_balance
+from refit.payouts.treasury_readings import latest_balance, read_treasury_balance
 from tests.dashboard.helpers import signed_in_operator
 from tests.payouts.conftest import (
     TREASURY_LAMPORTS,
@@ -30,7 +30,7 @@ from tests.payouts.conftest import (
     pay,
     payout_row,
 )
-from tests.processes import ROOT, start_refit, stop_refit
+from tests.processes import ROOT, free_port, start_refit, stop_refit
 
 
 def _worker_env(settings, paying, keypair_file: Path) -> dict[str, str]:
@@ -168,3 +168,13 @@ async def test_the_balance_is_read_by_the_worker_and_shown_from_the_table(
     after = _gauges((await client.get("/metrics")).text)
     assert after["refit_treasury_balance_lamports"] == held
     assert after["refit_payouts_daily_average_lamports"] == pytest.approx(paid.lamports / 7)
+
+
+async def test_a_ledger_that_does_not_answer_keeps_the_last_reading(resources, settings):
+    """The balance read with the RPC down: a warning and nothing stored, not a failed job
+    every minute; the newest reading (and its time) stays what the pages show."""
+    settings.treasury_pubkey = str(Keypair().pubkey())
+    settings.solana_rpc_url = f"http://127.0.0.1:{free_port()}"
+    assert await read_treasury_balance() is None
+    async with resources.sessionmaker() as session:
+        assert await latest_balance(session) is None
