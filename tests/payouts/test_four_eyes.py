@@ -9,9 +9,11 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from refit.models import Operator, OperatorAudit
+from refit.models.payout import PayoutStatus
 from tests.admin.helpers import bearer_for
 from tests.inspection.helpers import operator
 from tests.payouts.conftest import as_quoted_order, count, pay, payout_row
+from tests.payouts.test_states import _put as put_payout
 
 PASSWORD = "correct horse battery staple"
 
@@ -110,3 +112,42 @@ async def test_the_payout_rule_needs_the_approver_to_be_an_approved_admin(
     )
     assert tried.status_code == 403 and tried.json()["code"] == "operator_awaiting_approval"
     assert (await payout_row(resources, order_id)).status == "awaiting_approval"
+
+
+async def test_a_second_account_cannot_retry_cancel_or_release_its_makers_payout(
+    client, resources, make_user, paying, settings
+):
+    """The ways out above the cap (and release at any amount) under the same rule: B, made by
+    A, cannot retry, cancel or release A's payout; C, older than the request, can."""
+    settings.payout_max_usd = Decimal("400")
+    asker, other = paying.admin, await operator(resources, "admin")
+    made = await client.post(
+        "/api/admin/operators",
+        json={"username": "bo", "password": PASSWORD, "role": "admin"},
+        headers=asker.headers,
+    )
+    assert made.status_code == 201, made.text
+    assert (
+        await client.post("/api/admin/operators/bo/approve", headers=other.headers)
+    ).status_code == 200
+    signed_in = await client.post("/api/admin/login", json={"username": "bo", "password": PASSWORD})
+    bo = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    order_id, _, _ = await as_quoted_order(client, resources, make_user, paying)
+    payout_id = (await pay(client, order_id, asker)).json()["id"]
+
+    tried = []
+    for status, verb in [("held", "release"), ("held", "cancel"), ("failed", "retry")]:
+        await put_payout(resources, payout_id, PayoutStatus(status))
+        answer = await client.post(f"/api/admin/payouts/{payout_id}/{verb}", headers=bo)
+        assert answer.status_code == 403, (verb, answer.text)
+        assert answer.json()["code"] == "four_eyes_refused"
+        assert (await payout_row(resources, order_id)).status == status  # nothing changed
+        tried.append(verb)
+    refusals = await _refusals(resources, f"payout:{payout_id}")
+    assert [actor for actor, _ in refusals] == [f"operator:{made.json()['id']}"] * len(tried)
+    assert all("made by the one who asked" in reason for _, reason in refusals)
+
+    await put_payout(resources, payout_id, PayoutStatus.HELD)
+    released = await client.post(f"/api/admin/payouts/{payout_id}/release", headers=other.headers)
+    assert released.status_code == 202, released.text
+    assert (await payout_row(resources, order_id)).status == "pending"
