@@ -178,3 +178,11 @@ async def test_metrics_show_the_list_age_and_the_hits(client, resources, setting
     age = sample(after, "refit_sanctions_list_age_seconds")
     assert 3 * 86_400 <= age < 4 * 86_400
     assert sample(after, "refit_sanctions_hits_total") == hits_before + 1
+
+    # The same list, the setting lowered under its age: RefitSanctionsListStale's expression
+    # (age > max age) holds on what /metrics now says.
+    settings.sanctions_max_age_days = 2
+    stale = (await client.get("/metrics")).text
+    assert sample(stale, "refit_sanctions_list_age_seconds") > sample(
+        stale, "refit_sanctions_list_max_age_seconds"
+    )
