@@ -38,6 +38,7 @@ async def _why_not(
                 Operator.role,
                 Operator.disabled_at,
                 Operator.approved_at,
+                Operator.approved_by,
                 Operator.created_by,
                 Operator.created_at,
             ).where(Operator.id == approver.id)
@@ -49,6 +50,10 @@ async def _why_not(
         return "An admin still waiting for a second admin's approval cannot be the second admin"
     if row.created_by == requested_by:
         return "An admin made by the one who asked cannot be the second admin"
+    # Let in by the asker: else an account the asker's other account made, approved by the
+    # asker, would pass (A makes X, a colleague approves X once, X makes Y, A approves Y).
+    if row.approved_by == requested_by:
+        return "An admin the one who asked approved cannot be the second admin"
     if row.created_at >= requested_at:
         return "An admin made after this was asked for cannot be the second admin"
     return None

@@ -30,6 +30,7 @@ from refit.payouts.schemas import PayoutRead
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
 from refit.resources import Resources
+from refit.sanctions import service as sanctions
 
 if TYPE_CHECKING:
     from solana.rpc.async_api import AsyncClient
@@ -52,7 +53,7 @@ def needs_second_admin(payout: Payout | PayoutRead, verb: str, *, max_usd: Decim
     """Whether four-eyes guards `verb` (retry, cancel, release) on this payout: above the
     per-payout cap, and a sanctions release whatever the amount. The dashboard asks it too, to
     say who must act."""
-    if verb == "release" and payout.hold_reason is HoldReason.SANCTIONS:
+    if verb == "release" and payout.hold_reason in SANCTIONS_HOLDS:
         return True
     return payout.amount_usd > max_usd
 
@@ -123,9 +124,10 @@ async def cancel(
 async def release(
     session: AsyncSession, payout_id: uuid.UUID, operator: OperatorPrincipal, *, max_usd: Decimal
 ) -> Payout:
-    """held (sanctions, or the list stale) → pending, its job deferred. A sanctions hold needs
-    the second admin whatever the amount. The two admins' decision holds against the list
-    loaded now: the job signs; a newer list that still names the recipient holds it again."""
+    """held (sanctions, or the list stale) → pending, its job deferred, with a second admin
+    whatever the amount. The release of a hit holds against the list it was decided on (its
+    sha256, in the event): the job signs. A stale list's release is no decision on a hit:
+    if the list loaded since names the recipient, the job holds it again."""
     payout = await service.get_payout(session, payout_id)
     _expect(payout, {P.HELD}, "released")
     if payout.hold_reason not in SANCTIONS_HOLDS:
@@ -135,6 +137,7 @@ async def release(
         )
     if needs_second_admin(payout, "release", max_usd=max_usd):
         await _second_admin(session, payout, operator, "release")
+    listing = await sanctions.current_list(session)
     await states.write(
         session,
         payout,
@@ -142,6 +145,10 @@ async def release(
         actor=operator.actor,
         reason=f"released from {payout.hold_reason}",
         error=None,
+        evidence={
+            "released_hold": str(payout.hold_reason),
+            "list_sha256": listing.source_sha256 if listing else None,
+        },
         expected_from=frozenset({P.HELD}),
     )
     await service.defer_send(session, payout.order_id)

@@ -23,23 +23,30 @@ async def held_before_signing(session: AsyncSession, payout: Payout, settings: S
     reason = screening.hold_reason(settings)
     if reason is None:
         return False
-    # Two admins released it (held → pending) since this list was loaded: their decision
-    # stands until a newer list is loaded.
-    released_at = await session.scalar(
-        select(func.max(PayoutEvent.at)).where(
-            PayoutEvent.payout_id == payout.id,
-            PayoutEvent.from_status == PayoutStatus.HELD,
-            PayoutEvent.to_status == PayoutStatus.PENDING,
-        )
-    )
-    listed_at = screening.listing.loaded_at if screening.listing else None
-    if released_at is not None and (listed_at is None or released_at > listed_at):
-        return False
     hold = (
         HoldReason.SANCTIONS
         if reason == sanctions.HELD_SANCTIONED
         else HoldReason.SANCTIONS_LIST_STALE
     )
+    # Two admins released this very hold on this very list (the hold and the list's sha256 are
+    # in the release's event): their decision stands until another list is loaded. The release
+    # of a stale list's hold decided nothing about a hit on a list loaded since, nor a release
+    # on one list about the next.
+    released = await session.scalar(
+        select(func.count())
+        .select_from(PayoutEvent)
+        .where(
+            PayoutEvent.payout_id == payout.id,
+            PayoutEvent.from_status == PayoutStatus.HELD,
+            PayoutEvent.to_status == PayoutStatus.PENDING,
+            PayoutEvent.evidence["released_hold"].astext == hold.value,
+            PayoutEvent.evidence["list_sha256"].astext.is_not_distinct_from(
+                screening.listing.source_sha256 if screening.listing else None
+            ),
+        )
+    )
+    if released:
+        return False
     match = screening.match
     await states.write(
         session,

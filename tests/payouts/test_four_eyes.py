@@ -151,3 +151,43 @@ async def test_a_second_account_cannot_retry_cancel_or_release_its_makers_payout
     released = await client.post(f"/api/admin/payouts/{payout_id}/release", headers=other.headers)
     assert released.status_code == 202, released.text
     assert (await payout_row(resources, order_id)).status == "pending"
+
+
+async def test_an_account_the_asker_let_in_cannot_approve_the_askers_payout(
+    client, resources, make_user, paying, settings
+):
+    """The red team's chain: A makes X, a colleague approves X once, X makes Y, A approves Y.
+    Y was not made by A, but A let it in: Y cannot be A's second admin."""
+    settings.payout_max_usd = Decimal("400")
+    asker, colleague = paying.admin, await operator(resources, "admin")
+
+    async def make(by: dict, name: str) -> None:
+        made = await client.post(
+            "/api/admin/operators",
+            json={"username": name, "password": PASSWORD, "role": "admin"},
+            headers=by,
+        )
+        assert made.status_code == 201, made.text
+
+    async def token(name: str) -> dict:
+        login = {"username": name, "password": PASSWORD}
+        signed_in = await client.post("/api/admin/login", json=login)
+        assert signed_in.status_code == 200, signed_in.text
+        return {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+
+    await make(asker.headers, "xan")
+    approve_xan = "/api/admin/operators/xan/approve"
+    assert (await client.post(approve_xan, headers=colleague.headers)).status_code == 200
+    await make(await token("xan"), "yul")
+    approve_yul = "/api/admin/operators/yul/approve"
+    assert (await client.post(approve_yul, headers=asker.headers)).status_code == 200
+    yul = await token("yul")
+
+    order_id, _, _ = await as_quoted_order(client, resources, make_user, paying)
+    payout_id = (await pay(client, order_id, asker)).json()["id"]
+    approve = f"/api/admin/payouts/{payout_id}/approve"
+    by_yul = await client.post(approve, headers=yul)
+    assert by_yul.status_code == 403 and by_yul.json()["code"] == "four_eyes_refused"
+    assert "approved" in by_yul.json()["detail"]
+    assert (await payout_row(resources, order_id)).status == "awaiting_approval"
+    assert (await client.post(approve, headers=colleague.headers)).status_code == 202
