@@ -198,7 +198,7 @@ async def release_payout(
     idempotency_key: idempotency.IdempotencyKeyHeader = None,
 ) -> Response:
     """Release a payout held by sanctions screening: back to `pending`, its job screens again
-    and signs. A sanctions hit always needs a second admin. Accepts `Idempotency-Key`. Admins
+    and signs. Always a second admin, whatever the amount. Accepts `Idempotency-Key`. Admins
     only."""
 
     async def move(s: AsyncSession, pid: uuid.UUID, op: OperatorPrincipal) -> Payout:

@@ -191,8 +191,9 @@ async def reopen(
     )
 
 
-async def defer_send(session: AsyncSession, order_id: uuid.UUID) -> None:
-    await queue.defer(
+async def defer_send(session: AsyncSession, order_id: uuid.UUID) -> int | None:
+    """The payout's job, in the caller's transaction; None when one is waiting already."""
+    return await queue.defer(
         session,
         SEND_TASK,
         queueing_lock=job_lock(order_id),

@@ -314,16 +314,6 @@ async def _fail(order_id: uuid.UUID, signature: str) -> None:
     log.error("payouts.failed_on_chain", order_id=str(order_id), signature=signature)
 
 
-async def _requeue(session: AsyncSession, order_id: uuid.UUID) -> int | None:
-    return await queue.defer(
-        session,
-        service.SEND_TASK,
-        queueing_lock=service.job_lock(order_id),
-        lock=service.job_lock(order_id),
-        order_id=str(order_id),
-    )
-
-
 async def _flag(session: AsyncSession, order_id: uuid.UUID, reason: str) -> None:
     # After the reason it is held for, if any: the held payouts' series match its start.
     payout = await service.lock_payout(session, order_id)
@@ -343,7 +333,7 @@ STUCK = sweeps.Stuck(
     row_id="p.order_id",
     since="p.updated_at",
     job_arg="order_id",
-    requeue=_requeue,
+    requeue=service.defer_send,
     flag=_flag,
 )
 

@@ -517,7 +517,7 @@ export interface paths {
         /**
          * Release Payout
          * @description Release a payout held by sanctions screening: back to `pending`, its job screens again
-         *     and signs. A sanctions hit always needs a second admin. Accepts `Idempotency-Key`. Admins
+         *     and signs. Always a second admin, whatever the amount. Accepts `Idempotency-Key`. Admins
          *     only.
          */
         post: operations["admin-release_payout"];
