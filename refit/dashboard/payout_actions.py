@@ -32,12 +32,8 @@ _HOLDS = {
 }
 
 
-def _needs_second_admin(payout: AnyPayout, move: str, max_usd: Decimal) -> bool:
-    return move != "resolve" and recovery.needs_second_admin(payout, move, max_usd=max_usd)
-
-
 def _who(payout: AnyPayout, moves: list[str], max_usd: Decimal) -> str:
-    second = any(_needs_second_admin(payout, m, max_usd) for m in moves)
+    second = any(recovery.needs_second_admin(payout, m, max_usd=max_usd) for m in moves)
     return "a second admin must" if second else "an admin must"
 
 
@@ -67,7 +63,7 @@ def state_in_words(payout: AnyPayout, max_usd: Decimal) -> str:
     if payout.hold_reason is HoldReason.ALREADY_ON_CHAIN:
         pair = (
             " (cancelling: a second admin)"
-            if _needs_second_admin(payout, "cancel", max_usd)
+            if recovery.needs_second_admin(payout, "cancel", max_usd=max_usd)
             else ""
         )
         return (
@@ -92,7 +88,7 @@ def offered(payout: AnyPayout, operator: DashboardOperator, max_usd: Decimal) ->
         if payout.hold_reason is HoldReason.ALREADY_ON_CHAIN:
             moves.add("resolve")
     if payout.requested_by == operator.actor:
-        moves = {m for m in moves if not _needs_second_admin(payout, m, max_usd)}
+        moves = {m for m in moves if not recovery.needs_second_admin(payout, m, max_usd=max_usd)}
     return moves
 
 

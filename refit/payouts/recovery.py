@@ -50,11 +50,13 @@ _TRANSFER = (2).to_bytes(4, "little")
 
 
 def needs_second_admin(payout: Payout | PayoutRead, verb: str, *, max_usd: Decimal) -> bool:
-    """Whether four-eyes guards `verb` (retry, cancel, release) on this payout: above the
-    per-payout cap, and a sanctions release whatever the amount. The dashboard asks it too, to
-    say who must act."""
+    """Whether four-eyes guards `verb` on this payout: retry, cancel and release above the
+    per-payout cap, a sanctions release whatever the amount, resolve never. The dashboard asks
+    it too, to say who must act and what to offer."""
     if verb == "release" and payout.hold_reason in SANCTIONS_HOLDS:
         return True
+    if verb == "resolve":
+        return False  # the chain's transfer decides, checked against the payout
     return payout.amount_usd > max_usd
 
 
