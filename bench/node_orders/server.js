@@ -32,7 +32,7 @@ const ORDER_FIELDS = [
   'shipping_service', 'shipping_cost', 'tracking_number', 'label_url', 'label_error',
   'label_purchased_at', 'escrow_pubkey', 'payment_tx_signature', 'offer_expires_at',
   'offer_accepted_at', 'created_at', 'updated_at', 'shipped_at', 'received_at',
-  'completed_at', 'cancelled_at',
+  'completed_at', 'cancelled_at', 'imported_status', 'continued_as_id',
 ];
 const ORDER_PATH = /^\/api\/orders\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
