@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from refit import inputs
+from refit.log_setup import describe_error
 
 log = structlog.get_logger(__name__)
 
@@ -215,7 +216,7 @@ def dependency_down_response() -> JSONResponse:
 async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
     # One warning line, no traceback: the cause is outside this process, and an outage
     # would otherwise bury the log in identical tracebacks.
-    log.warning("http.dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
+    log.warning("http.dependency_unavailable", path=request.url.path, error=describe_error(exc))
     return dependency_down_response()
 
 

@@ -27,6 +27,7 @@ import structlog
 from psycopg import sql
 
 from refit.db import BoundedConnection, Timeouts, libpq_url
+from refit.log_setup import describe_error
 from refit.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -124,7 +125,9 @@ class Listener:
                     self._was_live = False
                     wait, reported = 0.1, False
                 if not reported:
-                    log.warning("listen.lost", channels=list(self._channels), error=repr(exc)[:300])
+                    log.warning(
+                        "listen.lost", channels=list(self._channels), error=describe_error(exc)
+                    )
                     reported = True
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, RECONNECT_MAX_SECONDS)

@@ -106,3 +106,10 @@ def configure_logging(settings: Settings) -> None:
     # httpx2 is solana-py's fork of it, and says the same.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a log field: its type and its message. Not `repr`: redis-py's errors
+    print as "network:TimeoutError" there, which hides whether a connect, a read or the
+    pool's wait ran out."""
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -34,6 +34,7 @@ from prometheus_client import (
 from sqlalchemy import text
 
 from refit import resources
+from refit.log_setup import describe_error
 
 log = structlog.get_logger(__name__)
 
@@ -199,7 +200,7 @@ async def _database_series() -> CollectorRegistry:
             )
         gauges["refit_database_metrics_up"].set(1)
     except Exception as exc:
-        log.warning("metrics.database_unavailable", error=repr(exc))
+        log.warning("metrics.database_unavailable", error=describe_error(exc))
         registry = CollectorRegistry()
         Gauge(
             "refit_database_metrics_up",

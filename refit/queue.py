@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, logs, resources, transactions
+from refit.log_setup import describe_error
 from refit.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -188,7 +189,7 @@ async def _job_middleware(call_next: Any, context: procrastinate.JobContext, wor
         try:
             return await call_next()
         except Exception as exc:
-            log.warning("queue.job_failed", error=repr(exc))
+            log.warning("queue.job_failed", error=describe_error(exc))
             await _record_job_error(job, exc)
             raise
 
@@ -239,7 +240,7 @@ class SupervisedWorker:
             try:
                 await self._worker.run()
             except Exception as exc:
-                log.error("queue.worker_failed", error=repr(exc))
+                log.error("queue.worker_failed", error=describe_error(exc))
             else:
                 if self._stopping.is_set():
                     return

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS, RateLimited, ServiceUnavailable
+from refit.log_setup import describe_error
 from refit.resources import RedisPoolExhausted, Resources, current
 
 log = structlog.get_logger(__name__)
@@ -116,7 +117,7 @@ def client_ip(request: Request) -> str:
 
 
 def _unavailable(identifiers: Sequence[str], exc: BaseException) -> ServiceUnavailable:
-    log.warning("ratelimit.unavailable", key="/".join(identifiers), error=repr(exc))
+    log.warning("ratelimit.unavailable", key="/".join(identifiers), error=describe_error(exc))
     return ServiceUnavailable(
         "Cannot check the request rate right now; try again shortly",
         code="rate_limit_unavailable",
@@ -163,7 +164,7 @@ async def hit(
         raise _unavailable(identifiers, exc) from exc
     except _REDIS_DOWN as exc:
         if not fail_closed:
-            log.warning("ratelimit.skipped", key="/".join(identifiers), error=repr(exc))
+            log.warning("ratelimit.skipped", key="/".join(identifiers), error=describe_error(exc))
             return
         raise _unavailable(identifiers, exc) from exc
     except redis.exceptions.RedisError as exc:
@@ -250,7 +251,7 @@ async def give_back(resources: Resources, slot: Slot) -> None:
                 pipe.zrem(key, slot.member)
             await pipe.execute()
     except (redis.exceptions.RedisError, OSError) as exc:
-        log.warning("ratelimit.slot_kept", keys=slot.keys, error=repr(exc))
+        log.warning("ratelimit.slot_kept", keys=slot.keys, error=describe_error(exc))
 
 
 async def enforce(

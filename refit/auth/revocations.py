@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from refit import resources
+from refit.log_setup import describe_error
 from refit.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -78,7 +79,7 @@ class RevocationWatch:
                 raise
             except Exception as exc:
                 if self.live:
-                    log.warning("auth.revocation_watch_lost", error=repr(exc))
+                    log.warning("auth.revocation_watch_lost", error=describe_error(exc))
                 self.live = False
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, RECONNECT_MAX_SECONDS)

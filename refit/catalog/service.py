@@ -22,6 +22,7 @@ from refit.catalog.schemas import (
     StorageOption,
     storage_sort_key,
 )
+from refit.log_setup import describe_error
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade, DeviceCategory
 from refit.resources import Resources
 from refit.transactions import service_transaction
@@ -228,7 +229,7 @@ async def cached_etag(resources: Resources) -> str | None:
     try:
         etag = await resources.redis.hget(cache_key(resources), "etag")
     except (RedisError, OSError) as exc:
-        log.warning("catalog.cache_unavailable", error=repr(exc))
+        log.warning("catalog.cache_unavailable", error=describe_error(exc))
         return None
     return str(etag) if etag is not None else None
 
@@ -240,7 +241,7 @@ async def answer(resources: Resources) -> CatalogAnswer:
     try:
         body, etag = await resources.redis.hmget(key, ["body", "etag"])
     except (RedisError, OSError) as exc:
-        log.warning("catalog.cache_unavailable", error=repr(exc))
+        log.warning("catalog.cache_unavailable", error=describe_error(exc))
         return _answer_of(await _read_json(resources))
     if body is not None and etag is not None:
         return CatalogAnswer(body=str(body), etag=str(etag))
@@ -251,7 +252,7 @@ async def answer(resources: Resources) -> CatalogAnswer:
             pipe.expire(key, CACHE_SECONDS)
             await pipe.execute()
     except (RedisError, OSError) as exc:
-        log.warning("catalog.cache_unavailable", error=repr(exc))
+        log.warning("catalog.cache_unavailable", error=describe_error(exc))
     return fresh
 
 

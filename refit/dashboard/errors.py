@@ -20,6 +20,7 @@ from refit.dashboard.render import page
 from refit.dashboard.session import SignInRequired
 from refit.errors import ProblemError
 from refit.inputs import refuse_unstorable_input
+from refit.log_setup import describe_error
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +87,9 @@ async def _data_error(request: Request, exc: Exception) -> Response:
 
 
 async def _dependency_down(request: Request, exc: Exception) -> Response:
-    log.warning("dashboard.dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
+    log.warning(
+        "dashboard.dependency_unavailable", path=request.url.path, error=describe_error(exc)
+    )
     response = error_page(
         request, 503, "A service we depend on is not answering; nothing was changed. Try again."
     )

@@ -25,6 +25,7 @@ from refit.auth.tokens import TokenClaims
 from refit.errors import ProblemError
 from refit.events.listener import OrderEventsListener, Subscription
 from refit.events.schemas import OrderEvent
+from refit.log_setup import describe_error
 from refit.orders.service import order_not_found
 from refit.resources import Resources
 
@@ -131,7 +132,7 @@ async def _follow(
         except ProblemError:
             return  # the order is no longer the seller's to see
         except _DATABASE_DOWN as exc:
-            log.warning("events.stream_read_failed", error=repr(exc)[:300])
+            log.warning("events.stream_read_failed", error=describe_error(exc))
             return  # the client resumes with Last-Event-ID
         for event in events:
             yield event.as_sse()

@@ -36,6 +36,7 @@ import structlog
 from refit.flags.rules import FlagRule
 from refit.flags.service import FLAGS_CHANNEL, RULES_SQL, rule_from_row
 from refit.listen import Listener, ListenerDown
+from refit.log_setup import describe_error
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +128,7 @@ class FlagFollower:
         except ListenerDown:
             return False  # the next (re)connect re-reads
         except Exception as exc:
-            log.warning(failed, error=repr(exc)[:300])
+            log.warning(failed, error=describe_error(exc))
             return False
         return True
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from refit import queue, resources
+from refit.log_setup import describe_error
 
 router = APIRouter(tags=["operations"])
 log = structlog.get_logger(__name__)
@@ -30,7 +31,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str | None]:
         await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
         return name, None
     except Exception as exc:  # any failure means not ready; the reason is reported
-        log.warning("readyz.check_failed", check=name, error=repr(exc))
+        log.warning("readyz.check_failed", check=name, error=describe_error(exc))
         return name, type(exc).__name__
 
 

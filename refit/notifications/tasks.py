@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
+from refit.log_setup import describe_error
 from refit.models import OutboundEmail
 from refit.notifications.render import (
     Attachment,
@@ -185,7 +186,7 @@ async def _already_sent(res: resources.Resources, marker: str) -> bool:
         return bool(await res.redis.exists(marker))
     except Exception as exc:
         # Without Redis we fall back on the row alone (the common case is right anyway).
-        log.warning("notifications.marker_unreadable", error=repr(exc))
+        log.warning("notifications.marker_unreadable", error=describe_error(exc))
         return False
 
 
@@ -194,4 +195,4 @@ async def _mark_sent(res: resources.Resources, marker: str) -> None:
         await res.redis.set(marker, "1", ex=SENT_MARKER_SECONDS)
     except Exception as exc:
         # The message is out: failing the job now would send it again.
-        log.warning("notifications.marker_unwritable", error=repr(exc))
+        log.warning("notifications.marker_unwritable", error=describe_error(exc))

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue, resources
 from refit.ledger.treasury import load_treasury
+from refit.log_setup import describe_error
 from refit.models import TreasuryReading
 from refit.money import LAMPORTS_PER_SOL
 from refit.settings import Settings
@@ -62,7 +63,7 @@ async def read_treasury_balance() -> int | None:
         async with AsyncClient(settings.solana_rpc_endpoint, commitment=Confirmed) as rpc:
             answer = await rpc.get_balance(pubkey)
     except (SolanaRpcException, OSError) as exc:
-        log.warning("payouts.treasury_unreadable", treasury=str(pubkey), error=repr(exc))
+        log.warning("payouts.treasury_unreadable", treasury=str(pubkey), error=describe_error(exc))
         return None
     async with service_transaction(job=True) as session:
         session.add(

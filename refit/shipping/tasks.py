@@ -17,6 +17,7 @@ from refit import metrics, queue, resources, sweeps
 from refit.carriers.interface import CarrierError, TransactionStatus
 from refit.carriers.picker import open_carrier
 from refit.errors import is_dependency_down
+from refit.log_setup import describe_error
 from refit.models import Order, OrderStatus
 from refit.models.shipping import IN_FLIGHT, LabelPurchase, PurchaseStatus
 from refit.orders import follow_ups
@@ -75,7 +76,9 @@ async def purchase_label_task(context: procrastinate.JobContext, order_id: str) 
             if attempt >= LABEL_TRANSIENT_ATTEMPTS:
                 # No label_error: the sweep queues the job again once the order has waited
                 # SWEEP_GRACE_SECONDS, however long the outage lasts.
-                log.warning("shipping.label_left_to_sweep", order_id=order_id, error=repr(exc))
+                log.warning(
+                    "shipping.label_left_to_sweep", order_id=order_id, error=describe_error(exc)
+                )
         elif attempt >= LABEL_ATTEMPTS:
             await labels.record_failure(uuid.UUID(order_id), exc)
         raise
