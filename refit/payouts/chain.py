@@ -16,6 +16,7 @@ from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     # solana-py's client and models cost ~0.3 s of CPU at import (pydantic models, its own
     # httpx): only the processes that reach the chain pay for them, when they first do.
     from solana.rpc.async_api import AsyncClient
+
+# getSignaturesForAddress answers at most this many a call (the RPC's own limit).
+SIGNATURES_PAGE = 1000
 
 # The network fee of a transfer signed by one key (5,000 lamports per signature).
 TRANSFER_FEE_LAMPORTS = 5000
@@ -49,21 +53,34 @@ async def transfers_by_reference(
     min_context_slot: int | None = None,
 ) -> list[str]:
     """Transactions carrying the reference that succeeded or may still (at `commitment` or
-    later, without error), oldest first. With `min_context_slot`, a node whose view is older
-    raises `ViewBehind` instead of answering from it."""
+    later, without error), oldest first: every page, not the newest 1,000 (anyone can send
+    transactions naming the key, for 5,000 lamports each, and push ours off the first page).
+    With `min_context_slot`, a node whose view is older raises `ViewBehind` instead of
+    answering from it."""
     # solana-py's models cost ~0.3 s at import; only a process that reaches the chain pays.
     from solana.rpc.core import RPCException
     from solders.rpc.errors import MinContextSlotNotReachedMessage
 
-    try:
-        response = await rpc.get_signatures_for_address(
-            reference, commitment=commitment, min_context_slot=min_context_slot
-        )
-    except RPCException as exc:
-        if exc.args and isinstance(exc.args[0], MinContextSlotNotReachedMessage):
-            raise ViewBehind(str(exc.args[0].message)) from exc
-        raise
-    return [str(s.signature) for s in reversed(response.value) if s.err is None]
+    newest_first: list[str] = []
+    before: Signature | None = None
+    while True:
+        try:
+            response = await rpc.get_signatures_for_address(
+                reference,
+                before=before,
+                limit=SIGNATURES_PAGE,
+                commitment=commitment,
+                min_context_slot=min_context_slot,
+            )
+        except RPCException as exc:
+            if exc.args and isinstance(exc.args[0], MinContextSlotNotReachedMessage):
+                raise ViewBehind(str(exc.args[0].message)) from exc
+            raise
+        page = response.value
+        newest_first.extend(str(s.signature) for s in page if s.err is None)
+        if len(page) < SIGNATURES_PAGE:
+            return newest_first[::-1]
+        before = page[-1].signature
 
 
 class ViewBehind(Exception):
@@ -167,3 +184,84 @@ async def landing(rpc: AsyncClient, signature: Signature, last_valid_block_heigh
         # dropped for a fork where the transfer lands without one.
         return Landing.PENDING
     return Landing.FAILED if status.err is not None else Landing.FINALIZED
+
+
+# The system program's Transfer instruction: its index (2) as a u32, then the lamports as a u64.
+_TRANSFER = (2).to_bytes(4, "little")
+
+
+class NotReadable(Exception):
+    """The node has no finalized record of a transaction another call just listed (a node
+    behind, behind a load balancer): ask again later, decide nothing on it."""
+
+
+@dataclass(frozen=True)
+class FoundTransfer:
+    """A finalized, successful transaction's one system transfer, the keys it carries and the
+    keys that signed it."""
+
+    signature: str
+    source: str
+    recipient: str
+    lamports: int
+    accounts: frozenset[str]
+    signers: frozenset[str]
+    slot: int
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A finalized, successful transaction: who signed it, and its transfer when it is
+    exactly one system transfer (what our payouts are; anything else is None)."""
+
+    signers: frozenset[str]
+    transfer: FoundTransfer | None
+
+
+async def read_landed(rpc: AsyncClient, signature: str) -> Landed | None:
+    """The transaction `signature`, read at finalized; None when the chain has no such
+    finalized transaction or it failed. The one parser of a landed transfer: the resolve, the
+    reconciliation and the signing guard all read through it."""
+    found = (
+        await rpc.get_transaction(
+            Signature.from_string(signature),
+            encoding="base64",
+            commitment=Finalized,
+            max_supported_transaction_version=0,
+        )
+    ).value
+    if found is None:
+        return None
+    meta = found.transaction.meta
+    tx = found.transaction.transaction
+    if meta is None or meta.err is not None or not isinstance(tx, VersionedTransaction):
+        return None
+    keys = tx.message.account_keys
+    signers = frozenset(str(k) for k in keys[: tx.message.header.num_required_signatures])
+    transfers = [
+        ix
+        for ix in tx.message.instructions
+        if keys[ix.program_id_index] == SYSTEM_PROGRAM_ID
+        and len(ix.data) == 12
+        and bytes(ix.data[:4]) == _TRANSFER
+    ]
+    if len(transfers) != 1:
+        return Landed(signers, None)
+    ix = transfers[0]
+    accounts = [str(keys[i]) for i in bytes(ix.accounts)]
+    transfer = FoundTransfer(
+        signature=signature,
+        source=accounts[0],
+        recipient=accounts[1],
+        lamports=int.from_bytes(bytes(ix.data[4:12]), "little"),
+        accounts=frozenset(accounts),
+        signers=signers,
+        slot=found.slot,
+    )
+    return Landed(signers, transfer)
+
+
+async def find_transfer(rpc: AsyncClient, signature: str) -> FoundTransfer | None:
+    """The one system transfer `signature` made, finalized and successful; None otherwise."""
+    landed = await read_landed(rpc, signature)
+    return landed.transfer if landed is not None else None

@@ -22,7 +22,7 @@ from refit.admin.operators import normalize_username
 from refit.errors import ProblemError
 from refit.models import AuditOutcome, Operator, OperatorRole
 from refit.models.payout import Payout
-from refit.payouts import recovery
+from refit.payouts import chain, recovery
 from refit.payouts.reconcile import Difference, reconcile
 from refit.pricing.sources import Rate
 from refit.resources import close_resources, open_resources
@@ -154,7 +154,7 @@ async def _call(
     operator: OperatorPrincipal,
     settings: Settings,
     signature: str | None,
-    read: tuple[recovery.FoundTransfer | None, Rate] | None,
+    read: tuple[chain.FoundTransfer | None, Rate] | None,
 ) -> Payout:
     max_usd = settings.payout_max_usd
     if verb == "retry":

@@ -12,14 +12,12 @@ from enum import StrEnum
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Finalized
 from solders.pubkey import Pubkey
-from solders.signature import Signature
-from solders.transaction_status import UiRawMessage, UiTransaction
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from refit.models import Order, OrderStatus
 from refit.models.payout import Payout, PayoutStatus
-from refit.payouts.chain import order_reference
+from refit.payouts.chain import find_transfer, order_reference
 from refit.transactions import service_transaction
 
 
@@ -153,15 +151,8 @@ async def _check(rpc: AsyncClient, row: _Row) -> list[Difference]:
 
 
 async def _check_transfer(rpc: AsyncClient, row: _Row, signature: str) -> list[Difference]:
-    found = (
-        await rpc.get_transaction(
-            Signature.from_string(signature),
-            encoding="json",
-            commitment=Finalized,
-            max_supported_transaction_version=0,
-        )
-    ).value
-    if found is None or found.transaction.meta is None or found.transaction.meta.err is not None:
+    found = await find_transfer(rpc, signature)
+    if found is None:
         return [
             Difference(
                 row.order_id,
@@ -170,27 +161,21 @@ async def _check_transfer(rpc: AsyncClient, row: _Row, signature: str) -> list[D
                 signature,
             )
         ]
-    meta = found.transaction.meta
-    tx = found.transaction.transaction
-    assert isinstance(tx, UiTransaction) and isinstance(tx.message, UiRawMessage)
-    keys = [str(k) for k in tx.message.account_keys]
-    if row.recipient not in keys:
+    if found.recipient != row.recipient:
         return [
             Difference(
                 row.order_id,
                 Kind.RECIPIENT_DIFFERS,
-                f"the transfer does not pay {row.recipient}",
+                f"the transfer pays {found.recipient}, not {row.recipient}",
                 signature,
             )
         ]
-    index = keys.index(row.recipient)
-    received = meta.post_balances[index] - meta.pre_balances[index]
-    if received != row.lamports:
+    if found.lamports != row.lamports:
         return [
             Difference(
                 row.order_id,
                 Kind.AMOUNT_DIFFERS,
-                f"the table has {row.lamports} lamports; the chain moved {received}",
+                f"the table has {row.lamports} lamports; the chain moved {found.lamports}",
                 signature,
             )
         ]

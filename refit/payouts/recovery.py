@@ -9,15 +9,10 @@ cap, and a sanctions release whatever the amount."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import structlog
-from solana.rpc.commitment import Finalized
-from solders.signature import Signature
-from solders.system_program import ID as SYSTEM_PROGRAM_ID
-from solders.transaction import VersionedTransaction
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.admin.deps import OperatorPrincipal
@@ -25,7 +20,7 @@ from refit.admin.four_eyes import require_second_admin
 from refit.errors import Conflict, Unprocessable
 from refit.models.payout import HoldReason, Payout, PayoutStatus
 from refit.money import LAMPORTS_PER_SOL, SOL_STEP, recorded_rate
-from refit.payouts import service, states
+from refit.payouts import chain, service, states
 from refit.payouts.schemas import PayoutRead
 from refit.pricing.service import current_rate
 from refit.pricing.sources import Rate
@@ -33,8 +28,6 @@ from refit.resources import Resources
 from refit.sanctions import service as sanctions
 
 if TYPE_CHECKING:
-    from solana.rpc.async_api import AsyncClient
-
     from refit.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -45,8 +38,6 @@ SANCTIONS_HOLDS = frozenset({HoldReason.SANCTIONS, HoldReason.SANCTIONS_LIST_STA
 # is older than it): the transfer's SOL at today's rate must be this close to the USD owed.
 # Wide enough for the market's moves since, narrow enough to refuse another order's transfer.
 UNPRICED_TOLERANCE = Decimal("0.10")
-# The system program's Transfer instruction: its index, then the lamports (little-endian).
-_TRANSFER = (2).to_bytes(4, "little")
 
 
 def needs_second_admin(payout: Payout | PayoutRead, verb: str, *, max_usd: Decimal) -> bool:
@@ -157,59 +148,9 @@ async def release(
     return payout
 
 
-@dataclass(frozen=True)
-class FoundTransfer:
-    """A finalized, successful transaction's one system transfer and the keys it carries."""
-
-    signature: str
-    source: str
-    recipient: str
-    lamports: int
-    accounts: frozenset[str]
-    slot: int
-
-
-async def find_transfer(rpc: AsyncClient, signature: str) -> FoundTransfer | None:
-    """The transfer `signature` made, read at finalized; None when the chain has no such
-    finalized transaction, or it failed, or it is not one system transfer. No database here:
-    called before the resolve's short transaction."""
-    found = (
-        await rpc.get_transaction(
-            Signature.from_string(signature),
-            encoding="base64",
-            commitment=Finalized,
-            max_supported_transaction_version=0,
-        )
-    ).value
-    if found is None:
-        return None
-    meta = found.transaction.meta
-    tx = found.transaction.transaction
-    if meta is None or meta.err is not None or not isinstance(tx, VersionedTransaction):
-        return None
-    keys = tx.message.account_keys
-    transfers = [
-        ix
-        for ix in tx.message.instructions
-        if keys[ix.program_id_index] == SYSTEM_PROGRAM_ID
-        and len(ix.data) == 12
-        and bytes(ix.data[:4]) == _TRANSFER
-    ]
-    if len(transfers) != 1:
-        return None
-    ix = transfers[0]
-    accounts = [str(keys[i]) for i in bytes(ix.accounts)]
-    return FoundTransfer(
-        signature=signature,
-        source=accounts[0],
-        recipient=accounts[1],
-        lamports=int.from_bytes(bytes(ix.data[4:12]), "little"),
-        accounts=frozenset(accounts),
-        slot=found.slot,
-    )
-
-
-async def read_for_resolve(res: Resources, signature: str) -> tuple[FoundTransfer | None, Rate]:
+async def read_for_resolve(
+    res: Resources, signature: str
+) -> tuple[chain.FoundTransfer | None, Rate]:
     """What a resolve checks, read before its transaction so nothing is locked while the
     chain and the price feed answer: the transfer `signature` made (`find_transfer`), and
     today's rate (for a payout never priced). The API, the dashboard and the CLI read it
@@ -217,7 +158,7 @@ async def read_for_resolve(res: Resources, signature: str) -> tuple[FoundTransfe
     from solana.rpc.async_api import AsyncClient
 
     async with AsyncClient(res.settings.solana_rpc_endpoint) as rpc:
-        found = await find_transfer(rpc, signature)
+        found = await chain.find_transfer(rpc, signature)
     return found, await current_rate(res)
 
 
@@ -225,7 +166,7 @@ async def resolve(
     session: AsyncSession,
     payout_id: uuid.UUID,
     operator: OperatorPrincipal,
-    found: FoundTransfer | None,
+    found: chain.FoundTransfer | None,
     *,
     signature: str,
     rate: Rate,
@@ -263,7 +204,7 @@ async def resolve(
 
 
 def _check_transfer(
-    payout: Payout, found: FoundTransfer | None, signature: str, rate: Rate
+    payout: Payout, found: chain.FoundTransfer | None, signature: str, rate: Rate
 ) -> None:
     def refuse(why: str, code: str) -> Unprocessable:
         return Unprocessable(f"Transaction {signature}: {why}", code=code)

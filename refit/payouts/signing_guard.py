@@ -7,7 +7,12 @@ node, and a node behind reads a landed transfer as absent. A transaction can onl
 block at most at its last valid block height; once the finalized block height is past it,
 every block it could be in is finalized, so a finalized lookup that covers that block is
 complete. The lookup is asked with `minContextSlot` at the finalized slot just read, so a
-node whose finalized view is older refuses (`ViewBehind`) instead of answering "none"."""
+node whose finalized view is older refuses (`ViewBehind`) instead of answering "none".
+
+Only transactions the treasury signed count: the reference key is derived from the order's
+id, which its seller knows, and anyone may send a transaction naming any key. A stranger's
+(or the seller's own) transaction carrying it moves none of our SOL, and must not hold the
+payout "already on chain" for an operator to untangle."""
 
 from __future__ import annotations
 
@@ -46,11 +51,11 @@ class Previous:
 
 
 async def clear_to_sign(
-    rpc: AsyncClient, reference: Pubkey, previous: Previous | None
+    rpc: AsyncClient, reference: Pubkey, previous: Previous | None, treasury: Pubkey
 ) -> Clearance:
     """Whether a new transfer for the order may be signed now (see the module's docstring).
     Our own previous transaction found on chain is WAIT: it landed, and the status check
-    will see it finalized; anything else found is ON_CHAIN."""
+    will see it finalized; any other the treasury signed is ON_CHAIN."""
     view = await chain.finalized_view(rpc)
     if previous is not None and view.block_height <= previous.last_valid_block_height:
         return Clearance(
@@ -64,8 +69,16 @@ async def clear_to_sign(
         )
     except chain.ViewBehind as exc:
         return Clearance(Verdict.WAIT, f"the lookup's node is behind slot {view.slot}: {exc}")
-    if not found:
-        return Clearance(Verdict.CLEAR)
     if previous is not None and previous.signature in found:
         return Clearance(Verdict.WAIT, f"{previous.signature} landed", found)
-    return Clearance(Verdict.ON_CHAIN, "a transfer for the order is on chain", found)
+    ours = []
+    for signature in found:
+        landed = await chain.read_landed(rpc, signature)
+        if landed is None:
+            # Listed as finalized, yet this node has no record of it: decide nothing on it.
+            return Clearance(Verdict.WAIT, f"{signature} is listed but not readable yet")
+        if str(treasury) in landed.signers:
+            ours.append(signature)
+    if not ours:
+        return Clearance(Verdict.CLEAR)
+    return Clearance(Verdict.ON_CHAIN, "a transfer for the order is on chain", ours)

@@ -140,7 +140,7 @@ async def _sign(
     rate = await current_rate(resources.current()) if replacing is None else None
     blockhash = await chain.latest_blockhash(rpc)
     planned = await _planned(rpc, order_id, rate)
-    if not await _clear_to_sign(rpc, order_id, planned):
+    if not await _clear_to_sign(rpc, order_id, planned, treasury.pubkey()):
         return True
     await _check_treasury(rpc, treasury, order_id, planned.lamports)
     daily_max_usd = resources.current().settings.payout_daily_max_usd
@@ -202,14 +202,18 @@ async def _planned(rpc: AsyncClient, order_id: uuid.UUID, rate: Rate | None) -> 
     return Planned(lamports, at_least, reference, previous)
 
 
-async def _clear_to_sign(rpc: AsyncClient, order_id: uuid.UUID, planned: Planned) -> bool:
+async def _clear_to_sign(
+    rpc: AsyncClient, order_id: uuid.UUID, planned: Planned, treasury: Pubkey
+) -> bool:
     """Before any new signature, first or re-sign (`signing_guard`). A transfer carrying the
     order's reference that the table does not know of (a database restored from an older
     backup lost the payout row) means the seller may already be paid: nothing is signed, the
     payout is held (`already_on_chain`) with an alert until an operator resolves it with the
     transfer found, or cancels it (refit/payouts/recovery.py); the sweep leaves held payouts
     alone. Not provable yet (a node behind, a blockhash still valid): the retry asks again."""
-    clearance = await signing_guard.clear_to_sign(rpc, planned.reference, planned.previous)
+    clearance = await signing_guard.clear_to_sign(
+        rpc, planned.reference, planned.previous, treasury
+    )
     if clearance.verdict is signing_guard.Verdict.CLEAR:
         return True
     if clearance.verdict is signing_guard.Verdict.WAIT:
