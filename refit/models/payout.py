@@ -77,6 +77,11 @@ class Payout(UUIDPrimaryKey, Timestamps, Base):
     last_valid_block_height: Mapped[int | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     requested_by: Mapped[str] = mapped_column(Text, nullable=False)
+    # When it was last asked for: a cancelled payout paid again is asked for anew, and
+    # four-eyes measures "the approver existed before the request" from here.
+    requested_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
     error: Mapped[str | None] = mapped_column(Text)
     # Set exactly while `held` (a check constraint says so).
     hold_reason: Mapped[HoldReason | None] = mapped_column(EnumText(HoldReason))

@@ -58,7 +58,7 @@ async def _second_admin(
         session,
         approver=operator,
         requested_by=payout.requested_by,
-        requested_at=payout.created_at,
+        requested_at=payout.requested_at,
         action=f"payout.{verb}",
         subject=f"payout:{payout.id}",
     )

@@ -176,6 +176,8 @@ async def reopen(
     payout.recipient = recipient
     payout.treasury = treasury
     payout.requested_by = requested_by
+    # The database's clock, the one operators' created_at is written by.
+    payout.requested_at = (await session.execute(select(func.now()))).scalar_one()
     payout.approved_by = None
     payout.lamports = payout.amount_sol = payout.sol_usd_rate = None
     payout.rate_source = payout.rate_at = None
@@ -220,7 +222,7 @@ async def approve_payout(
         session,
         approver=approver,
         requested_by=payout.requested_by,
-        requested_at=payout.created_at,
+        requested_at=payout.requested_at,
         action="payout.approve",
         subject=f"payout:{payout.id}",
     )

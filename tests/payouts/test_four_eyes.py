@@ -191,3 +191,34 @@ async def test_an_account_the_asker_let_in_cannot_approve_the_askers_payout(
     assert "approved" in by_yul.json()["detail"]
     assert (await payout_row(resources, order_id)).status == "awaiting_approval"
     assert (await client.post(approve, headers=colleague.headers)).status_code == 202
+
+
+async def test_a_payout_paid_again_is_approved_against_its_new_request(
+    client, resources, make_user, paying, settings
+):
+    """A cancelled payout paid again is a new request on the same row: an admin made between
+    the first request and the second may approve the second (four-eyes measured from the
+    first, kept in `created_at`, refused them); one made after the second still may not."""
+    settings.payout_max_usd = Decimal("400")
+    asker, other = paying.admin, await operator(resources, "admin")
+    order_id, _, _ = await as_quoted_order(client, resources, make_user, paying)
+    first = await pay(client, order_id, asker)
+    assert first.status_code == 202 and first.json()["status"] == "awaiting_approval"
+    payout_id = first.json()["id"]
+    await put_payout(resources, payout_id, PayoutStatus.FAILED)
+    cancelled = await client.post(f"/api/admin/payouts/{payout_id}/cancel", headers=other.headers)
+    assert cancelled.status_code == 200, cancelled.text
+
+    between = await operator(resources, "admin")  # made after the first request
+    again = await pay(client, order_id, asker, **{"Idempotency-Key": "paid-again"})
+    assert again.status_code == 202 and again.json()["status"] == "awaiting_approval"
+    assert again.json()["id"] == payout_id
+    late = await operator(resources, "admin")  # made after the second
+    approve = f"/api/admin/payouts/{payout_id}/approve"
+    by_late = await client.post(approve, headers=late.headers)
+    assert by_late.status_code == 403 and by_late.json()["code"] == "four_eyes_refused"
+    by_between = await client.post(approve, headers=between.headers)
+    assert by_between.status_code == 202, by_between.text
+    payout = await payout_row(resources, order_id)
+    assert (payout.status, payout.approved_by) == ("pending", between.actor)
+    assert payout.requested_at > payout.created_at
