@@ -61,10 +61,11 @@ class LabelNotRecordedYet(CarrierError):
 # of an hour is waited out. Each failure is counted on the row (webhook_inbox.py).
 @queue.queue.task(name=HANDLE_TASK, retry=queue.exponential_retry(8, 3))
 async def handle_webhook_task(inbox_id: str) -> str:
+    row_id = uuid.UUID(inbox_id)
     try:
-        outcome = await handle(uuid.UUID(inbox_id))
+        outcome = await handle(row_id)
     except Exception as exc:
-        if await webhook_inbox.record_failure(uuid.UUID(inbox_id), exc):
+        if await webhook_inbox.record_failure(row_id, exc):
             # Given up on: no retry; the row says why, for an operator.
             return "given up"
         raise
