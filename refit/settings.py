@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     # The periodic sweeps re-queue a row whose job died at most this many times; the next time
     # they find it stuck they flag it for an operator instead (refit/sweeps.py). 0: flag at once.
     sweep_max_attempts: int = Field(default=5, ge=0)
+    # A carrier webhook whose handling raised this many times is given up on: no more retries
+    # nor sweeps, its error set for an operator (the dashboard's webhook inbox replays it).
+    # With the job's backoff (3 s, 9 s … 36 min) 8 handlings span about an hour.
+    webhook_max_attempts: int = Field(default=8, ge=1)
 
     # --- auth ----------------------------------------------------------------------------
     jwt_secret: str = DEV_JWT_SECRET

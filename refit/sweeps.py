@@ -61,7 +61,7 @@ async def requeue_stuck(stuck: Stuck, grace_seconds: float) -> int:
     async with transactions.service_transaction(job=True) as session:
         for row_id, attempts in await _find(session, stuck, grace_seconds):
             if attempts >= max_attempts:
-                if await _give_up(session, stuck.task, row_id):
+                if await give_up(session, stuck.task, row_id):
                     await stuck.flag(session, row_id, gave_up_reason(stuck.task, attempts))
                     flagged.append((row_id, attempts))
             elif await stuck.requeue(session, row_id) is not None:
@@ -117,8 +117,10 @@ async def _count(session: AsyncSession, task: str, row_id: uuid.UUID) -> None:
     )
 
 
-async def _give_up(session: AsyncSession, task: str, row_id: uuid.UUID) -> bool:
-    """Record that the sweep stopped; False when another sweep run already did (it flagged)."""
+async def give_up(session: AsyncSession, task: str, row_id: uuid.UUID) -> bool:
+    """Record that the sweep stopped (or must stop: a webhook's job that failed out of its
+    attempts gives up here too, so the sweep re-queues it no more); False when another run
+    already did (it flagged)."""
     stopped = await session.scalar(
         text(
             "INSERT INTO sweep_attempts (task, row_id, gave_up_at) VALUES (:task, :row_id, now()) "
@@ -128,3 +130,11 @@ async def _give_up(session: AsyncSession, task: str, row_id: uuid.UUID) -> bool:
         {"task": task, "row_id": row_id},
     )
     return bool(stopped)
+
+
+async def start_over(session: AsyncSession, task: str, row_id: uuid.UUID) -> None:
+    """Forget the row's re-queues and give-up: an operator replayed it, it counts from 0."""
+    await session.execute(
+        text("DELETE FROM sweep_attempts WHERE task = :task AND row_id = :row_id"),
+        {"task": task, "row_id": row_id},
+    )

@@ -7,15 +7,19 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from refit.dashboard import (
+    audit,
     auth,
     errors,
+    flags,
     inspect,
+    jobs,
     numbers,
     operators,
     orders,
     outbox,
     payout_actions,
     payouts,
+    webhooks,
 )
 from refit.dashboard.photos import body_limits
 from refit.dashboard.render import HERE
@@ -30,5 +34,8 @@ def create_dashboard() -> FastAPI:
     errors.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (auth, orders, payout_actions, inspect, payouts, numbers, operators, outbox):
+        app.include_router(module.router)
+    # The on-call pages (admins).
+    for module in (flags, webhooks, jobs, audit):
         app.include_router(module.router)
     return app

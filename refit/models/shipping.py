@@ -193,7 +193,8 @@ class ShippingEvent(UUIDPrimaryKey, Base):
 
 class WebhookInbox(UUIDPrimaryKey, Base):
     """A verified webhook body, kept once per event (`provider`, `dedupe_key`) before it is
-    handled; a body that could not be parsed is kept with its `error` for an operator."""
+    handled; a body that could not be parsed, or whose handling failed
+    REFIT_WEBHOOK_MAX_ATTEMPTS times, is kept with its `error` for an operator."""
 
     __tablename__ = "webhook_inbox"
     __table_args__ = (
@@ -215,6 +216,11 @@ class WebhookInbox(UUIDPrimaryKey, Base):
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Handlings that raised (migration 0024), the last one's error and time; a replay from
+    # the dashboard sets the count back to 0.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0", nullable=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SandboxObject(Base):

@@ -31,7 +31,7 @@ from refit.models.shipping import Leg, ReturnShipment, ReturnStatus, WebhookInbo
 from refit.orders import follow_ups
 from refit.orders.service import get_order, transition
 from refit.settings import Settings
-from refit.shipping import state
+from refit.shipping import state, webhook_inbox
 from refit.shipping.webhooks import HANDLE_TASK
 from refit.transactions import service_transaction
 
@@ -57,9 +57,18 @@ class LabelNotRecordedYet(CarrierError):
     retryable = True
 
 
-@queue.queue.task(name=HANDLE_TASK, retry=queue.exponential_retry(8, 2))
+# Waits of 3 s, 9 s … 36 min: a label being recorded is seen within seconds, a carrier outage
+# of an hour is waited out. Each failure is counted on the row (webhook_inbox.py).
+@queue.queue.task(name=HANDLE_TASK, retry=queue.exponential_retry(8, 3))
 async def handle_webhook_task(inbox_id: str) -> str:
-    outcome = await handle(uuid.UUID(inbox_id))
+    row_id = uuid.UUID(inbox_id)
+    try:
+        outcome = await handle(row_id)
+    except Exception as exc:
+        if await webhook_inbox.record_failure(row_id, exc):
+            # Given up on: no retry; the row says why, for an operator.
+            return "given up"
+        raise
     log.info("shipping.webhook_handled", inbox_id=inbox_id, outcome=outcome)
     return outcome
 
@@ -294,27 +303,15 @@ def _finish(row: WebhookInbox, outcome: str, order_id: uuid.UUID | None) -> None
     metrics.WEBHOOK_LAG.observe((row.processed_at - row.received_at).total_seconds())
 
 
-async def _requeue(session: AsyncSession, inbox_id: uuid.UUID) -> int | None:
-    return await queue.defer(
-        session, HANDLE_TASK, queueing_lock=f"webhook:{inbox_id}", inbox_id=str(inbox_id)
-    )
-
-
-async def _flag(session: AsyncSession, inbox_id: uuid.UUID, reason: str) -> None:
-    # Kept with its error for an operator, as a body that could not be parsed is.
-    row = await session.get(WebhookInbox, inbox_id, with_for_update=True)
-    if row is not None:
-        row.error = reason
-
-
 STUCK = sweeps.Stuck(
     task=HANDLE_TASK,
+    # A row given up on has its error set: it waits for an operator's replay.
     rows="webhook_inbox w WHERE w.processed_at IS NULL AND w.error IS NULL AND w.body IS NOT NULL",
     row_id="w.id",
     since="w.received_at",
     job_arg="inbox_id",
-    requeue=_requeue,
-    flag=_flag,
+    requeue=webhook_inbox.requeue,
+    flag=webhook_inbox.flag,
 )
 
 
@@ -327,5 +324,6 @@ async def sweep_webhooks_task(timestamp: int) -> int:
 async def sweep_webhooks(after_seconds: int = SWEEP_AFTER_SECONDS) -> int:
     """Kept events neither handled nor waiting on a job (their job failed out of attempts, say
     through a long carrier outage) get a new job: a delivered event is never dropped. One whose
-    job keeps dying is kept with an error for an operator, past REFIT_SWEEP_MAX_ATTEMPTS."""
+    job keeps dying is kept with an error for an operator, past REFIT_SWEEP_MAX_ATTEMPTS; one
+    whose handling failed REFIT_WEBHOOK_MAX_ATTEMPTS times already has it (webhook_inbox.py)."""
     return await sweeps.requeue_stuck(STUCK, after_seconds)
