@@ -9,8 +9,8 @@ for ever; replaying it from the dashboard starts the count again.
 The indexes serve the dashboard's audit trail, paged newest first over the three places an
 operator's acts are written (operator_audit, feature_flag_audit, order_status_history).
 
-Revision ID: 0024
-Revises: 0023
+Revision ID: 0025
+Revises: 0024
 Create Date: 2026-12-08
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0024"
-down_revision: str | None = "0023"
+revision: str = "0025"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
