@@ -16,6 +16,7 @@ from refit.dashboard import (
     outbox,
     payout_actions,
     payouts,
+    returns,
 )
 from refit.dashboard.photos import body_limits
 from refit.dashboard.render import HERE
@@ -29,6 +30,16 @@ def create_dashboard() -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     errors.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, orders, payout_actions, inspect, payouts, numbers, operators, outbox):
+    for module in (
+        auth,
+        orders,
+        payout_actions,
+        returns,
+        inspect,
+        payouts,
+        numbers,
+        operators,
+        outbox,
+    ):
         app.include_router(module.router)
     return app
