@@ -19,6 +19,7 @@ from refit.dashboard import (
     outbox,
     payout_actions,
     payouts,
+    returns,
     webhooks,
 )
 from refit.dashboard.photos import body_limits
@@ -33,7 +34,17 @@ def create_dashboard() -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     errors.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, orders, payout_actions, inspect, payouts, numbers, operators, outbox):
+    for module in (
+        auth,
+        orders,
+        payout_actions,
+        returns,
+        inspect,
+        payouts,
+        numbers,
+        operators,
+        outbox,
+    ):
         app.include_router(module.router)
     # The on-call pages (admins).
     for module in (flags, webhooks, jobs, audit):

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from refit import resources
 from refit.backoffice.reads import order_story
-from refit.dashboard import actions, payout_actions, photos
+from refit.dashboard import actions, payout_actions, photos, returns
 from refit.dashboard.queue_reads import queue, status_counts
 from refit.dashboard.render import page
 from refit.dashboard.session import AdminDep, OperatorDep
@@ -91,6 +91,7 @@ async def order_page(
         photo_statuses=sorted(photos.EVIDENCE_STATUSES),
         payout_state=payout_state,
         payout_moves=payout_moves,
+        returns=await returns.panel(session, request, story, operator),
     )
 
 

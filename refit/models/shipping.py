@@ -149,6 +149,10 @@ class ReturnShipment(UUIDPrimaryKey, Timestamps, Base):
     attempted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     purchased_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The parcel left the warehouse with the carrier: when, and who ("operator:<id>"), as an
+    # operator marked it (shipping/label_moves.py). Not a status: the carrier's scans follow.
+    handed_over_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    handed_over_by: Mapped[str | None] = mapped_column(Text)
 
 
 class ShippingEvent(UUIDPrimaryKey, Base):

@@ -1,13 +1,13 @@
 """Operators' shipping endpoints under /api/admin (an operator's token, service role): the
-label (retry, download, status, refund) and the sandbox's tracking. Sending a device home is
-inspection's (`inspection.service.send_home`), cancelling an order the back office's."""
+label (retry, download, status, refund) and the sandbox's tracking. The moves themselves are
+label_moves.py's (the dashboard calls them too); sending a device home is inspection's
+(`inspection.service.send_home`), cancelling an order the back office's."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-import structlog
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, text
 
@@ -16,16 +16,13 @@ from refit.admin.deps import AdminDep, OperatorDep
 from refit.carriers.interface import CarrierError
 from refit.carriers.picker import PUSH_TASK, SandboxCarrier, open_carrier, push_lock
 from refit.errors import PROBLEM_CONTENT, Conflict, Unprocessable
-from refit.models import OrderStatus
 from refit.models.shipping import LabelPurchase, Leg
 from refit.orders import follow_ups
 from refit.orders.service import get_order
-from refit.shipping import state
+from refit.shipping import label_moves, state
 from refit.shipping.label_download import label_response
 from refit.shipping.schemas import OrderJobQueued, SandboxTrackingRequest
 from refit.transactions import SessionDep
-
-log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/admin/orders", tags=["admin"])
 
@@ -62,18 +59,7 @@ async def retry_label(
     )
     if claim.replay is not None:
         return claim.replay
-    order = await get_order(session, order_id, for_update=True)
-    if order.status != OrderStatus.PROCESSING_SHIPMENT:
-        raise Conflict(
-            f"Order {order.order_number} is {order.status}; only an order waiting for its "
-            "label (processing_shipment) can have its label retried",
-            code="invalid_order_state",
-        )
-    await state.set_label_error(session, order, None)
-    job_id = await follow_ups.defer(session, follow_ups.PURCHASE_LABEL, order.id)
-    log.info(
-        "shipping.label_retry", order_id=str(order.id), operator_id=str(operator.id), job_id=job_id
-    )
+    order, job_id = await label_moves.retry_label(session, order_id, operator)
     body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
     response: Response = await idempotency.respond(session, claim, 202, body)
     return response
@@ -212,15 +198,7 @@ async def refund_label(
     )
     if claim.replay is not None:
         return claim.replay
-    order = await get_order(session, order_id, for_update=True)
-    if order.status is not OrderStatus.CANCELLED:
-        raise Conflict(
-            f"Order {order.order_number} is {order.status}; only a cancelled order's label "
-            "is refunded",
-            code="invalid_order_state",
-        )
-    job_id = await follow_ups.defer(session, follow_ups.REFUND_LABEL, order.id)
-    log.info("shipping.refund_requested", order_id=str(order.id), operator_id=str(operator.id))
+    order, job_id = await label_moves.refund_label(session, order_id, operator)
     body = OrderJobQueued(order_id=order.id, status=order.status, job_id=job_id)
     response: Response = await idempotency.respond(session, claim, 202, body)
     return response
