@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -255,7 +256,39 @@ async def check_keyboard(context: BrowserContext, base: str, ids) -> None:
         "#inspect-form :is(input:not([type=hidden]), select, textarea, button):not([disabled])"
     ).evaluate_all(f"els => els.map({KEY})")
     assert set(controls) <= {r["key"] for r in reached}, (controls, reached)
+    # The focus ring is seen: 3:1 against what is behind it (WCAG 1.4.11), on a form field
+    # on a white card and on a link in the dark header.
+    for target in ("#grade", "nav[aria-label=Main] a"):
+        await page.locator(target).first.focus()
+        ring = await page.locator(target).first.evaluate(RING)
+        assert ring["visible"] and ring["style"] != "none" and ring["width"] >= 2, (target, ring)
+        assert contrast(ring["color"], ring["behind"]) >= 3, (target, ring)
     await page.close()
+
+
+# The focused element's outline, and the first opaque background behind the element.
+RING = """e => {
+    const style = getComputedStyle(e);
+    let behind = e.parentElement;
+    while (behind && getComputedStyle(behind).backgroundColor.endsWith(', 0)')) {
+        behind = behind.parentElement;
+    }
+    return {visible: e.matches(':focus-visible'), style: style.outlineStyle,
+            width: parseFloat(style.outlineWidth), color: style.outlineColor,
+            behind: behind ? getComputedStyle(behind).backgroundColor : 'rgb(255, 255, 255)'};
+}"""
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG's contrast ratio of two CSS rgb() colors."""
+
+    def luminance(css: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", css)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted((luminance(one), luminance(other)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
 
 
 # What names a focusable element: its id, a link's address, a button's text; a radio group
