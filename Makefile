@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: run test lint check bench install uv client
+.PHONY: run test lint check bench install uv client browser
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv \
@@ -27,7 +27,7 @@ run: install
 # time each (--maxschedchunk 1) so the longest, handed out first (tests/conftest.py), spread
 # out; one set of servers for the run. PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 3
-test: install
+test: install browser
 	uv run pytest -n $(PYTEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 
 lint: check
@@ -40,6 +40,15 @@ check: install
 
 bench: install
 	uv run python -m bench
+
+# What the dashboard's browser tests load into the page from node_modules, never from a CDN:
+# axe-core (tests/dashboard/test_accessibility.py), pinned in tests/browser/package-lock.json.
+# npm's cache answers when the registry does not.
+browser: tests/browser/node_modules/.installed
+
+tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --prefer-offline --silent
+	@touch $@
 
 # The typed TypeScript client of the web app (clients/typescript), regenerated from the API's
 # OpenAPI document; `make test` fails while the committed one is stale.

@@ -71,6 +71,7 @@ LONGEST_FIRST = (
     "tests/foundation/test_api_processes.py",
     "tests/foundation/test_cli_errors.py",
     "tests/dashboard/test_browser.py",
+    "tests/dashboard/test_accessibility.py",
     "tests/payouts/test_two_api_processes.py",
     "tests/foundation/test_import_cost.py",
     "tests/foundation/test_typescript_client.py",
