@@ -25,10 +25,10 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from solders.keypair import Keypair
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 
 from refit import dashboard
-from refit.models import Order
+from refit.models import Order, WebhookInbox
 from refit.models.payout import Payout, PayoutStatus
 from refit.notifications.senders import OutboxSender
 from tests.admin.helpers import make_operator
@@ -73,10 +73,17 @@ PAGES = [
     Screen("operators", "/operators", "/admin/operators"),
     Screen("outbox", "/outbox", "/admin/outbox"),
     Screen("outbox-message", "/outbox/{key}", "/admin/outbox/{message}"),
+    Screen("flags", "/flags", "/admin/flags"),
+    Screen("webhooks", "/webhooks", "/admin/webhooks"),
+    Screen("jobs", "/jobs", "/admin/jobs"),
+    Screen("audit", "/audit", "/admin/audit"),
     Screen("error-404", None, "/admin/no-such-page", status=404),
 ]
 # GET routes that answer something other than a page.
-NOT_PAGES = {"/orders/{order_id}/label": "the label PDF"}
+NOT_PAGES = {
+    "/orders/{order_id}/label": "the label PDF",
+    "/orders/{order_id}/return-label": "the return label PDF",
+}
 
 
 def dashboard_get_routes() -> set[str]:
@@ -136,6 +143,27 @@ async def seeded(client, resources, settings, make_user) -> dict[str, str]:
             update(Order)
             .where(Order.id == uuid.UUID(ids["shipped"]))
             .values(attention_reason="no carrier scan for 7 days", attention_at=func.now())
+        )
+    # A webhook given up and a failed job: the on-call pages with rows (and their buttons).
+    async with resources.sessionmaker() as session, session.begin():
+        session.add(
+            WebhookInbox(
+                provider="shippo",
+                event="track_updated",
+                dedupe_key=f"a11y-{uuid.uuid4().hex}",
+                body={"data": {"tracking_number": "SHIPPO_TRANSIT"}},
+                error="gave up after 8 attempts",
+                attempts=8,
+                last_error="no label recorded for this tracking number",
+                last_attempt_at=func.now(),
+            )
+        )
+        await session.execute(
+            text(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, attempts)"
+                " VALUES ('default', 'notifications.send_email', '{\"key\": \"a11y\"}',"
+                " 'failed', 3)"
+            )
         )
     message = EmailMessage()
     message["Subject"], message["To"] = "Your label is ready", "ada@example.com"
