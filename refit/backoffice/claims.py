@@ -8,7 +8,6 @@ takes it over explicitly: a tap on the wrong card never takes work from a collea
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from sqlalchemy import func, select
@@ -55,8 +54,8 @@ async def claim(
             code="order_claimed",
             extra={"claimed_by": holder},
         )
-    order.claimed_by = operator.id
-    order.claimed_at = await session.scalar(select(func.clock_timestamp()))
+    now = await session.scalar(select(func.clock_timestamp()))
+    order.claimed_by, order.claimed_at = operator.id, now
     await session.flush()
     action = "order.take_over" if previous is not None else "order.claim"
     detail = {"from": f"operator:{previous}"} if previous is not None else {}
@@ -82,7 +81,3 @@ async def unclaim(session: AsyncSession, order_id: uuid.UUID, operator: Operator
     await session.flush()
     await audit.record(session, operator.actor, "order.unclaim", _subject(order), "done")
     return order
-
-
-def claimed_for(order: Order, now: dt.datetime) -> dt.timedelta | None:
-    return None if order.claimed_at is None else now - order.claimed_at

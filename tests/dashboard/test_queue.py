@@ -4,17 +4,22 @@ one operator's at a time, refused politely to another unless taken over, and aud
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import re
 import uuid
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from refit.app import create_app
 from refit.dashboard.queue_reads import PAGE_SIZE
 from refit.dashboard.work import Work
+from refit.models import OperatorAudit
 from refit.resources import Resources
 from tests.admin.helpers import make_operator
 from tests.dashboard.helpers import signed_in_operator
+from tests.inspection.helpers import shipped_order
 
 CARD = re.compile(r'data-order="([0-9a-f-]{36})"')
 NEXT = re.compile(r'href="(/admin/\?[^"]*after=[^"]+)" rel="next"')
@@ -209,3 +214,66 @@ async def test_each_filter_holds_exactly_what_it_says(client, resources, make_us
     assert "Inspected: ready to pay" in everything and "Offer sent: seller to answer" in everything
     for raw in RAW:
         assert f">{raw}<" not in everything and f"> {raw}" not in everything
+
+
+async def test_an_order_is_claimed_by_one_operator_and_taken_over_only_on_purpose(
+    client, open_client, resources, make_user
+):
+    order_id = await shipped_order(client, resources, await make_user())
+    app = create_app(resources.settings, resources=resources)
+    async with app.router.lifespan_context(app), contextlib.AsyncExitStack() as stack:
+        signed = []
+        for _ in range(5):
+            http = await stack.enter_async_context(open_client(app))
+            operator, csrf = await signed_in_operator(resources, http, "inspector")
+            signed.append((http, operator, csrf))
+        # Five inspectors tap "Claim" at once: one has it, the others are told who does.
+        answers = await asyncio.gather(
+            *(
+                http.post(f"/admin/orders/{order_id}/claim", data={"csrf": csrf})
+                for http, _, csrf in signed
+            )
+        )
+        places = sorted(a.headers["location"].rsplit("=", 1)[1] for a in answers)
+        assert places == ["claim_refused"] * 4 + ["claimed"]
+        winner = next(
+            i for i, a in enumerate(answers) if a.headers["location"].endswith("=claimed")
+        )
+        holder_http, holder, _ = signed[winner]
+        other_http, other, other_csrf = signed[(winner + 1) % 5]
+        page = (await other_http.get(f"/admin/orders/{order_id}?done=claim_refused")).text
+        assert "Someone else is working on this order" in page
+        assert f"by {holder.username} since" in page and "Take over from" in page
+        mine = (await holder_http.get("/admin/", params={"work": "mine"})).text
+        assert CARD.findall(mine) == [order_id]
+        assert CARD.findall((await other_http.get("/admin/?work=mine")).text) == []
+        # Letting go is the holder's; another takes it over, on purpose.
+        refused = await other_http.post(
+            f"/admin/orders/{order_id}/unclaim", data={"csrf": other_csrf}
+        )
+        assert refused.status_code == 409 and holder.username in refused.text
+        taken = await other_http.post(
+            f"/admin/orders/{order_id}/claim", data={"csrf": other_csrf, "take_over": "true"}
+        )
+        assert taken.headers["location"].endswith("done=taken_over")
+        assert CARD.findall((await other_http.get("/admin/?work=mine")).text) == [order_id]
+        gone = await other_http.post(f"/admin/orders/{order_id}/unclaim", data={"csrf": other_csrf})
+        assert gone.headers["location"].endswith("done=unclaimed")
+    async with resources.sessionmaker() as session:
+        trail = (
+            await session.execute(
+                select(OperatorAudit.actor, OperatorAudit.action, OperatorAudit.detail)
+                .where(OperatorAudit.subject == f"order:{order_id}")
+                .order_by(OperatorAudit.at, OperatorAudit.id)
+            )
+        ).all()
+    assert [(a, act) for a, act, _ in trail] == [
+        (holder_actor := f"operator:{holder.id}", "order.claim"),
+        (f"operator:{other.id}", "order.take_over"),
+        (f"operator:{other.id}", "order.unclaim"),
+    ]
+    assert trail[1][2] == {"from": holder_actor}
+    row = (
+        await _sql(resources, "SELECT claimed_by, claimed_at FROM orders WHERE id = :i", i=order_id)
+    )[0]
+    assert tuple(row) == (None, None)
