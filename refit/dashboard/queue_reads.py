@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.backoffice.reads import order_search
-from refit.dashboard.work import Work, condition
+from refit.dashboard.work import Work, condition, joined
 from refit.errors import Unprocessable
 from refit.models import Operator, Order, OrderStatus, User
 from refit.models.payout import Payout, PayoutStatus
@@ -71,10 +71,9 @@ class QueuePage:
 
 
 def _base() -> Select[Order, str, str | None, PayoutStatus | None, str | None]:
-    return (
+    return joined(
         select(Order, User.wallet_address, User.email, Payout.status, Operator.username)
         .join(User, User.id == Order.user_id)
-        .outerjoin(Payout, Payout.order_id == Order.id)
         .outerjoin(Operator, Operator.id == Order.claimed_by)
     )
 
@@ -143,11 +142,7 @@ async def counts(
         func.count().filter(condition(w, operator_id=operator_id, max_usd=max_usd)) for w in works
     ]
     columns += [func.count().filter(Order.status == s) for s in OrderStatus]
-    row = (
-        await session.execute(
-            select(*columns).select_from(Order).outerjoin(Payout, Payout.order_id == Order.id)
-        )
-    ).one()
+    row = (await session.execute(joined(select(*columns).select_from(Order)))).one()
     values = list(row)
     by_work = dict(zip(works, values[: len(works)], strict=True))
     by_status = dict(zip(list(OrderStatus), values[len(works) :], strict=True))

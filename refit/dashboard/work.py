@@ -24,8 +24,9 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
 
 from refit.models import Order, OrderStatus
 from refit.models.inspection import Inspection
@@ -34,6 +35,7 @@ from refit.models.shipping import Leg, ShippingEvent, TrackingStatus
 
 S = OrderStatus
 P = PayoutStatus
+_Q = TypeVar("_Q", bound=Select[*tuple[Any, ...]])
 # Nothing left to do for anyone, unless flagged for attention. Imported history is never work.
 FINAL = frozenset({S.COMPLETED, S.CANCELLED, S.IMPORTED})
 SANCTIONS_HOLDS = (HoldReason.SANCTIONS, HoldReason.SANCTIONS_LIST_STALE)
@@ -77,7 +79,9 @@ def _scanned_moving() -> ColumnElement[bool]:
 
 
 def _no_verdict() -> ColumnElement[bool]:
-    return ~exists(select(Inspection.id).where(Inspection.order_id == Order.id))
+    # An outer join (one inspection per order at most), not a subquery per row: the counts
+    # look at every open order each time the queue refreshes.
+    return Inspection.id.is_(None)
 
 
 def _waits_for_payout() -> ColumnElement[bool]:
@@ -91,8 +95,16 @@ def _waits_for_payout() -> ColumnElement[bool]:
     )
 
 
+def joined(query: _Q) -> _Q:
+    """`query` (of `Order`) with what the conditions read: its payout and its inspection."""
+    return query.outerjoin(Payout, Payout.order_id == Order.id).outerjoin(
+        Inspection, Inspection.order_id == Order.id
+    )
+
+
 def condition(work: Work, *, operator_id: uuid.UUID, max_usd: Decimal) -> ColumnElement[bool]:
-    """The orders `work` names, for a query of `Order` joined outer to its `Payout`."""
+    """The orders `work` names, for a query of `Order` joined outer to its `Payout` and its
+    `Inspection` (`joined`)."""
     if work is Work.TO_RECEIVE:
         return or_(
             Order.status == S.SHIPPED,
