@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from refit import resources
+from refit.backoffice import claims
 from refit.backoffice.reads import order_story
-from refit.dashboard import actions, payout_actions, photos, returns
-from refit.dashboard.queue_reads import queue, status_counts
+from refit.dashboard import actions, live, payout_actions, photos, returns, summary
+from refit.dashboard.queue_reads import Cursor, counts, queue
 from refit.dashboard.render import page
 from refit.dashboard.session import AdminDep, OperatorDep
-from refit.errors import Unprocessable
+from refit.dashboard.work import WORK_LABELS, Work
+from refit.errors import Conflict, Unprocessable
 from refit.inspection import service
 from refit.ledger.treasury import treasury_pubkey
 from refit.models import Operator, OrderStatus
@@ -35,17 +38,64 @@ def to_order(order_id: uuid.UUID, done: str) -> RedirectResponse:
     return RedirectResponse(f"/admin/orders/{order_id}?done={done}", status_code=303)
 
 
+def _status(name: str | None) -> OrderStatus | None:
+    if not name:
+        return None
+    try:
+        return OrderStatus(name)
+    except ValueError:
+        raise Unprocessable("No such status", code="invalid_status") from None
+
+
 @router.get("/", response_class=HTMLResponse)
 async def queue_page(
     request: Request,
     session: SessionDep,
     operator: OperatorDep,
-    status: OrderStatus | None = None,
+    work: Work = Work.OPEN,
+    status_name: Annotated[str | None, Query(alias="status", max_length=40)] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
-) -> HTMLResponse:
-    rows = await queue(session, status=status, q=q)
-    counts = await status_counts(session)
-    return page(request, "queue.html", rows=rows, counts=counts, status=status, q=q or "")
+    after: Annotated[str | None, Query(max_length=120)] = None,
+) -> Response:
+    max_usd = resources.current().settings.payout_max_usd
+    # The search form sends status= for "any status".
+    status = _status(status_name)
+    cursor = Cursor.decode(after) if after else None
+    found = await queue(
+        session,
+        work=work,
+        status=status,
+        q=q,
+        after=cursor,
+        operator_id=operator.id,
+        max_usd=max_usd,
+    )
+    by_work, by_status = await counts(session, operator_id=operator.id, max_usd=max_usd)
+    stamp = live.digest(repr((found, by_work, by_status)))
+    if (same := live.unchanged(request, stamp)) is not None:
+        return same
+    keep = {k: v for k, v in (("work", work.value), ("status", status), ("q", q)) if v}
+    if status is not None or (q or "").strip():
+        keep.pop("work", None)
+    next_url = (
+        f"/admin/?{urlencode({**keep, 'after': found.next_cursor})}" if found.next_cursor else None
+    )
+    response = page(
+        request,
+        "queue.html",
+        rows=found.rows,
+        next_url=next_url,
+        first_url=f"/admin/?{urlencode(keep)}" if cursor else None,
+        by_work=by_work,
+        by_status=by_status,
+        work=work,
+        WORK_LABELS=WORK_LABELS,
+        status=status,
+        q=q or "",
+        live_stamp=stamp,
+    )
+    response.headers[live.HEADER] = stamp
+    return response
 
 
 async def _actor_names(session: SessionDep, actors: list[str]) -> dict[str, str]:
@@ -70,8 +120,12 @@ async def order_page(
     session: SessionDep,
     operator: OperatorDep,
     done: str | None = None,
-) -> HTMLResponse:
+) -> Response:
+    glance = await live.order_glance(session, order_id)
+    if glance is not None and (same := live.unchanged(request, glance.stamp)) is not None:
+        return same
     story = await order_story(session, resources.current().settings, order_id)
+    assert glance is not None  # order_story answered 404 otherwise
     actors = [h.actor for h in story.history]
     if story.inspection is not None:
         actors.append(f"operator:{story.inspection.operator_id}")
@@ -81,18 +135,57 @@ async def order_page(
         max_usd = resources.current().settings.payout_max_usd
         payout_state = payout_actions.state_in_words(story.payout, max_usd)
         payout_moves = payout_actions.offered(story.payout, operator, max_usd)
-    return page(
+    response = page(
         request,
         "order.html",
         story=story,
         actions=actions.allowed(story, operator),
-        done=actions.DONE.get(done or ""),
+        done=actions.DONE.get(done or "") or CLAIM_DONE.get(done or ""),
         names=await _actor_names(session, actors),
         photo_statuses=sorted(photos.EVIDENCE_STATUSES),
         payout_state=payout_state,
         payout_moves=payout_moves,
         returns=await returns.panel(session, request, story, operator),
+        who_acts=summary.who_acts(story, payout_state),
+        price_label=summary.price_label(story),
+        show_eta=summary.show_eta(story),
+        glance=glance,
+        live_stamp=glance.stamp,
     )
+    response.headers[live.HEADER] = glance.stamp
+    return response
+
+
+# What a claim's redirect says (?done=): fixed texts, never echoed input.
+CLAIM_DONE = {
+    "claimed": "This order is yours: it shows under Mine.",
+    "taken_over": "Taken over: this order is yours now.",
+    "unclaimed": "Let go: this order is nobody's now.",
+    "claim_refused": "Someone else is working on this order: take it over if you mean to.",
+}
+
+
+@router.post("/orders/{order_id}/claim")
+async def claim(
+    order_id: uuid.UUID,
+    session: SessionDep,
+    operator: OperatorDep,
+    take_over: Annotated[bool, Form()] = False,
+) -> Response:
+    try:
+        order = await claims.claim(session, order_id, operator, take_over=take_over)
+    except Conflict as refused:
+        if refused.code != "order_claimed":
+            raise
+        # Nothing was written: the order page says who has it and offers the take-over.
+        return to_order(order_id, "claim_refused")
+    return to_order(order.id, "taken_over" if take_over else "claimed")
+
+
+@router.post("/orders/{order_id}/unclaim")
+async def unclaim(order_id: uuid.UUID, session: SessionDep, operator: OperatorDep) -> Response:
+    await claims.unclaim(session, order_id, operator)
+    return to_order(order_id, "unclaimed")
 
 
 @router.get("/orders/{order_id}/label")

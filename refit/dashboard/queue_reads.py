@@ -1,4 +1,6 @@
-"""The work queue's reads: counts per status, and the orders waiting longest in theirs."""
+"""The work queue's reads: one page of orders, the longest in their status first, paged by
+keyset (no OFFSET: page 20 costs what page 1 does, and an order moving meanwhile is neither
+skipped nor shown twice on the next page); and the count behind each filter, in one query."""
 
 from __future__ import annotations
 
@@ -7,16 +9,40 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.backoffice.reads import order_search
-from refit.models import Order, OrderStatus, OrderStatusHistory, User
+from refit.dashboard.work import Work, condition, joined
+from refit.errors import Unprocessable
+from refit.models import Operator, Order, OrderStatus, User
+from refit.models.payout import Payout, PayoutStatus
 
-S = OrderStatus
-# Nothing left to do for anyone: shown only when asked for. Imported history is never work.
-FINAL = frozenset({S.COMPLETED, S.CANCELLED, S.IMPORTED})
-QUEUE_LIMIT = 100
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: after this order in (waiting since, id) order."""
+
+    since: dt.datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        return f"{self.since.isoformat()}~{self.id}"
+
+    @classmethod
+    def decode(cls, raw: str) -> Cursor:
+        since, _, order_id = raw.partition("~")
+        try:
+            at = dt.datetime.fromisoformat(since)
+            if at.tzinfo is None:
+                raise ValueError("no time zone")
+            return cls(at, uuid.UUID(order_id))
+        except ValueError:
+            raise Unprocessable(
+                "This page link is damaged: start from the first page", code="invalid_cursor"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -26,44 +52,60 @@ class QueueRow:
     status: OrderStatus
     device: str
     quoted_price_usd: Decimal
+    final_price_usd: Decimal | None
+    offer_accepted: bool
     tracking_number: str | None
     wallet_address: str
     email: str | None
     attention_reason: str | None
     since: dt.datetime
+    payout_status: PayoutStatus | None
+    claimed_by: str | None
+    mine: bool
 
 
-async def status_counts(session: AsyncSession) -> dict[OrderStatus, int]:
-    rows = await session.execute(select(Order.status, func.count()).group_by(Order.status))
-    counts = {status: 0 for status in OrderStatus}
-    counts.update({status: n for status, n in rows.all()})
-    return counts
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow]
+    next_cursor: str | None
+
+
+def _base() -> Select[Order, str, str | None, PayoutStatus | None, str | None]:
+    return joined(
+        select(Order, User.wallet_address, User.email, Payout.status, Operator.username)
+        .join(User, User.id == Order.user_id)
+        .outerjoin(Operator, Operator.id == Order.claimed_by)
+    )
 
 
 async def queue(
-    session: AsyncSession, *, status: OrderStatus | None, q: str | None
-) -> list[QueueRow]:
-    """Orders in `status` (default: every open one) matching `q` (part of the order number,
-    tracking number or email, the start of the wallet), the longest in their status first."""
-    since = (
-        select(func.max(OrderStatusHistory.created_at))
-        .where(OrderStatusHistory.order_id == Order.id)
-        .correlate(Order)
-        .scalar_subquery()
-    )
-    query = select(Order, User.wallet_address, User.email, since.label("since")).join(
-        User, User.id == Order.user_id
-    )
+    session: AsyncSession,
+    *,
+    work: Work,
+    status: OrderStatus | None,
+    q: str | None,
+    after: Cursor | None,
+    operator_id: uuid.UUID,
+    max_usd: Decimal,
+) -> QueuePage:
+    """One page: orders in `status` if given; else matching `q` (part of the order number,
+    tracking number or email, the start of the wallet) among all; else those `work` names."""
+    query = _base()
     term = (q or "").strip()
     if status is not None:
         query = query.where(Order.status == status)
     elif not term:
-        query = query.where(Order.status.not_in(FINAL))
+        query = query.where(condition(work, operator_id=operator_id, max_usd=max_usd))
     if term:
         query = query.where(order_search(term))
-    query = query.order_by(since.asc().nulls_last(), Order.id).limit(QUEUE_LIMIT)
-    rows = (await session.execute(query)).all()
-    return [
+    if after is not None:
+        # Row comparison: served by ix_orders_status_changed_at_id as an index range.
+        query = query.where(
+            tuple_(Order.status_changed_at, Order.id) > tuple_(after.since, after.id)
+        )
+    query = query.order_by(Order.status_changed_at, Order.id).limit(PAGE_SIZE + 1)
+    found = (await session.execute(query)).all()
+    rows = [
         QueueRow(
             id=order.id,
             order_number=order.order_number,
@@ -72,11 +114,36 @@ async def queue(
                 p for p in (order.device_brand, order.device_model, order.device_storage) if p
             ),
             quoted_price_usd=order.quoted_price_usd,
+            final_price_usd=order.final_price_usd,
+            offer_accepted=order.offer_accepted_at is not None,
             tracking_number=order.tracking_number,
             wallet_address=wallet,
             email=email,
             attention_reason=order.attention_reason,
-            since=waiting_since or order.created_at,
+            since=order.status_changed_at,
+            payout_status=payout_status,
+            claimed_by=holder,
+            mine=order.claimed_by == operator_id,
         )
-        for order, wallet, email, waiting_since in rows
+        for order, wallet, email, payout_status, holder in found[:PAGE_SIZE]
     ]
+    more = len(found) > PAGE_SIZE
+    last = rows[-1] if rows else None
+    next_cursor = Cursor(last.since, last.id).encode() if more and last else None
+    return QueuePage(rows, next_cursor)
+
+
+async def counts(
+    session: AsyncSession, *, operator_id: uuid.UUID, max_usd: Decimal
+) -> tuple[dict[Work, int], dict[OrderStatus, int]]:
+    """How many orders each filter and each status holds: one statement, one pass."""
+    works = list(Work)
+    columns: list[ColumnElement[int]] = [
+        func.count().filter(condition(w, operator_id=operator_id, max_usd=max_usd)) for w in works
+    ]
+    columns += [func.count().filter(Order.status == s) for s in OrderStatus]
+    row = (await session.execute(joined(select(*columns).select_from(Order)))).one()
+    values = list(row)
+    by_work = dict(zip(works, values[: len(works)], strict=True))
+    by_status = dict(zip(list(OrderStatus), values[len(works) :], strict=True))
+    return by_work, by_status

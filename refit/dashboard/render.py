@@ -13,26 +13,73 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from refit.models import OrderStatus
+from refit.models.payout import HoldReason, PayoutStatus
+from refit.models.shipping import Leg, TrackingStatus
 
 if TYPE_CHECKING:
     from fastapi.templating import Jinja2Templates
 
 HERE = Path(__file__).parent
 
-# What a person reads for each status (the value stays visible too).
+# What a person reads for each status: no raw code is shown anywhere in the dashboard.
 STATUS_LABELS = {
-    OrderStatus.PENDING: "Pending",
+    OrderStatus.PENDING: "New, no label yet",
     OrderStatus.PROCESSING_SHIPMENT: "Buying label",
     OrderStatus.AWAITING_SHIPMENT: "Awaiting shipment",
     OrderStatus.SHIPPED: "Shipped",
     OrderStatus.RECEIVED: "Received",
     OrderStatus.INSPECTING: "Inspecting",
-    OrderStatus.OFFER_PENDING: "Offer pending",
+    OrderStatus.OFFER_PENDING: "Offer sent",
     OrderStatus.RETURNING: "Returning",
     OrderStatus.COMPLETED: "Completed",
     OrderStatus.CANCELLED: "Cancelled",
     OrderStatus.IMPORTED: "Imported (history)",
 }
+PAYOUT_LABELS = {
+    PayoutStatus.AWAITING_APPROVAL: "Waiting for a second admin",
+    PayoutStatus.PENDING: "Paying",
+    PayoutStatus.SIGNED: "Paying: signed",
+    PayoutStatus.SENT: "Paying: waiting for the chain",
+    PayoutStatus.FINALIZED: "Paid",
+    PayoutStatus.FAILED: "Payout failed",
+    PayoutStatus.HELD: "Payout held",
+    PayoutStatus.CANCELLED: "Payout cancelled",
+}
+TRACKING_LABELS = {
+    TrackingStatus.UNKNOWN: "No scan yet",
+    TrackingStatus.PRE_TRANSIT: "Label made, not scanned",
+    TrackingStatus.TRANSIT: "In transit",
+    TrackingStatus.DELIVERED: "Delivered",
+    TrackingStatus.RETURNED: "Returned to sender",
+    TrackingStatus.FAILURE: "Carrier failure",
+}
+HOLD_LABELS = {
+    HoldReason.SANCTIONS: "Recipient on the sanctions list",
+    HoldReason.SANCTIONS_LIST_STALE: "Sanctions list too old to screen",
+    HoldReason.ALREADY_ON_CHAIN: "A transfer is already on chain",
+}
+LEG_LABELS = {Leg.INBOUND: "To the warehouse", Leg.RETURN: "Home to the seller"}
+_PAYING = frozenset({OrderStatus.INSPECTING, OrderStatus.OFFER_PENDING})
+
+
+def human_status(
+    status: OrderStatus,
+    *,
+    payout: PayoutStatus | None = None,
+    final_price: Decimal | None = None,
+    offer_accepted: bool = False,
+) -> str:
+    """An order's state as the floor reads it: a payout under way speaks for its order (a
+    payout waiting for a second admin is not hidden under "Inspecting")."""
+    if status is OrderStatus.COMPLETED:
+        return "Paid" if payout is PayoutStatus.FINALIZED else STATUS_LABELS[status]
+    if status in _PAYING and payout is not None and payout is not PayoutStatus.CANCELLED:
+        return PAYOUT_LABELS[payout]
+    if status is OrderStatus.INSPECTING and final_price is not None:
+        return "Inspected: ready to pay"
+    if status is OrderStatus.OFFER_PENDING:
+        return "Offer accepted: ready to pay" if offer_accepted else "Offer sent: seller to answer"
+    return STATUS_LABELS[status]
 
 
 def usd(value: Decimal | None) -> str:
@@ -78,7 +125,15 @@ def templates() -> Jinja2Templates:
 
     loaded = Jinja2Templates(directory=HERE / "templates")
     loaded.env.filters.update(usd=usd, when=when, duration=duration, ago=ago, local_path=local_path)
-    loaded.env.globals.update(STATUS_LABELS=STATUS_LABELS, statuses=list(OrderStatus))
+    loaded.env.globals.update(
+        STATUS_LABELS=STATUS_LABELS,
+        PAYOUT_LABELS=PAYOUT_LABELS,
+        TRACKING_LABELS=TRACKING_LABELS,
+        LEG_LABELS=LEG_LABELS,
+        HOLD_LABELS=HOLD_LABELS,
+        human_status=human_status,
+        statuses=list(OrderStatus),
+    )
     return loaded
 
 

@@ -102,6 +102,16 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
     continued_as_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("orders.id", ondelete="SET NULL"), unique=True
     )
+    # When the order entered its status: the queue's "waiting since" and its keyset order.
+    # Written with `status` by orders.service.transition.
+    status_changed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    # The operator working on it ("mine" in the queue), and since when: refit/backoffice/claims.py.
+    claimed_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("operators.id", ondelete="SET NULL")
+    )
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OrderStatusHistory(UUIDPrimaryKey, Base):

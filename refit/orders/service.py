@@ -224,6 +224,7 @@ async def transition(
 
     async with transactions.as_service(session):
         order.status = to_status
+        order.status_changed_at = now
         stamp = STAMPS.get(to_status)
         if stamp is not None:
             setattr(order, stamp, now)

@@ -15,6 +15,7 @@ from PIL import Image
 from playwright.async_api import Page, async_playwright, expect
 from solders.keypair import Keypair
 
+from refit.dashboard.render import STATUS_LABELS
 from refit.models import OrderStatus
 from refit.resources import Resources
 from tests.admin.helpers import make_operator
@@ -99,17 +100,17 @@ async def test_an_admin_takes_an_order_from_its_parcel_to_paid_in_a_browser(
                 await expect(page.get_by_role("link", name=number)).to_have_count(1)
                 await shot(page, "03-search")
                 await page.get_by_role("link", name=number).click()
-                current = (await order_row(resources, order["id"])).status.value
-                await expect(page.locator("#order-status")).to_have_text(current)
+                current = (await order_row(resources, order["id"])).status
+                await expect(page.locator("#order-status")).to_have_text(STATUS_LABELS[current])
                 await shot(page, "04-order")
 
                 await page.get_by_role("button", name="Mark received").click()
                 await expect(page.locator("#done")).to_have_text(
                     "Marked as received at the warehouse."
                 )
-                await expect(page.locator("#order-status")).to_have_text("received")
+                await expect(page.locator("#order-status")).to_have_text("Received")
                 await page.get_by_role("button", name="Start inspection").click()
-                await expect(page.locator("#order-status")).to_have_text("inspecting")
+                await expect(page.locator("#order-status")).to_have_text("Inspecting")
                 await page.get_by_role("link", name="Inspect").click()
 
                 await page.get_by_label("Grade").select_option("flawless")
@@ -134,7 +135,7 @@ async def test_an_admin_takes_an_order_from_its_parcel_to_paid_in_a_browser(
 
                 await page.get_by_role("button", name="Pay $442.00 in SOL").click()
                 await expect(page.locator("#done")).to_contain_text("Payout requested")
-                await expect(page.locator("#payout-status")).to_have_text("pending")
+                await expect(page.locator("#payout-status")).to_have_text("Paying")
                 await shot(page, "07-pay-requested")
 
                 # The worker signs, sends and waits for finality on the local ledger.
@@ -143,8 +144,8 @@ async def test_an_admin_takes_an_order_from_its_parcel_to_paid_in_a_browser(
                 assert payout.status == "finalized" and payout.signature
 
                 await page.reload()
-                await expect(page.locator("#order-status")).to_have_text("completed")
-                await expect(page.locator("#payout-status")).to_have_text("finalized")
+                await expect(page.locator("#order-status")).to_have_text("Completed")
+                await expect(page.locator("#payout-status")).to_have_text("Paid")
                 await expect(page.locator("#tx-signature")).to_have_text(payout.signature)
                 history = page.locator("table.history")
                 await expect(history).to_contain_text(admin.username)
@@ -200,19 +201,19 @@ async def test_an_admin_retries_a_failed_payout_in_a_browser_and_the_seller_is_p
             await expect(failed.get_by_role("button", name="Retry payout")).to_have_count(1)
             await shot(page, "11-payout-failed")
             await failed.get_by_role("link", name=number).click()
-            await expect(page.locator("#payout-status")).to_have_text("failed")
+            await expect(page.locator("#payout-status")).to_have_text("Payout failed")
             await expect(page.locator("#payout-state")).to_contain_text(
                 "an admin must retry or cancel"
             )
             await page.get_by_role("button", name="Retry payout").click()
             await expect(page.locator("#done")).to_contain_text("Payout retried")
-            await expect(page.locator("#payout-status")).to_have_text("pending")
+            await expect(page.locator("#payout-status")).to_have_text("Paying")
             await shot(page, "12-payout-retried")
 
             await run_jobs()
             await page.reload()
-            await expect(page.locator("#payout-status")).to_have_text("finalized")
-            await expect(page.locator("#order-status")).to_have_text("completed")
+            await expect(page.locator("#payout-status")).to_have_text("Paid")
+            await expect(page.locator("#order-status")).to_have_text("Completed")
             await shot(page, "13-payout-paid")
         finally:
             await browser.close()

@@ -23,7 +23,9 @@ from solders.keypair import Keypair
 from sqlalchemy import select, text
 
 from bench.localstorage_exports import wallet
-from refit.dashboard.queue_reads import queue, status_counts
+from refit.dashboard.queue_reads import counts as queue_counts
+from refit.dashboard.queue_reads import queue
+from refit.dashboard.work import Work
 from refit.errors import Conflict
 from refit.localstorage.schemas import ACCEPTED_STATUSES, backend_status
 from refit.models import Order, OrderStatus
@@ -204,15 +206,19 @@ async def test_nothing_imported_is_in_the_receiving_inspection_or_payout_queues(
     payouts = await client.get("/api/admin/payouts", headers=admin.headers)
     assert payouts.status_code == 200 and payouts.json()["items"] == []
 
+    seen = {"operator_id": admin.id, "max_usd": resources.settings.payout_max_usd}
     async with resources.sessionmaker() as session:
-        counts = await status_counts(session)
-        work = await queue(session, status=None, q=None)
-        received = await queue(session, status=S.RECEIVED, q=None)
+        by_work, counts = await queue_counts(session, **seen)
+        work = await queue(session, work=Work.OPEN, status=None, q=None, after=None, **seen)
+        received = await queue(
+            session, work=Work.OPEN, status=S.RECEIVED, q=None, after=None, **seen
+        )
     assert counts[S.IMPORTED] == len(ACCEPTED_STATUSES)
     assert counts[S.RECEIVED] == 1 and counts[S.SHIPPED] == counts[S.COMPLETED] == 0
-    # The dashboard's default view (every open order) and its receiving queue.
-    assert [str(row.id) for row in work] == [real["id"]]
-    assert [str(row.id) for row in received] == [real["id"]]
+    assert by_work[Work.OPEN] == by_work[Work.TO_INSPECT] == 1
+    # The dashboard's default view (the open work) and its received orders.
+    assert [str(row.id) for row in work.rows] == [real["id"]]
+    assert [str(row.id) for row in received.rows] == [real["id"]]
 
 
 async def test_continue_makes_a_fresh_quote_and_order_once(client, resources, make_user):
