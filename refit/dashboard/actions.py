@@ -37,8 +37,10 @@ DONE = {
 
 
 def ready_to_pay(story: AdminOrderDetail) -> bool:
-    # The pay request's own rule (payouts.service), on the order as the story read it.
-    return story.payout is None and waits_for_payout(story.order)
+    # The pay request's own rule (payouts.service), on the order as the story read it: no
+    # payout yet, or a cancelled one (paying again re-opens it).
+    unpaid = story.payout is None or story.payout.status is PayoutStatus.CANCELLED
+    return unpaid and waits_for_payout(story.order)
 
 
 def allowed(story: AdminOrderDetail, operator: DashboardOperator) -> set[str]:

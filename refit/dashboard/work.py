@@ -12,8 +12,8 @@ exactly the orders whose button the order page offers:
   four-eyes (recovery.needs_second_admin): a sanctions hold's release, a failed payout over
   the cap's retry.
 - payout stopped: failed or held, for an admin.
-- returns to ship: returning. (The "handed to the carrier" mark of branch i24-returns will
-  narrow this to returns whose parcel has not left.)
+- returns to ship: returning, and the parcel home not handed to the carrier yet (no return
+  row, or one without `handed_over_at`: buying, printing or handing over is left to do).
 - needs attention: attention_reason set, whatever the status.
 - open work: the union of those the warehouse acts on (not "waiting for the seller").
 - mine: claimed by the operator looking, while there is work in it.
@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
 from refit.models import Order, OrderStatus
 from refit.models.inspection import Inspection
 from refit.models.payout import HoldReason, Payout, PayoutStatus
-from refit.models.shipping import Leg, ShippingEvent, TrackingStatus
+from refit.models.shipping import Leg, ReturnShipment, ShippingEvent, TrackingStatus
 
 S = OrderStatus
 P = PayoutStatus
@@ -125,7 +125,12 @@ def condition(work: Work, *, operator_id: uuid.UUID, max_usd: Decimal) -> Column
     if work is Work.PAYOUT_STOPPED:
         return Payout.status.in_((P.FAILED, P.HELD))
     if work is Work.RETURNS:
-        return Order.status == S.RETURNING
+        handed_over = exists(
+            select(ReturnShipment.id).where(
+                ReturnShipment.order_id == Order.id, ReturnShipment.handed_over_at.is_not(None)
+            )
+        )
+        return and_(Order.status == S.RETURNING, ~handed_over)
     if work is Work.ATTENTION:
         return Order.attention_reason.is_not(None)
     if work is Work.MINE:

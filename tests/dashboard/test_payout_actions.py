@@ -95,6 +95,12 @@ async def test_a_button_makes_the_move_with_the_operator_as_actor(
     again = await client.post(url, data={"csrf": csrf})
     assert again.status_code == 409
     assert (await payout_row(resources, order_id)).status is after
+    if after is P.CANCELLED:
+        # A cancelled payout is paid again from the same page (the service re-opens it).
+        pay = f"/admin/orders/{order_id}/pay"
+        assert f'action="{pay}"' in (await client.get(f"/admin/orders/{order_id}")).text
+        assert (await client.post(pay, data={"csrf": csrf})).status_code == 303
+        assert (await payout_row(resources, order_id)).status is not P.CANCELLED
 
 
 @pytest.mark.parametrize("move", ["retry", "cancel", "release", "resolve"])

@@ -160,6 +160,13 @@ async def _seed(resources: Resources, make_user, admin_id: uuid.UUID) -> dict[st
     await order("offer", "offer_pending", final_price_usd=300)
     await order("offer_accepted", "offer_pending", final_price_usd=300, offer_accepted_at=_now())
     await order("returning", "returning")
+    gone = await order("returning_handed_over", "returning")
+    await _sql(
+        resources,
+        "INSERT INTO shipping_returns (order_id, status, handed_over_at, handed_over_by) "
+        "VALUES (:o, 'purchased', now(), 'operator:x')",
+        o=gone,
+    )
     await order("completed", "completed")
     await order("cancelled_flagged", "cancelled", attention_reason="scanned", attention_at=_now())
     await order("shipped_flagged", "shipped", attention_reason="elsewhere", attention_at=_now())
@@ -186,7 +193,16 @@ EXPECTED = {
     Work.MINE: {"mine"},
 }
 # Nobody at the warehouse can act on these: never in the open work.
-NOBODYS = {"pending", "awaiting", "paying", "offer", "completed", "mine_done", "imported"}
+NOBODYS = {
+    "pending",
+    "awaiting",
+    "paying",
+    "offer",
+    "returning_handed_over",  # the carrier has it: its delivery ends the order
+    "completed",
+    "mine_done",
+    "imported",
+}
 
 
 async def test_each_filter_holds_exactly_what_it_says(client, resources, make_user):
