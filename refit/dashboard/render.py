@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from refit.inspection import checklist
 from refit.models import OrderStatus
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def templates() -> Jinja2Templates:
     loaded = Jinja2Templates(directory=HERE / "templates")
     loaded.env.filters.update(usd=usd, when=when, duration=duration, ago=ago, local_path=local_path)
     loaded.env.globals.update(STATUS_LABELS=STATUS_LABELS, statuses=list(OrderStatus))
+    # The order page's inspection checklist as labelled rows (refit/inspection/checklist.py).
+    loaded.env.globals["checklist_rows"] = checklist.rows
     return loaded
 
 
