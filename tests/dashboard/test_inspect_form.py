@@ -22,9 +22,7 @@ async def _counts(resources, order_id: str) -> tuple[int, int, int]:
     oid = uuid.UUID(order_id)
     async with resources.sessionmaker() as session:
         return (
-            await session.scalar(
-                select(func.count()).where(OrderStatusHistory.order_id == oid)
-            ),
+            await session.scalar(select(func.count()).where(OrderStatusHistory.order_id == oid)),
             await session.scalar(select(func.count()).where(Inspection.order_id == oid)),
             await session.scalar(select(func.count()).where(EvidencePhoto.order_id == oid)),
         )  # type: ignore[return-value]
@@ -167,9 +165,7 @@ async def test_a_refused_verdict_changes_nothing_and_comes_back_as_typed(
     assert "True" not in rows.group(1) and "powers_on" not in rows.group(1)
 
 
-async def test_every_problem_of_an_empty_submit_is_shown_by_its_field(
-    client, resources, make_user
-):
+async def test_every_problem_of_an_empty_submit_is_shown_by_its_field(client, resources, make_user):
     inspector = await operator(resources, "inspector")
     order_id = await inspecting_order(client, resources, await make_user(), inspector)
     _, csrf = await signed_in_operator(resources, client, "inspector")
