@@ -1,31 +1,36 @@
 """The inspection form: what was found, the photos from the tablet's camera, and the price
-that follows, shown before the verdict is given (the catalog's, as the verdict computes it)."""
+that follows, shown before the verdict is given (the catalog's, as the verdict computes it).
+
+A refused submit never loses work: the form comes back (422) with every value as typed, each
+problem by its field, and the photos held (stored, named by hidden inputs, recorded only with
+the verdict): see inspect_form.py and photos.hold."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from decimal import Decimal
-from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refit import resources
 from refit.catalog.prices import catalog_price
 from refit.catalog.schemas import storage_sort_key
-from refit.dashboard import photos
+from refit.dashboard import inspect_form, photos
+from refit.dashboard.inspect_form import Typed
 from refit.dashboard.orders import to_order
 from refit.dashboard.render import page
 from refit.dashboard.session import OperatorDep
-from refit.errors import Conflict
-from refit.inspection import service
-from refit.inspection.schemas import Checklist, InspectionCreate, Screen
+from refit.errors import Conflict, NotFound, ProblemError
+from refit.inspection import checklist, evidence, service
+from refit.inspection.schemas import Screen
 from refit.models import Order, OrderStatus
 from refit.models.catalog import CatalogModel, CatalogVariant, ConditionGrade
 from refit.orders.service import get_order
+from refit.storage import LabelNotFound, label_storage
 from refit.transactions import SessionDep
 
 router = APIRouter()
@@ -58,12 +63,33 @@ async def price_table(session: AsyncSession, order: Order) -> dict[str, dict[str
     return table
 
 
+def _field_order(item_codes: tuple[str, ...]) -> list[str]:
+    # The page's order of fields: the first with a problem gets the focus.
+    return [
+        "grade",
+        "storage",
+        "imei",
+        "serial",
+        "powers_on",
+        "activation_lock_off",
+        "screen",
+        "battery_health_pct",
+        *(f"item.{code}" for code in item_codes),
+        "notes",
+        "photos",
+        "override_price_usd",
+        "override_reason",
+    ]
+
+
 async def _form(
     request: Request,
     session: AsyncSession,
     order_id: uuid.UUID,
     *,
-    errors: list[str] | None = None,
+    typed: Typed | None = None,
+    errors: dict[str, str] | None = None,
+    held: list[str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     order = await get_order(session, order_id)
@@ -81,72 +107,95 @@ async def _form(
             .order_by(ConditionGrade.sort_order)
         )
     ).all()
+    codes = checklist.items_for(order.device_category)
+    errors = errors or {}
+    if typed is None:
+        # Nothing pre-chosen but the storage quoted (the verdict's own default).
+        typed = Typed(storage=order.device_storage or "")
+        typed.items = dict.fromkeys(codes, checklist.Answer.NOT_CHECKED.value)
     return page(
         request,
         "inspect.html",
         status_code=status_code,
         order=order,
+        category=checklist.category_of(order.device_category),
         grades=grades,
         storages=list(table),
-        screens=list(Screen),
+        screens=[(s.value, checklist.SCREEN_LABELS[s.value]) for s in Screen],
+        items=[(code, checklist.ITEMS[code]) for code in codes],
+        answers=checklist.ANSWER_LABELS,
+        labels={
+            "powers_on": checklist.POWERS_ON,
+            "activation_lock_off": checklist.ACTIVATION_LOCK_OFF,
+        },
+        typed=typed,
+        errors=errors,
+        first_error=inspect_form.first_error(errors, _field_order(codes)),
+        held=held or [],
         prices_json=json.dumps(table).replace("<", "\\u003c"),
-        errors=errors or [],
     )
 
 
 @router.get("/orders/{order_id}/inspect", response_class=HTMLResponse)
-async def inspect_form(
+async def inspect_page(
     order_id: uuid.UUID, request: Request, session: SessionDep, operator: OperatorDep
 ) -> HTMLResponse:
     return await _form(request, session, order_id)
 
 
-def _checked(value: str | None) -> bool:
-    return value is not None and value != ""
+@router.get("/orders/{order_id}/held-photos/{name}")
+async def held_photo(
+    order_id: uuid.UUID, name: str, session: SessionDep, operator: OperatorDep
+) -> Response:
+    """A photo the inspection form holds (stored, not yet recorded): for its thumbnail."""
+    key = evidence.held_key(order_id, name)
+    if key is None:
+        raise NotFound(f"No photo {name}", code="photo_not_found")
+    try:
+        data = await label_storage(resources.current().settings).get(key[0])
+    except LabelNotFound as exc:
+        raise NotFound(f"No photo {name}", code="photo_not_found") from exc
+    return Response(
+        content=data,
+        media_type=key[1],
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.post("/orders/{order_id}/inspect")
 async def give_verdict(
-    order_id: uuid.UUID,
-    request: Request,
-    session: SessionDep,
-    operator: OperatorDep,
-    grade: Annotated[str, Form(max_length=32)],
-    screen: Annotated[str, Form(max_length=16)],
-    notes: Annotated[str, Form(max_length=4000)] = "",
-    storage: Annotated[str, Form(max_length=16)] = "",
-    imei: Annotated[str, Form(max_length=32)] = "",
-    serial: Annotated[str, Form(max_length=64)] = "",
-    battery_health_pct: Annotated[str, Form(max_length=3)] = "",
-    powers_on: Annotated[str | None, Form()] = None,
-    activation_lock_off: Annotated[str | None, Form()] = None,
-    override_price_usd: Annotated[str, Form(max_length=12)] = "",
-    override_reason: Annotated[str, Form(max_length=500)] = "",
+    order_id: uuid.UUID, request: Request, session: SessionDep, operator: OperatorDep
 ) -> Response:
-    try:
-        data = InspectionCreate(
-            grade=grade,
-            storage=storage or None,
-            imei=imei or None,
-            serial=serial or None,
-            checklist=Checklist(
-                powers_on=_checked(powers_on),
-                activation_lock_off=_checked(activation_lock_off),
-                screen=Screen(screen),
-                battery_health_pct=int(battery_health_pct) if battery_health_pct else None,
-            ),
-            notes=notes,
-            override_price_usd=Decimal(override_price_usd) if override_price_usd else None,
-            override_reason=override_reason or None,
-        )
-    except (ValidationError, ValueError, ArithmeticError) as exc:
-        problems = (
-            [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-            if isinstance(exc, ValidationError)
-            else [str(exc)]
-        )
-        return await _form(request, session, order_id, errors=problems, status_code=422)
-    # Photos first: they are evidence of what the verdict says, in the same transaction.
-    await photos.add(session, order_id, operator, request)
-    await service.inspect(session, order_id, operator, data)
-    return to_order(order_id, "inspected")
+    order = await get_order(session, order_id)
+    typed = inspect_form.typed(await request.form(), checklist.items_for(order.device_category))
+    errors = inspect_form.problems(typed)
+    # The photos first, whatever else is wrong: stored now, so never picked again.
+    held, problem = await photos.hold(session, order_id, request)
+    if problem is not None:
+        errors.setdefault("photos", problem.detail)
+    if not errors:
+        try:
+            data = inspect_form.to_create(typed)
+            # A savepoint: a refused verdict leaves nothing behind, not even a photo's row.
+            async with session.begin_nested():
+                await service.inspect(session, order_id, operator, data)
+                await evidence.record(session, order_id, operator.id, held)
+        except ValidationError as exc:
+            errors = inspect_form.by_field(exc)
+        except ProblemError as exc:
+            # A refusal of what was typed is the form's to show; a conflict (the order moved,
+            # an inspector's override) is the page's.
+            if exc.status != 422:
+                raise
+            errors = {inspect_form.field_of(exc): exc.detail}
+        else:
+            return to_order(order_id, "inspected")
+    return await _form(
+        request,
+        session,
+        order_id,
+        typed=typed,
+        errors=errors,
+        held=[evidence.held_name(order_id, photo) for photo in held],
+        status_code=422,
+    )

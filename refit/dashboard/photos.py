@@ -13,10 +13,10 @@ from refit import resources
 from refit.admin.deps import OperatorPrincipal
 from refit.errors import ProblemError
 from refit.inspection import evidence
-from refit.inspection.evidence import EVIDENCE_STATUSES, EVIDENCE_UPLOAD_PATH
+from refit.inspection.evidence import EVIDENCE_STATUSES, EVIDENCE_UPLOAD_PATH, CleanPhoto
 from refit.settings import Settings
 
-__all__ = ["EVIDENCE_STATUSES", "add", "body_limits"]
+__all__ = ["EVIDENCE_STATUSES", "add", "body_limits", "hold"]
 
 # The dashboard's forms that carry photos.
 UPLOAD_PATHS = (r"/admin/orders/[^/]+/photos", r"/admin/orders/[^/]+/inspect")
@@ -65,3 +65,43 @@ async def add(
     cleaned = await evidence.clean_and_store_for(session, settings, order_id, files)
     await evidence.record(session, order_id, operator.id, cleaned)
     return len(cleaned)
+
+
+# The hidden inputs of the inspection form naming the photos it holds (evidence.held_name).
+HELD_FIELD = "held_photos"
+
+
+async def hold(
+    session: AsyncSession, order_id: uuid.UUID, request: Request
+) -> tuple[list[CleanPhoto], ProblemError | None]:
+    """The inspection form's photos, stored but not recorded: those held from a refused submit
+    (read back by name) and those chosen now (checked, cleaned and stored as any upload). The
+    rows are written with the verdict (`evidence.record`), so a refused verdict records
+    nothing and the form shows them again without asking for the files. A photo that cannot
+    be taken is the problem returned (with the others still held); a refused order raises."""
+    settings = resources.current().settings
+    form = await request.form()
+    names = [n for n in form.getlist(HELD_FIELD) if isinstance(n, str) and n]
+    photos: list[CleanPhoto] = []
+    problem: ProblemError | None = None
+    for name in list(dict.fromkeys(names))[: evidence.MAX_PHOTOS_PER_UPLOAD]:
+        try:
+            photos.append(await evidence.held(settings, order_id, name))
+        except ProblemError as exc:
+            problem = exc
+    try:
+        files = await read_uploads(request)
+        if len(photos) + len(files) > evidence.MAX_PHOTOS_PER_UPLOAD:
+            raise ProblemError(
+                f"At most {evidence.MAX_PHOTOS_PER_UPLOAD} photos per inspection form",
+                status=422,
+                code="invalid_photo_count",
+            )
+        if files:
+            photos += await evidence.clean_and_store_for(session, settings, order_id, files)
+    except ProblemError as exc:
+        if exc.status not in (413, 422):
+            raise
+        problem = exc
+    unique = {evidence.held_name(order_id, photo): photo for photo in photos}
+    return list(unique.values()), problem

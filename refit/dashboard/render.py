@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from refit.inspection import checklist
 from refit.models import OrderStatus
 from refit.models.payout import HoldReason, PayoutStatus
 from refit.models.shipping import Leg, TrackingStatus
@@ -134,6 +135,8 @@ def templates() -> Jinja2Templates:
         human_status=human_status,
         statuses=list(OrderStatus),
     )
+    # The order page's inspection checklist as labelled rows (refit/inspection/checklist.py).
+    loaded.env.globals["checklist_rows"] = checklist.rows
     return loaded
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from refit.models.inspection import EvidencePhoto
 from refit.orders.service import get_order
 from refit.settings import Settings
 from refit.signed_urls import evidence_photo_url
-from refit.storage import label_storage
+from refit.storage import LabelNotFound, label_storage
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -161,6 +162,62 @@ async def store(settings: Settings, order_id: uuid.UUID, photos: list[CleanPhoto
     for photo in photos:
         key = storage_key(order_id, photo_id(order_id, photo), photo.extension)
         await storage.put(key, photo.data, photo.content_type)
+
+
+# A photo stored by a form whose verdict was refused, named by the form that shows it again:
+# "<photo id>.<extension>" under the order's own evidence folder.
+_HELD = re.compile(
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(jpg|png|webp)"
+)
+_CONTENT_TYPES = {extension: content_type for content_type, extension, _ in FORMATS.values()}
+
+
+def held_name(order_id: uuid.UUID, photo: CleanPhoto) -> str:
+    return f"{photo_id(order_id, photo)}.{photo.extension}"
+
+
+def held_key(order_id: uuid.UUID, name: str) -> tuple[str, str] | None:
+    """The storage key and content type of a held photo's name; None for any other name."""
+    found = _HELD.fullmatch(name)
+    if found is None:
+        return None
+    return storage_key(order_id, uuid.UUID(found.group(1)), found.group(2)), _CONTENT_TYPES[
+        found.group(2)
+    ]
+
+
+async def held(settings: Settings, order_id: uuid.UUID, name: str) -> CleanPhoto:
+    """A photo cleaned and stored by an earlier submit of the order's inspection form (its
+    verdict refused: no row was written), read back to be recorded with the verdict. Its id is
+    the digest of its bytes, so a name can only bring back what we stored for this order."""
+    key = held_key(order_id, name)
+    gone = Unprocessable("A kept photo is no longer there; choose it again", code="photo_gone")
+    if key is None:
+        raise gone
+    try:
+        data = await label_storage(settings).get(key[0])
+    except LabelNotFound:
+        raise gone from None
+
+    def measure() -> tuple[int, int]:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+
+    width, height = await asyncio.to_thread(measure)
+    extension = name.rsplit(".", 1)[1]
+    photo = CleanPhoto(
+        data=data,
+        content_type=key[1],
+        extension=extension,
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    if held_name(order_id, photo) != name:
+        raise gone
+    return photo
 
 
 async def record(

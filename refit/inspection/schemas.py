@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from refit.inspection.checklist import ITEMS, Answer
 from refit.models.inspection import Outcome
 from refit.models.order import OrderStatus
 
@@ -35,6 +36,18 @@ class Checklist(BaseModel):
     screen: Screen
     # Battery health as the device reports it; None when it cannot say (it does not power on).
     battery_health_pct: Annotated[int, Field(ge=0, le=100)] | None = None
+    # The device category's other checks (refit/inspection/checklist.py names them: a phone's
+    # `cameras_work`, a laptop's `keyboard_works`...), each `yes`, `no` or `not_checked`; an
+    # item left out was not checked. An item of another category is refused (422).
+    items: dict[Annotated[str, Field(max_length=32)], Answer] = Field(default_factory=dict)
+
+    @field_validator("items")
+    @classmethod
+    def _known_items(cls, items: dict[str, Answer]) -> dict[str, Answer]:
+        unknown = sorted(code for code in items if code not in ITEMS)
+        if unknown:
+            raise ValueError(f"unknown checklist items: {', '.join(unknown)}")
+        return items
 
 
 class InspectionCreate(BaseModel):

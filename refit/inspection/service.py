@@ -34,6 +34,7 @@ from refit import queue
 from refit.admin.deps import OperatorPrincipal
 from refit.catalog.prices import catalog_price
 from refit.errors import Conflict, ProblemError, Unprocessable
+from refit.inspection import checklist as checks
 from refit.inspection.schemas import InspectionCreate
 from refit.models import OperatorRole, Order, OrderStatus
 from refit.models.inspection import Inspection, Outcome
@@ -184,16 +185,25 @@ def _check_input(data: InspectionCreate, operator: OperatorPrincipal) -> None:
             "An override price must be above zero; send the device home instead",
             code="override_price_not_positive",
         )
-    if data.imei is None and data.serial is None:
-        raise Unprocessable(
+    problem = identity_problem(data.imei, data.serial)
+    if problem is not None:
+        raise problem
+
+
+def identity_problem(imei: str | None, serial: str | None) -> Unprocessable | None:
+    """What is wrong with the device's identity as recorded, if anything: the verdict's rule,
+    also asked by the dashboard's form so it can show every problem of a submit at once."""
+    if imei is None and serial is None:
+        return Unprocessable(
             "Record the device's IMEI or its serial number", code="device_identity_required"
         )
-    if data.imei is not None and not (
-        len(data.imei) == 15 and data.imei.isascii() and data.imei.isdigit() and luhn_ok(data.imei)
+    if imei is not None and not (
+        len(imei) == 15 and imei.isascii() and imei.isdigit() and luhn_ok(imei)
     ):
-        raise Unprocessable(
+        return Unprocessable(
             "The IMEI must be 15 digits with a valid check digit (Luhn)", code="invalid_imei"
         )
+    return None
 
 
 def unbuyable_reason(data: InspectionCreate) -> str | None:
@@ -224,6 +234,12 @@ async def inspect(
     if await session.scalar(select(Inspection.id).where(Inspection.order_id == order.id)):
         raise Conflict(
             f"Order {order.order_number} already has its verdict", code="already_inspected"
+        )
+    foreign = checks.not_for(order.device_category, data.checklist.items)
+    if foreign:
+        raise Unprocessable(
+            f"Not checks of a {checks.category_of(order.device_category)}: " + ", ".join(foreign),
+            code="checklist_item_not_for_device",
         )
     found = await catalog_price(
         session,

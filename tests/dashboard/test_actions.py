@@ -101,7 +101,7 @@ async def test_a_verdict_the_service_refuses_is_shown_and_nothing_is_kept(
     form = {"csrf": csrf, "grade": "good", "screen": "ok", "imei": "490154203237519"}
     refused = await client.post(
         f"/admin/orders/{order_id}/inspect",
-        data={**form, "powers_on": "1", "activation_lock_off": "1"},
+        data={**form, "powers_on": "yes", "activation_lock_off": "yes"},
         files=[("photos", ("a.jpg", jpeg_with_gps(), "image/jpeg"))],
     )
     assert refused.status_code == 422 and "check digit" in refused.text
@@ -114,6 +114,8 @@ async def test_a_verdict_the_service_refuses_is_shown_and_nothing_is_kept(
         data={
             **form,
             "imei": "490154203237518",
+            "powers_on": "yes",
+            "activation_lock_off": "yes",
             "override_price_usd": "999",
             "override_reason": "x",
         },
@@ -125,8 +127,8 @@ async def test_a_verdict_the_service_refuses_is_shown_and_nothing_is_kept(
             **form,
             "grade": "fair",
             "imei": "490154203237518",
-            "powers_on": "1",
-            "activation_lock_off": "1",
+            "powers_on": "yes",
+            "activation_lock_off": "yes",
             "notes": "Dent on the corner",
         },
     )

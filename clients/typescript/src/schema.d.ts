@@ -1458,6 +1458,11 @@ export interface components {
             /** Wallet Address */
             wallet_address: string;
         };
+        /**
+         * Answer
+         * @enum {string}
+         */
+        Answer: "yes" | "no" | "not_checked";
         /** Body_admin-upload_evidence */
         "Body_admin-upload_evidence": {
             /**
@@ -1514,6 +1519,10 @@ export interface components {
             activation_lock_off: boolean;
             /** Battery Health Pct */
             battery_health_pct?: number | null;
+            /** Items */
+            items?: {
+                [key: string]: components["schemas"]["Answer"];
+            };
             /** Powers On */
             powers_on: boolean;
             screen: components["schemas"]["Screen"];
