@@ -14,8 +14,9 @@ from fastapi.responses import HTMLResponse
 
 from refit.inspection import checklist
 from refit.models import OrderStatus
+from refit.models.inspection import Outcome
 from refit.models.payout import HoldReason, PayoutStatus
-from refit.models.shipping import Leg, TrackingStatus
+from refit.models.shipping import Leg, ReturnStatus, TrackingStatus
 
 if TYPE_CHECKING:
     from fastapi.templating import Jinja2Templates
@@ -60,6 +61,18 @@ HOLD_LABELS = {
     HoldReason.ALREADY_ON_CHAIN: "A transfer is already on chain",
 }
 LEG_LABELS = {Leg.INBOUND: "To the warehouse", Leg.RETURN: "Home to the seller"}
+RETURN_LABELS = {
+    ReturnStatus.STARTED: "Buying",
+    ReturnStatus.PENDING: "Bought, the carrier is making it",
+    ReturnStatus.PURCHASED: "Ready to print",
+    ReturnStatus.FAILED: "Not bought",
+    ReturnStatus.DELIVERED: "Delivered to the seller",
+}
+OUTCOME_LABELS = {
+    Outcome.AS_QUOTED: "As quoted",
+    Outcome.REVISED_OFFER: "Revised offer",
+    Outcome.UNBUYABLE: "Cannot buy: goes home",
+}
 _PAYING = frozenset({OrderStatus.INSPECTING, OrderStatus.OFFER_PENDING})
 
 
@@ -132,6 +145,8 @@ def templates() -> Jinja2Templates:
         TRACKING_LABELS=TRACKING_LABELS,
         LEG_LABELS=LEG_LABELS,
         HOLD_LABELS=HOLD_LABELS,
+        RETURN_LABELS=RETURN_LABELS,
+        OUTCOME_LABELS=OUTCOME_LABELS,
         human_status=human_status,
         statuses=list(OrderStatus),
     )

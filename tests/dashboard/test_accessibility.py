@@ -83,6 +83,7 @@ PAGES = [
 NOT_PAGES = {
     "/orders/{order_id}/label": "the label PDF",
     "/orders/{order_id}/return-label": "the return label PDF",
+    "/orders/{order_id}/held-photos/{name}": "a photo held by a refused inspection form",
 }
 
 
@@ -286,7 +287,7 @@ async def check_keyboard(context: BrowserContext, base: str, ids) -> None:
     assert set(controls) <= {r["key"] for r in reached}, (controls, reached)
     # The focus ring is seen: 3:1 against what is behind it (WCAG 1.4.11), on a form field
     # on a white card and on a link in the dark header.
-    for target in ("#grade", "nav[aria-label=Main] a"):
+    for target in ("#imei", "nav[aria-label=Main] a"):
         await page.locator(target).first.focus()
         ring = await page.locator(target).first.evaluate(RING)
         assert ring["visible"] and ring["style"] != "none" and ring["width"] >= 2, (target, ring)

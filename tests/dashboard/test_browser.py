@@ -136,11 +136,13 @@ async def test_an_admin_takes_an_order_from_its_parcel_to_paid_in_a_browser(
                 # landed on the form and sent nothing.
                 await page.get_by_role("button", name="Give the verdict").press("Enter")
                 await expect(page.locator("#done")).to_have_text("Verdict recorded.")
-                await expect(page.locator("#inspection-outcome")).to_have_text("as_quoted")
+                await expect(page.locator("#inspection-outcome")).to_have_text("As quoted")
                 evidence = page.get_by_role("img", name="Evidence photo 1 (320\u00d7240)")
                 await expect(evidence).to_be_visible()
-                # The photo loads through its signed URL (a broken image has no width).
-                assert await evidence.evaluate("img => img.complete && img.naturalWidth") == 320
+                # The photo loads through its signed URL (a broken image has no width); it is
+                # lazy-loaded, so it loads once scrolled to.
+                await evidence.scroll_into_view_if_needed()
+                await expect(evidence).to_have_js_property("naturalWidth", 320)
                 await shot(page, "06-inspected")
 
                 await page.get_by_role("button", name="Pay $442.00 in SOL").click()
