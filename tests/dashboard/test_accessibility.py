@@ -249,6 +249,12 @@ async def check_pages(context: BrowserContext, base: str, size: str, ids, userna
         assert response.status == screen.status, (screen.url, response.status)
         await page.screenshot(path=str(ARTIFACTS / f"{screen.name}-{size}.png"), full_page=True)
         found[f"{screen.name} at {size}"] = await axe(page)
+    # The inspection form refused (a POST's answer, not a URL): every problem by its field.
+    await page.goto(f"{base}/admin/orders/{ids['inspecting']}/inspect")
+    await page.evaluate("document.getElementById('inspect-form').submit()")
+    await expect(page.locator("#form-problems")).to_be_visible()
+    await page.screenshot(path=str(ARTIFACTS / f"inspect-refused-{size}.png"), full_page=True)
+    found[f"inspect-refused at {size}"] = await axe(page)
     await page.close()
     return found
 
