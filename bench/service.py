@@ -17,13 +17,13 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from bench import labels, load, seed, servers
+from bench import labels, load, seed, servers, streams, webhooks
 from bench.table import Row, render
 from refit.auth.tokens import issue_access_token
 from refit.orders.schemas import OrderRead
@@ -191,6 +191,7 @@ async def _one_size(
         ),
         api_process,
     )
+    await _webhooks(setup, conn, size, api, api_process, env, measure, started)
     await measure(
         "labels",
         labels.run(
@@ -202,7 +203,45 @@ async def _one_size(
             started=started,
         ),
     )
+    await measure(
+        "streams",
+        streams.run(
+            conn,
+            setup.resources,
+            api=api,
+            env=env,
+            minting=minting,
+            log=setup.work / "logs" / "streams-api.log",
+            started=started,
+        ),
+    )
     return out
+
+
+async def _webhooks(
+    setup: Setup,
+    conn: psycopg.AsyncConnection,
+    size: int,
+    api: str,
+    api_process: subprocess.Popen[bytes],
+    env: dict[str, str],
+    measure: Callable[..., Awaitable[None]],
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    """Signed unique webhooks at the API, the worker beside it (bench/webhooks.py)."""
+    secret, token = env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"], env["REFIT_SHIPPO_WEBHOOK_TOKEN"]
+    warm, requests = setup.work / f"webhooks-warm-{size}.txt", setup.work / f"webhooks-{size}.txt"
+    log = setup.work / "logs" / "worker.log"
+    async with webhooks.worker_beside(conn, env, log, started):
+        webhooks.write_requests(warm, f"W{size}X", int(WARMUP_SECONDS * 2000), secret)
+        await webhooks.post(api, token, warm, seconds=WARMUP_SECONDS, conn=conn)
+        count = int(webhooks.BODIES_PER_SECOND * DURATION)
+        webhooks.write_requests(requests, f"B{size}X", count, secret)
+        await measure(
+            "webhooks",
+            webhooks.post(api, token, requests, seconds=DURATION, conn=conn),
+            api_process,
+        )
 
 
 async def run(setup: Setup, started: list[subprocess.Popen[bytes]]) -> list[str]:
@@ -217,6 +256,9 @@ async def run(setup: Setup, started: list[subprocess.Popen[bytes]]) -> list[str]
         data_dir=setup.work / "data",
         port=port,
     )
+    # Webhooks are signed as Shippo signs them (bench/webhooks.py).
+    env["REFIT_SHIPPO_WEBHOOK_TOKEN"] = secrets.token_urlsafe(24)
+    env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"] = secrets.token_urlsafe(32)
     minting = Settings(
         _env_file=None,  # type: ignore[call-arg]
         jwt_secret=secret,
