@@ -25,6 +25,7 @@ import psycopg
 
 from bench import labels, load, servers
 from refit.carriers.shippo.wire import sign
+from refit.shipping.webhooks import HANDLE_TASK
 
 # Bodies per second of run the file holds: more than the intake could take on 2 cores.
 BODIES_PER_SECOND = 4000
@@ -101,6 +102,11 @@ async def post(
     )
     row = await cur.fetchone()
     e["kept_rows"], e["handled_in_run"] = (row[0], row[1]) if row else (0, 0)
+    cur = await conn.execute(
+        "SELECT status, count(*) FROM procrastinate_jobs WHERE task_name = %s GROUP BY 1",
+        (HANDLE_TASK,),
+    )
+    e["jobs"] = {str(status): n for status, n in await cur.fetchall()}
     return measure
 
 

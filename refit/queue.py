@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import traceback
 from contextlib import ExitStack
@@ -108,6 +109,12 @@ async def defer(
     return job_id
 
 
+@functools.cache
+def _job_defaults(task: str) -> procrastinate.jobs.Job:
+    # A task's queue, priority and lock do not change while the process runs.
+    return queue.configure_task(task, allow_unknown=False).job
+
+
 def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
     """An SQL expression that defers one job of `task` from inside the caller's own statement,
     and its parameters: for a write that is one statement in one round trip (the webhook
@@ -118,7 +125,7 @@ def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
     (`procrastinate_defer_jobs_v1`, which `defer` calls too), with the task's queue and
     priority; no queueing lock, whose conflict would fail the whole statement.
     """
-    job = queue.configure_task(task, allow_unknown=False).job
+    job = _job_defaults(task)
     sql = (
         "procrastinate_defer_jobs_v1(ARRAY[ROW(%(job_queue)s, %(job_task)s, %(job_priority)s, "
         f"%(job_lock)s, NULL, ({args_sql}) || %(job_origin)s::jsonb, NULL)"

@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request, Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from refit import inputs, queue, resources, transactions
 from refit.carriers.picker import sign
@@ -61,6 +63,39 @@ _ANSWERS = {s: json.dumps({"status": s}).encode() for s in ("accepted", "duplica
 async def shippo_webhook(request: Request) -> Response:
     """Acknowledge a Shippo webhook: `accepted` (kept and queued), `duplicate` (this event was
     already kept) or `kept` (not readable: kept for an operator, not handled)."""
+    return await intake(request)
+
+
+def fast_route() -> Route:
+    """The same endpoint as a plain Starlette route, put first among the app's routes
+    (refit/app.py): a carrier's burst is matched at the first route and skips FastAPI's
+    dependency solving (the documented route above stays for the OpenAPI). Every middleware
+    still runs (request id, access log, metrics, body limit, JSON guard), errors are answered
+    by the same handlers, and the one app-wide dependency, the unstorable-input check, is
+    called here."""
+
+    async def endpoint(request: Request) -> Response:
+        await inputs.refuse_unstorable_input(request)
+        return await intake(request)
+
+    return _NamedRoute(
+        router.prefix + "/shippo", endpoint, methods=["POST"], include_in_schema=False
+    )
+
+
+class _NamedRoute(Route):
+    """A Starlette route that names itself in the scope as FastAPI's do: the access log and
+    metrics label requests by `scope["route"].path`."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+async def intake(request: Request) -> Response:
+    """Verify, keep once (and queue on the first keeping), answer."""
     # Checked before json.loads: no NUL or lone surrogate escape, nesting within bounds.
     raw = await inputs.body_to_parse_as_json(request)
     res = resources.current()
@@ -68,12 +103,10 @@ async def shippo_webhook(request: Request) -> Response:
     event, body, key, error = parse(raw)
     text = raw.decode("utf-8", "replace")
     test = body.get("test") if body is not None else None
-    defer, job_params = queue.defer_in_statement(
-        HANDLE_TASK, "jsonb_build_object('inbox_id', kept.id::text)"
-    )
+    statement, job_params = _keep_statement()
     rows = await transactions.write_as_service(
         res.engine,
-        _KEEP.format(defer=defer),
+        statement,
         {
             **job_params,
             "provider": PROVIDER,
@@ -94,6 +127,13 @@ async def shippo_webhook(request: Request) -> Response:
         log.warning("shipping.webhook_unreadable", inbox_id=str(rows[0]["id"]), error=error)
         return _answer("kept")
     return _answer("accepted")
+
+
+def _keep_statement() -> tuple[str, dict[str, Any]]:
+    defer, params = queue.defer_in_statement(
+        HANDLE_TASK, "jsonb_build_object('inbox_id', kept.id::text)"
+    )
+    return _KEEP.format(defer=defer), params
 
 
 def _answer(status: str) -> Response:
