@@ -232,14 +232,14 @@ async def _webhooks(
     secret, token = env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"], env["REFIT_SHIPPO_WEBHOOK_TOKEN"]
     warm, requests = setup.work / f"webhooks-warm-{size}.txt", setup.work / f"webhooks-{size}.txt"
     log = setup.work / "logs" / "worker.log"
-    async with webhooks.worker_beside(conn, env, log, started):
+    async with webhooks.worker_beside(conn, env, log, started) as worker:
         webhooks.write_requests(warm, f"W{size}X", int(WARMUP_SECONDS * 2000), secret)
         await webhooks.post(api, token, warm, seconds=WARMUP_SECONDS, conn=conn)
         count = int(webhooks.BODIES_PER_SECOND * DURATION)
         webhooks.write_requests(requests, f"B{size}X", count, secret)
         await measure(
             "webhooks",
-            webhooks.post(api, token, requests, seconds=DURATION, conn=conn),
+            webhooks.post(api, token, requests, seconds=DURATION, conn=conn, worker=worker),
             api_process,
         )
 

@@ -87,7 +87,9 @@ def _note(key: str, m: Measure) -> str:
             f"accepted {e.get('accepted', 0):,}, duplicate {e.get('duplicate', 0):,}, "
             f"4xx {e.get('client_error', 0):,}, 5xx {e.get('server_error', 0):,}, "
             f"socket errors {e.get('socket_errors', 0):,}; the worker beside it handled "
-            f"{e.get('handled_in_run', 0):,} of {e.get('kept_rows', 0):,} in the run; {opened}"
+            f"{e.get('handled_in_run', 0):,} of {e.get('kept_rows', 0):,} in the run and "
+            f"finished {e.get('worker_jobs', 0):,} jobs at {_num(e.get('worker_cpu_ms'), 2)} ms "
+            f"of CPU each (jobs now: {e.get('jobs') or 'none'}); {opened}"
         )
     if key == "streams":
         opened_kb = int(e.get("rss_open_kb", 0)) - int(e.get("rss_before_kb", 0))  # type: ignore[call-overload]

@@ -79,10 +79,19 @@ def write_requests(path: Path, prefix: str, count: int, secret: str) -> None:
 
 
 async def post(
-    api: str, token: str, requests: Path, *, seconds: float, conn: psycopg.AsyncConnection
+    api: str,
+    token: str,
+    requests: Path,
+    *,
+    seconds: float,
+    conn: psycopg.AsyncConnection,
+    worker: subprocess.Popen[bytes] | None = None,
 ) -> load.Measure:
-    """wrk over the signed bodies; the answers tallied, and how far the worker got."""
+    """wrk over the signed bodies; the answers tallied, and how far the worker got (and its
+    CPU per job it finished meanwhile, the backlog of the warm-up's included)."""
     began = await _clock(conn)
+    done_before = await _succeeded(conn)
+    worker_cpu = servers.group_cpu_seconds(worker) if worker else 0.0
     measure = await load.wrk(
         f"{api}/api/webhooks/shippo",
         seconds=seconds,
@@ -107,7 +116,20 @@ async def post(
         (HANDLE_TASK,),
     )
     e["jobs"] = {str(status): n for status, n in await cur.fetchall()}
+    finished = await _succeeded(conn) - done_before
+    e["worker_jobs"] = finished
+    if worker and finished:
+        e["worker_cpu_ms"] = (servers.group_cpu_seconds(worker) - worker_cpu) * 1000 / finished
     return measure
+
+
+async def _succeeded(conn: psycopg.AsyncConnection) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s AND status = 'succeeded'",
+        (HANDLE_TASK,),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _clock(conn: psycopg.AsyncConnection) -> dt.datetime:

@@ -82,7 +82,7 @@ async def order_stream(
     order_id: uuid.UUID,
     first: list[OrderEvent],
     stopping: anyio.Event,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     """`first` (read when the request was let in), then each change as it commits, a heartbeat
     comment on a quiet stream, until the session's token expires or is revoked, or the server
     stops (`stopping`, set by sse-starlette: the stream ends cleanly and the client reconnects,
@@ -110,7 +110,7 @@ async def _follow(
     order_id: uuid.UUID,
     last: uuid.UUID | None,
     stopping: anyio.Event,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     heartbeat = res.settings.sse_heartbeat_seconds
     clock = asyncio.get_running_loop().time
     quiet_since = clock()
