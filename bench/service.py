@@ -3,7 +3,9 @@ on one database, at each size of the orders table (REFIT_BENCH_SIZES, default 10
 
 Every server reads the same order, the hot seller's newest, with that seller's claims, so
 each answer is one RLS-visible row (and its history, for ReFit). Servers start once; the
-table grows between sizes.
+table grows between sizes. ReFit alone then takes signed carrier webhooks with its worker
+beside it (bench/webhooks.py), and a status change to 1,000 event streams held by one API
+process of its own (bench/streams.py).
 """
 
 from __future__ import annotations
@@ -242,6 +244,9 @@ async def _webhooks(
             webhooks.post(api, token, requests, seconds=DURATION, conn=conn, worker=worker),
             api_process,
         )
+    # What the worker had not handled is dropped: neither its jobs nor the webhook sweep's
+    # re-queueing may compete with the label jobs measured next.
+    await webhooks.drop_backlog(conn)
 
 
 async def run(setup: Setup, started: list[subprocess.Popen[bytes]]) -> list[str]:

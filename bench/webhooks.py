@@ -123,6 +123,19 @@ async def post(
     return measure
 
 
+async def drop_backlog(conn: psycopg.AsyncConnection) -> None:
+    """The run's unhandled webhooks marked handled and their waiting jobs deleted."""
+    async with conn.transaction():
+        await conn.execute(
+            "DELETE FROM procrastinate_jobs WHERE task_name = %s AND status = 'todo'",
+            (HANDLE_TASK,),
+        )
+        await conn.execute(
+            "UPDATE webhook_inbox SET processed_at = now(), outcome = 'bench: not handled' "
+            "WHERE processed_at IS NULL"
+        )
+
+
 async def _succeeded(conn: psycopg.AsyncConnection) -> int:
     cur = await conn.execute(
         "SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s AND status = 'succeeded'",
