@@ -83,7 +83,7 @@ async def _prepare(conn: psycopg.AsyncConnection, resources: Resources, count: i
         return [row[0] for row in await cur.fetchall()]
 
 
-async def _worker_alive(conn: psycopg.AsyncConnection) -> bool:
+async def worker_alive(conn: psycopg.AsyncConnection) -> bool:
     cur = await conn.execute(
         "SELECT count(*) FROM procrastinate_workers "
         "WHERE last_heartbeat > now() - interval '30 seconds'"
@@ -105,7 +105,7 @@ async def run(
     worker = servers.start_worker(env, CONCURRENCY, log, started)
     try:
         deadline = time.monotonic() + servers.READY_TIMEOUT_SECONDS
-        while not await _worker_alive(conn):
+        while not await worker_alive(conn):
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start; see {log}")
             await asyncio.sleep(0.2)

@@ -25,7 +25,8 @@ GRACE_SECONDS = 30
 
 @dataclass
 class Measure:
-    requests_per_second: float
+    # None where the scenario is not a rate (the streams' row).
+    requests_per_second: float | None
     p50_ms: float | None
     p99_ms: float | None
     # Answers that were not the success the scenario expects, plus transport errors.
@@ -37,7 +38,7 @@ class Measure:
     completed: int = 0
 
 
-async def _run(args: list[str], seconds: float, cwd: Path | None = None) -> str:
+async def run_process(args: list[str], seconds: float, cwd: Path | None = None) -> str:
     process = await asyncio.create_subprocess_exec(
         *args,
         stdout=asyncio.subprocess.PIPE,
@@ -106,7 +107,7 @@ async def wrk(
     args.append(url)
     if script_args:
         args += ["--", *script_args]
-    return parse_wrk(await _run(args, seconds))
+    return parse_wrk(await run_process(args, seconds))
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -162,7 +163,7 @@ async def pgbench(conninfo: str, script: str, *, seconds: float, workdir: Path) 
         "--log-prefix=pgbench_log",
         conninfo,
     ]
-    text = await _run(args, seconds, cwd=workdir)
+    text = await run_process(args, seconds, cwd=workdir)
     tps = float(re.search(r"tps = ([\d.]+)", text).group(1))  # type: ignore[union-attr]
     failed = re.search(r"number of failed transactions: (\d+)", text)
     p50, p99 = _percentiles(_logged_latencies(workdir))
@@ -201,7 +202,7 @@ async def open_loop(
     args = [sys.executable, "-m", "bench.openloop", url, f"{rate:g}", f"{seconds:g}"]
     args += [f"{name}: {value}" for name, value in (headers or {}).items()]
     # Run from the repository, where `bench` is importable.
-    result = json.loads((await _run(args, seconds, cwd=ROOT)).strip().splitlines()[-1])
+    result = json.loads((await run_process(args, seconds, cwd=ROOT)).strip().splitlines()[-1])
     return Measure(
         requests_per_second=result.pop("requests_per_second"),
         p50_ms=result.pop("p50_ms"),

@@ -146,15 +146,15 @@ def refit_env(
     return env
 
 
-def api_command(port: int) -> tuple[list[str], str]:
-    """`refit api --workers 2` where the CLI has the option, else uvicorn's own supervisor
-    over the app factory; and a word on which one it was."""
+def api_command(port: int, workers: int = API_WORKERS) -> tuple[list[str], str]:
+    """`refit api --workers N` (2 unless told) where the CLI has the option, else uvicorn's own
+    supervisor over the app factory; and a word on which one it was."""
     refit = str(VENV_BIN / "refit")
     help_text = subprocess.run(
         [refit, "api", "--help"], capture_output=True, text=True, check=False
     ).stdout
     if "--workers" in help_text:
-        return [refit, "api", "--workers", str(API_WORKERS)], "refit api --workers"
+        return [refit, "api", "--workers", str(workers)], "refit api --workers"
     return [
         str(VENV_BIN / "uvicorn"),
         "--factory",
@@ -164,7 +164,7 @@ def api_command(port: int) -> tuple[list[str], str]:
         "--port",
         str(port),
         "--workers",
-        str(API_WORKERS),
+        str(workers),
         "--log-level",
         "warning",
         "--no-access-log",
@@ -172,9 +172,13 @@ def api_command(port: int) -> tuple[list[str], str]:
 
 
 async def start_api(
-    env: dict[str, str], port: int, log: Path, started: list[subprocess.Popen[bytes]]
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    started: list[subprocess.Popen[bytes]],
+    workers: int = API_WORKERS,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    args, how = api_command(port)
+    args, how = api_command(port, workers)
     process = start(args, env, log, started)
     await wait_http(f"http://127.0.0.1:{port}/readyz", process, log)
     return process, how

@@ -3,7 +3,9 @@ on one database, at each size of the orders table (REFIT_BENCH_SIZES, default 10
 
 Every server reads the same order, the hot seller's newest, with that seller's claims, so
 each answer is one RLS-visible row (and its history, for ReFit). Servers start once; the
-table grows between sizes.
+table grows between sizes. ReFit alone then takes signed carrier webhooks with its worker
+beside it (bench/webhooks.py), and a status change to 1,000 event streams held by one API
+process of its own (bench/streams.py).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from bench import labels, load, seed, servers
+from bench import labels, load, seed, servers, streams, webhooks
 from bench.table import Row, render
 from refit.auth.tokens import issue_access_token
 from refit.orders.schemas import OrderRead
@@ -191,6 +193,7 @@ async def _one_size(
         ),
         api_process,
     )
+    await _webhooks(setup, conn, size, api, api_process, env, measure, started)
     await measure(
         "labels",
         labels.run(
@@ -202,7 +205,48 @@ async def _one_size(
             started=started,
         ),
     )
+    await measure(
+        "streams",
+        streams.run(
+            conn,
+            setup.resources,
+            api=api,
+            env=env,
+            minting=minting,
+            log=setup.work / "logs" / "streams-api.log",
+            started=started,
+        ),
+    )
     return out
+
+
+async def _webhooks(
+    setup: Setup,
+    conn: psycopg.AsyncConnection,
+    size: int,
+    api: str,
+    api_process: subprocess.Popen[bytes],
+    env: dict[str, str],
+    measure: Callable[..., Awaitable[None]],
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    """Signed unique webhooks at the API, the worker beside it (bench/webhooks.py)."""
+    secret, token = env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"], env["REFIT_SHIPPO_WEBHOOK_TOKEN"]
+    warm, requests = setup.work / f"webhooks-warm-{size}.txt", setup.work / f"webhooks-{size}.txt"
+    log = setup.work / "logs" / "worker.log"
+    async with webhooks.worker_beside(conn, env, log, started) as worker:
+        webhooks.write_requests(warm, f"W{size}X", int(WARMUP_SECONDS * 2000), secret)
+        await webhooks.post(api, token, warm, seconds=WARMUP_SECONDS, conn=conn)
+        count = int(webhooks.BODIES_PER_SECOND * DURATION)
+        webhooks.write_requests(requests, f"B{size}X", count, secret)
+        await measure(
+            "webhooks",
+            webhooks.post(api, token, requests, seconds=DURATION, conn=conn, worker=worker),
+            api_process,
+        )
+    # What the worker had not handled is dropped: neither its jobs nor the webhook sweep's
+    # re-queueing may compete with the label jobs measured next.
+    await webhooks.drop_backlog(conn)
 
 
 async def run(setup: Setup, started: list[subprocess.Popen[bytes]]) -> list[str]:
@@ -217,6 +261,9 @@ async def run(setup: Setup, started: list[subprocess.Popen[bytes]]) -> list[str]
         data_dir=setup.work / "data",
         port=port,
     )
+    # Webhooks are signed as Shippo signs them (bench/webhooks.py).
+    env["REFIT_SHIPPO_WEBHOOK_TOKEN"] = secrets.token_urlsafe(24)
+    env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"] = secrets.token_urlsafe(32)
     minting = Settings(
         _env_file=None,  # type: ignore[call-arg]
         jwt_secret=secret,

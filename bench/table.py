@@ -16,7 +16,9 @@ SCENARIOS = (
     ("read_rate", "ReFit: GET /api/orders/{id}, open loop at {rate}/s"),
     ("list", "ReFit: GET /api/orders?limit=50"),
     ("create", "ReFit: POST /api/orders/create"),
+    ("webhooks", "ReFit: POST /api/webhooks/shippo, signed (accepted/s)"),
     ("labels", "ReFit: label jobs/s, 1 worker x {concurrency}"),
+    ("streams", "ReFit: a change to 1,000 SSE streams, 1 process (ms)"),
 )
 
 
@@ -80,6 +82,25 @@ def _note(key: str, m: Measure) -> str:
         )
     if key in ("node_read", "read", "list"):
         return opened
+    if key == "webhooks":
+        return (
+            f"accepted {e.get('accepted', 0):,}, duplicate {e.get('duplicate', 0):,}, "
+            f"4xx {e.get('client_error', 0):,}, 5xx {e.get('server_error', 0):,}, "
+            f"socket errors {e.get('socket_errors', 0):,}; the worker beside it handled "
+            f"{e.get('handled_in_run', 0):,} of {e.get('kept_rows', 0):,} in the run and "
+            f"finished {e.get('worker_jobs', 0):,} jobs at {_num(e.get('worker_cpu_ms'), 2)} ms "
+            f"of CPU each (jobs now: {e.get('jobs') or 'none'}); {opened}"
+        )
+    if key == "streams":
+        opened_kb = int(e.get("rss_open_kb", 0)) - int(e.get("rss_before_kb", 0))  # type: ignore[call-overload]
+        per_stream = opened_kb / max(int(e.get("opened", 0)), 1)  # type: ignore[call-overload]
+        return (
+            f"{e.get('opened', 0):,} of {e.get('streams', 0):,} opened "
+            f"(refused: {e.get('refused') or 'none'}), {e.get('heard', 0):,} heard the change, "
+            f"slowest {_num(e.get('max_ms'), 0)} ms (p50/p99 from the move's request; CPU ms "
+            f"per stream); memory {per_stream:,.1f} KB a stream; the move answered "
+            f"{e.get('move_status')} in {e.get('move_ms')} ms"
+        )
     if key == "labels":
         return f"{e.get('labelled', 0):,} of {e.get('orders', 0):,} orders labelled" + (
             "" if e.get("finished") else ", timed out"
@@ -136,4 +157,16 @@ def _ratios(results: dict[str, dict[int, Row]], sizes: list[int], rate: float) -
         if s in results.get("create", {})
     )
     lines.append(f"  {'ReFit create order':<44} {creates}   [>= 300/s]")
+    intake = "  ".join(
+        f"{_size(s)}: {_num(_rps(results, 'webhooks', s)):>6}/s"
+        for s in sizes
+        if s in results.get("webhooks", {})
+    )
+    lines.append(f"  {'ReFit webhook intake (accepted)':<44} {intake}   [>= 1,000/s]")
+    reach = "  ".join(
+        f"{_size(s)}: {_num(results['streams'][s].measure.p99_ms):>6} ms"
+        for s in sizes
+        if s in results.get("streams", {})
+    )
+    lines.append(f"  {'ReFit change to 1,000 streams, p99':<44} {reach}   [< 1,000 ms]")
     return lines

@@ -40,6 +40,7 @@ from refit.settings import Settings, get_settings
 from refit.shipping.admin import router as shipping_admin_router
 from refit.shipping.endpoints import router as shipping_router
 from refit.shipping.endpoints import tracking_router
+from refit.shipping.webhooks import fast_route as webhooks_fast_route
 from refit.shipping.webhooks import router as webhooks_router
 from refit.tracing import instrument_app as instrument_tracing
 from refit.tracing import setup as setup_tracing
@@ -168,6 +169,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.include_router(inspection.router)
     app.include_router(inspection.photos_router)
     app.include_router(webhooks_router)
+    # Carriers' bursts: matched first, without FastAPI's dependency solving (webhooks.py).
+    app.router.routes.insert(0, webhooks_fast_route())
     app.include_router(auth_router)
     # The operators' dashboard: an app of its own, so its errors are pages, not problem+json.
     app.mount(dashboard.PREFIX, dashboard.create_dashboard())

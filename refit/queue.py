@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
+import json
 import traceback
 from contextlib import ExitStack
 from typing import Any
@@ -105,6 +107,37 @@ async def defer(
             return None
     log.info("queue.deferred", task=name, job_id=job_id)
     return job_id
+
+
+@functools.cache
+def _job_defaults(task: str) -> procrastinate.jobs.Job:
+    # A task's queue, priority and lock do not change while the process runs.
+    return queue.configure_task(task, allow_unknown=False).job
+
+
+def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
+    """An SQL expression that defers one job of `task` from inside the caller's own statement,
+    and its parameters: for a write that is one statement in one round trip (the webhook
+    intake), whose job then exists iff that statement commits, as with `defer`.
+
+    `args_sql` is a jsonb expression of the statement (the row's id, say); the deferring
+    request's origin is added as `defer` adds it. The job is procrastinate's own insert
+    (`procrastinate_defer_jobs_v1`, which `defer` calls too), with the task's queue and
+    priority; no queueing lock, whose conflict would fail the whole statement.
+    """
+    job = _job_defaults(task)
+    sql = (
+        "procrastinate_defer_jobs_v1(ARRAY[ROW(%(job_queue)s, %(job_task)s, %(job_priority)s, "
+        f"%(job_lock)s, NULL, ({args_sql}) || %(job_origin)s::jsonb, NULL)"
+        "::procrastinate_job_to_defer_v1])"
+    )
+    return sql, {
+        "job_queue": job.queue,
+        "job_task": job.task_name,
+        "job_priority": job.priority,
+        "job_lock": job.lock,
+        "job_origin": json.dumps(logs.job_origin()),
+    }
 
 
 async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:

@@ -7,7 +7,8 @@
    (`SessionDep`), jobs (`job=True`: no statement timeout, as purges and sweeps grow with the
    data), commands (on the command's own short-lived engine: `command_transaction`), and the
    sandbox carrier.
-3. `fetch_as_user(...)`: the hot read, one round trip, in the seller's role.
+3. `fetch_as_user(...)`: the hot read, one round trip, in the seller's role; and its
+   twin for the service's hot write, `write_as_service(...)` (the webhook intake).
 
 Each commits when its block ends and rolls back when it raises; services `flush()`, never
 `commit()`. Nothing else calls a sessionmaker: a new kind of transaction is a new door here,
@@ -50,6 +51,7 @@ __all__ = [
     "fetch_as_user",
     "seller_transaction",
     "service_transaction",
+    "write_as_service",
 ]
 
 USER_ROLE = "authenticated"
@@ -285,3 +287,55 @@ async def _read_in_one_message(
     finally:
         if not pg.closed:
             await pg.set_autocommit(False)
+
+
+async def write_as_service(
+    engine: AsyncEngine, statement: str, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one `statement` as the service (no RLS) in a transaction of its own, in ONE round
+    trip: BEGIN, the statement timeout, the statement and COMMIT in one message; its rows.
+
+    For a public request whose whole write is one statement (the webhook intake: its inbox row
+    and its job). As in `fetch_as_user`, a connection that died while idle is replaced and the
+    statement sent once more, so it must be one that may run twice (the intake's ON CONFLICT
+    DO NOTHING: a second run finds the row and writes nothing).
+    """
+    timeouts = db.engine_timeouts(engine.get_execution_options())
+    params = dict(params)
+    setup = ""
+    if timeouts and timeouts.statement_ms:
+        setup = f"SELECT {_TIMEOUT_SQL}; "
+        params["statement_timeout"] = str(timeouts.statement_ms)
+    for attempt in (1, 2):
+        async with engine.connect() as connection:
+            pg = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(pg, psycopg.AsyncConnection)
+            if isinstance(pg, db.BoundedConnection) and timeouts:
+                pg.answer_within = timeouts.answer_within
+            await pg.set_autocommit(True)
+            try:
+                cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
+                await cursor.execute(f"BEGIN; {setup}{statement}; COMMIT", params)
+                cursor.nextset()  # past BEGIN
+                if setup:
+                    cursor.nextset()  # past the statement timeout
+                return await cursor.fetchall()
+            except psycopg.Error as exc:
+                if (
+                    not pg.closed
+                    and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+                ):
+                    await pg.execute("ROLLBACK")
+                retry = (
+                    isinstance(exc, psycopg.OperationalError)
+                    and not isinstance(exc, db.AnswerTimeout)
+                    and pg.closed
+                    and attempt == 1
+                )
+                if not retry:
+                    raise
+                await connection.invalidate()
+            finally:
+                if not pg.closed:
+                    await pg.set_autocommit(False)
+    raise AssertionError("unreachable")

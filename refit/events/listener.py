@@ -4,7 +4,8 @@ order streams a notification is about.
 A notification is only a wake-up: the stream re-reads the history rows after the last one it
 sent, so a notification lost (the connection down, a reconnect) costs a delay, never an event,
 and one delivered twice costs a read, never a duplicate. After every (re)connect all streams
-are woken, which covers whatever committed while nobody was listening.
+are woken, which covers whatever committed while nobody was listening. The streams a ring
+wakes share their re-read where it is the same read (`SharedReads`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Hashable, Iterator
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -25,15 +26,23 @@ from refit.orders.service import ORDER_EVENTS_CHANNEL
 
 log = structlog.get_logger(__name__)
 
+_T = TypeVar("_T")
+
 
 class Subscription:
     """One stream's doorbell: set by the listener, cleared by the stream before it re-reads,
-    so a ring during the read is not lost."""
+    so a ring during the read is not lost. `rung` numbers its latest ring among every ring of
+    the process (`rings_so_far`), for a shared read to know whether it began after it."""
+
+    _rings = 0
 
     def __init__(self) -> None:
         self._rung = asyncio.Event()
+        self.rung = 0
 
     def wake(self) -> None:
+        Subscription._rings += 1
+        self.rung = Subscription._rings
         self._rung.set()
 
     async def wait(self, seconds: float) -> bool:
@@ -46,10 +55,54 @@ class Subscription:
         return True
 
 
+def rings_so_far() -> int:
+    return Subscription._rings
+
+
+class SharedReads:
+    """One read for the streams woken by the same change instead of one read each.
+
+    A stream asks for its read under a key naming exactly what it would read (the seller it
+    was let in for, the order, the last event it sent) and the ring that woke it. It joins a
+    read of the same key that is in flight and BEGAN AFTER that ring: the change that rang
+    committed before its notification arrived, so a read begun since sees it, and the answer
+    is the one the stream's own read would have had. Otherwise (no such read, or one begun
+    before the ring, which may miss the change) it begins a new one for the key.
+
+    The read runs in a task of its own: a stream that goes away (its client closed) while
+    others wait on it does not cancel it for them."""
+
+    def __init__(self) -> None:
+        self._reads: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
+
+    async def read(
+        self, key: Hashable, rung: int, read: Callable[[], Coroutine[Any, Any, _T]]
+    ) -> _T:
+        began, future = self._reads.get(key, (-1, None))
+        if future is None or began < rung:
+            future = asyncio.ensure_future(read())
+            entry = (rings_so_far(), future)
+            self._reads[key] = entry
+            future.add_done_callback(lambda done: self._forget(key, entry))
+        result: _T = await asyncio.shield(future)
+        return result
+
+    def _forget(self, key: Hashable, entry: tuple[int, asyncio.Future[Any]]) -> None:
+        if self._reads.get(key) is entry:
+            del self._reads[key]
+        future = entry[1]
+        if not future.cancelled():
+            future.exception()  # retrieved: every stream that waited has its own copy
+
+    def __len__(self) -> int:
+        return len(self._reads)
+
+
 class OrderEventsListener:
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
         self._subscribers: dict[uuid.UUID, set[Subscription]] = {}
+        self.shared_reads = SharedReads()
         listener.listen(ORDER_EVENTS_CHANNEL, self._dispatch, on_connect=self._connected)
 
     @property

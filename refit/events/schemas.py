@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 from sse_starlette import ServerSentEvent
 
 from refit.orders.schemas import StatusChange
@@ -16,9 +16,15 @@ class OrderEvent(StatusChange):
 
     id: uuid.UUID
     order_id: uuid.UUID
+    _encoded: bytes | None = PrivateAttr(default=None)
 
-    def as_sse(self) -> ServerSentEvent:
-        return ServerSentEvent(self.model_dump_json(), event="status", id=str(self.id))
+    def as_sse(self) -> bytes:
+        """The event as the stream sends it, encoded once: the streams woken by one change
+        share the event objects of one read (stream.py), and send the same bytes."""
+        if self._encoded is None:
+            event = ServerSentEvent(self.model_dump_json(), event="status", id=str(self.id))
+            self._encoded = event.encode()
+        return self._encoded
 
 
 class StreamTicketRead(BaseModel):

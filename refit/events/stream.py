@@ -82,7 +82,7 @@ async def order_stream(
     order_id: uuid.UUID,
     first: list[OrderEvent],
     stopping: anyio.Event,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     """`first` (read when the request was let in), then each change as it commits, a heartbeat
     comment on a quiet stream, until the session's token expires or is revoked, or the server
     stops (`stopping`, set by sse-starlette: the stream ends cleanly and the client reconnects,
@@ -95,7 +95,8 @@ async def order_stream(
             # Rung once: what committed between the first read and subscribing is read now.
             subscription.wake()
             last = first[-1].id if first else None
-            async for item in _follow(res, subscription, claims, order_id, last, stopping):
+            follow = _follow(res, listener, subscription, claims, order_id, last, stopping)
+            async for item in follow:
                 yield item
         finally:
             ringer.cancel()
@@ -103,12 +104,13 @@ async def order_stream(
 
 async def _follow(
     res: Resources,
+    listener: OrderEventsListener,
     subscription: Subscription,
     claims: TokenClaims,
     order_id: uuid.UUID,
     last: uuid.UUID | None,
     stopping: anyio.Event,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     heartbeat = res.settings.sse_heartbeat_seconds
     clock = asyncio.get_running_loop().time
     quiet_since = clock()
@@ -128,7 +130,7 @@ async def _follow(
             quiet_since = clock()
             continue
         try:
-            events = await read_events(res, claims.user_id, order_id, after=last)
+            events = await _read_shared(res, listener, subscription, claims, order_id, last)
         except ProblemError:
             return  # the order is no longer the seller's to see
         except _DATABASE_DOWN as exc:
@@ -139,6 +141,26 @@ async def _follow(
             last = event.id
         if events:
             quiet_since = clock()
+
+
+async def _read_shared(
+    res: Resources,
+    listener: OrderEventsListener,
+    subscription: Subscription,
+    claims: TokenClaims,
+    order_id: uuid.UUID,
+    last: uuid.UUID | None,
+) -> list[OrderEvent]:
+    """The events after `last`, read once for every stream of this seller on this order that
+    last sent `last` and was woken before the read began (listener.SharedReads): a change
+    seen by 1,000 streams is one read, not 1,000. The read is the seller's own, under RLS, and
+    the key holds the seller the stream was let in for: a stream only ever gets what its own
+    read would have returned."""
+    return await listener.shared_reads.read(
+        (claims.user_id, order_id, last),
+        subscription.rung,
+        lambda: read_events(res, claims.user_id, order_id, after=last),
+    )
 
 
 async def _wake_when_set(event: anyio.Event, subscription: Subscription) -> None:
