@@ -674,19 +674,22 @@ async def test_a_webhook_replay_refuses_handled_unreadable_and_unknown_rows(clie
 # --- cursors ------------------------------------------------------------------------------------
 
 
+SOME_ID = "5d0f4b8e-2c1a-4f7e-9a63-0e8b7c2d41f5"
+
+
 @pytest.mark.parametrize(
     "after",
     [
         "garbage",
         "~",
-        "2026-01-01T00:00:00~" + str(uuid.uuid4()),
+        "2026-01-01T00:00:00~" + SOME_ID,
         "2026-01-01T00:00:00+00:00~not-a-uuid",
-        "2026-13-45T00:00:00+00:00~" + str(uuid.uuid4()),
-        "2026-01-01T00:00:00+00:00~" + str(uuid.uuid4()) + "' OR '1'='1",
-        "'; DROP TABLE orders; --~" + str(uuid.uuid4()),
-        "0001-01-01T00:00:00+14:00~" + str(uuid.uuid4()),
-        "9999-12-31T23:59:59-23:59~" + str(uuid.uuid4()),
-        "2026-01-01T00:00:00+23:59~" + str(uuid.uuid4()),
+        "2026-13-45T00:00:00+00:00~" + SOME_ID,
+        "2026-01-01T00:00:00+00:00~" + SOME_ID + "' OR '1'='1",
+        "'; DROP TABLE orders; --~" + SOME_ID,
+        "0001-01-01T00:00:00+14:00~" + SOME_ID,
+        "9999-12-31T23:59:59-23:59~" + SOME_ID,
+        "2026-01-01T00:00:00+23:59~" + SOME_ID,
     ],
 )
 async def test_a_malformed_queue_cursor_is_a_page_never_a_crash(client, resources, after):
