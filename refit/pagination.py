@@ -39,6 +39,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = json.loads(raw)
+        # Strings both, as we write them: uuid.UUID(5) raises AttributeError, not ValueError.
+        if not isinstance(created_at, str) or not isinstance(row_id, str):
+            raise TypeError("a cursor holds two strings")
         position = dt.datetime.fromisoformat(created_at), uuid.UUID(row_id)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise BadRequest("The cursor is not one this API returned", code="invalid_cursor") from exc
