@@ -84,7 +84,7 @@ def _claims(settings: Settings, token: str) -> dict[str, str | int]:
             jwts.Key.of(settings),
             token,
             audience=AUDIENCE,
-            required=["sub", "sid", "exp", "aud", "iss"],
+            required=["sub", "sid", "exp", "aud", "iss", "iat"],
         )
     except jwts.InvalidToken as exc:
         raise SignInRequired("Your session has expired; sign in again") from exc
