@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.backoffice.reads import order_search
-from refit.dashboard.work import Work, condition, joined
+from refit.dashboard.work import FINAL, Work, condition, joined, live_work
 from refit.errors import Unprocessable
 from refit.models import Operator, Order, OrderStatus, User
 from refit.models.payout import Payout, PayoutStatus
@@ -95,7 +95,7 @@ async def queue(
     if status is not None:
         query = query.where(Order.status == status)
     elif not term:
-        query = query.where(condition(work, operator_id=operator_id, max_usd=max_usd))
+        query = query.where(live_work(), condition(work, operator_id=operator_id, max_usd=max_usd))
     if term:
         query = query.where(order_search(term))
     if after is not None:
@@ -136,14 +136,17 @@ async def queue(
 async def counts(
     session: AsyncSession, *, operator_id: uuid.UUID, max_usd: Decimal
 ) -> tuple[dict[Work, int], dict[OrderStatus, int]]:
-    """How many orders each filter and each status holds: one statement, one pass."""
+    """How many orders each filter and each status not final holds: one statement, one pass
+    over the open orders only (polled every second by every open queue: the finished ones,
+    nearly all of the table, are never counted)."""
     works = list(Work)
+    open_statuses = [s for s in OrderStatus if s not in FINAL]
     columns: list[ColumnElement[int]] = [
         func.count().filter(condition(w, operator_id=operator_id, max_usd=max_usd)) for w in works
     ]
-    columns += [func.count().filter(Order.status == s) for s in OrderStatus]
-    row = (await session.execute(joined(select(*columns).select_from(Order)))).one()
-    values = list(row)
+    columns += [func.count().filter(Order.status == s) for s in open_statuses]
+    query = joined(select(*columns).select_from(Order)).where(live_work())
+    values = list((await session.execute(query)).one())
     by_work = dict(zip(works, values[: len(works)], strict=True))
-    by_status = dict(zip(list(OrderStatus), values[len(works) :], strict=True))
+    by_status = dict(zip(open_statuses, values[len(works) :], strict=True))
     return by_work, by_status

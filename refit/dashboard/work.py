@@ -26,7 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, TextClause, and_, exists, false, or_, select, text
 
 from refit.models import Order, OrderStatus
 from refit.models.inspection import Inspection
@@ -39,6 +39,15 @@ _Q = TypeVar("_Q", bound=Select[*tuple[Any, ...]])
 # Nothing left to do for anyone, unless flagged for attention. Imported history is never work.
 FINAL = frozenset({S.COMPLETED, S.CANCELLED, S.IMPORTED})
 SANCTIONS_HOLDS = (HoldReason.SANCTIONS, HoldReason.SANCTIONS_LIST_STALE)
+
+
+def live_work() -> TextClause:
+    """Every filter's orders lie within this: not final, or flagged. Written as literal SQL,
+    the very predicate of the partial index ix_orders_live_work (migration 0028), so the
+    planner proves the index usable: the queue and its counts read the open orders, not the
+    millions of finished ones beside them."""
+    final = ", ".join(f"'{status.value}'" for status in sorted(FINAL))
+    return text(f"(orders.status NOT IN ({final}) OR orders.attention_reason IS NOT NULL)")
 
 
 class Work(StrEnum):
