@@ -1,19 +1,22 @@
 """The seller's hot reads, CPU per request, ReFit beside the Node peer, in one short run.
 
-    PYTHONPATH=$PWD .venv/bin/python -m bench.read_cost [--code DIR] [--duration 5]
-        [--size 10000] [--only read,list,catalog,flags] [--spy PY-SPY --spy-out FILE]
+    PYTHONPATH=$PWD .venv/bin/python -m bench.read_cost [--duration 5] [--rounds 1]
+        [--only read,list,catalog,flags] [--api LABEL=DIR[,REFIT_X=V...]]...
+        [--spy /path/to/py-spy --spy-out FILE --spy-route read]
 
-A fresh database (migrated with the code under test, seeded by bench/seed.py), `refit api
---workers 2` and the Node peer (WORKERS=2) as `make bench` starts them, each route driven
-by wrk (2 s of warm-up, then `--duration` s measured), and for each the CPU time (user +
-system, /proc) of the server's own process group divided by the requests it answered: the
-number that holds while other work shares the cores. Quicker than `make bench` (about a
-minute), for loops over one change; `make bench` stays the record.
+A fresh database (migrated by the first API's code, seeded by bench/seed.py), the Node peer
+(WORKERS=2) and each API as `make bench` starts it (`refit api --workers 2`); each route
+driven by wrk (2 s of warm-up, then `--duration` s measured), and for each the CPU time
+(user + system, /proc) of the server's own process group divided by the requests it
+answered: the number that holds while other work shares the cores. About a minute; for
+loops over one change (`make bench` stays the record).
 
-`--code DIR`: serve (and migrate with) the `refit` package of another checkout, e.g. a `git
-archive` of an older commit, so a regression can be bisected with this file as it is now.
-`--spy`: py-spy records one API process during the read's run (raw collapsed stacks to
-`--spy-out`); `--spy-route list` records the list's run instead.
+`--api` (repeatable; default: this checkout): serve the `refit` package of another checkout
+(a `git archive` of an older commit, to bisect a regression with this file as it is now),
+or this one with other settings, beside the others in the same run: `--rounds` alternates
+them with the peer, and the medians are compared, so the machine's other load falls on all.
+`--spy`: py-spy records one process of the first API during its `--spy-route` run (raw
+collapsed stacks to `--spy-out`).
 
 PostgreSQL and Redis: REFIT_BENCH_DATABASE_URL / REFIT_BENCH_REDIS_URL (a database that
 exists, `postgres`: the run creates its own beside it and drops it at the end).
@@ -26,9 +29,11 @@ import asyncio
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -42,6 +47,12 @@ from refit.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 PEER_HOME = ROOT / ".refit" / "bench"
 WARMUP_SECONDS = 2.0
+ROUTES = {
+    "read": "/api/orders/{order_id}",
+    "list": "/api/orders?limit=50",
+    "catalog": "/api/catalog",
+    "flags": "/api/flags",
+}
 
 
 def _say(message: str) -> None:
@@ -59,26 +70,32 @@ def _migrate(code: Path, url: str) -> None:
 
 
 def _api_pid(api: subprocess.Popen[bytes]) -> int:
-    """One of uvicorn's worker processes (a child of the supervisor)."""
-    children = Path(f"/proc/{api.pid}/task/{api.pid}/children").read_text().split()
-    return int(children[0])
+    """One of uvicorn's worker processes (a child of the supervisor spawned by
+    multiprocessing; not its resource tracker)."""
+    for child in Path(f"/proc/{api.pid}/task/{api.pid}/children").read_text().split():
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    raise RuntimeError("no API worker process found")
 
 
 async def _measure(
     url: str, token: str | None, server: subprocess.Popen[bytes], seconds: float
-) -> tuple[float, float, int]:
+) -> tuple[float, float]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     await load.wrk(url, seconds=WARMUP_SECONDS, headers=headers)
-    cpu = servers.group_cpu_seconds(server)
-    result = await load.wrk(url, seconds=seconds, headers=headers)
-    cpu = servers.group_cpu_seconds(server) - cpu
-    if result.non_2xx:
-        raise RuntimeError(f"{url}: {result.non_2xx} answers were not 2xx")
-    return result.requests_per_second, cpu * 1000 / max(1, result.completed), result.completed
+    for attempt in (1, 2, 3):
+        cpu = servers.group_cpu_seconds(server)
+        result = await load.wrk(url, seconds=seconds, headers=headers)
+        cpu = servers.group_cpu_seconds(server) - cpu
+        if not result.non_2xx:
+            return result.requests_per_second, cpu * 1000 / max(1, result.completed)
+        # On a shared machine, PostgreSQL's connections can run out under others' work
+        # (503s): measured again, and said so.
+        _say(f"{url}: {result.non_2xx} answers were not 2xx (attempt {attempt}); again")
+    raise RuntimeError(f"{url}: answers that were not 2xx in every attempt")
 
 
 async def main(args: argparse.Namespace) -> None:
-    code: Path = args.code
     admin = db.libpq_url(
         db.sqlalchemy_url(
             os.environ.get(
@@ -95,7 +112,7 @@ async def main(args: argparse.Namespace) -> None:
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     try:
-        await _run(args, code, sa_url, work, started)
+        await _run(args, sa_url, work, started)
     except BaseException:
         _say(f"failed; the servers' logs are in {work / 'logs'}")
         raise
@@ -107,32 +124,69 @@ async def main(args: argparse.Namespace) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+@dataclass
+class Api:
+    """One ReFit API under test: a label, the checkout whose `refit` it serves, and
+    REFIT_* settings of its own (a variant to compare in the same run)."""
+
+    label: str
+    code: Path
+    env: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Api:
+        """LABEL=DIR[,NAME=VALUE...]"""
+        label, _, rest = text.partition("=")
+        code, *pairs = rest.split(",")
+        return cls(label, Path(code).resolve(), dict(p.split("=", 1) for p in pairs))
+
+
 async def _run(
     args: argparse.Namespace,
-    code: Path,
     sa_url: str,
     work: Path,
     started: list[subprocess.Popen[bytes]],
 ) -> None:
+    apis: list[Api] = args.api or [Api("refit", ROOT, {})]
     conninfo = db.libpq_url(sa_url)
-    await asyncio.to_thread(_migrate, code, sa_url)
+    await asyncio.to_thread(_migrate, apis[0].code, sa_url)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         await seed.grow(conn, 0, args.size)
         await seed.tidy(conn)
         order_id = await seed.hot_order(conn)
     secret = secrets.token_urlsafe(32)
-    port, peer_port = servers.free_port(), servers.free_port()
-    env = servers.refit_env(
-        database_url=sa_url,
-        redis_url=os.environ.get("REFIT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        key_prefix=f"readcost:{work.name}:",
-        secret=secret,
-        data_dir=work / "data",
-        port=port,
-    )
-    env["PYTHONPATH"] = str(code)
-    api_process, _ = await servers.start_api(env, port, work / "logs" / "api.log", started)
+    redis_url = os.environ.get("REFIT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    targets: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+    public_url = ""
+    for api in apis:
+        port = servers.free_port()
+        env = servers.refit_env(
+            database_url=sa_url,
+            redis_url=redis_url,
+            key_prefix=f"readcost:{work.name}:",
+            secret=secret,
+            data_dir=work / "data",
+            port=port,
+        )
+        # Every API mints and checks the same tokens (one issuer).
+        public_url = public_url or env["REFIT_PUBLIC_URL"]
+        env.update(
+            REFIT_PUBLIC_URL=public_url,
+            PYTHONPATH=str(api.code),
+            # The peer's pool (POOL=10 a process), and no overflow: several servers share a
+            # PostgreSQL of 100 connections (with other work's on a shared machine).
+            REFIT_DB_POOL_SIZE="10",
+            REFIT_DB_MAX_OVERFLOW="0",
+            **api.env,
+        )
+        process, _ = await servers.start_api(
+            env, port, work / "logs" / f"api-{api.label}.log", started
+        )
+        base = f"http://127.0.0.1:{port}"
+        for route, path in ROUTES.items():
+            targets[f"{api.label} {route}"] = (base + path.format(order_id=order_id), process)
     peer_dir = await asyncio.to_thread(servers.prepare_peer, PEER_HOME)
+    peer_port = servers.free_port()
     peer_process = await servers.start_peer(
         peer_dir,
         database_url=conninfo,
@@ -141,36 +195,36 @@ async def _run(
         log=work / "logs" / "node.log",
         started=started,
     )
+    targets["node read"] = (f"http://127.0.0.1:{peer_port}/api/orders/{order_id}", peer_process)
     minting = Settings(
         _env_file=None,  # type: ignore[call-arg]
         jwt_secret=secret,
-        public_url=env["REFIT_PUBLIC_URL"],
+        public_url=public_url,
         access_token_ttl_seconds=3600,
     )
     token = issue_access_token(minting, seed.HOT_SELLER).token
-    api = f"http://127.0.0.1:{port}"
-    routes = {
-        "node read": (f"http://127.0.0.1:{peer_port}/api/orders/{order_id}", peer_process),
-        "read": (f"{api}/api/orders/{order_id}", api_process),
-        "list": (f"{api}/api/orders?limit=50", api_process),
-        "catalog": (f"{api}/api/catalog", api_process),
-        "flags": (f"{api}/api/flags", api_process),
-    }
-    rows = []
-    for key in ["node read", *(r for r in args.only.split(",") if r)]:
-        target, server = routes[key]
-        spy = _spy(args, api_process) if args.spy and key == args.spy_route else None
-        _say(f"{key}: {target}")
-        rps, cpu_ms, done = await _measure(target, token, server, args.duration)
-        if spy is not None:
-            await asyncio.to_thread(spy.wait, 30)
-        rows.append((key, rps, cpu_ms, done))
-        await asyncio.sleep(1)
-    node_cpu = rows[0][2]
-    print(f"{'route':<10} {'req/s':>8} {'CPU ms':>7} {'x Node CPU':>10} {'requests':>9}")
-    for key, rps, cpu_ms, done in rows:
-        print(f"{key:<10} {rps:>8,.0f} {cpu_ms:>7.3f} {cpu_ms / node_cpu:>10.2f} {done:>9,}")
-    print(f"code: {code}; 1-minute load average after: {os.getloadavg()[0]:.1f}")
+    keys = ["node read"]
+    keys += [f"{a.label} {r}" for r in args.only.split(",") if r for a in apis]
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in keys}
+    for round_ in range(args.rounds):
+        for key in keys:
+            target, server = targets[key]
+            spy = None
+            if args.spy and round_ == 0 and key == f"{apis[0].label} {args.spy_route}":
+                spy = _spy(args, server)
+            _say(f"round {round_ + 1}: {key}")
+            results[key].append(await _measure(target, token, server, args.duration))
+            if spy is not None:
+                await asyncio.to_thread(spy.wait, 30)
+            await asyncio.sleep(1)
+    node_cpu = statistics.median(cpu for _, cpu in results["node read"])
+    print(f"{'server route':<16} {'req/s':>8} {'CPU ms':>7} {'x Node':>7}  CPU ms each round")
+    for key, runs in results.items():
+        rps = statistics.median(r for r, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        each = " ".join(f"{c:.3f}" for _, c in runs)
+        print(f"{key:<16} {rps:>8,.0f} {cpu:>7.3f} {cpu / node_cpu:>7.2f}  {each}")
+    print(f"1-minute load average after: {os.getloadavg()[0]:.1f}")
 
 
 def _spy(args: argparse.Namespace, api: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
@@ -185,6 +239,7 @@ def _spy(args: argparse.Namespace, api: subprocess.Popen[bytes]) -> subprocess.P
             str(int(args.duration + WARMUP_SECONDS)),
             "-r",
             "200",
+            "--gil",  # samples of the thread running Python only: CPU, not waits
             "-f",
             "raw",
             "-o",
@@ -197,7 +252,8 @@ def _spy(args: argparse.Namespace, api: subprocess.Popen[bytes]) -> subprocess.P
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--code", type=lambda p: Path(p).resolve(), default=ROOT)
+    parser.add_argument("--api", type=Api.parse, action="append")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--only", default="read,list,catalog,flags")
