@@ -15,12 +15,15 @@ from refit.admin.manage import router as operators_router
 from refit.auth import revocations
 from refit.auth.endpoints import router as auth_router
 from refit.backoffice.endpoints import router as backoffice_router
+from refit.catalog import endpoints as catalog_endpoints
 from refit.catalog.endpoints import router as catalog_router
 from refit.dashboard import app as dashboard
 from refit.error_reports import init_sentry
 from refit.errors import BodyLimit, install_error_handlers
 from refit.events.endpoints import router as events_router
 from refit.events.listener import follow_order_events
+from refit.fastlane import FastLane
+from refit.flags import endpoints as flags_endpoints
 from refit.flags import follower as flags_follower
 from refit.flags.endpoints import admin_router as flags_admin_router
 from refit.flags.endpoints import router as flags_router
@@ -32,6 +35,7 @@ from refit.localstorage import endpoints as localstorage
 from refit.localstorage.continue_endpoint import orders_router as continue_router
 from refit.logs import RequestMiddleware, configure_logging
 from refit.metrics import router as metrics_router
+from refit.orders import endpoints as orders_endpoints
 from refit.orders.endpoints import router as orders_router
 from refit.payouts.endpoints import router as payouts_router
 from refit.quotes.endpoints import router as quotes_router
@@ -127,6 +131,17 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     openapi.install(app)
     api_docs.install(app)
     install_error_handlers(app)
+    # Inside the request id, metrics, access line, body limit and CORS added below; in front
+    # of FastAPI's routing for the hottest GETs (refit/fastlane.py).
+    app.add_middleware(
+        FastLane,
+        routes={
+            "/api/orders/{order_id}": orders_endpoints.lane_get_order,
+            "/api/orders": orders_endpoints.lane_list_orders,
+            "/api/catalog": catalog_endpoints.lane_catalog,
+            "/api/flags": flags_endpoints.lane_my_flags,
+        },
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -229,6 +229,21 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, "internal_error", "Something went wrong on our side")
 
 
+async def error_response(scope: Any, exc: Exception) -> JSONResponse:
+    """What the app's exception handlers answer for `exc`, for a handler outside FastAPI's
+    routing (refit.fastlane): its problem, 503 for a dependency that is down, else 500."""
+    request = Request(scope)
+    if isinstance(exc, ProblemError):
+        return await _problem(request, exc)
+    if isinstance(exc, StarletteHTTPException):
+        return await _http(request, exc)
+    if isinstance(exc, sqlalchemy.exc.DataError):
+        return await _data_error(request, exc)
+    if isinstance(exc, DEPENDENCY_DOWN):
+        return await _dependency_down(request, exc)
+    return await _unexpected(request, exc)
+
+
 class AnswerEveryError:
     """The innermost middleware: an exception no handler took becomes its problem+json answer
     here (503 for a dependency that is down, else 500), logged once, and goes no further.

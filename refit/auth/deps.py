@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 
-from refit import ratelimit, resources, transactions
+from refit import fastlane, ratelimit, resources, transactions
 from refit.auth import tokens
 from refit.errors import Unauthorized
 from refit.logs import SELLER_ID_STATE
@@ -22,17 +24,18 @@ from refit.transactions import SessionDep
 _bearer = HTTPBearer(auto_error=False, description="Access token from connect-wallet")
 
 
-async def current_claims(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> tokens.TokenClaims:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+async def admit_seller(token: str | None, state: dict[str, Any]) -> tokens.TokenClaims:
+    """The one door of every signed-in seller's request, FastAPI's (`CurrentClaims`) and the
+    fast lane's (refit.fastlane) alike: the token checked, its revocation, the per-seller
+    request limit; `state` is the request's scope state (the access line names the seller).
+    `token`: the Bearer credentials, or None when the request sent none."""
+    if not token:
         raise Unauthorized("Sign in first: send Authorization: Bearer <token>", code="no_token")
     res = resources.current()
-    claims = tokens.decode_access_token(res.settings, credentials.credentials)
+    claims = tokens.decode_access_token(res.settings, token)
     await tokens.ensure_not_revoked(res.redis, res.settings, claims)
     # For the access log line: who asked (never the token itself).
-    setattr(request.state, SELLER_ID_STATE, claims.user_id)
+    state[SELLER_ID_STATE] = claims.user_id
     # Every signed-in request counts, before any connection is taken: the one Redis round
     # trip the plan's per-seller limit costs (after the revocation check, so a revoked token
     # hears 401, not 429).
@@ -44,6 +47,28 @@ async def current_claims(
         fail_closed=False,
     )
     return claims
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, as FastAPI's HTTPBearer reads
+    it (scheme case-insensitive); None for no header or another scheme."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def current_claims(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> tokens.TokenClaims:
+    # HTTPBearer(auto_error=False) gives None for a missing header and another scheme.
+    token = credentials.credentials if credentials else None
+    return await admit_seller(token, request.scope.setdefault("state", {}))
+
+
+async def lane_claims(scope: Scope) -> tokens.TokenClaims:
+    """`admit_seller` for a request of the fast lane (refit.fastlane)."""
+    token = bearer_token(fastlane.header(scope, b"authorization"))
+    return await admit_seller(token, fastlane.state(scope))
 
 
 CurrentClaims = Annotated[tokens.TokenClaims, Depends(current_claims)]

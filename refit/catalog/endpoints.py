@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from starlette.types import Scope
 
-from refit import resources
+from refit import fastlane, resources
 from refit.catalog import service
 from refit.catalog.schemas import CatalogRead
 
@@ -48,6 +49,15 @@ def _not_modified(etag: str) -> Response:
 async def get_catalog(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    return await _catalog(if_none_match)
+
+
+async def lane_catalog(scope: Scope, _: str) -> Response:
+    """The same GET for the fast lane (refit.fastlane)."""
+    return await _catalog(fastlane.header(scope, b"if-none-match"))
+
+
+async def _catalog(if_none_match: str | None) -> Response:
     res = resources.current()
     if if_none_match:
         etag = await service.cached_etag(res)

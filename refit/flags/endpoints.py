@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 
+from refit import fastlane, transactions
 from refit.admin.deps import AdminDep
-from refit.auth.deps import CurrentClaims, UserSessionDep
+from refit.auth.deps import CurrentClaims, UserSessionDep, lane_claims
 from refit.errors import Unauthorized, problem_responses
 from refit.flags import evaluate, service
 from refit.flags.schemas import (
@@ -52,7 +54,20 @@ async def my_flags(session: UserSessionDep, claims: CurrentClaims) -> SellerFlag
     """Every flag, on or off for the signed-in seller's wallet, evaluated on the server; and
     the seller's variant of each flag that is on for them and has variants (counted as an
     exposure of that variant)."""
-    wallet = await _wallet_of(session, claims.user_id)
+    return await _flags_of(session, claims.user_id)
+
+
+async def lane_my_flags(scope: Scope, _: str) -> Response:
+    """The same GET for the fast lane (refit.fastlane): the same transaction, in the seller's
+    role, committed before the answer goes out; the body as FastAPI writes the model."""
+    claims = await lane_claims(scope)
+    async with transactions.seller_transaction(claims.user_id) as session:
+        flags = await _flags_of(session, claims.user_id)
+    return fastlane.json_response(flags.model_dump_json(by_alias=True))
+
+
+async def _flags_of(session: AsyncSession, user_id: uuid.UUID) -> SellerFlags:
+    wallet = await _wallet_of(session, user_id)
     enabled, variants = await evaluate.flags_for(session, wallet)
     return SellerFlags(flags=enabled, variants=variants)
 

@@ -3,14 +3,17 @@ session: another seller's order id is a 404, exactly like an unknown one."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel
+from starlette.types import Scope
 
 from refit import idempotency
-from refit.auth.deps import CurrentClaims, UserSessionDep, seller_limit
+from refit.auth.deps import CurrentClaims, UserSessionDep, lane_claims, seller_limit
 from refit.models.order import OrderStatus
 from refit.orders import offers, reads, service
 from refit.orders.schemas import OrderCancel, OrderCreate, OrderDetail, OrderPage
@@ -63,6 +66,43 @@ async def list_orders(
 @router.get("/{order_id}", response_model=OrderDetail)
 async def get_order(order_id: uuid.UUID, claims: CurrentClaims) -> Response:
     return _json(await reads.seller_order_detail(claims.user_id, order_id))
+
+
+# The same two GETs for the fast lane (refit.fastlane): what they do not take as it is
+# (None), FastAPI's routes above answer, refusals included.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_LIMIT = re.compile(r"[1-9][0-9]?|100")
+
+
+async def lane_get_order(scope: Scope, order_id: str) -> Response | None:
+    if not _UUID.fullmatch(order_id):
+        return None
+    claims = await lane_claims(scope)
+    return _json(await reads.seller_order_detail(claims.user_id, uuid.UUID(order_id)))
+
+
+async def lane_list_orders(scope: Scope, _: str) -> Response | None:
+    query = _list_query(scope["query_string"])
+    if query is None:
+        return None
+    claims = await lane_claims(scope)
+    return _json(await reads.list_orders(claims.user_id, limit=query[0], cursor=query[1]))
+
+
+def _list_query(raw: bytes) -> tuple[int, str | None] | None:
+    """limit and cursor when the query string holds nothing else, each once and valid as
+    `list_orders` declares them; else None."""
+    if not raw:
+        return 50, None
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    found = dict(pairs)
+    if len(found) != len(pairs) or not found.keys() <= {"limit", "cursor"}:
+        return None
+    limit = found.get("limit", "50")
+    cursor = found.get("cursor")
+    if not _LIMIT.fullmatch(limit) or (cursor is not None and not 0 < len(cursor) <= 200):
+        return None
+    return int(limit), cursor
 
 
 def _json(model: BaseModel) -> Response:
