@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from refit.carriers.interface import (
     NO_EXTRAS,
@@ -171,13 +172,12 @@ class SandboxCarrier:
         self, rate_id: str, *, metadata: str, label_file_type: str
     ) -> LabelTransaction:
         async with service_transaction(sessionmaker=self._sessionmaker) as session:
-            rate = await session.get(SandboxObject, rate_id)
+            rate, shipment = await _chain(session, rate_id, "shipment")
             if rate is None or rate.kind != "rate":
                 raise CarrierRejected(
                     "Sandbox refused the purchase",
                     [CarrierMessage(text="Rate not found.", code="rate")],
                 )
-            shipment = await session.get(SandboxObject, rate.data["shipment"])
             transaction_id = f"sbx_txn_{uuid.uuid4().hex}"
             data = {
                 "carrier": rate.data["carrier"].lower(),
@@ -224,13 +224,12 @@ class SandboxCarrier:
 
     async def download_label(self, transaction: LabelTransaction) -> bytes:
         async with service_transaction(sessionmaker=self._sessionmaker) as session:
-            txn = await session.get(SandboxObject, transaction.transaction_id)
-            rate = await session.get(SandboxObject, txn.data["rate"]) if txn else None
-            shipment = await session.get(SandboxObject, rate.data["shipment"]) if rate else None
+            txn, rate, shipment = await _chain(
+                session, transaction.transaction_id, "rate", "shipment"
+            )
         if txn is None or rate is None or shipment is None:
             raise CarrierRejected(f"no sandbox label for {transaction.transaction_id}")
-        # reportlab (and its CJK fonts) cost ~0.4 s of CPU at import; only drawing a sandbox
-        # label needs it.
+        # reportlab (and its CJK fonts) cost ~0.4 s of CPU at import: only labels need it.
         from refit.carriers.sandbox.label_pdf import render_label
 
         return render_label(
@@ -338,6 +337,16 @@ def extras_cost(extras: Extras) -> Decimal:
     if extras.signature:
         cost += SIGNATURE_FEE
     return cost
+
+
+async def _chain(session: AsyncSession, object_id: str, *keys: str) -> list[Any]:
+    """The object and those it names by `keys`, in one statement (None: not found)."""
+    chain = [aliased(SandboxObject) for _ in range(len(keys) + 1)]
+    query = select(*chain).where(chain[0].object_id == object_id)
+    for child, parent, key in zip(chain, chain[1:], keys, strict=False):
+        query = query.outerjoin(parent, parent.object_id == child.data[key].astext)
+    row = (await session.execute(query)).one_or_none()
+    return list(row) if row is not None else [None] * len(chain)
 
 
 def _label_services(extra: dict[str, Any]) -> list[str]:
