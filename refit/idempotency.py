@@ -35,8 +35,7 @@ from fastapi import Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue, transactions
@@ -58,6 +57,32 @@ IdempotencyKeyHeader = Annotated[
         description="Retry-safe key: the same key and body return the first response",
     ),
 ]
+
+
+_CLAIM = """
+INSERT INTO idempotency_keys (principal, key, request_method, request_path, request_hash)
+VALUES (%(principal)s, %(key)s, %(method)s, %(path)s, %(hash)s)
+ON CONFLICT (principal, key) DO NOTHING
+RETURNING id
+"""
+# In the same message as the claim, and read only when the claim found the key taken: a
+# statement of its own, so its snapshot holds the row the claim waited for.
+_ANSWERED = """
+SELECT id, request_hash, response_status, response_body FROM idempotency_keys
+WHERE principal = %(principal)s AND key = %(key)s
+"""
+_ANSWER = """
+UPDATE idempotency_keys SET response_status = %(status)s, response_body = %(body)s
+WHERE id = %(id)s
+"""
+
+
+@dataclass(frozen=True)
+class _Answered:
+    id: uuid.UUID
+    request_hash: str
+    response_status: int | None
+    response_body: str | None
 
 
 @dataclass(frozen=True)
@@ -99,27 +124,21 @@ async def begin(
     method, path = request.method, request.url.path
     digest = request_hash(method, path, body)
     principal = principal_of(who)
-    async with transactions.as_service(session):
-        inserted = await session.scalar(
-            insert(IdempotencyKey)
-            .values(
-                principal=principal,
-                key=key,
-                request_method=method,
-                request_path=path,
-                request_hash=digest,
-            )
-            .on_conflict_do_nothing(index_elements=["principal", "key"])
-            .returning(IdempotencyKey.id)
-        )
-        if inserted is not None:
-            return Claim(key_id=inserted)
-        # The key exists and its transaction committed (ON CONFLICT waited for it).
-        existing = await session.scalar(
-            select(IdempotencyKey)
-            .where(IdempotencyKey.principal == principal, IdempotencyKey.key == key)
-            .execution_options(populate_existing=True)
-        )
+    # One round trip (the role switches with it): claim the key, or, when it is taken (ON
+    # CONFLICT waited for the transaction that took it to end), read what it answered.
+    key_of = {"principal": principal, "key": key}
+    claimed, found = await transactions.in_one_message(
+        session,
+        transactions.Step(
+            _CLAIM,
+            {**key_of, "method": method, "path": path, "hash": digest},
+            as_service=True,
+        ),
+        transactions.Step(_ANSWERED, key_of, as_service=True),
+    )
+    if claimed:
+        return Claim(key_id=claimed[0]["id"])
+    existing = _Answered(**found[0]) if found else None
     if existing is None or existing.response_status is None or existing.response_body is None:
         # Only possible if the row was pruned between the two statements, or was written by
         # code that forgot `respond`: refuse rather than run the work twice.
@@ -151,12 +170,14 @@ async def respond(
     content = jsonable_encoder(body)
     response = JSONResponse(content, status_code=status_code)
     if claim.key_id is not None:
-        async with transactions.as_service(session):
-            await session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.id == claim.key_id)
-                .values(response_status=status_code, response_body=bytes(response.body).decode())
-            )
+        await transactions.in_one_message(
+            session,
+            transactions.Step(
+                _ANSWER,
+                {"status": status_code, "body": bytes(response.body).decode(), "id": claim.key_id},
+                as_service=True,
+            ),
+        )
     return response
 
 

@@ -29,6 +29,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
@@ -49,6 +50,7 @@ __all__ = [
     "as_service",
     "command_transaction",
     "fetch_as_user",
+    "in_one_message",
     "seller_transaction",
     "service_transaction",
     "write_as_service",
@@ -339,3 +341,58 @@ async def write_as_service(
                 if not pg.closed:
                     await pg.set_autocommit(False)
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of `in_one_message` (psycopg's %(name)s placeholders); `as_service`: it
+    writes as the service, after the seller's RLS proved the rows are theirs."""
+
+    sql: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    as_service: bool = False
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[str, Any]]]:
+    """The steps, in order, in ONE round trip on the session's own transaction: the rows each
+    returned (none for a statement that returns none).
+
+    The role switches `as_service` would make around the service's steps of a seller's
+    session go in the same message (and the seller's role comes back at its end), so a write
+    costs no round trips of its own beyond the one. The values are bound client-side, quoted
+    by psycopg, as in `fetch_as_user`. The session's pending changes are flushed first.
+    """
+    await session.flush()
+    pg = await db.raw_connection(session)
+    seller = acting_user(session) is not None and not session.info.get("as_service")
+    statements: list[str] = []
+    params: dict[str, Any] = {}
+    ours: list[bool] = []  # which statements are the caller's (not a role switch)
+    as_user = seller
+
+    def switch(to_user: bool) -> None:
+        nonlocal as_user
+        if seller and as_user != to_user:
+            statements.append(f"SET LOCAL ROLE {USER_ROLE if to_user else 'NONE'}")
+            ours.append(False)
+            as_user = to_user
+
+    for index, step in enumerate(steps):
+        switch(not step.as_service)
+        # Each step's names are its own: prefixed, so two steps may both say %(id)s.
+        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
+        params.update({f"s{index}_{name}": value for name, value in step.params.items()})
+        ours.append(True)
+    switch(True)
+    cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
+    await cursor.execute("; ".join(statements), params)
+    results: list[list[dict[str, Any]]] = []
+    for index, mine in enumerate(ours):
+        if index:
+            cursor.nextset()
+        if mine:
+            results.append(await cursor.fetchall() if cursor.description is not None else [])
+    return results

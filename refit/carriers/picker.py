@@ -49,13 +49,15 @@ def carrier_name(settings: Settings) -> str:
 
 @asynccontextmanager
 async def open_carrier(
-    settings: Settings, *, seller_waiting: bool = False
+    settings: Settings, *, seller_waiting: bool = False, job: bool = False
 ) -> AsyncIterator[Carrier]:
     """Shippo when REFIT_SHIPPO_API_KEY is set, else the built-in sandbox carrier.
 
     `seller_waiting`: the calls answer a seller's request, so they fail fast (503 with
     Retry-After) rather than wait: a 429 is retried once at most, after a short wait, and all
     calls together are bounded by the request timeout. Background jobs wait out the carrier.
+    `job`: the calls are a job's; the sandbox's transactions are then a job's too (no
+    statement timeout, as the job's own), which spares each one a round trip.
     """
     if settings.shippo_api_key:
         api, downloads = ShippoCarrier.clients(settings)
@@ -71,7 +73,7 @@ async def open_carrier(
             else:
                 yield ShippoCarrier(api, downloads)
     else:
-        yield SandboxCarrier(resources.current().sessionmaker)
+        yield SandboxCarrier(resources.current().sessionmaker, job=job)
 
 
 def as_problem(exc: CarrierError) -> ProblemError:

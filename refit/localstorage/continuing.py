@@ -58,9 +58,11 @@ async def continue_imported(
     # Locked and re-read: of two continues at once, the second waits here and finds the first.
     imported = await get_order(session, order_id, for_update=True)
     _require_continuable(imported)
-    order = await create_order(
-        session, user_id, OrderCreate(quote_id=quote.id, shipping_address_id=address_id)
-    )
+    order = (
+        await create_order(
+            session, user_id, OrderCreate(quote_id=quote.id, shipping_address_id=address_id)
+        )
+    ).order
     async with transactions.as_service(session):
         imported.continued_as_id = order.id
         await session.flush()

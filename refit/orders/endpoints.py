@@ -47,8 +47,8 @@ async def create_order(
     )
     if claim.replay is not None:
         return claim.replay
-    order = await service.create_order(session, claims.user_id, data)
-    detail = await reads.order_detail(session, order)
+    created = await service.create_order(session, claims.user_id, data)
+    detail = reads.created_detail(created)
     return await idempotency.respond(session, claim, status.HTTP_201_CREATED, detail)
 
 

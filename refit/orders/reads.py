@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit import resources, transactions
 from refit.models.order import Order, OrderStatusHistory
 from refit.orders.schemas import OrderDetail, OrderPage, OrderRead, StatusChange
-from refit.orders.service import order_not_found
+from refit.orders.service import Created, order_not_found
 from refit.pagination import decode_cursor, encode_cursor
 from refit.signed_urls import evidence_photo_url
 
@@ -163,5 +163,18 @@ async def order_detail(session: AsyncSession, order: Order) -> OrderDetail:
             "status_history": [StatusChange.model_validate(h) for h in history],
             "inspection": _with_photo_urls(extras["inspection"]),
             "payout": _with_explorer_url(extras["payout"]),
+        }
+    )
+
+
+def created_detail(created: Created) -> OrderDetail:
+    """A new order's response, from the rows its create wrote (nothing read back): no
+    inspection or payout yet, one history row."""
+    return OrderDetail.model_validate(
+        {
+            **OrderRead.model_validate(created.order).model_dump(),
+            "status_history": [StatusChange.model_validate(created.first_move)],
+            "inspection": None,
+            "payout": None,
         }
     )

@@ -14,18 +14,16 @@ import datetime as dt
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources, transactions
 from refit.errors import Conflict, NotFound
-from refit.models.address import ShippingAddress
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
-from refit.models.quote import Quote
 from refit.orders import follow_ups
 from refit.orders.schemas import OrderCreate
 from refit.orders.states import ALLOWED_MOVES, SELLER_CANCELLABLE, STAMPS
@@ -53,69 +51,100 @@ def order_not_found(order_id: uuid.UUID | str) -> NotFound:
     return NotFound(f"No order {order_id}", code="order_not_found")
 
 
-async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCreate) -> Order:
-    """An order in `pending` from the caller's own unexpired, unused quote and own address;
-    device and prices are copied from the quote, never taken from the request."""
-    # Under the seller's session RLS already hides other sellers' quotes and addresses; the
-    # explicit user_id filters keep that true for a service-role caller too.
-    quote = await session.scalar(
-        select(Quote).where(Quote.id == data.quote_id, Quote.user_id == user_id)
-    )
-    if quote is None:
-        raise NotFound(f"No quote {data.quote_id}", code="quote_not_found")
-    now = dt.datetime.now(dt.UTC)
-    if quote.expires_at <= now:
-        raise Conflict(
-            f"Quote {quote.id} expired at {quote.expires_at.isoformat()}; ask for a new quote",
-            code="quote_expired",
-            extra={"expires_at": quote.expires_at.isoformat()},
-        )
-    # FOR SHARE: a delete of this address (which locks it FOR UPDATE, then looks for live
-    # orders) waits for this order to commit and then sees it, instead of racing past it.
-    address_id = await session.scalar(
-        select(ShippingAddress.id)
-        .where(ShippingAddress.id == data.shipping_address_id, ShippingAddress.user_id == user_id)
-        .with_for_update(read=True)
-    )
-    if address_id is None:
-        raise NotFound(f"No shipping address {data.shipping_address_id}", code="address_not_found")
-    used_by = await session.scalar(select(Order.order_number).where(Order.quote_id == quote.id))
-    if used_by is not None:
-        raise _quote_used(quote.id, used_by)
+@dataclass(frozen=True)
+class Created:
+    """A new order as written (not read back), with its first history row."""
 
-    order = Order(
-        id=uuid.uuid4(),
-        user_id=user_id,
-        quote_id=quote.id,
-        **{field: getattr(quote, field) for field in DEVICE_FIELDS},
-        quoted_price_usd=quote.price_usd,
-        quoted_price_sol=quote.price_sol,
-        quoted_price_lamports=quote.price_lamports,
-        shipping_address_id=address_id,
+    order: Order
+    first_move: dict[str, Any]
+
+
+# Under the seller's RLS (and the explicit user_id, true for a service-role caller too): the
+# quote, and the address FOR SHARE: a delete of this address (which locks it FOR UPDATE, then
+# looks for live orders) waits for this order to commit and then sees it, instead of racing
+# past it.
+_QUOTE = "SELECT expires_at FROM quotes WHERE id = %(quote_id)s AND user_id = %(user_id)s"
+_ADDRESS = (
+    "SELECT id FROM shipping_addresses WHERE id = %(address_id)s AND user_id = %(user_id)s "
+    "FOR SHARE"
+)
+# As the service: the order copies device and prices from the quote (never from the
+# request); order_number, status and the times are the database's defaults, returned with
+# the row, and the history row shares its created_at. Two creates racing on one quote both
+# pass the checks; the unique index on orders.quote_id lets one in and the other finds
+# nothing inserted (no error: the transaction stays usable, without a savepoint).
+_INSERT = f"""
+WITH o AS (
+  INSERT INTO orders (id, user_id, quote_id, {", ".join(DEVICE_FIELDS)}, quoted_price_usd,
+                      quoted_price_sol, quoted_price_lamports, shipping_address_id)
+  SELECT %(id)s, q.user_id, q.id, {", ".join(f"q.{f}" for f in DEVICE_FIELDS)}, q.price_usd,
+         q.price_sol, q.price_lamports, %(address_id)s
+  FROM quotes q WHERE q.id = %(quote_id)s AND q.user_id = %(user_id)s
+  ON CONFLICT (quote_id) DO NOTHING
+  RETURNING *
+), h AS (
+  INSERT INTO order_status_history (order_id, from_status, status, actor, notes, metadata,
+                                    created_at)
+  SELECT o.id, NULL, o.status, %(actor)s, %(notes)s, 'null'::jsonb, o.created_at FROM o
+  RETURNING from_status AS h_from_status, status AS h_status, actor AS h_actor,
+            notes AS h_notes, created_at AS h_created_at
+)
+SELECT o.*, h.* FROM o, h
+"""  # noqa: S608 (built from this module's constants; every value is a bound parameter)
+
+
+async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCreate) -> Created:
+    """An order in `pending` from the caller's own unexpired, unused quote and own address;
+    device and prices are copied from the quote, never taken from the request.
+
+    Two round trips: the checks under the seller's RLS, then the order, its history row and
+    its event as the service (transactions.in_one_message)."""
+    ids = {"quote_id": data.quote_id, "user_id": user_id}
+    quotes, addresses = await transactions.in_one_message(
+        session,
+        transactions.Step(_QUOTE, ids),
+        transactions.Step(_ADDRESS, {**ids, "address_id": data.shipping_address_id}),
     )
-    async with transactions.as_service(session):
-        try:
-            # Two creates racing on one quote both pass the check above; the unique index on
-            # orders.quote_id lets one in. The savepoint keeps this transaction usable.
-            async with session.begin_nested():
-                session.add(order)
-                await session.flush()
-        except IntegrityError as exc:
-            if "uq_orders_quote_id" in str(exc.orig):
-                raise _quote_used(quote.id, None) from exc
-            raise
-        # order_number, status and created_at are the database's defaults.
-        await session.refresh(order)
-        await _record_move(
-            session,
-            order,
-            None,
-            OrderStatus.PENDING,
-            actor=f"user:{user_id}",
-            notes="order created",
-            at=order.created_at,
+    if not quotes:
+        raise NotFound(f"No quote {data.quote_id}", code="quote_not_found")
+    expires_at: dt.datetime = quotes[0]["expires_at"]
+    if expires_at <= dt.datetime.now(dt.UTC):
+        raise Conflict(
+            f"Quote {data.quote_id} expired at {expires_at.isoformat()}; ask for a new quote",
+            code="quote_expired",
+            extra={"expires_at": expires_at.isoformat()},
         )
-    return order
+    if not addresses:
+        raise NotFound(f"No shipping address {data.shipping_address_id}", code="address_not_found")
+
+    order_id, actor, notes = uuid.uuid4(), f"user:{user_id}", "order created"
+    written, _ = await transactions.in_one_message(
+        session,
+        transactions.Step(
+            _INSERT,
+            {
+                **ids,
+                "id": order_id,
+                "address_id": addresses[0]["id"],
+                "actor": actor,
+                "notes": notes,
+            },
+            as_service=True,
+        ),
+        # Sent with the insert; had it inserted nothing, the transaction rolls back with it.
+        _publish_step(order_id, user_id, None, S.PENDING),
+    )
+    if not written:
+        used_by = await session.scalar(
+            select(Order.order_number).where(Order.quote_id == data.quote_id)
+        )
+        raise _quote_used(data.quote_id, used_by)
+    row = written[0]
+    order = Order(**{c.key: row[c.columns[0].name] for c in Order.__mapper__.column_attrs})
+    first_move = {k.removeprefix("h_"): v for k, v in row.items() if k.startswith("h_")}
+    _log_move(order, None, S.PENDING, actor)
+    await follow_ups.after_move(session, order, None, S.PENDING, notes=notes)
+    return Created(order=order, first_move=first_move)
 
 
 def _quote_used(quote_id: uuid.UUID, order_number: str | None) -> Conflict:
@@ -269,6 +298,17 @@ async def _record_move(
         )
     )
     await session.flush()
+    _log_move(order, from_status, to_status, actor)
+    step = _publish_step(order.id, order.user_id, from_status, to_status)
+    await session.execute(text("SELECT pg_notify(:channel, :payload)"), step.params)
+    await follow_ups.after_move(
+        session, order, from_status, to_status, notes=notes, metadata=metadata
+    )
+
+
+def _log_move(
+    order: Order, from_status: OrderStatus | None, to_status: OrderStatus, actor: str
+) -> None:
     log.info(
         "orders.transition",
         order_id=str(order.id),
@@ -276,22 +316,23 @@ async def _record_move(
         to_status=to_status.value,
         actor=actor,
     )
-    await _publish(session, order, from_status, to_status)
-    await follow_ups.after_move(
-        session, order, from_status, to_status, notes=notes, metadata=metadata
-    )
 
 
-async def _publish(
-    session: AsyncSession, order: Order, from_status: OrderStatus | None, to_status: OrderStatus
-) -> None:
+def _publish_step(
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    from_status: OrderStatus | None,
+    to_status: OrderStatus,
+) -> transactions.Step:
+    """The move's realtime event: one NOTIFY, delivered only if the transaction commits."""
     payload = {
-        "order_id": str(order.id),
-        "user_id": str(order.user_id),
+        "order_id": str(order_id),
+        "user_id": str(user_id),
         "from_status": from_status.value if from_status else None,
         "status": to_status.value,
     }
-    await session.execute(
-        text("SELECT pg_notify(:channel, :payload)"),
+    return transactions.Step(
+        "SELECT pg_notify(%(channel)s, %(payload)s)",
         {"channel": ORDER_EVENTS_CHANNEL, "payload": json.dumps(payload)},
+        as_service=True,
     )

@@ -65,6 +65,8 @@ class Snapshot:
     # When the oldest and the newest of them were written (database clock).
     unanswered_since: dt.datetime | None = None
     unanswered_until: dt.datetime | None = None
+    # This attempt's 'started' row, committed with the snapshot when none came before it.
+    started: LabelPurchase | None = None
 
 
 def metadata_for(order_id: uuid.UUID) -> str:
@@ -126,7 +128,7 @@ async def purchase(
     attempt: int,
 ) -> str:
     """One attempt of the label job. Returns what happened; raises to be retried."""
-    snapshot = await _snapshot(order_id)
+    snapshot = await _snapshot(order_id, carrier, job_id=job_id, attempt=attempt)
     if isinstance(snapshot, str):
         return snapshot
     transaction = None
@@ -134,7 +136,9 @@ async def purchase(
         transaction = await _recover(resources, carrier, order_id, snapshot)
     if snapshot.transaction_id is not None:
         transaction = await carrier.get_transaction(snapshot.transaction_id)
-    if transaction is None:
+    if snapshot.started is not None:
+        transaction = await _call(resources, carrier, order_id, snapshot.started)
+    elif transaction is None:
         transaction = await _buy(resources, carrier, order_id, snapshot.rate_id, job_id, attempt)
         if transaction is None:
             return "skipped: the order changed before the purchase"
@@ -150,7 +154,11 @@ async def purchase(
     return await _complete(resources, carrier, order_id, transaction)
 
 
-async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
+async def _snapshot(
+    order_id: uuid.UUID, carrier: Carrier, *, job_id: int | None, attempt: int
+) -> Snapshot | str:
+    """The order under its lock; and the attempt's 'started' row with it when nothing was
+    bought or asked for before (one transaction fewer in the common case)."""
     async with service_transaction(job=True) as session:
         order = await get_order(session, order_id, for_update=True)
         if order.status != OrderStatus.PROCESSING_SHIPMENT:
@@ -172,6 +180,16 @@ async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
                 )
             )
         ).all()
+        started = None
+        if order.label_transaction_id is None and not rows:
+            started = await state.start_purchase(
+                session,
+                order_id,
+                carrier_name=carrier.name,
+                rate_id=order.shipping_rate_id,
+                job_id=job_id,
+                attempt=attempt,
+            )
         return Snapshot(
             order.shipping_rate_id,
             order.label_transaction_id,
@@ -179,6 +197,7 @@ async def _snapshot(order_id: uuid.UUID) -> Snapshot | str:
             min((float(r[1]) for r in rows), default=0.0),
             min((r[2] for r in rows), default=None),
             max((r[2] for r in rows), default=None),
+            started=started,
         )
 
 
@@ -263,10 +282,17 @@ async def _buy(
             job_id=job_id,
             attempt=attempt,
         )
-    # Committed: from here on a crash leaves a 'started' row for the next attempt to resolve.
+    return await _call(resources, carrier, order_id, row)
+
+
+async def _call(
+    resources: Resources, carrier: Carrier, order_id: uuid.UUID, row: LabelPurchase
+) -> LabelTransaction:
+    """The carrier's purchase, `row` (the attempt's 'started' row) committed: from here on a
+    crash leaves a 'started' row for the next attempt to resolve."""
     try:
         transaction = await carrier.purchase_label(
-            rate_id,
+            row.rate_id,
             metadata=metadata_for(order_id),
             label_file_type=resources.settings.label_file_type,
         )

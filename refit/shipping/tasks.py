@@ -67,7 +67,7 @@ async def purchase_label_task(context: procrastinate.JobContext, order_id: str) 
     attempt = job.attempts + 1
     res = resources.current()
     try:
-        async with open_carrier(res.settings) as carrier:
+        async with open_carrier(res.settings, job=True) as carrier:
             outcome = await labels.purchase(
                 res, carrier, uuid.UUID(order_id), job_id=job.id, attempt=attempt
             )
@@ -97,7 +97,7 @@ async def purchase_return_label_task(context: procrastinate.JobContext, order_id
     assert job is not None
     res = resources.current()
     try:
-        async with open_carrier(res.settings) as carrier:
+        async with open_carrier(res.settings, job=True) as carrier:
             outcome = await returns.purchase(res, carrier, uuid.UUID(order_id))
     except Exception as exc:
         if job.attempts + 1 >= RETURN_ATTEMPTS:
@@ -169,7 +169,7 @@ async def refund_label_task(order_id: str) -> str:
             settles_in=settles_in,
         )
     refunded = []
-    async with open_carrier(res.settings) as carrier:
+    async with open_carrier(res.settings, job=True) as carrier:
         for row_id, rate_id, transaction_id, started_at, _ in rows:
             if transaction_id is None:
                 # An attempt that never heard back: look for what it may have bought.

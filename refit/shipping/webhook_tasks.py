@@ -98,7 +98,7 @@ async def handle(inbox_id: uuid.UUID) -> str:
     # Every update, in every state of the order: what is recorded is shown to the seller, and
     # what is acted on moves or flags the order, so neither may come from the body. Outside
     # any transaction: the carrier may be slow, and no row is locked meanwhile.
-    async with open_carrier(resources.current().settings) as carrier:
+    async with open_carrier(resources.current().settings, job=True) as carrier:
         truth = await carrier.get_tracking(carrier_code, hint.tracking_number)
 
     async with service_transaction(job=True) as session:

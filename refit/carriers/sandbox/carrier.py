@@ -14,10 +14,12 @@ import re
 import uuid
 from dataclasses import asdict
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from refit.carriers.interface import (
     NO_EXTRAS,
@@ -84,8 +86,8 @@ def _now() -> dt.datetime:
 class SandboxCarrier:
     name = "sandbox"
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self._sessionmaker = sessionmaker
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], job: bool = False) -> None:
+        self._transaction = partial(service_transaction, sessionmaker=sessionmaker, job=job)
 
     async def validate_address(self, address: Address) -> AddressValidation:
         messages = []
@@ -138,7 +140,7 @@ class SandboxCarrier:
                     estimated_days=days + z // 3,
                 )
             )
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
+        async with self._transaction() as session:
             session.add(
                 SandboxObject(
                     object_id=shipment_id,
@@ -170,14 +172,13 @@ class SandboxCarrier:
     async def purchase_label(
         self, rate_id: str, *, metadata: str, label_file_type: str
     ) -> LabelTransaction:
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
-            rate = await session.get(SandboxObject, rate_id)
+        async with self._transaction() as session:
+            rate, shipment = await _chain(session, rate_id, "shipment")
             if rate is None or rate.kind != "rate":
                 raise CarrierRejected(
                     "Sandbox refused the purchase",
                     [CarrierMessage(text="Rate not found.", code="rate")],
                 )
-            shipment = await session.get(SandboxObject, rate.data["shipment"])
             transaction_id = f"sbx_txn_{uuid.uuid4().hex}"
             data = {
                 "carrier": rate.data["carrier"].lower(),
@@ -196,7 +197,7 @@ class SandboxCarrier:
         return _transaction(transaction_id, data)
 
     async def get_transaction(self, transaction_id: str) -> LabelTransaction:
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
+        async with self._transaction() as session:
             found = await session.get(SandboxObject, transaction_id)
         if found is None or found.kind != "transaction":
             raise CarrierRejected(f"no sandbox transaction {transaction_id}")
@@ -210,7 +211,7 @@ class SandboxCarrier:
         created_after: dt.datetime,
         created_before: dt.datetime,
     ) -> list[LabelTransaction]:
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
+        async with self._transaction() as session:
             rows = await session.scalars(
                 select(SandboxObject).where(
                     SandboxObject.kind == "transaction",
@@ -223,14 +224,13 @@ class SandboxCarrier:
             return [_transaction(r.object_id, r.data) for r in rows]
 
     async def download_label(self, transaction: LabelTransaction) -> bytes:
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
-            txn = await session.get(SandboxObject, transaction.transaction_id)
-            rate = await session.get(SandboxObject, txn.data["rate"]) if txn else None
-            shipment = await session.get(SandboxObject, rate.data["shipment"]) if rate else None
+        async with self._transaction() as session:
+            txn, rate, shipment = await _chain(
+                session, transaction.transaction_id, "rate", "shipment"
+            )
         if txn is None or rate is None or shipment is None:
             raise CarrierRejected(f"no sandbox label for {transaction.transaction_id}")
-        # reportlab (and its CJK fonts) cost ~0.4 s of CPU at import; only drawing a sandbox
-        # label needs it.
+        # reportlab (and its CJK fonts) cost ~0.4 s of CPU at import: only labels need it.
         from refit.carriers.sandbox.label_pdf import render_label
 
         return render_label(
@@ -245,7 +245,7 @@ class SandboxCarrier:
 
     async def refund_label(self, transaction_id: str) -> Refund:
         refund_id = f"sbx_rfd_{uuid.uuid4().hex}"
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
+        async with self._transaction() as session:
             txn = await session.get(SandboxObject, transaction_id, with_for_update=True)
             if txn is None or txn.data["status"] != TransactionStatus.SUCCESS.value:
                 raise CarrierRejected(f"sandbox transaction {transaction_id} is not refundable")
@@ -261,7 +261,7 @@ class SandboxCarrier:
         return Refund(refund_id=refund_id, transaction_id=transaction_id, status="SUCCESS")
 
     async def find_refund(self, transaction_id: str) -> Refund | None:
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
+        async with self._transaction() as session:
             row = await session.scalar(
                 select(SandboxObject)
                 .where(
@@ -285,7 +285,7 @@ class SandboxCarrier:
         by a push keeps the moment it was pushed, so the track reads the same every time."""
         if status not in TRACKING_STEPS:
             raise CarrierRejected(f"sandbox tracking cannot be set to {status}")
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
+        async with self._transaction() as session:
             row = await session.scalar(
                 select(SandboxObject)
                 .where(
@@ -308,7 +308,7 @@ class SandboxCarrier:
             row.data = {**row.data, "tracking_pushed": pushed}
 
     async def _by_tracking_number(self, tracking_number: str) -> dict[str, Any]:
-        async with service_transaction(sessionmaker=self._sessionmaker) as session:
+        async with self._transaction() as session:
             row = await session.scalar(
                 select(SandboxObject).where(
                     SandboxObject.kind == "transaction",
@@ -338,6 +338,15 @@ def extras_cost(extras: Extras) -> Decimal:
     if extras.signature:
         cost += SIGNATURE_FEE
     return cost
+
+
+async def _chain(session: AsyncSession, object_id: str, *keys: str) -> list[Any]:
+    """The object and those it names by `keys`, in one statement (None: not found)."""
+    chain = [aliased(SandboxObject) for _ in range(len(keys) + 1)]
+    query = select(*chain).where(chain[0].object_id == object_id)
+    for child, parent, key in zip(chain, chain[1:], keys, strict=False):
+        query = query.outerjoin(parent, parent.object_id == child.data[key].astext)
+    return list((await session.execute(query)).one_or_none() or [None] * len(chain))
 
 
 def _label_services(extra: dict[str, Any]) -> list[str]:
