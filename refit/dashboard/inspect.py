@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from refit import resources
 from refit.catalog.prices import catalog_price
 from refit.catalog.schemas import storage_sort_key
-from refit.dashboard import inspect_form, photos
+from refit.dashboard import forms, inspect_form, photos
 from refit.dashboard.inspect_form import Typed
 from refit.dashboard.orders import to_order
 from refit.dashboard.render import page
@@ -130,7 +130,7 @@ async def _form(
         },
         typed=typed,
         errors=errors,
-        first_error=inspect_form.first_error(errors, _field_order(codes)),
+        first_error=forms.first_error(errors, _field_order(codes)),
         held=held or [],
         prices_json=json.dumps(table).replace("<", "\\u003c"),
     )

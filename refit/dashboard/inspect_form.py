@@ -142,8 +142,3 @@ def by_field(exc: ValidationError) -> dict[str, str]:
 
 def field_of(problem: ProblemError) -> str:
     return FIELD_OF_CODE.get(problem.code or "", "form")
-
-
-def first_error(errors: dict[str, str], order: list[str]) -> str | None:
-    """The first field with a problem, in the page's order: it gets the focus."""
-    return next((name for name in order if name in errors), None)

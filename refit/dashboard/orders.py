@@ -11,20 +11,20 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from refit import resources
 from refit.backoffice import claims
-from refit.backoffice.reads import order_story
-from refit.dashboard import actions, live, payout_actions, photos, returns, summary
+from refit.dashboard import actions, forms, live, photos
+from refit.dashboard.forms import Kept
+from refit.dashboard.order_view import render_order
 from refit.dashboard.queue_reads import Cursor, counts, queue
-from refit.dashboard.render import page
+from refit.dashboard.render import STATUS_LABELS, page
 from refit.dashboard.session import AdminDep, OperatorDep
 from refit.dashboard.work import WORK_LABELS, Work
 from refit.errors import Conflict, Unprocessable
 from refit.inspection import service
 from refit.ledger.treasury import treasury_pubkey
-from refit.models import Operator, OrderStatus
+from refit.models import OrderStatus
 from refit.models.payout import PayoutStatus
 from refit.orders.service import cancel_before_transit, get_order
 from refit.payouts import service as payouts
@@ -98,21 +98,6 @@ async def queue_page(
     return response
 
 
-async def _actor_names(session: SessionDep, actors: list[str]) -> dict[str, str]:
-    ids = []
-    for actor in actors:
-        kind, _, who = actor.partition(":")
-        if kind == "operator":
-            try:
-                ids.append(uuid.UUID(who))
-            except ValueError:
-                continue
-    if not ids:
-        return {}
-    rows = await session.execute(select(Operator.id, Operator.username).where(Operator.id.in_(ids)))
-    return {f"operator:{op_id}": name for op_id, name in rows.all()}
-
-
 @router.get("/orders/{order_id}", response_class=HTMLResponse)
 async def order_page(
     order_id: uuid.UUID,
@@ -124,36 +109,14 @@ async def order_page(
     glance = await live.order_glance(session, order_id)
     if glance is not None and (same := live.unchanged(request, glance.stamp)) is not None:
         return same
-    story = await order_story(session, resources.current().settings, order_id)
-    assert glance is not None  # order_story answered 404 otherwise
-    actors = [h.actor for h in story.history]
-    if story.inspection is not None:
-        actors.append(f"operator:{story.inspection.operator_id}")
-    payout_state, payout_moves = None, set()
-    if story.payout is not None:
-        actors += [story.payout.requested_by, story.payout.approved_by or ""]
-        max_usd = resources.current().settings.payout_max_usd
-        payout_state = payout_actions.state_in_words(story.payout, max_usd)
-        payout_moves = payout_actions.offered(story.payout, operator, max_usd)
-    response = page(
+    return await render_order(
         request,
-        "order.html",
-        story=story,
-        actions=actions.allowed(story, operator),
-        done=actions.DONE.get(done or "") or CLAIM_DONE.get(done or ""),
-        names=await _actor_names(session, actors),
-        photo_statuses=sorted(photos.EVIDENCE_STATUSES),
-        payout_state=payout_state,
-        payout_moves=payout_moves,
-        returns=await returns.panel(session, request, story, operator),
-        who_acts=summary.who_acts(story, payout_state),
-        price_label=summary.price_label(story),
-        show_eta=summary.show_eta(story),
+        session,
+        operator,
+        order_id,
         glance=glance,
-        live_stamp=glance.stamp,
+        done=actions.DONE.get(done or "") or CLAIM_DONE.get(done or ""),
     )
-    response.headers[live.HEADER] = glance.stamp
-    return response
 
 
 # What a claim's redirect says (?done=): fixed texts, never echoed input.
@@ -238,15 +201,45 @@ async def approve(payout_id: uuid.UUID, session: SessionDep, operator: AdminDep)
     return to_order(payout.order_id, "approved")
 
 
+# The cancel form's reason: as long as the history's notes take.
+REASON_MAX = 500
+
+
 @router.post("/orders/{order_id}/cancel")
 async def cancel(
     order_id: uuid.UUID,
+    request: Request,
     session: SessionDep,
     operator: AdminDep,
-    reason: Annotated[str, Form(max_length=500)] = "",
+    # Longer than allowed, so that the form (not a bare 422) says what is wrong.
+    reason: Annotated[str, Form(max_length=4 * REASON_MAX)] = "",
 ) -> Response:
-    # The API's cancel itself; what follows (the label's refund) is the move's follow-up.
-    await cancel_before_transit(
-        session, order_id, actor=operator.actor, reason=reason.strip() or "cancelled by an operator"
-    )
-    return to_order(order_id, "cancelled")
+    kept = Kept(("reason",), values={"reason": reason})
+    if len(reason.strip()) > REASON_MAX:
+        kept.errors["reason"] = (
+            f"At most {REASON_MAX} characters; this is {len(reason.strip())}. Shorten it."
+        )
+    else:
+        # The API's cancel itself; what follows (the label's refund) is the move's follow-up.
+        done, refused = await forms.attempt(
+            session,
+            lambda: cancel_before_transit(
+                session,
+                order_id,
+                actor=operator.actor,
+                reason=reason.strip() or "cancelled by an operator",
+            ),
+        )
+        if done is not None:
+            return to_order(order_id, "cancelled")
+        assert refused is not None
+        if refused.status != 409:
+            raise refused
+        now = (await get_order(session, order_id)).status
+        kept.status = 409
+        kept.errors["reason"] = (
+            f"Not cancelled: the order is {STATUS_LABELS[now].lower()} now, and only an order "
+            "whose device is not on its way yet can be cancelled here. Nothing was changed; "
+            "your reason is kept here."
+        )
+    return await render_order(request, session, operator, order_id, kept={"cancel": kept})

@@ -1,7 +1,11 @@
 """The ways out of a stopped payout from the dashboard: retry, cancel, release and resolve, each
 the service function the API calls (refit/payouts/recovery.py), so the same move, four-eyes
 and audit row (`operator:<id>` in payout_events); then back to the order, which says what was
-done. Also what the payout panel says of the payout's state, and who must act."""
+done. What the panel says of the payout is payout_panel.py's.
+
+A refused resolve (a malformed signature, a transfer not found, not this payout's, or not of
+its amount; the payout no longer held) comes back on the order page with the signature kept
+in its field and the reason by it (or by the buttons when it is not the signature's)."""
 
 from __future__ import annotations
 
@@ -9,87 +13,38 @@ import uuid
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
-from refit.dashboard.session import AdminDep, DashboardOperator
-from refit.models.payout import HoldReason, Payout, PayoutStatus
+from refit.dashboard import forms
+from refit.dashboard.forms import Kept
+from refit.dashboard.order_view import render_order
+from refit.dashboard.session import AdminDep
+from refit.errors import NotFound
+from refit.models.payout import Payout
 from refit.payouts import recovery
-from refit.payouts.schemas import PayoutRead, PayoutResolve
+from refit.payouts.schemas import PayoutResolve
 from refit.transactions import SessionDep
 
 router = APIRouter()
 
-P = PayoutStatus
-# The order page reads a PayoutRead, the payouts page the rows themselves.
-AnyPayout = Payout | PayoutRead
-
-_HOLDS = {
-    HoldReason.SANCTIONS: "recipient on the sanctions list",
-    HoldReason.SANCTIONS_LIST_STALE: "the sanctions list is stale",
-    HoldReason.ALREADY_ON_CHAIN: "a transfer for this order is already on chain",
+# The resolve's refusals about what was typed (recovery._check_transfer); others (the
+# payout's state) are said by the buttons.
+SIGNATURE_CODES = {
+    code: "signature" for code in ("transfer_not_found", "transfer_not_ours", "transfer_mismatch")
 }
-
-
-def _who(payout: AnyPayout, moves: list[str], max_usd: Decimal) -> str:
-    second = any(recovery.needs_second_admin(payout, m, max_usd=max_usd) for m in moves)
-    return "a second admin must" if second else "an admin must"
-
-
-def state_in_words(payout: AnyPayout, max_usd: Decimal) -> str:
-    """The payout's state for the top of its panel, naming who must act next."""
-    status = payout.status
-    if status is P.AWAITING_APPROVAL:
-        return "Waiting for a second admin to approve it (over the per-payout cap)."
-    if status is P.PENDING:
-        waiting = f" It waits: {payout.error}" if payout.error else ""
-        return f"Pending: the worker signs and sends it.{waiting}"
-    if status is P.SIGNED:
-        return "Signed: the worker sends it and waits for the chain."
-    if status is P.SENT:
-        return "Sent: waiting for the chain to finalize it."
-    if status is P.FINALIZED:
-        return "Paid: the transfer is finalized on chain."
-    if status is P.CANCELLED:
-        return "Cancelled: pay again, revise the offer, or send the device home."
-    if status is P.FAILED:
-        return (
-            "Failed: the transfer landed with an error and moved nothing; "
-            f"{_who(payout, ['retry'], max_usd)} retry or cancel."
-        )
-    assert payout.hold_reason is not None
-    why = _HOLDS[payout.hold_reason]
-    if payout.hold_reason is HoldReason.ALREADY_ON_CHAIN:
-        pair = (
-            " (cancelling: a second admin)"
-            if recovery.needs_second_admin(payout, "cancel", max_usd=max_usd)
-            else ""
-        )
-        return (
-            f"Held: {why} — an admin must resolve it with that transfer's signature, or "
-            f"cancel it{pair}."
-        )
-    return f"Held: {why} — {_who(payout, ['release'], max_usd)} release or cancel."
-
-
-def offered(payout: AnyPayout, operator: DashboardOperator, max_usd: Decimal) -> set[str]:
-    """The ways out offered to `operator`: admins only, and not those four-eyes keeps from the
-    admin who asked for the payout (the service refuses them too)."""
-    if not operator.is_admin:
-        return set()
-    moves: set[str] = set()
-    if payout.status is P.FAILED:
-        moves = {"retry", "cancel"}
-    elif payout.status is P.HELD:
-        moves = {"cancel"}
-        if payout.hold_reason in recovery.SANCTIONS_HOLDS:
-            moves.add("release")
-        if payout.hold_reason is HoldReason.ALREADY_ON_CHAIN:
-            moves.add("resolve")
-    if payout.requested_by == operator.actor:
-        moves = {m for m in moves if not recovery.needs_second_admin(payout, m, max_usd=max_usd)}
-    return moves
+NOT_A_SIGNATURE = (
+    "Not a transaction signature: 64 to 88 characters of base 58 (letters and digits, "
+    "without 0, O, I or l), as the explorer shows it."
+)
+MOVED_ON = (
+    "Not resolved: this payout is no longer held for a transfer already on chain (its state "
+    "is at the top of the page). Nothing was changed."
+)
 
 
 def _max_usd() -> Decimal:
@@ -118,16 +73,44 @@ async def release(payout_id: uuid.UUID, session: SessionDep, operator: AdminDep)
     return _back_to_order(payout, "payout_released")
 
 
+async def _order_of(session: AsyncSession, payout_id: uuid.UUID) -> uuid.UUID:
+    order_id = await session.scalar(select(Payout.order_id).where(Payout.id == payout_id))
+    if order_id is None:
+        raise NotFound("No such payout", code="payout_not_found")
+    return order_id
+
+
 @router.post("/payouts/{payout_id}/resolve")
 async def resolve(
     payout_id: uuid.UUID,
-    form: Annotated[PayoutResolve, Form()],
+    request: Request,
     session: SessionDep,
     operator: AdminDep,
+    # Longer than a signature, so that the form (not a bare 422) says what is wrong.
+    signature: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    # As the API: the chain and the price feed are read before the resolve's own statements.
-    found, rate = await recovery.read_for_resolve(resources.current(), form.signature)
-    payout = await recovery.resolve(
-        session, payout_id, operator, found, signature=form.signature, rate=rate
-    )
-    return _back_to_order(payout, "payout_resolved")
+    kept = Kept(("signature",), values={"signature": signature.strip()})
+    try:
+        form = PayoutResolve(signature=signature.strip())
+    except ValidationError:
+        kept.errors["signature"] = NOT_A_SIGNATURE
+    else:
+        # As the API: the chain and the price feed are read before the resolve's own statements.
+        found, rate = await recovery.read_for_resolve(resources.current(), form.signature)
+        payout, refused = await forms.attempt(
+            session,
+            lambda: recovery.resolve(
+                session, payout_id, operator, found, signature=form.signature, rate=rate
+            ),
+        )
+        if payout is not None:
+            return _back_to_order(payout, "payout_resolved")
+        assert refused is not None
+        if refused.status not in (403, 409, 422):
+            raise refused
+        kept.refuse(refused, SIGNATURE_CODES)
+        if refused.status == 409:
+            # The payout moved on (resolved, cancelled): its state shows in the panel.
+            kept.errors["form"] = MOVED_ON
+    order_id = await _order_of(session, payout_id)
+    return await render_order(request, session, operator, order_id, kept={"resolve": kept})

@@ -10,7 +10,7 @@ from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import resources
-from refit.dashboard import payout_actions
+from refit.dashboard import payout_panel
 from refit.dashboard.render import page
 from refit.dashboard.session import OperatorDep
 from refit.models import Order
@@ -51,7 +51,7 @@ async def payouts_page(
     reading = await latest_balance(session)
     cap = settings.payout_daily_max_usd
     moves = {
-        p.id: payout_actions.offered(p, operator, settings.payout_max_usd) for p, _ in failed + held
+        p.id: payout_panel.offered(p, operator, settings.payout_max_usd) for p, _ in failed + held
     }
     return page(
         request,

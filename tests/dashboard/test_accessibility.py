@@ -255,6 +255,24 @@ async def check_pages(context: BrowserContext, base: str, size: str, ids, userna
     await expect(page.locator("#form-problems")).to_be_visible()
     await page.screenshot(path=str(ARTIFACTS / f"inspect-refused-{size}.png"), full_page=True)
     found[f"inspect-refused at {size}"] = await axe(page)
+    # A new operator refused (the name taken): the name kept, the message by it, focused.
+    await page.goto(f"{base}/admin/operators")
+    await page.locator("#new-username").fill(username)
+    await page.locator("#new-password").fill(secrets.token_urlsafe(16))
+    await page.get_by_role("button", name="Create").click()
+    await expect(page.locator("#new-username-error")).to_be_visible()
+    await expect(page.locator("#new-username")).to_be_focused()
+    await page.screenshot(path=str(ARTIFACTS / f"operators-refused-{size}.png"), full_page=True)
+    found[f"operators-refused at {size}"] = await axe(page)
+    # A cancel refused (a reason too long, past the field's maxlength): nothing changes.
+    await page.goto(f"{base}/admin/orders/{ids['shipped']}")
+    await page.evaluate(
+        "document.getElementById('cancel-reason').value = 'x'.repeat(600);"
+        "document.getElementById('cancel-form').submit()"
+    )
+    await expect(page.locator("#cancel-reason-error")).to_be_visible()
+    await page.screenshot(path=str(ARTIFACTS / f"order-cancel-refused-{size}.png"), full_page=True)
+    found[f"order-cancel-refused at {size}"] = await axe(page)
     await page.close()
     return found
 

@@ -7,3 +7,9 @@
     window.history.replaceState(null, "", url.pathname + url.search + url.hash);
   }
 })();
+// A refused form shown again: the first field with a problem has the focus (autofocus, kept
+// here for browsers that skip it on a page shown again).
+(function () {
+  const first = document.querySelector("form [autofocus]");
+  if (first && document.activeElement !== first) first.focus();
+})();
