@@ -20,6 +20,7 @@ import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit.admin import audit
@@ -120,8 +121,9 @@ async def create_operator(
     for a second admin's approval (`approve_operator`); any other works at once."""
     name = normalize_username(username)
     check_password(password)
+    taken = OperatorError(f"An operator named {name!r} already exists", code="operator_exists")
     if await session.scalar(select(exists().where(Operator.username == name))):
-        raise OperatorError(f"An operator named {name!r} already exists", code="operator_exists")
+        raise taken
     operator = Operator(
         username=name,
         password_hash=await hash_password(password),
@@ -130,8 +132,14 @@ async def create_operator(
     )
     if role is not OperatorRole.ADMIN or created_by.startswith(CLI_ACTOR_PREFIX):
         operator.approved_at, operator.approved_by = func.now(), created_by
-    session.add(operator)
-    await session.flush()
+    try:
+        # Two makers of one name at the same moment both pass the check above; the unique
+        # index decides, and the loser is told the name is taken (not a 500).
+        async with session.begin_nested():
+            session.add(operator)
+            await session.flush()
+    except IntegrityError as exc:
+        raise taken from exc
     await session.refresh(operator, ["approved_at", "created_at"])
     await audit.record(
         session,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 
 from refit.models import Operator
@@ -81,3 +83,24 @@ async def test_an_admin_creates_and_disables_an_operator(client, resources):
         "/api/admin/login", json={"username": "grace", "password": PASSWORD}
     )
     assert relogin.status_code == 401
+
+
+async def test_five_admins_making_one_name_at_the_same_moment_make_one_operator(client, resources):
+    """Each request passes the "is the name free" check before any inserts (a password's
+    hash takes a while in between); the unique index decides: one 201, four told the name
+    is taken, never a 500."""
+    admins = [await operator_headers(resources, role="admin") for _ in range(5)]
+    before = await _count(resources)
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/api/admin/operators",
+                json={"username": "ada", "password": PASSWORD, "role": "inspector"},
+                headers=headers,
+            )
+            for headers in admins
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 422, 422, 422, 422]
+    assert {a.json()["code"] for a in answers if a.status_code == 422} == {"operator_exists"}
+    assert await _count(resources) == before + 1
