@@ -43,6 +43,7 @@ from redis.commands.core import AsyncScript
 from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS, RateLimited, ServiceUnavailable
 from refit.log_setup import describe_error
 from refit.resources import RedisPoolExhausted, Resources, current
+from refit.script_batch import ScriptBatch
 
 log = structlog.get_logger(__name__)
 
@@ -154,8 +155,7 @@ async def hit(
     item = parse_limit(limit)
     limiter = _limiter(resources)
     try:
-        allowed = await limiter.hit(item, *identifiers)
-        if allowed:
+        if await _acquire(resources, limiter, item, identifiers):
             return
         stats = await limiter.get_window_stats(item, *identifiers)
     except (RedisPoolExhausted, redis.exceptions.TimeoutError) as exc:
@@ -172,6 +172,30 @@ async def hit(
         raise _unavailable(identifiers, exc) from exc
     reset = max(1, math.ceil(stats.reset_time - time.time()))
     raise _refusal(item, identifiers, reset, stats.remaining)
+
+
+# One per Redis client: `limits`' own moving-window script, its runs batched.
+_batches: weakref.WeakKeyDictionary[Redis, ScriptBatch] = weakref.WeakKeyDictionary()
+
+
+async def _acquire(
+    resources: Resources,
+    limiter: MovingWindowRateLimiter,
+    item: RateLimitItem,
+    identifiers: Sequence[str],
+) -> bool:
+    """`limiter.hit(item, *identifiers)`: the same script, key and arguments (the same
+    counts, shared with a process still on `limits`' own call), with the hits of requests
+    arriving together sent in one pipeline (refit.script_batch): it is on every seller's
+    request, and its round trip was most of its cost."""
+    storage = limiter.storage
+    assert isinstance(storage, RedisStorage)
+    batch = _batches.get(resources.redis)
+    if batch is None:
+        source = storage.bridge.lua_acquire_moving_window.script  # type: ignore[attr-defined]
+        batch = _batches[resources.redis] = ScriptBatch(resources.redis, source)
+    key = storage.bridge.prefixed_key(item.key_for(*identifiers))
+    return bool(await batch.run(key, [time.time(), item.amount, item.get_expiry(), 1]))
 
 
 # KEYS: one sorted set per window, of the slots taken in it (scored by the time taken, ms).

@@ -41,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from refit import db, resources
+from refit import db, prepared_reads, resources
 
 __all__ = [
     "SessionDep",
@@ -270,8 +270,33 @@ async def _read_in_one_message(
     # One Query message holds BEGIN, the role and claims (and the statement timeout), the
     # query and COMMIT: one round trip and the fewest steps on our side. The values are bound
     # client-side, quoted by psycopg (a ClientCursor); in autocommit mode psycopg adds no
-    # BEGIN of its own in front.
+    # BEGIN of its own in front. The query goes as the EXECUTE of a statement prepared on the
+    # connection where the engine allows them (refit.prepared_reads): no parsing or planning.
     await pg.set_autocommit(True)
+    try:
+        text = query
+        for attempt in (1, 2):
+            if prepared_reads.enabled(pg):
+                text = await prepared_reads.ensure(pg, query)
+            try:
+                return await _send_one_message(pg, user_id, text, params, statement_ms)
+            except prepared_reads.STALE:
+                if text is query or attempt == 2:
+                    raise
+                await prepared_reads.forget(pg, query)
+        raise AssertionError("unreachable")
+    finally:
+        if not pg.closed:
+            await pg.set_autocommit(False)
+
+
+async def _send_one_message(
+    pg: psycopg.AsyncConnection[Any],
+    user_id: uuid.UUID,
+    query: str,
+    params: Mapping[str, Any],
+    statement_ms: int,
+) -> list[dict[str, Any]]:
     try:
         cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
         as_user = _AS_BOUNDED_USER_SQL if statement_ms else _AS_USER_SQL
@@ -286,9 +311,6 @@ async def _read_in_one_message(
         if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await pg.execute("ROLLBACK")
         raise
-    finally:
-        if not pg.closed:
-            await pg.set_autocommit(False)
 
 
 async def write_as_service(

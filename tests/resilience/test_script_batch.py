@@ -1,0 +1,40 @@
+"""The per-seller limit's hits batched per turn of the event loop (refit/script_batch.py):
+each counted as alone, and a script Redis forgot is loaded again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from refit import ratelimit
+from refit.errors import RateLimited
+
+
+async def _hits(resources, limit: str, key: str, n: int) -> list[bool]:
+    async def one() -> bool:
+        try:
+            await ratelimit.hit(resources, limit, "batch", key)
+        except RateLimited:
+            return False
+        return True
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def test_hits_sent_together_count_one_each(resources):
+    key = uuid.uuid4().hex
+    answers = await _hits(resources, "7/minute", key, 8)
+    assert answers.count(True) == 7 and answers[-1] is False  # in the order asked
+    with pytest.raises(RateLimited) as refused:
+        await ratelimit.hit(resources, "7/minute", "batch", key)
+    assert refused.value.headers["RateLimit-Remaining"] == "0"
+
+
+async def test_a_script_redis_forgot_is_loaded_again(resources):
+    key = uuid.uuid4().hex
+    assert await _hits(resources, "3/minute", key, 2) == [True, True]
+    # As after a restart or SCRIPT FLUSH (not sent: the Redis may be shared): NOSCRIPT.
+    ratelimit._batches[resources.redis].sha = "0" * 40
+    assert await _hits(resources, "3/minute", key, 2) == [True, False]
