@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import queue, transactions
+from refit import one_message, queue, transactions
 from refit.errors import BadRequest, Conflict
 from refit.models.idempotency import IdempotencyKey
 
@@ -127,14 +127,14 @@ async def begin(
     # One round trip (the role switches with it): claim the key, or, when it is taken (ON
     # CONFLICT waited for the transaction that took it to end), read what it answered.
     key_of = {"principal": principal, "key": key}
-    claimed, found = await transactions.in_one_message(
+    claimed, found = await one_message.in_one_message(
         session,
-        transactions.Step(
+        one_message.Step(
             _CLAIM,
             {**key_of, "method": method, "path": path, "hash": digest},
             as_service=True,
         ),
-        transactions.Step(_ANSWERED, key_of, as_service=True),
+        one_message.Step(_ANSWERED, key_of, as_service=True),
     )
     if claimed:
         return Claim(key_id=claimed[0]["id"])
@@ -170,9 +170,9 @@ async def respond(
     content = jsonable_encoder(body)
     response = JSONResponse(content, status_code=status_code)
     if claim.key_id is not None:
-        await transactions.in_one_message(
+        await one_message.in_one_message(
             session,
-            transactions.Step(
+            one_message.Step(
                 _ANSWER,
                 {"status": status_code, "body": bytes(response.body).decode(), "id": claim.key_id},
                 as_service=True,

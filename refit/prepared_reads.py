@@ -1,5 +1,5 @@
 """A hot read's query as a server-side prepared statement (SQL `PREPARE`), so its one message
-(`transactions.fetch_as_user`) carries `EXECUTE name(values)` instead of ~1.5 KB of query:
+(`one_message.fetch_as_user`) carries `EXECUTE name(values)` instead of ~1.5 KB of query:
 PostgreSQL stops parsing and planning it on every read (0.6-0.8 ms of its CPU a read), and
 we stop composing and sending the text.
 

@@ -8,7 +8,9 @@
    data), commands (on the command's own short-lived engine: `command_transaction`), and the
    sandbox carrier.
 3. `fetch_as_user(...)`: the hot read, one round trip, in the seller's role; and its
-   twin for the service's hot write, `write_as_service(...)` (the webhook intake).
+   twin for the service's hot write, `write_as_service(...)` (the webhook intake). These,
+   and `in_one_message` (several statements of a session in one round trip), live in
+   refit/one_message.py, beside this module and built on what it defines here.
 
 Each commits when its block ends and rolls back when it raises; services `flush()`, never
 `commit()`. Nothing else calls a sessionmaker: a new kind of transaction is a new door here,
@@ -29,19 +31,16 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
-import psycopg
 from fastapi import Depends
-from psycopg.rows import dict_row
 from sqlalchemy import Connection, TextClause, event, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from refit import db, prepared_reads, resources
+from refit import db, resources
 
 __all__ = [
     "SessionDep",
@@ -49,11 +48,8 @@ __all__ = [
     "acting_user",
     "as_service",
     "command_transaction",
-    "fetch_as_user",
-    "in_one_message",
     "seller_transaction",
     "service_transaction",
-    "write_as_service",
 ]
 
 USER_ROLE = "authenticated"
@@ -228,193 +224,3 @@ async def as_service(session: AsyncSession) -> AsyncIterator[AsyncSession]:
             # caller is told about that error, not about this one.
             if not failed:
                 raise
-
-
-async def fetch_as_user(
-    engine: AsyncEngine, user_id: uuid.UUID, query: str, params: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Run one read-only `query` in the seller's role, under RLS, in ONE round trip: BEGIN,
-    role and claims, the query and COMMIT go out together in one message.
-
-    For hot reads; the same RLS as a `UserSessionDep` session (another seller's rows do not
-    exist), and the engine's statement timeout. A connection that died while idle (API
-    processes do not ping before use) is thrown away and the read tried once more on a fresh
-    one; one that did not answer in time is not tried again (the next would wait as long).
-    """
-    timeouts = db.engine_timeouts(engine.get_execution_options())
-    statement_ms = timeouts.statement_ms if timeouts else 0
-    for attempt in (1, 2):
-        async with engine.connect() as connection:
-            pg = (await connection.get_raw_connection()).driver_connection
-            assert isinstance(pg, psycopg.AsyncConnection)
-            if isinstance(pg, db.BoundedConnection) and timeouts:
-                pg.answer_within = timeouts.answer_within  # lifted by a job that used it last
-            try:
-                return await _read_in_one_message(pg, user_id, query, params, statement_ms)
-            except db.AnswerTimeout:
-                raise
-            except psycopg.OperationalError:
-                if attempt == 2 or not pg.closed:
-                    raise
-                await connection.invalidate()
-    raise AssertionError("unreachable")
-
-
-async def _read_in_one_message(
-    pg: psycopg.AsyncConnection[Any],
-    user_id: uuid.UUID,
-    query: str,
-    params: Mapping[str, Any],
-    statement_ms: int,
-) -> list[dict[str, Any]]:
-    # One Query message holds BEGIN, the role and claims (and the statement timeout), the
-    # query and COMMIT: one round trip and the fewest steps on our side. The values are bound
-    # client-side, quoted by psycopg (a ClientCursor); in autocommit mode psycopg adds no
-    # BEGIN of its own in front. The query goes as the EXECUTE of a statement prepared on the
-    # connection where the engine allows them (refit.prepared_reads): no parsing or planning.
-    await pg.set_autocommit(True)
-    try:
-        text = query
-        for attempt in (1, 2):
-            if prepared_reads.enabled(pg):
-                text = await prepared_reads.ensure(pg, query)
-            try:
-                return await _send_one_message(pg, user_id, text, params, statement_ms)
-            except prepared_reads.STALE:
-                if text is query or attempt == 2:
-                    raise
-                await prepared_reads.forget(pg, query)
-        raise AssertionError("unreachable")
-    finally:
-        if not pg.closed:
-            await pg.set_autocommit(False)
-
-
-async def _send_one_message(
-    pg: psycopg.AsyncConnection[Any],
-    user_id: uuid.UUID,
-    query: str,
-    params: Mapping[str, Any],
-    statement_ms: int,
-) -> list[dict[str, Any]]:
-    try:
-        cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
-        as_user = _AS_BOUNDED_USER_SQL if statement_ms else _AS_USER_SQL
-        await cursor.execute(
-            f"BEGIN READ ONLY; {as_user}; {query}; COMMIT",
-            {**params, **_as_user_params(user_id, statement_ms)},
-        )
-        cursor.nextset()  # past BEGIN
-        cursor.nextset()  # past the role and claims
-        return await cursor.fetchall()
-    except psycopg.Error:
-        if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            await pg.execute("ROLLBACK")
-        raise
-
-
-async def write_as_service(
-    engine: AsyncEngine, statement: str, params: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Run one `statement` as the service (no RLS) in a transaction of its own, in ONE round
-    trip: BEGIN, the statement timeout, the statement and COMMIT in one message; its rows.
-
-    For a public request whose whole write is one statement (the webhook intake: its inbox row
-    and its job). As in `fetch_as_user`, a connection that died while idle is replaced and the
-    statement sent once more, so it must be one that may run twice (the intake's ON CONFLICT
-    DO NOTHING: a second run finds the row and writes nothing).
-    """
-    timeouts = db.engine_timeouts(engine.get_execution_options())
-    params = dict(params)
-    setup = ""
-    if timeouts and timeouts.statement_ms:
-        setup = f"SELECT {_TIMEOUT_SQL}; "
-        params["statement_timeout"] = str(timeouts.statement_ms)
-    for attempt in (1, 2):
-        async with engine.connect() as connection:
-            pg = (await connection.get_raw_connection()).driver_connection
-            assert isinstance(pg, psycopg.AsyncConnection)
-            if isinstance(pg, db.BoundedConnection) and timeouts:
-                pg.answer_within = timeouts.answer_within
-            await pg.set_autocommit(True)
-            try:
-                cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
-                await cursor.execute(f"BEGIN; {setup}{statement}; COMMIT", params)
-                cursor.nextset()  # past BEGIN
-                if setup:
-                    cursor.nextset()  # past the statement timeout
-                return await cursor.fetchall()
-            except psycopg.Error as exc:
-                if (
-                    not pg.closed
-                    and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-                ):
-                    await pg.execute("ROLLBACK")
-                retry = (
-                    isinstance(exc, psycopg.OperationalError)
-                    and not isinstance(exc, db.AnswerTimeout)
-                    and pg.closed
-                    and attempt == 1
-                )
-                if not retry:
-                    raise
-                await connection.invalidate()
-            finally:
-                if not pg.closed:
-                    await pg.set_autocommit(False)
-    raise AssertionError("unreachable")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One statement of `in_one_message` (psycopg's %(name)s placeholders); `as_service`: it
-    writes as the service, after the seller's RLS proved the rows are theirs."""
-
-    sql: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    as_service: bool = False
-
-
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-
-
-async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[str, Any]]]:
-    """The steps, in order, in ONE round trip on the session's own transaction: the rows each
-    returned (none for a statement that returns none).
-
-    The role switches `as_service` would make around the service's steps of a seller's
-    session go in the same message (and the seller's role comes back at its end), so a write
-    costs no round trips of its own beyond the one. The values are bound client-side, quoted
-    by psycopg, as in `fetch_as_user`. The session's pending changes are flushed first.
-    """
-    await session.flush()
-    pg = await db.raw_connection(session)
-    seller = acting_user(session) is not None and not session.info.get("as_service")
-    statements: list[str] = []
-    params: dict[str, Any] = {}
-    ours: list[bool] = []  # which statements are the caller's (not a role switch)
-    as_user = seller
-
-    def switch(to_user: bool) -> None:
-        nonlocal as_user
-        if seller and as_user != to_user:
-            statements.append(f"SET LOCAL ROLE {USER_ROLE if to_user else 'NONE'}")
-            ours.append(False)
-            as_user = to_user
-
-    for index, step in enumerate(steps):
-        switch(not step.as_service)
-        # Each step's names are its own: prefixed, so two steps may both say %(id)s.
-        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
-        params.update({f"s{index}_{name}": value for name, value in step.params.items()})
-        ours.append(True)
-    switch(True)
-    cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
-    await cursor.execute("; ".join(statements), params)
-    results: list[list[dict[str, Any]]] = []
-    for index, mine in enumerate(ours):
-        if index:
-            cursor.nextset()
-        if mine:
-            results.append(await cursor.fetchall() if cursor.description is not None else [])
-    return results

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
-from refit import resources, transactions
+from refit import one_message, resources
 from refit.auth import tokens
 from refit.auth.deps import CurrentClaims, current_claims
 from refit.events import stream, tickets
@@ -66,7 +66,7 @@ async def stream_ticket(order_id: uuid.UUID, claims: CurrentClaims) -> StreamTic
     """A short-lived ticket for this order's event stream (`?ticket=`), for clients that
     cannot send an Authorization header (a browser's EventSource)."""
     res = resources.current()
-    if not await transactions.fetch_as_user(res.engine, claims.user_id, _EXISTS, {"id": order_id}):
+    if not await one_message.fetch_as_user(res.engine, claims.user_id, _EXISTS, {"id": order_id}):
         raise order_not_found(order_id)
     ticket = tickets.issue_ticket(res.settings, claims, order_id)
     return StreamTicketRead(ticket=ticket.token, expires_in=ticket.expires_in)

@@ -2,7 +2,7 @@
 (RLS decides, as for every order read), sent in order, woken by the listener.
 
 No connection or transaction is held while the stream waits: each read is one round trip on a
-pooled connection (`transactions.fetch_as_user`), given back at once.
+pooled connection (`one_message.fetch_as_user`), given back at once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import structlog
 from sse_starlette import ServerSentEvent
 from sse_starlette.sse import AppStatus
 
-from refit import transactions
+from refit import one_message
 from refit.auth import tokens
 from refit.auth.tokens import TokenClaims
 from refit.errors import ProblemError
@@ -67,7 +67,7 @@ async def read_events(
     """The order's status changes after the event `after`; with no `after`, the latest one
     only (the current status). 404 when the order is not the seller's."""
     query, params = (_LATEST, {}) if after is None else (_AFTER, {"after": after})
-    rows = await transactions.fetch_as_user(
+    rows = await one_message.fetch_as_user(
         res.engine, user_id, query, {**params, "order_id": order_id}
     )
     if not rows:

@@ -2,7 +2,7 @@
 its inspection and payout, once there are).
 
 The seller's own reads are the hot path: each is ONE round trip to PostgreSQL
-(`transactions.fetch_as_user`: role, claims, the query and the commit pipelined), the order and
+(`one_message.fetch_as_user`: role, claims, the query and the commit pipelined), the order and
 its history come back from one query, and rows go straight into the response model, with no
 ORM objects in between. RLS decides visibility exactly as in a `UserSessionDep` session.
 """
@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import resources, transactions
+from refit import one_message, resources
 from refit.models.order import Order, OrderStatusHistory
 from refit.orders.schemas import OrderDetail, OrderPage, OrderRead, StatusChange
 from refit.orders.service import Created, order_not_found
@@ -68,7 +68,7 @@ _AFTER = "AND (o.created_at, o.id) < (%(created_at)s, %(id)s)"
 
 async def seller_order_detail(user_id: uuid.UUID, order_id: uuid.UUID) -> OrderDetail:
     """The seller's own order with its history (another seller's: 404), one round trip."""
-    rows = await transactions.fetch_as_user(
+    rows = await one_message.fetch_as_user(
         resources.current().engine, user_id, _ORDER_DETAIL, {"id": order_id}
     )
     if not rows:
@@ -131,7 +131,7 @@ async def list_orders(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> 
     if cursor is not None:
         params["created_at"], params["id"] = decode_cursor(cursor)
         after = _AFTER
-    rows = await transactions.fetch_as_user(
+    rows = await one_message.fetch_as_user(
         resources.current().engine, user_id, _ORDER_PAGE.format(after=after), params
     )
     items = rows[:limit]

@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import resources, transactions
+from refit import one_message, resources, transactions
 from refit.errors import Conflict, NotFound
 from refit.models.order import Order, OrderStatus, OrderStatusHistory
 from refit.orders import follow_ups
@@ -98,12 +98,12 @@ async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCre
     device and prices are copied from the quote, never taken from the request.
 
     Two round trips: the checks under the seller's RLS, then the order, its history row and
-    its event as the service (transactions.in_one_message)."""
+    its event as the service (one_message.in_one_message)."""
     ids = {"quote_id": data.quote_id, "user_id": user_id}
-    quotes, addresses = await transactions.in_one_message(
+    quotes, addresses = await one_message.in_one_message(
         session,
-        transactions.Step(_QUOTE, ids),
-        transactions.Step(_ADDRESS, {**ids, "address_id": data.shipping_address_id}),
+        one_message.Step(_QUOTE, ids),
+        one_message.Step(_ADDRESS, {**ids, "address_id": data.shipping_address_id}),
     )
     if not quotes:
         raise NotFound(f"No quote {data.quote_id}", code="quote_not_found")
@@ -118,9 +118,9 @@ async def create_order(session: AsyncSession, user_id: uuid.UUID, data: OrderCre
         raise NotFound(f"No shipping address {data.shipping_address_id}", code="address_not_found")
 
     order_id, actor, notes = uuid.uuid4(), f"user:{user_id}", "order created"
-    written, _ = await transactions.in_one_message(
+    written, _ = await one_message.in_one_message(
         session,
-        transactions.Step(
+        one_message.Step(
             _INSERT,
             {
                 **ids,
@@ -323,7 +323,7 @@ def _publish_step(
     user_id: uuid.UUID,
     from_status: OrderStatus | None,
     to_status: OrderStatus,
-) -> transactions.Step:
+) -> one_message.Step:
     """The move's realtime event: one NOTIFY, delivered only if the transaction commits."""
     payload = {
         "order_id": str(order_id),
@@ -331,7 +331,7 @@ def _publish_step(
         "from_status": from_status.value if from_status else None,
         "status": to_status.value,
     }
-    return transactions.Step(
+    return one_message.Step(
         "SELECT pg_notify(%(channel)s, %(payload)s)",
         {"channel": ORDER_EVENTS_CHANNEL, "payload": json.dumps(payload)},
         as_service=True,

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from refit import inputs, queue, resources, transactions
+from refit import inputs, one_message, queue, resources
 from refit.carriers.picker import sign
 from refit.errors import Unauthorized
 from refit.settings import Settings
@@ -39,7 +39,7 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 
 # The whole intake in one statement, sent with BEGIN, the statement timeout and COMMIT in one
-# message (transactions.write_as_service): the row kept once per event, and on its first
+# message (one_message.write_as_service): the row kept once per event, and on its first
 # insert (and only for a readable body) its job, in the same transaction. A delivery again
 # finds the row (ON CONFLICT DO NOTHING) and returns nothing: no job.
 _KEEP = """
@@ -104,7 +104,7 @@ async def intake(request: Request) -> Response:
     text = raw.decode("utf-8", "replace")
     test = body.get("test") if body is not None else None
     statement, job_params = _keep_statement()
-    rows = await transactions.write_as_service(
+    rows = await one_message.write_as_service(
         res.engine,
         statement,
         {

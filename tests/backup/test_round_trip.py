@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from refit import db, transactions
+from refit import db, one_message
 from refit.resources import close_resources, open_resources
 from tests.backup.conftest import refit, refit_env
 from tests.orders.helpers import place_order
@@ -122,13 +122,13 @@ async def _restored_database_serves_sellers(
     restored = await open_resources(settings.model_copy(update={"database_url": restored_url}))
     try:
         query = "SELECT id FROM orders ORDER BY created_at"
-        mine = await transactions.fetch_as_user(restored.engine, seller.id, query, {})
+        mine = await one_message.fetch_as_user(restored.engine, seller.id, query, {})
         assert [str(r["id"]) for r in mine] == [*plain, labelled]
-        theirs = await transactions.fetch_as_user(restored.engine, payee.id, query, {})
+        theirs = await one_message.fetch_as_user(restored.engine, payee.id, query, {})
         assert [str(r["id"]) for r in theirs] == [paid]
-        nobody = await transactions.fetch_as_user(restored.engine, uuid.uuid4(), query, {})
+        nobody = await one_message.fetch_as_user(restored.engine, uuid.uuid4(), query, {})
         assert nobody == []
-        payout = await transactions.fetch_as_user(
+        payout = await one_message.fetch_as_user(
             restored.engine, payee.id, "SELECT status, signature FROM payouts", {}
         )
         assert [p["status"] for p in payout] == ["finalized"] and payout[0]["signature"]

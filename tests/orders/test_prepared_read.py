@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from refit import db, transactions
+from refit import db, one_message
 from refit.orders import reads
 from refit.resources import Resources
 from tests.orders.helpers import place_order
@@ -52,13 +52,13 @@ async def test_one_connection_shows_each_seller_only_their_own(
     page = reads._ORDER_PAGE.format(after="")
 
     async def read(user: uuid.UUID, order_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await transactions.fetch_as_user(
+        rows = await one_message.fetch_as_user(
             one_connection, user, reads._ORDER_DETAIL, {"id": order_id}
         )
         return [row["id"] for row in rows]
 
     async def listed(user: uuid.UUID, owner: uuid.UUID) -> list[uuid.UUID]:
-        rows = await transactions.fetch_as_user(
+        rows = await one_message.fetch_as_user(
             one_connection, user, page, {"user_id": owner, "limit": 10}
         )
         return [row["id"] for row in rows]
@@ -82,11 +82,11 @@ async def test_a_statement_the_connection_lost_is_prepared_again(
     seller = await make_user()
     mine = uuid.UUID((await place_order(client, resources, seller))["id"])
     query, params = reads._ORDER_DETAIL, {"id": mine}
-    first = await transactions.fetch_as_user(one_connection, seller.id, query, params)
+    first = await one_message.fetch_as_user(one_connection, seller.id, query, params)
     async with one_connection.connect() as connection:
         await connection.exec_driver_sql("DEALLOCATE ALL")
         await connection.commit()
     assert await _prepared_on(one_connection) == []
-    again = await transactions.fetch_as_user(one_connection, seller.id, query, params)
+    again = await one_message.fetch_as_user(one_connection, seller.id, query, params)
     assert again == first and again[0]["id"] == mine
     assert len(await _prepared_on(one_connection)) == 1

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import db, transactions
+from refit import db, one_message, transactions
 from refit.app import create_app
 from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS
 from refit.resources import close_resources, open_resources
@@ -50,7 +50,7 @@ async def test_the_statement_timeout_is_where_it_belongs(resources, settings, ma
     finally:
         event.remove(resources.engine.sync_engine, "before_cursor_execute", record)
     assert len(sent) == 2 and "set_config('role'" in sent[0], sent
-    hot_read = await transactions.fetch_as_user(
+    hot_read = await one_message.fetch_as_user(
         resources.engine, seller.id, "SELECT current_setting('statement_timeout') AS t", {}
     )
 
