@@ -173,6 +173,11 @@ async def _one_size(
     await closed_loop("node_read", f"{peer}/api/orders/{order_id}", peer_process)
     await closed_loop("read", read_url, api_process)
     await measure(
+        "node_read_rate",
+        load.open_loop(f"{peer}/api/orders/{order_id}", rate=RATE, seconds=DURATION, headers=auth),
+        peer_process,
+    )
+    await measure(
         "read_rate",
         load.open_loop(read_url, rate=RATE, seconds=DURATION, headers=auth),
         api_process,

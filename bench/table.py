@@ -13,6 +13,7 @@ SCENARIOS = (
     ("pgbench_1", "pgbench: the same 5 statements in 1 round trip"),
     ("node_read", "Node peer: GET /api/orders/{id}"),
     ("read", "ReFit: GET /api/orders/{id}"),
+    ("node_read_rate", "Node peer: GET /api/orders/{id}, open loop at {rate}/s"),
     ("read_rate", "ReFit: GET /api/orders/{id}, open loop at {rate}/s"),
     ("list", "ReFit: GET /api/orders?limit=50"),
     ("create", "ReFit: POST /api/orders/create"),
@@ -72,7 +73,7 @@ def _note(key: str, m: Measure) -> str:
             f"4xx {e.get('client_error', 0):,}, 5xx {e.get('server_error', 0):,}, "
             f"socket errors {e.get('socket_errors', 0):,}; {opened}"
         )
-    if key == "read_rate":
+    if key in ("read_rate", "node_read_rate"):
         sent, answered = int(e.get("sent", 0)), int(e.get("answered", 0))  # type: ignore[call-overload]
         late = f" ({sent - answered:,} unanswered 10 s later: non-2xx)" if sent > answered else ""
         cpu = float(e.get("cpu_share_of_one_core", 0))  # type: ignore[arg-type]
@@ -151,6 +152,14 @@ def _ratios(results: dict[str, dict[int, Row]], sizes: list[int], rate: float) -
         if s in results.get("read_rate", {})
     )
     lines.append(f"  {f'ReFit read p99 at {rate:g}/s offered':<44} {p99}   [< 50 ms]")
+    # The same generator at the same rate against the peer: the p99s side by side.
+    peer_p99 = "  ".join(
+        f"{_size(s)}: {_num(results['node_read_rate'][s].measure.p99_ms, 1):>6} ms"
+        for s in sizes
+        if s in results.get("node_read_rate", {})
+    )
+    peer_label = f"Node peer read p99 at {rate:g}/s offered"
+    lines.append(f"  {peer_label:<44} {peer_p99}   [ReFit's <= it]")
     creates = "  ".join(
         f"{_size(s)}: {_num(_rps(results, 'create', s)):>6}/s"
         for s in sizes
