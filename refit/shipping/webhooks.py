@@ -15,6 +15,7 @@ import json
 import time
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import APIRouter, Request, Response
 from starlette.routing import Match, Route
@@ -101,10 +102,37 @@ async def intake(request: Request) -> Response:
     res = resources.current()
     verify(res.settings, request, raw)
     event, body, key, error = parse(raw)
+    try:
+        rows = await _keep(res, raw, event, body, key, error)
+    except psycopg.errors.DataError as exc:
+        if body is None:
+            raise
+        # JSON PostgreSQL's jsonb cannot hold (a number beyond numeric's range, which
+        # json.loads reads as inf or 0.0): kept as unreadable, like any body we cannot read.
+        error = f"not storable as jsonb: {exc.diag.message_primary or exc}"
+        event, body, key = None, None, _digest(raw)
+        rows = await _keep(res, raw, event, body, key, error)
+    if not rows:
+        log.info("shipping.webhook_duplicate", webhook_event=event, key=key)
+        return _answer("duplicate")
+    if error is not None:
+        log.warning("shipping.webhook_unreadable", inbox_id=str(rows[0]["id"]), error=error)
+        return _answer("kept")
+    return _answer("accepted")
+
+
+async def _keep(
+    res: resources.Resources,
+    raw: bytes,
+    event: str | None,
+    body: dict[str, Any] | None,
+    key: str,
+    error: str | None,
+) -> list[dict[str, Any]]:
     text = raw.decode("utf-8", "replace")
     test = body.get("test") if body is not None else None
     statement, job_params = _keep_statement()
-    rows = await one_message.write_as_service(
+    return await one_message.write_as_service(
         res.engine,
         statement,
         {
@@ -120,13 +148,6 @@ async def intake(request: Request) -> Response:
             "error": error,
         },
     )
-    if not rows:
-        log.info("shipping.webhook_duplicate", webhook_event=event, key=key)
-        return _answer("duplicate")
-    if error is not None:
-        log.warning("shipping.webhook_unreadable", inbox_id=str(rows[0]["id"]), error=error)
-        return _answer("kept")
-    return _answer("accepted")
 
 
 def _keep_statement() -> tuple[str, dict[str, Any]]:
