@@ -24,14 +24,17 @@ from refit import db, jwts, one_message, ratelimit
 from refit.auth import tokens
 from refit.errors import ProblemError
 from refit.events.listener import SharedReads, Subscription
+from refit.models import OrderStatus
 from refit.models.shipping import WebhookInbox
 from refit.orders import reads
 from refit.resources import Resources
 from refit.script_batch import ScriptBatch
 from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping.webhooks import HANDLE_TASK
-from tests.orders.helpers import place_order
+from tests.events.sse import Event, open_stream
+from tests.orders.helpers import operator_move, place_order
 from tests.orders.test_fast_lane import _SAME_HEADERS, _clients
+from tests.serving import serving
 from tests.shipping.test_webhooks import track_updated
 
 WEBHOOK = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
@@ -314,6 +317,26 @@ async def test_a_second_seller_never_joins_anothers_read_of_the_same_order():
     release.set()
     assert await first == "a's rows" and await second == "b's rows"
     assert calls == ["a", "b"]
+
+
+async def test_a_guessed_or_revoked_stream_gets_no_event(resources, make_user):
+    """Attack: seller B opens a stream on seller A's order (id guessed), and A's stream keeps
+    listening after A's token is revoked while a change commits. Refusal: B is 404; A's
+    stream ends without the change (over real sockets, the listener live)."""
+    a, b = await make_user(), await make_user()
+    async with serving(resources) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
+        order = await place_order(http, resources, a)
+        events = f"/api/orders/{order['id']}/events"
+        async with http.stream("GET", events, headers=b.headers) as guessed:
+            await guessed.aread()
+            assert guessed.status_code == 404, guessed.text
+        async with open_stream(http, order["id"], headers=a.headers) as stream:
+            first = await stream.next_event()
+            assert first.status == "pending"
+            await _revoked(resources, a.token)
+            await operator_move(resources, order["id"], OrderStatus.PROCESSING_SHIPMENT)
+            while (item := await stream.next(timeout=10)) is not None:
+                assert not isinstance(item, Event), f"a revoked stream got {item!r}"
 
 
 # --- the webhook intake --------------------------------------------------------------------
