@@ -19,13 +19,10 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-from sqlalchemy.engine import make_url
-
 from bench import foundation, service
+from bench.scratch import scratch
 from refit import db, embedded, migrate, queue
 from refit.logs import configure_logging
 from refit.resources import close_resources, open_resources
@@ -48,17 +45,11 @@ async def main() -> None:
         ROOT / ".refit" / "bench",
     )
     assert servers.database_url and servers.redis_url
-    admin = db.libpq_url(db.sqlalchemy_url(servers.database_url))
-    name = f"refit_bench_{uuid.uuid4().hex[:8]}"
-    url = (
-        make_url(db.sqlalchemy_url(servers.database_url))
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
+    fresh = scratch(servers.database_url)
+    name, url = fresh.name, fresh.url
     work = ROOT / ".refit" / "bench" / name
     started: list[subprocess.Popen[bytes]] = []
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-        await conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    await fresh.create()
     try:
         await asyncio.to_thread(migrate.upgrade, url)
         settings = Settings(
@@ -100,8 +91,7 @@ async def main() -> None:
             await close_resources(resources)
     finally:
         service.servers.stop_all(started)
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        await fresh.drop()
         servers.stop()
         # Keep the servers' logs; the rest (label PDFs, pgbench logs, token files) goes.
         for path in work.iterdir() if work.is_dir() else []:

@@ -32,14 +32,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import make_url
 
 from bench import load, seed, servers
+from bench.scratch import scratch
 from refit import db
 from refit.auth.tokens import issue_access_token
 from refit.settings import Settings
@@ -96,30 +95,21 @@ async def _measure(
 
 
 async def main(args: argparse.Namespace) -> None:
-    admin = db.libpq_url(
-        db.sqlalchemy_url(
-            os.environ.get(
-                "REFIT_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-            )
-        )
+    fresh = scratch(
+        os.environ.get("REFIT_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        prefix="refit_readcost",
     )
-    name = f"refit_readcost_{uuid.uuid4().hex[:8]}"
-    sa_url = (
-        make_url(db.sqlalchemy_url(admin)).set(database=name).render_as_string(hide_password=False)
-    )
-    work = PEER_HOME / name
+    work = PEER_HOME / fresh.name
     started: list[subprocess.Popen[bytes]] = []
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-        await conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    await fresh.create()
     try:
-        await _run(args, sa_url, work, started)
+        await _run(args, fresh.url, work, started)
     except BaseException:
         _say(f"failed; the servers' logs are in {work / 'logs'}")
         raise
     finally:
         servers.stop_all(started)
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        await fresh.drop()
     # The servers' logs are kept only when the run failed (said above).
     shutil.rmtree(work, ignore_errors=True)
 

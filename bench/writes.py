@@ -20,13 +20,12 @@ import secrets
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import make_url
 
 from bench import labels, load, seed, servers
+from bench.scratch import scratch
 from bench.service import DURATION, LABEL_ORDERS, QUOTES_PER_SECOND, SIZES, WARMUP_SECONDS
 from refit import db, embedded, migrate, queue
 from refit.auth.tokens import issue_access_token
@@ -160,17 +159,11 @@ async def main() -> None:
         admin_url, os.environ.get("REFIT_BENCH_REDIS_URL"), ROOT / ".refit" / "bench"
     )
     assert found.database_url
-    admin = db.libpq_url(db.sqlalchemy_url(found.database_url))
-    name = f"refit_bench_{uuid.uuid4().hex[:8]}"
-    url = (
-        make_url(db.sqlalchemy_url(found.database_url))
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
-    work = ROOT / ".refit" / "bench" / name
+    fresh = scratch(found.database_url)
+    url = fresh.url
+    work = ROOT / ".refit" / "bench" / fresh.name
     started: list[subprocess.Popen[bytes]] = []
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-        await conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    await fresh.create()
     try:
         await asyncio.to_thread(migrate.upgrade, url)
         await _run(url, work, started)
@@ -179,8 +172,7 @@ async def main() -> None:
         for process in [p for p in started if p.args and str(p.args[0]) == SPY]:
             process.wait(90)
         servers.stop_all(started)
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        await fresh.drop()
         found.stop()
         for path in work.iterdir() if work.is_dir() else []:
             if path.name not in ("logs", "profiles"):
