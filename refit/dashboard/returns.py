@@ -26,7 +26,7 @@ from refit import resources
 from refit.backoffice.schemas import AdminOrderDetail
 from refit.carriers.interface import CarrierError
 from refit.carriers.picker import open_carrier
-from refit.dashboard import actions
+from refit.dashboard import actions, forms
 from refit.dashboard.session import AdminDep, DashboardOperator, OperatorDep
 from refit.errors import ProblemError
 from refit.inspection.service import send_home
@@ -79,17 +79,18 @@ def _back(order_id: uuid.UUID, query: str) -> RedirectResponse:
 async def _attempt(
     session: AsyncSession, order_id: uuid.UUID, done: str, move: Callable[[], Awaitable[Any]]
 ) -> RedirectResponse:
-    """`move` in a savepoint: refused, its writes are undone and the page says why."""
+    """`move` in a savepoint (forms.attempt): refused, its writes are undone and the page
+    says why."""
     try:
-        async with session.begin_nested():
-            await move()
-    except ProblemError as exc:
-        log.info("dashboard.move_refused", order_id=str(order_id), move=done, code=exc.code)
-        return _back(order_id, f"refused={exc.code}")
+        _, refused = await forms.attempt(session, move)
     except CarrierError as exc:
+        # Raised out of the savepoint, which rolled back as it went.
         code = "carrier_unavailable" if exc.retryable else "carrier_rejected"
         log.warning("dashboard.carrier_refused", order_id=str(order_id), move=done, error=str(exc))
         return _back(order_id, f"refused={code}")
+    if refused is not None:
+        log.info("dashboard.move_refused", order_id=str(order_id), move=done, code=refused.code)
+        return _back(order_id, f"refused={refused.code}")
     return _back(order_id, f"done={done}")
 
 
