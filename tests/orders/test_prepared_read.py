@@ -6,31 +6,13 @@ lost is prepared again."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from refit import db, one_message
+from refit import one_message
 from refit.orders import reads
-from refit.resources import Resources
 from tests.orders.helpers import place_order
-
-
-@pytest.fixture
-async def one_connection(resources: Resources) -> AsyncIterator[AsyncEngine]:
-    settings = resources.settings
-    assert settings.database_url and settings.db_prepared_statements
-    engine = db.create_engine(
-        settings.database_url,
-        pool_size=1,
-        max_overflow=0,
-        prepared_statements=True,
-        ping_before_use=False,
-        timeouts=db.Timeouts.from_settings(settings),
-    )
-    yield engine
-    await engine.dispose()
+from tests.orders.one_connection import list_orders, one_connection, read_order  # noqa: F401
 
 
 async def _prepared_on(engine: AsyncEngine) -> list[str]:
@@ -44,24 +26,20 @@ async def _prepared_on(engine: AsyncEngine) -> list[str]:
 
 
 async def test_one_connection_shows_each_seller_only_their_own(
-    client, resources, make_user, one_connection
+    client,
+    resources,
+    make_user,
+    one_connection,  # noqa: F811
 ):
     seller, other = await make_user(), await make_user()
     mine = uuid.UUID((await place_order(client, resources, seller))["id"])
     theirs = uuid.UUID((await place_order(client, resources, other))["id"])
-    page = reads._ORDER_PAGE.format(after="")
 
     async def read(user: uuid.UUID, order_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await one_message.fetch_as_user(
-            one_connection, user, reads._ORDER_DETAIL, {"id": order_id}
-        )
-        return [row["id"] for row in rows]
+        return await read_order(one_connection, user, order_id)
 
     async def listed(user: uuid.UUID, owner: uuid.UUID) -> list[uuid.UUID]:
-        rows = await one_message.fetch_as_user(
-            one_connection, user, page, {"user_id": owner, "limit": 10}
-        )
-        return [row["id"] for row in rows]
+        return await list_orders(one_connection, user, owner)
 
     for _ in range(7):  # past PostgreSQL's five custom plans, on to its generic one
         assert await read(seller.id, mine) == [mine]
@@ -77,7 +55,10 @@ async def test_one_connection_shows_each_seller_only_their_own(
 
 
 async def test_a_statement_the_connection_lost_is_prepared_again(
-    client, resources, make_user, one_connection
+    client,
+    resources,
+    make_user,
+    one_connection,  # noqa: F811
 ):
     seller = await make_user()
     mine = uuid.UUID((await place_order(client, resources, seller))["id"])

@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,21 +17,20 @@ import pytest
 import redis.exceptions
 from redis.asyncio import Redis
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from refit import db, jwts, one_message, ratelimit
+from refit import jwts, one_message, ratelimit
 from refit.auth import tokens
 from refit.errors import ProblemError
 from refit.events.listener import SharedReads, Subscription
 from refit.models import OrderStatus
 from refit.models.shipping import WebhookInbox
-from refit.orders import reads
 from refit.resources import Resources
 from refit.script_batch import ScriptBatch
 from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping.webhooks import HANDLE_TASK
 from tests.events.sse import Event, open_stream
 from tests.orders.helpers import operator_move, place_order
+from tests.orders.one_connection import list_orders, one_connection, read_order  # noqa: F401
 from tests.orders.test_fast_lane import _SAME_HEADERS, _clients
 from tests.serving import serving
 from tests.shipping.test_webhooks import track_updated
@@ -160,27 +158,14 @@ async def test_the_lane_without_redis_or_database_is_503_not_500(make_user, open
 # --- the prepared hot read -----------------------------------------------------------------
 
 
-@pytest.fixture
-async def one_connection(resources: Resources) -> AsyncIterator[AsyncEngine]:
-    settings = resources.settings
-    assert settings.database_url and settings.db_prepared_statements
-    engine = db.create_engine(
-        settings.database_url,
-        pool_size=1,
-        max_overflow=0,
-        prepared_statements=True,
-        ping_before_use=False,
-        timeouts=db.Timeouts.from_settings(settings),
-    )
-    yield engine
-    await engine.dispose()
-
-
 _WHO = "SELECT current_user AS who, current_setting('request.jwt.claims', true) AS claims"
 
 
 async def test_one_connection_alternating_sellers_after_cancel_and_discard(
-    client, resources, make_user, one_connection
+    client,
+    resources,
+    make_user,
+    one_connection,  # noqa: F811
 ):
     """Attack: seller B's reads on the one pooled connection seller A's reads prepared the
     statement on, alternating past PostgreSQL's five custom plans, with a read cancelled
@@ -189,19 +174,12 @@ async def test_one_connection_alternating_sellers_after_cancel_and_discard(
     a, b = await make_user(), await make_user()
     a_order = uuid.UUID((await place_order(client, resources, a))["id"])
     b_order = uuid.UUID((await place_order(client, resources, b))["id"])
-    page = reads._ORDER_PAGE.format(after="")
 
     async def detail(user: uuid.UUID, order: uuid.UUID) -> list[uuid.UUID]:
-        rows = await one_message.fetch_as_user(
-            one_connection, user, reads._ORDER_DETAIL, {"id": order}
-        )
-        return [r["id"] for r in rows]
+        return await read_order(one_connection, user, order)
 
     async def listed(user: uuid.UUID, owner: uuid.UUID) -> list[uuid.UUID]:
-        rows = await one_message.fetch_as_user(
-            one_connection, user, page, {"user_id": owner, "limit": 10}
-        )
-        return [r["id"] for r in rows]
+        return await list_orders(one_connection, user, owner)
 
     async def check(round_: int) -> None:
         assert await detail(a.id, a_order) == [a_order], round_
