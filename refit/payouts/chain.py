@@ -197,15 +197,13 @@ class NotReadable(Exception):
 
 @dataclass(frozen=True)
 class FoundTransfer:
-    """A finalized, successful transaction's one system transfer, the keys it carries and the
-    keys that signed it."""
+    """A finalized, successful transaction's one system transfer and the keys it carries."""
 
     signature: str
     source: str
     recipient: str
     lamports: int
     accounts: frozenset[str]
-    signers: frozenset[str]
     slot: int
 
 
@@ -255,7 +253,6 @@ async def read_landed(rpc: AsyncClient, signature: str) -> Landed | None:
         recipient=accounts[1],
         lamports=int.from_bytes(bytes(ix.data[4:12]), "little"),
         accounts=frozenset(accounts),
-        signers=signers,
         slot=found.slot,
     )
     return Landed(signers, transfer)
