@@ -5,7 +5,8 @@ refusal leaves nothing behind in the request's transaction, which still commits.
 
 The templates' half is form_fields.html (the message by its field, aria-invalid,
 aria-describedby, autofocus). The inspection form (inspect_form.py) and the flags form keep
-their own richer versions of the same pattern."""
+their own richer versions of the fields' half; every dashboard move that may be refused runs
+through `attempt` (these forms, the inspection's verdict, the returns' buttons)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from refit.dashboard.inspect_form import Typed
 from refit.dashboard.orders import to_order
 from refit.dashboard.render import page
 from refit.dashboard.session import OperatorDep
-from refit.errors import Conflict, NotFound, ProblemError
+from refit.errors import Conflict, NotFound
 from refit.inspection import checklist, evidence, service
 from refit.inspection.schemas import Screen
 from refit.models import Order, OrderStatus
@@ -176,20 +176,23 @@ async def give_verdict(
     if not errors:
         try:
             data = inspect_form.to_create(typed)
-            # A savepoint: a refused verdict leaves nothing behind, not even a photo's row.
-            async with session.begin_nested():
-                await service.inspect(session, order_id, operator, data)
-                await evidence.record(session, order_id, operator.id, held)
         except ValidationError as exc:
             errors = inspect_form.by_field(exc)
-        except ProblemError as exc:
+        else:
+
+            async def verdict() -> None:
+                await service.inspect(session, order_id, operator, data)
+                await evidence.record(session, order_id, operator.id, held)
+
+            # A savepoint: a refused verdict leaves nothing behind, not even a photo's row.
+            _, refused = await forms.attempt(session, verdict)
+            if refused is None:
+                return to_order(order_id, "inspected")
             # A refusal of what was typed is the form's to show; a conflict (the order moved,
             # an inspector's override) is the page's.
-            if exc.status != 422:
-                raise
-            errors = {inspect_form.field_of(exc): exc.detail}
-        else:
-            return to_order(order_id, "inspected")
+            if refused.status != 422:
+                raise refused
+            errors = {inspect_form.field_of(refused): refused.detail}
     return await _form(
         request,
         session,
