@@ -1,38 +1,34 @@
 """Read side of orders: the seller's list (cursor pages) and one order with its history (and
 its inspection and payout, once there are).
 
-The seller's own reads are the hot path: each is ONE round trip to PostgreSQL
-(`one_message.fetch_as_user`: role, claims, the query and the commit pipelined), the order and
-its history come back from one query, and rows go straight into the response model, with no
-ORM objects in between. RLS decides visibility exactly as in a `UserSessionDep` session.
+The seller's own reads are the hot path: each is ONE prepared statement on asyncpg
+(refit.seller_reads), a function of migration 0029 that takes the seller's role and claims and
+reads under RLS, exactly as a `UserSessionDep` session would see; the order, its history,
+inspection and payout come back as one JSON text, which goes straight into the response model,
+with no ORM objects in between.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from pydantic import TypeAdapter
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import one_message, resources
+from refit import resources
 from refit.models.order import Order, OrderStatusHistory
 from refit.orders.schemas import OrderDetail, OrderPage, OrderRead, StatusChange
 from refit.orders.service import Created, order_not_found
 from refit.pagination import decode_cursor, encode_cursor
 from refit.signed_urls import evidence_photo_url
 
-# The history as JSON built by PostgreSQL, in the order it happened.
-_HISTORY = """
-coalesce((
-  SELECT json_agg(json_build_object('from_status', h.from_status, 'status', h.status,
-                                    'actor', h.actor, 'notes', h.notes,
-                                    'created_at', h.created_at)
-                  ORDER BY h.created_at, h.id)
-  FROM order_status_history h WHERE h.order_id = o.id), '[]') AS status_history
-"""
+# A write's response reads these two as the seller's read does: migration 0029's
+# `seller_order_json` holds the same two subqueries (a change to one is a change to both).
 # The inspection (its own row and photos: RLS lets a seller read those of their orders), once
 # there is one; the photos as ids, signed into URLs here.
 _INSPECTION = """
@@ -51,29 +47,23 @@ _PAYOUT = """
                           'signature', p.signature)
  FROM payouts p WHERE p.order_id = o.id) AS payout
 """
-_ORDER_DETAIL = (
-    f"SELECT o.*, {_HISTORY}, {_INSPECTION}, {_PAYOUT} FROM orders o WHERE o.id = %(id)s"  # noqa: S608 (built from this module's constants; the id is a bound parameter)
-)
 _EXTRAS_OF = text(f"SELECT {_INSPECTION}, {_PAYOUT} FROM orders o WHERE o.id = :id")  # noqa: S608 (built from this module's constants; the id is a bound parameter)
+_ORDER_ROWS = TypeAdapter(list[OrderRead])
 # A transaction the explorer can show: broadcast, at least.
 _ON_CHAIN = {"sent", "finalized"}
-_ORDER_PAGE = """
-SELECT o.* FROM orders o
-WHERE o.user_id = %(user_id)s {after}
-ORDER BY o.created_at DESC, o.id DESC
-LIMIT %(limit)s
-"""
-_AFTER = "AND (o.created_at, o.id) < (%(created_at)s, %(id)s)"
 
 
 async def seller_order_detail(user_id: uuid.UUID, order_id: uuid.UUID) -> OrderDetail:
     """The seller's own order with its history (another seller's: 404), one round trip."""
-    rows = await one_message.fetch_as_user(
-        resources.current().engine, user_id, _ORDER_DETAIL, {"id": order_id}
+    found = await resources.current().seller_reads.row(
+        "SELECT detail, plain FROM seller_order_json($1, $2)", user_id, order_id
     )
-    if not rows:
+    if found is None or found["detail"] is None:
         raise order_not_found(order_id)
-    row = rows[0]
+    if found["plain"]:
+        # Validated from the text by pydantic's core: no Python objects in between.
+        return OrderDetail.model_validate_json(found["detail"])
+    row = json.loads(found["detail"])
     row["inspection"] = _with_photo_urls(row["inspection"])
     row["payout"] = _with_explorer_url(row["payout"])
     return OrderDetail.model_validate(row)
@@ -126,19 +116,16 @@ def _with_photo_urls(inspection: dict[str, Any] | None) -> dict[str, Any] | None
 
 async def list_orders(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> OrderPage:
     """Newest first. Keyset pagination on (created_at, id): stable while orders are added."""
-    params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
-    after = ""
-    if cursor is not None:
-        params["created_at"], params["id"] = decode_cursor(cursor)
-        after = _AFTER
-    rows = await one_message.fetch_as_user(
-        resources.current().engine, user_id, _ORDER_PAGE.format(after=after), params
+    after_created_at, after_id = decode_cursor(cursor) if cursor is not None else (None, None)
+    found = await resources.current().seller_reads.row(
+        "SELECT seller_orders_json($1, $2, $3, $4)", user_id, limit + 1, after_created_at, after_id
     )
+    rows = _ORDER_ROWS.validate_json(found[0] if found else "[]")
     items = rows[:limit]
     last = items[-1] if len(rows) > limit else None
     return OrderPage(
-        items=[OrderRead.model_validate(r) for r in items],
-        next_cursor=encode_cursor(last["created_at"], last["id"]) if last else None,
+        items=items,
+        next_cursor=encode_cursor(last.created_at, last.id) if last else None,
     )
 
 

@@ -1,5 +1,8 @@
-"""One pooled connection for the hot read (prepared statements on), and the seller's two hot
-reads through it: what the prepared-read tests and the red team's attack on it share."""
+"""One pooled connection for a read in one message (prepared statements on), and two reads
+through it in the shape of the sellers' order and list reads: what the prepared-read tests and
+the red team's attack on `one_message.fetch_as_user` share (the order-event streams read
+through it). The sellers' own order and list reads moved to refit.seller_reads; these queries
+are the ones they ran before, kept as the attacks' subjects."""
 
 from __future__ import annotations
 
@@ -10,8 +13,21 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from refit import db, one_message
-from refit.orders import reads
 from refit.resources import Resources
+
+ORDER_DETAIL = """
+SELECT o.*, coalesce((
+  SELECT json_agg(json_build_object('status', h.status, 'created_at', h.created_at)
+                  ORDER BY h.created_at, h.id)
+  FROM order_status_history h WHERE h.order_id = o.id), '[]') AS status_history
+FROM orders o WHERE o.id = %(id)s
+"""
+ORDER_PAGE = """
+SELECT o.* FROM orders o
+WHERE o.user_id = %(user_id)s
+ORDER BY o.created_at DESC, o.id DESC
+LIMIT %(limit)s
+"""
 
 
 @pytest.fixture
@@ -31,13 +47,14 @@ async def one_connection(resources: Resources) -> AsyncIterator[AsyncEngine]:
 
 
 async def read_order(engine: AsyncEngine, user: uuid.UUID, order_id: uuid.UUID) -> list[uuid.UUID]:
-    """The ids `user` is shown reading order `order_id` (the order detail's read)."""
-    rows = await one_message.fetch_as_user(engine, user, reads._ORDER_DETAIL, {"id": order_id})
+    """The ids `user` is shown reading order `order_id`."""
+    rows = await one_message.fetch_as_user(engine, user, ORDER_DETAIL, {"id": order_id})
     return [row["id"] for row in rows]
 
 
 async def list_orders(engine: AsyncEngine, user: uuid.UUID, owner: uuid.UUID) -> list[uuid.UUID]:
-    """The ids `user` is shown listing `owner`'s orders (the list's first page)."""
-    page = reads._ORDER_PAGE.format(after="")
-    rows = await one_message.fetch_as_user(engine, user, page, {"user_id": owner, "limit": 10})
+    """The ids `user` is shown listing `owner`'s orders (the first page)."""
+    rows = await one_message.fetch_as_user(
+        engine, user, ORDER_PAGE, {"user_id": owner, "limit": 10}
+    )
     return [row["id"] for row in rows]

@@ -1,7 +1,7 @@
-"""The hot read as a prepared statement (refit/prepared_reads.py): prepared once per
-connection as the service's role, then executed in each seller's role under RLS, so one
-connection reused by two sellers shows each only their own rows; a statement the connection
-lost is prepared again."""
+"""A read in one message as a prepared statement (refit/prepared_reads.py; the order-event
+streams read so): prepared once per connection as the service's role, then executed in each
+seller's role under RLS, so one connection reused by two sellers shows each only their own
+rows; a statement the connection lost is prepared again."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from refit import one_message
-from refit.orders import reads
 from tests.orders.helpers import place_order
-from tests.orders.one_connection import list_orders, one_connection, read_order  # noqa: F401
+from tests.orders.one_connection import (  # noqa: F401
+    ORDER_DETAIL,
+    list_orders,
+    one_connection,
+    read_order,
+)
 
 
 async def _prepared_on(engine: AsyncEngine) -> list[str]:
@@ -62,7 +66,7 @@ async def test_a_statement_the_connection_lost_is_prepared_again(
 ):
     seller = await make_user()
     mine = uuid.UUID((await place_order(client, resources, seller))["id"])
-    query, params = reads._ORDER_DETAIL, {"id": mine}
+    query, params = ORDER_DETAIL, {"id": mine}
     first = await one_message.fetch_as_user(one_connection, seller.id, query, params)
     async with one_connection.connect() as connection:
         await connection.exec_driver_sql("DEALLOCATE ALL")
