@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp
 
 from refit import api_docs, openapi, queue
 from refit.addresses.endpoints import router as addresses_router
@@ -64,6 +67,36 @@ API_DESCRIPTION = """Sell a used device, get paid in SOL.
 The conventions in full: `docs/api.md` in the ReFit repository."""
 
 
+class RefitAPI(FastAPI):
+    """FastAPI with our own middleware (added with `add_middleware`, as usual) in front of
+    most of its stack (its telemetry and body-size layers, the routing): the request id,
+    metrics and access line, the body limit, CORS and the fast lane (refit/fastlane.py) run
+    right inside Starlette's outermost error layer, so the hottest GETs never enter the rest,
+    each layer a coroutine and a `send` wrapper per request. Every other request passes
+    through ours into FastAPI's, as before; the innermost error layer
+    (errors.AnswerEveryError) stays where it was. The outermost stays Starlette's
+    ServerErrorMiddleware: OpenTelemetry's instrumentation puts its own layer right inside
+    it, so traces, when on, still cover everything."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        everything = self.user_middleware
+        ours = [m for m in everything if m.cls in _IN_FRONT]
+        self.user_middleware = [m for m in everything if m.cls not in _IN_FRONT]
+        try:
+            outermost = super().build_middleware_stack()
+        finally:
+            self.user_middleware = everything
+        assert isinstance(outermost, ServerErrorMiddleware), outermost
+        app = outermost.app
+        for cls, args, kwargs in reversed(ours):
+            app = cls(app, *args, **kwargs)
+        outermost.app = app
+        return outermost
+
+
+_IN_FRONT: tuple[Any, ...] = (RequestMiddleware, BodyLimit, CORSMiddleware, FastLane)
+
+
 @asynccontextmanager
 async def _serving(app: FastAPI, resources: Resources) -> AsyncIterator[None]:
     """What the API runs beside its requests, started in this order and stopped in reverse:
@@ -118,7 +151,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
             await queue.close_queue(pool)
             await close_resources(own)
 
-    app = FastAPI(
+    app = RefitAPI(
         title="ReFit API",
         version="0.1.0",
         description=API_DESCRIPTION,

@@ -86,21 +86,27 @@ class SellerReadPool:
 
     async def _read(self, statement: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
         pool = await self._opened()
-        connection = await pool.acquire(timeout=self._wait_seconds)
+        # asyncio.timeout, not acquire's own `timeout`: that one runs the wait as a task of
+        # its own (asyncpg's wait_for), a task per read.
+        async with asyncio.timeout(self._wait_seconds):
+            connection = await pool.acquire()
         try:
             # Past the statement timeout asyncpg asks the server to cancel the statement (as
             # the server's own statement_timeout would) and gives up on it.
             found: asyncpg.Record | None = await connection.fetchrow(
                 statement, *args, timeout=self._statement_seconds
             )
-            return found
         except asyncpg.InvalidSQLStatementNameError:
             await connection.reload_schema_state()  # empties its statement cache
+            await pool.release(connection)
             raise
-        finally:
+        except BaseException:
             # A cancel the server never confirms (it stopped answering) is waited for this
             # long, then the connection is closed instead of given back.
             await pool.release(connection, timeout=db.ANSWER_GRACE_SECONDS)
+            raise
+        await pool.release(connection)
+        return found
 
     async def close(self) -> None:
         if self._pool is not None:
