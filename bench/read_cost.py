@@ -69,8 +69,9 @@ def _migrate(code: Path, url: str) -> None:
 
 
 def _api_pid(api: subprocess.Popen[bytes]) -> int:
-    """One of uvicorn's worker processes (a child of the supervisor spawned by
-    multiprocessing; not its resource tracker)."""
+    """One of Granian's API processes: a child of `refit api --workers N` spawned by
+    multiprocessing (`spawn_main` on its command line), not multiprocessing's resource
+    tracker."""
     for child in Path(f"/proc/{api.pid}/task/{api.pid}/children").read_text().split():
         if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
             return int(child)

@@ -55,9 +55,9 @@ def start(
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """SIGTERM to the process's own group (uvicorn's and cluster's children with it), then
-    SIGKILL if it has not gone within `timeout`. A group whose leader died on its own may
-    still hold its children (uvicorn's workers, cluster's): they get the SIGKILL."""
+    """SIGTERM to the process's own group (the API's processes and cluster's children with
+    it), then SIGKILL if it has not gone within `timeout`. A group whose leader died on its own may
+    still hold its children (the API's processes, cluster's): they get the SIGKILL."""
     if process.poll() is None:
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
             try:

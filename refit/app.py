@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware.errors import ServerErrorMiddleware
@@ -54,6 +56,8 @@ from refit.tracing import setup as setup_tracing
 
 # The document's front page (/docs, /redoc, the TypeScript client's openapi.json): the
 # conventions in brief; docs/api.md in the repository has them in full.
+log = structlog.get_logger("refit.app")
+
 API_DESCRIPTION = """Sell a used device, get paid in SOL.
 
 - **Auth**: `Authorization: Bearer <access_token>`, from Sign-In With Solana
@@ -109,6 +113,8 @@ async def _serving(app: FastAPI, resources: Resources) -> AsyncIterator[None]:
     follow_order_events(app, listener)
     await flags_follower.start_follower(listener)
     listener.start()
+    # Which processes serve, by pid: `refit api --workers N` starts N (refit.http_server).
+    log.info("refit.api_process_started", pid=os.getpid())
     try:
         yield
     finally:
@@ -117,13 +123,36 @@ async def _serving(app: FastAPI, resources: Resources) -> AsyncIterator[None]:
         await revocations.stop_watch()
 
 
+@asynccontextmanager
+async def _own_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """The engine, Redis and a small queue pool of an API process that serves alone (each of
+    `refit api --workers N`'s), opened by its lifespan."""
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError(
+            "REFIT_DATABASE_URL and REFIT_REDIS_URL are needed to serve the API alone; "
+            "`refit run` starts embedded servers when they are unset"
+        )
+    init_sentry(settings)
+    own = await open_resources(settings, ping_before_use=False)
+    pool = await queue.open_queue(
+        settings.database_url,
+        max_size=2,
+        prepared_statements=settings.db_prepared_statements,
+    )
+    try:
+        yield own
+    finally:
+        await queue.close_queue(pool)
+        await close_resources(own)
+
+
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> FastAPI:
     """The ASGI app. Given `resources`, it uses them (refit run shares them with the worker);
     otherwise its lifespan opens and closes its own, with settings from the environment when
     none are given (each process of `refit api --workers N` builds its app so)."""
     settings = settings or (resources.settings if resources else get_settings())
     if resources is None:
-        # Before uvicorn's first line in this process, so that one is formatted as ours too.
+        # Before the server's next line in this process, so that one is formatted as ours too.
         configure_logging(settings)
 
     @asynccontextmanager
@@ -131,25 +160,11 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         if resources is not None:
             async with _serving(app, resources):
                 yield
-            return
-        if not settings.database_url or not settings.redis_url:
-            raise RuntimeError(
-                "REFIT_DATABASE_URL and REFIT_REDIS_URL are needed to serve the API alone; "
-                "`refit run` starts embedded servers when they are unset"
-            )
-        init_sentry(settings)
-        own = await open_resources(settings, ping_before_use=False)
-        pool = await queue.open_queue(
-            settings.database_url,
-            max_size=2,
-            prepared_statements=settings.db_prepared_statements,
-        )
-        try:
-            async with _serving(app, own):
+        else:
+            async with _own_resources(settings) as own, _serving(app, own):
                 yield
-        finally:
-            await queue.close_queue(pool)
-            await close_resources(own)
+        # Its requests answered and its connections closed: this process is done serving.
+        log.info("refit.api_process_stopped", pid=os.getpid())
 
     app = RefitAPI(
         title="ReFit API",

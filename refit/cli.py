@@ -144,8 +144,8 @@ def api(
 ) -> None:
     """Serve the HTTP API only (migrate separately).
 
-    On uvloop and httptools. With --workers N, N processes share the port; SIGTERM lets each
-    finish its requests.
+    On Granian and uvloop. With --workers N, N processes share the port (one that dies is
+    started again); SIGTERM lets each finish its requests.
     """
     from refit import startup
 

@@ -98,7 +98,8 @@ def configure_logging(settings: Settings) -> None:
     if _for_people and level > logging.DEBUG:
         root.setLevel(max(level, logging.WARNING))
         logging.getLogger("refit").setLevel(level)
-    # uvicorn's own access log repeats our http.request line; procrastinate is chatty at INFO.
+    # uvicorn's own access log (the local ledger's server, tests' in-process servers) repeats
+    # our http.request line; procrastinate is chatty at INFO.
     logging.getLogger("uvicorn.access").handlers[:] = []
     logging.getLogger("uvicorn.access").propagate = False
     logging.getLogger("procrastinate").setLevel(logging.WARNING)

@@ -7,15 +7,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 import typer
-import uvicorn
-from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import Multiprocess
 
 from refit import embedded, parent_death, queue, startup, tracing
 from refit.error_reports import init_sentry
@@ -24,32 +20,6 @@ from refit.settings import Settings, get_settings
 from refit.supervisor import metrics_shared_by_processes, run_on_uvloop
 
 log = structlog.get_logger("refit.serving")
-
-
-# uvloop and httptools (both from uvicorn[standard]): the cheapest event loop and HTTP parser
-# uvicorn has; every await and every request costs less than on asyncio's loop and h11.
-SERVER_OPTIONS: dict[str, Any] = {
-    "loop": "uvloop",
-    "http": "httptools",
-    "log_config": None,  # ours (refit.logs); uvicorn's access log is replaced by http.request
-    # Off: uvicorn's would believe X-Forwarded-For from loopback (rotating it dodged every
-    # per-IP limit). The client is found by ratelimit.client_ip, from REFIT_TRUSTED_PROXIES.
-    "proxy_headers": False,
-}
-
-
-# uvicorn's parent pings each API process and kills one that has not answered in this long.
-# Its default, 5 s, is shorter than a new process takes to import the app on a busy machine
-# (11 s measured on a loaded 2-core box, before the process can answer): every process was
-# killed before it could start, and again, and again.
-WORKER_HEALTHCHECK_SECONDS = 60
-
-
-class _Server(uvicorn.Server):
-    # Signals are handled by `_serve_until_signal` for the API and the worker together.
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def _serve_until_signal(
@@ -73,6 +43,9 @@ async def _serve_until_signal(
     stoppers: list[Callable[[], None]] = []
     if api:
         # The worker never imports the app (FastAPI, every router, the dashboard).
+        from granian.server.embed import Server as EmbeddedServer
+
+        from refit import http_server
         from refit.app import create_app
         from refit.events.stream import end_streams
 
@@ -80,17 +53,11 @@ async def _serve_until_signal(
         # /readyz answers 503 while no worker is alive when this process runs one, or runs
         # beside one that `refit run` supervises (refit.health).
         app.state.expect_worker = expect_worker or worker
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            **SERVER_OPTIONS,
-        )
-        server = _Server(config)
-        runners.append(server.serve())
-        stoppers.append(lambda: setattr(server, "should_exit", True))
-        # uvicorn waits for open responses to finish; order-event streams never do by
-        # themselves (sse-starlette does not see signals handled here).
+        server = EmbeddedServer(app, **http_server.options(settings))
+        runners.append(_serve_embedded(server))
+        stoppers.append(server.stop)
+        # Granian waits for open responses to finish; order-event streams never do by
+        # themselves (nothing tells sse-starlette of a signal handled here).
         stoppers.append(end_streams)
     if worker:
         # Restarted in place when it stops on a lost database: an outage never ends the
@@ -116,27 +83,16 @@ async def _serve_until_signal(
         await close_resources(resources)
 
 
-def _serve_api_processes(settings: Settings, workers: int) -> None:
-    """`workers` API processes on one port. uvicorn's supervisor binds the socket, starts each
-    process as a fresh interpreter that builds its app with `create_app()` from the
-    environment (where `settings_with_servers` exported the embedded servers' URLs), starts
-    again one that dies, and on SIGTERM or SIGINT stops them all gracefully, then returns."""
-    config = uvicorn.Config(
-        "refit.app:create_app",
-        factory=True,
-        workers=workers,
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        host=settings.host,
-        port=settings.port,
-        **SERVER_OPTIONS,
-    )
-    with metrics_shared_by_processes():
-        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
-        supervisor.run()
-    # A process that could not start (bad settings, a failing lifespan) stopped the others:
-    # say so in the exit status, so an orchestrator sees a failed deploy, not a clean stop.
-    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
-        raise typer.Exit(STARTUP_FAILURE)
+async def _serve_embedded(server: Any) -> None:
+    """Granian's embedded server in this loop: the app's lifespan, then requests until its
+    `stop()`, then the lifespan's end."""
+    from granian.errors import FatalError
+
+    try:
+        await server.serve()
+    except FatalError:
+        # The lifespan's start-up failed (Granian logged why): a failed deploy, not a stop.
+        raise typer.Exit(startup.STARTUP_FAILURE) from None
 
 
 def serve(
@@ -148,7 +104,7 @@ def serve(
 ) -> None:
     # The code is loaded before the wait for `refit run`'s migrations (startup's gate).
     with startup.collector_paused():
-        if api:
+        if api and api_workers == 1:  # N processes each load it themselves
             importlib.import_module("refit.app")
         if worker:
             queue.queue.perform_import_paths()
@@ -165,7 +121,10 @@ def serve(
         if migrate_first:
             startup.migrate_and_seed(settings, embedded_database)
         if api:
+            from refit import http_server
+
             startup.refuse_production_without_admin(settings)
+            http_server.refuse_a_taken_port(settings)
             log.info(
                 "refit.listening",
                 url=f"http://{settings.host}:{settings.port}",
@@ -173,7 +132,8 @@ def serve(
             )
         if api and api_workers > 1:
             assert not worker, "the worker runs in its own process: `refit worker`"
-            _serve_api_processes(settings, api_workers)
+            with metrics_shared_by_processes():
+                http_server.serve_processes(settings, api_workers)
         else:
             run_on_uvloop(
                 _serve_until_signal(settings, api=api, worker=worker, expect_worker=expect_worker)

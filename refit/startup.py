@@ -14,11 +14,12 @@ from pathlib import Path
 
 import typer
 
+from refit.cli_failures import EXIT_CANNOT_RUN
 from refit.settings import Settings
 
-# uvicorn's exit status for a process that could not start (uvicorn.config.STARTUP_FAILURE),
-# without importing uvicorn into `refit run`'s parent.
-STARTUP_FAILURE = 3
+# The exit status of a server that could not start (its settings refused, its lifespan failed,
+# its port taken): the command line's for any command that could not do its work.
+STARTUP_FAILURE = EXIT_CANNOT_RUN
 
 
 def migrate_and_seed(settings: Settings, embedded_database: bool) -> None:

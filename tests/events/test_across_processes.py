@@ -5,6 +5,7 @@ second of its commit; and SIGTERM ends open streams, so the API stops promptly."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -93,3 +94,45 @@ async def test_a_change_by_the_worker_process_reaches_a_stream_on_the_api_proces
 
 async def _until_exit(process) -> int:
     return await asyncio.to_thread(process.wait, 15)
+
+
+@pytest.mark.timeout(300)
+async def test_sigterm_ends_the_open_streams_of_each_api_process(
+    resources, settings, make_user, tmp_path
+):
+    """`refit api --workers 2`: Granian's parent passes SIGTERM to each process, which waits for
+    its open responses before it stops; each asks its streams to end first, so it stops."""
+    port = _free_port()
+    env = _env(settings, tmp_path / "data", REFIT_PORT=str(port))
+    api_log = tmp_path / "api.log"
+    api = start_refit(["api", "--workers", "2"], env, api_log)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
+            async def both_started() -> bool:
+                return (await _read(api_log)).count('"refit.api_process_started"') == 2
+
+            await _until("waiting for both processes", both_started, api, api_log, 180)
+            seller = await make_user()
+            order = await place_order(http, resources, seller)
+            async with contextlib.AsyncExitStack() as streams:
+                # Each on its own connection: the kernel hands them to either process.
+                opened = [
+                    await streams.enter_async_context(
+                        open_stream(http, order["id"], headers=seller.headers)
+                    )
+                    for _ in range(6)
+                ]
+                for stream in opened:
+                    assert (await stream.next_event()).status == "pending"
+
+                stopping = time.monotonic()
+                os.kill(api.pid, signal.SIGTERM)
+                for stream in opened:
+                    while (item := await stream.next(timeout=15)) is not None:
+                        assert isinstance(item, Comment), item  # heartbeats only
+            assert await _until_exit(api) == 0
+            assert time.monotonic() - stopping < 15
+        assert (await _read(api_log)).count('"refit.api_process_stopped"') == 2
+    finally:
+        await stop_refit(api)

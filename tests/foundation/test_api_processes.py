@@ -24,7 +24,6 @@ from tests.processes import start_refit
 from tests.processes import until as _until
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTED = re.compile(r"Started server process \[(\d+)\]")
 
 
 def _log(path: Path) -> list[dict[str, Any]]:
@@ -35,6 +34,10 @@ def _log(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             pass  # a line from something that does not log JSON (a library's print)
     return lines
+
+
+def _events(lines: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("event") == event]
 
 
 def _alive(pid: int) -> bool:
@@ -82,7 +85,8 @@ async def test_refit_api_with_two_processes_serves_and_stops_on_sigterm(settings
             await _until("waiting for /readyz", ready, process, log_path, timeout=180)
 
             async def both_started() -> list[int]:
-                pids = [int(m.group(1)) for m in STARTED.finditer(await _read(log_path))]
+                lines = await asyncio.to_thread(_log, log_path)
+                pids = [line["pid"] for line in _events(lines, "refit.api_process_started")]
                 return pids if len(pids) == 2 else []
 
             workers = await _until("waiting for 2 processes", both_started, process, log_path, 180)
@@ -143,13 +147,11 @@ async def test_refit_api_with_two_processes_serves_and_stops_on_sigterm(settings
         log_path.unlink(missing_ok=True)
 
     # Each process finished its lifespan (connections closed), and none outlived the parent.
-    assert "Received SIGTERM" in output
-    assert output.count("Application shutdown complete.") == 2, output[-4000:]
+    lines = [json.loads(raw) for raw in output.splitlines() if raw.startswith("{")]
+    assert [line["signal"] for line in _events(lines, "refit.stopping")] == ["SIGTERM"]
+    stopped = [line["pid"] for line in _events(lines, "refit.api_process_stopped")]
+    assert sorted(stopped) == sorted(workers), output[-4000:]
     assert not [pid for pid in workers if _alive(pid)]
     # The embedded Redis the command started (the one the processes used) stopped with it.
-    (redis_socket,) = [
-        line["socket"]
-        for line in (json.loads(raw) for raw in output.splitlines() if raw.startswith("{"))
-        if line.get("event") == "embedded.redis_started"
-    ]
+    (redis_socket,) = [line["socket"] for line in _events(lines, "embedded.redis_started")]
     assert not await asyncio.to_thread(os.path.exists, redis_socket)

@@ -24,6 +24,7 @@ HEAVY = (
     "fastapi",
     "starlette",
     "uvicorn",
+    "granian",
     "pydantic_settings",
     "procrastinate",
     "reportlab",

@@ -89,7 +89,7 @@ async def test_refit_api_in_production_without_smtp_exits_saying_why(tmp_path: P
         await stop_refit(process)
         raise AssertionError("refit api did not exit:\n" + log_path.read_text()[-3000:]) from None
     output = log_path.read_text()
-    assert code == 3, output  # uvicorn's STARTUP_FAILURE: a failed deploy, not a clean stop
+    assert code == 3, output  # STARTUP_FAILURE: a failed deploy, not a clean stop
     assert "refusing to start in production: REFIT_SMTP_URL must be set" in output, output
     assert "no seller receives one" in output
     # The refusal names settings, never their values.
