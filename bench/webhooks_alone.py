@@ -39,13 +39,24 @@ ROUNDS = int(os.environ.get("REFIT_BENCH_ROUNDS", "2"))
 CODES = [c for c in os.environ.get("REFIT_BENCH_CODE", str(ROOT)).split(":") if c]
 
 
-async def _backends(conn: psycopg.AsyncConnection) -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL backend serving this database (but this one)."""
+async def _backends(conn: psycopg.AsyncConnection) -> dict[int, tuple[str, float]]:
+    """Each PostgreSQL backend serving this database (but this one): whose it is (the API's,
+    the worker's: their PGAPPNAME) and its CPU seconds so far."""
     cur = await conn.execute(
-        "SELECT pid FROM pg_stat_activity "
+        "SELECT pid, application_name FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
-    return {pid: _cpu_seconds(pid) for (pid,) in await cur.fetchall()}
+    return {pid: (name, _cpu_seconds(pid)) for pid, name in await cur.fetchall()}
+
+
+def _spent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        was = before.get(pid, (name, 0.0))[1]
+        out[name or "other"] = out.get(name or "other", 0.0) + seconds - was
+    return out
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -82,12 +93,16 @@ async def _round(
 ) -> None:
     env = {**env, "PYTHONPATH": code}
     port = int(env["REFIT_PORT"])
-    api, _ = await servers.start_api(env, port, work / "logs" / f"api-{index}.log", started)
+    api, _ = await servers.start_api(
+        {**env, "PGAPPNAME": "api"}, port, work / "logs" / f"api-{index}.log", started
+    )
     secret, token = env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"], env["REFIT_SHIPPO_WEBHOOK_TOKEN"]
     url = f"http://127.0.0.1:{port}"
     try:
         log = work / "logs" / f"worker-{index}.log"
-        async with webhooks.worker_beside(conn, env, log, started) as worker:
+        async with webhooks.worker_beside(
+            conn, {**env, "PGAPPNAME": "worker"}, log, started
+        ) as worker:
             warm = work / f"warm-{index}.txt"
             webhooks.write_requests(warm, f"W{index}X", int(WARMUP_SECONDS * 2000), secret)
             await webhooks.post(url, token, warm, seconds=WARMUP_SECONDS, conn=conn)
@@ -106,10 +121,18 @@ async def _round(
             cpu = servers.group_cpu_seconds(api) - cpu
             user, system = (b - a for a, b in zip(split, _user_system(api), strict=True))
             after = await _backends(conn)
-            pg_cpu = sum(s - backends.get(pid, 0.0) for pid, s in after.items())
+            pg_cpu = _spent(backends, after)
     finally:
         servers.stop(api)
         started.remove(api)
+    # Jobs run by a worker's fetch (started and ended in different transactions) and jobs
+    # ended beside another's (both in one: the same transaction time).
+    cur = await conn.execute(
+        "SELECT count(*) FILTER (WHERE s.at <> e.at), count(*) FILTER (WHERE s.at = e.at) "
+        "FROM procrastinate_events s JOIN procrastinate_events e USING (job_id) "
+        "WHERE s.type = 'started' AND e.type = 'succeeded'"
+    )
+    fetched, beside = await cur.fetchone() or (0, 0)
     await webhooks.drop_backlog(conn)
     e = result.extra
     print(
@@ -117,9 +140,12 @@ async def _round(
         f"non-2xx {result.non_2xx}, {cpu * 1000 / max(result.completed, 1):.2f} ms API CPU "
         f"each ({user * 100 / max(user + system, 1e-9):.0f}% user), "
         f"{float(e.get('worker_cpu_ms', 0)):.2f} ms worker CPU per job, "  # type: ignore[arg-type]
-        f"{pg_cpu * 1000 / max(result.completed, 1):.2f} ms PostgreSQL CPU per answer "
+        f"PostgreSQL CPU per answer: "
+        + ", ".join(f"{k} {v * 1000 / max(result.completed, 1):.2f} ms" for k, v in pg_cpu.items())
+        + " "
         f"({e.get('worker_jobs')} jobs, {e.get('handled_in_run')} of {e.get('kept_rows')} "
-        f"rows handled), p50 {result.p50_ms} ms, p99 {result.p99_ms} ms; "
+        f"rows handled; since start {fetched} jobs fetched, {beside} settled beside), "
+        f"p50 {result.p50_ms} ms, p99 {result.p99_ms} ms; "
         f"load average {load_before:.1f}",
         flush=True,
     )

@@ -44,13 +44,15 @@ NOTHING_TO_DO = "nothing to do"
 IGNORED = "ignored"
 NO_MATCH = "no matching order"
 
-# The job's own row, and up to `more` rows whose jobs wait in its queue (taken as the worker
-# takes a job: due, first by priority then age, skipping any another transaction holds).
+# The job's own row, and up to `more` rows whose jobs wait (taken as the worker takes a job: due,
+# first by priority then age, skipping any another transaction holds). Only for a worker that
+# takes every queue (ours do: queue.build_worker), so no queue is named: procrastinate's index
+# on the queue's name holds every job ever run.
 _READ = """
 WITH waiting AS (
   SELECT j.id, (j.args ->> 'inbox_id')::uuid AS inbox_id
   FROM procrastinate_jobs j
-  WHERE j.status = 'todo' AND j.task_name = %(task)s AND j.queue_name = %(queue)s
+  WHERE j.status = 'todo' AND j.task_name = %(task)s
     AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
   ORDER BY j.priority DESC, j.id
   LIMIT %(more)s
@@ -64,6 +66,17 @@ SELECT r.job_id, r.inbox_id, w.id IS NOT NULL AS found, w.event, w.body -> 'data
        w.received_at, w.processed_at IS NOT NULL OR w.body IS NULL AS done
 FROM rows r LEFT JOIN webhook_inbox w ON w.id = r.inbox_id
 """
+# The waiting jobs in the order of procrastinate's own index of them (status 'todo', by
+# priority and id), read until enough are taken. Without this the planner, which guesses a
+# handful of waiting jobs wherever the queue's table has no statistics (autovacuum off, or
+# not yet run after a burst), reads and sorts every waiting job, and every entry left behind
+# in that index by jobs run since its last vacuum: milliseconds a batch, growing with the
+# burst. Only for this statement (`SET LOCAL ... TO DEFAULT` after it, in the same message).
+_IN_INDEX_ORDER = (Step("SET LOCAL enable_sort = off"), Step("SET LOCAL enable_bitmapscan = off"))
+_AS_BEFORE = (
+    Step("SET LOCAL enable_sort TO DEFAULT"),
+    Step("SET LOCAL enable_bitmapscan TO DEFAULT"),
+)
 
 # What `webhook_tasks._find_parcel` would look for, for every row at once.
 _PARCELS = """
@@ -99,10 +112,8 @@ SELECT procrastinate_finish_job_v1(id, 'succeeded', false) FROM unnest(%(jobs)s:
 
 @dataclass(frozen=True)
 class Queue:
-    """Where the running job came from: its queue (the waiting jobs taken are of it) and its
-    worker (which the jobs taken here are recorded as run by)."""
+    """The running job's worker: the jobs taken here are recorded as run by it."""
 
-    name: str
     worker_id: int | None
 
 
@@ -124,16 +135,12 @@ class _Row:
 
 async def settle(session: AsyncSession, inbox_id: uuid.UUID, queue: Queue | None) -> str | None:
     """Settle the row `inbox_id` if it needs neither the carrier nor an order's lock, and up to
-    `QUEUED_PER_JOB` waiting rows of `queue` likewise (none without a queue), in the session's
-    transaction. The own row's result ("nothing to do", "ignored", "no matching order"), or
-    None when its handling is more than that: the caller does it."""
-    params = {
-        "task": HANDLE_TASK,
-        "queue": queue.name if queue else "",
-        "more": QUEUED_PER_JOB if queue else 0,
-        "own": str(inbox_id),
-    }
-    [found] = await in_one_message(session, Step(_READ, params))
+    `QUEUED_PER_JOB` waiting rows likewise when its job's worker (`queue`) takes every queue,
+    in the session's transaction. The own row's result ("nothing to do", "ignored", "no
+    matching order"), or None when its handling is more than that: the caller does it."""
+    params = {"task": HANDLE_TASK, "more": QUEUED_PER_JOB if queue else 0, "own": str(inbox_id)}
+    results = await in_one_message(session, *_IN_INDEX_ORDER, Step(_READ, params), *_AS_BEFORE)
+    found = results[len(_IN_INDEX_ORDER)]
     rows = [_Row(**r) for r in found]
     for row in rows:
         _read(row)

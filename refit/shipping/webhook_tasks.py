@@ -63,9 +63,10 @@ class LabelNotRecordedYet(CarrierError):
 @queue.queue.task(name=HANDLE_TASK, retry=queue.exponential_retry(8, 3), pass_context=True)
 async def handle_webhook_task(context: procrastinate.JobContext, inbox_id: str) -> str:
     row_id = uuid.UUID(inbox_id)
-    job = context.job
+    # A worker limited to some queues settles no other job than its own.
+    queue = None if context.worker_queues else webhook_batch.Queue(context.job.worker_id)
     try:
-        outcome = await handle(row_id, webhook_batch.Queue(job.queue, job.worker_id))
+        outcome = await handle(row_id, queue)
     except Exception as exc:
         if await webhook_inbox.record_failure(row_id, exc):
             # Given up on: no retry; the row says why, for an operator.
