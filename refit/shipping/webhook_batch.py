@@ -1,21 +1,23 @@
 """The webhooks whose handling needs neither the carrier nor a lock on an order, settled
 together: a `shipping.handle_webhook` job settles its own row so when it can, and with it up to
-`QUEUED_PER_JOB` rows whose jobs are waiting, in its first transaction.
+`QUEUED_PER_JOB` rows whose jobs are waiting, in one transaction of two messages.
 
 A burst of carrier updates queues a job per event (refit/shipping/webhooks.py). Most of what
 a job does for an update that names no order of ours (or an event we do not use) is the
-queue's bookkeeping and the round trips: taking the job, reading the row, looking for the
-parcel, writing the outcome, finishing the job. Here a job reads its row and the waiting ones
-in one statement, looks for all their parcels in one, and writes every outcome with the
-waiting jobs' ends in one message: the same outcomes on the same rows, each waiting job ended
-`succeeded` as the worker would have (through `doing`, with procrastinate's own finish), in the
-transaction that wrote its row's outcome.
+queue's bookkeeping and its round trips: taking the job, reading the row, looking for the
+parcel, writing the outcome, finishing the job. Here one message takes the waiting jobs, reads
+their rows and looks for their parcels; the next writes every outcome, ends the waiting jobs
+`succeeded` as the worker would have (through `doing`, with procrastinate's own finish, each
+change in procrastinate_events by its triggers) and commits. The same outcomes on the same
+rows as webhook_tasks.handle writes, in the transaction that ends their jobs.
 
 Anything else (a parcel of ours, a `transaction_updated`, a label still being recorded, a body
 that does not read as expected) is left to its own job, untouched: that job does what it
-always did (refit/shipping/webhook_tasks.py). The waiting jobs are taken `FOR UPDATE SKIP
-LOCKED`, as the worker takes a job: a job another worker holds, or another batch, is not
-touched, and a job taken here is not fetched meanwhile.
+always did (refit/shipping/webhook_tasks.py). The parcel lookup is SQL's reading of the body;
+the decision stays Python's (parse_track, as the job reads it): a row whose number or named
+order Python reads otherwise than the lookup did is left to its own job. The waiting jobs
+are taken `FOR UPDATE SKIP LOCKED`, as the worker takes a job: one another transaction holds
+is not touched, and one taken here is not fetched meanwhile.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import metrics
+from refit import metrics, resources
 from refit.carriers.picker import parse_track
 from refit.models import OrderStatus
-from refit.one_message import Step, in_one_message
+from refit.one_message import JobMessages, Step, job_messages
 from refit.shipping.webhooks import HANDLE_TASK
 
 log = structlog.get_logger(__name__)
@@ -44,10 +45,25 @@ NOTHING_TO_DO = "nothing to do"
 IGNORED = "ignored"
 NO_MATCH = "no matching order"
 
-# The job's own row, and up to `more` rows whose jobs wait (taken as the worker takes a job: due,
-# first by priority then age, skipping any another transaction holds). Only for a worker that
-# takes every queue (ours do: queue.build_worker), so no queue is named: procrastinate's index
-# on the queue's name holds every job ever run.
+# The waiting jobs in the order of procrastinate's own index of them (status 'todo', by
+# priority and id), read until enough are taken. Without this the planner, which guesses a
+# handful of waiting jobs wherever the queue's table has no statistics (autovacuum off, or
+# not yet run after a burst), reads and sorts every waiting job, and every entry left behind
+# in that index by jobs run since its last vacuum: milliseconds a batch, growing with the
+# burst. Only for the read (`SET LOCAL ... TO DEFAULT` after it, in the same message).
+_IN_INDEX_ORDER = (Step("SET LOCAL enable_sort = off"), Step("SET LOCAL enable_bitmapscan = off"))
+_AS_BEFORE = (
+    Step("SET LOCAL enable_sort TO DEFAULT"),
+    Step("SET LOCAL enable_bitmapscan TO DEFAULT"),
+)
+# A metadata naming an order ("order:<id>", "return:<id>") as the sandbox and our labels write it.
+_NAMED = "^(order|return):([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+
+# The job's own row, and up to `more` rows whose jobs wait (due, first by priority then age,
+# skipping any another transaction holds). No queue is named: only a worker that takes every
+# queue settles others' jobs, and procrastinate's index on the queue's name holds every job
+# ever run. For each row, what webhook_tasks._find_parcel looks for: the orders with its
+# tracking number (two are as many as matter), a return with it, the order its metadata names.
 _READ = """
 WITH waiting AS (
   SELECT j.id, (j.args ->> 'inbox_id')::uuid AS inbox_id
@@ -61,36 +77,22 @@ WITH waiting AS (
   SELECT NULL::bigint AS job_id, %(own)s::uuid AS inbox_id
   UNION ALL
   SELECT id, inbox_id FROM waiting
+), read AS (
+  SELECT r.job_id, r.inbox_id, w.id IS NOT NULL AS found, w.event, w.body -> 'data' AS data,
+         w.received_at, w.processed_at IS NOT NULL OR w.body IS NULL AS done,
+         w.body -> 'data' ->> 'tracking_number' AS number,
+         regexp_match(w.body -> 'data' ->> 'metadata', %(named)s) AS named
+  FROM rows r LEFT JOIN webhook_inbox w ON w.id = r.inbox_id
 )
-SELECT r.job_id, r.inbox_id, w.id IS NOT NULL AS found, w.event, w.body -> 'data' AS data,
-       w.received_at, w.processed_at IS NOT NULL OR w.body IS NULL AS done
-FROM rows r LEFT JOIN webhook_inbox w ON w.id = r.inbox_id
-"""
-# The waiting jobs in the order of procrastinate's own index of them (status 'todo', by
-# priority and id), read until enough are taken. Without this the planner, which guesses a
-# handful of waiting jobs wherever the queue's table has no statistics (autovacuum off, or
-# not yet run after a burst), reads and sorts every waiting job, and every entry left behind
-# in that index by jobs run since its last vacuum: milliseconds a batch, growing with the
-# burst. Only for this statement (`SET LOCAL ... TO DEFAULT` after it, in the same message).
-_IN_INDEX_ORDER = (Step("SET LOCAL enable_sort = off"), Step("SET LOCAL enable_bitmapscan = off"))
-_AS_BEFORE = (
-    Step("SET LOCAL enable_sort TO DEFAULT"),
-    Step("SET LOCAL enable_bitmapscan TO DEFAULT"),
-)
-
-# What `webhook_tasks._find_parcel` would look for, for every row at once.
-_PARCELS = """
-SELECT 'order' AS kind, tracking_number AS key, count(*)::int AS n
-FROM orders WHERE tracking_number = ANY(%(numbers)s::text[]) GROUP BY tracking_number
-UNION ALL
-SELECT 'return', tracking_number, count(*)::int
-FROM shipping_returns WHERE tracking_number = ANY(%(numbers)s::text[]) GROUP BY tracking_number
-UNION ALL
-SELECT 'labelling', id::text, 1 FROM orders
-WHERE id = ANY(%(labelling)s::uuid[]) AND status = %(labelling_status)s
-UNION ALL
-SELECT 'returning', id::text, 1 FROM orders
-WHERE id = ANY(%(returning)s::uuid[]) AND status = %(returning_status)s
+SELECT read.job_id, read.inbox_id, read.found, read.event, read.data, read.received_at,
+       read.done, read.number,
+       (SELECT count(*) FROM (SELECT FROM orders o WHERE o.tracking_number = read.number
+                              LIMIT 2) two)::int AS orders,
+       EXISTS (SELECT FROM shipping_returns s WHERE s.tracking_number = read.number)
+         AS returning_parcel,
+       read.named[1] AS named_as, read.named[2]::uuid AS named_id,
+       (SELECT o.status FROM orders o WHERE o.id = read.named[2]::uuid) AS named_status
+FROM read
 """
 
 _FINISH_ROWS = """
@@ -99,8 +101,7 @@ FROM unnest(%(ids)s::uuid[], %(outcomes)s::text[]) AS v(id, outcome)
 WHERE w.id = v.id AND w.processed_at IS NULL
 """
 # The waiting jobs' ends as the worker writes them: taken (todo -> doing, by this job's
-# worker), then procrastinate's own finish (doing -> succeeded, an attempt counted); each
-# change recorded in procrastinate_events by its triggers, as for any job.
+# worker), then procrastinate's own finish (doing -> succeeded, an attempt counted).
 _TAKE_JOBS = """
 UPDATE procrastinate_jobs SET status = 'doing', worker_id = %(worker)s
 WHERE id = ANY(%(jobs)s::bigint[]) AND status = 'todo'
@@ -126,35 +127,41 @@ class _Row:
     data: Any
     received_at: dt.datetime | None
     done: bool
-    number: str = ""
-    labelling: uuid.UUID | None = None
-    returning: uuid.UUID | None = None
+    number: str | None  # as SQL read it
+    orders: int
+    returning_parcel: bool
+    named_as: str | None
+    named_id: uuid.UUID | None
+    named_status: str | None
     outcome: str | None = None  # what is written on the row; None: nothing
     result: str | None = None  # the job's result; None: left to the row's own job
 
 
-async def settle(session: AsyncSession, inbox_id: uuid.UUID, queue: Queue | None) -> str | None:
+async def settle(inbox_id: uuid.UUID, queue: Queue | None) -> str | None:
     """Settle the row `inbox_id` if it needs neither the carrier nor an order's lock, and up to
     `QUEUED_PER_JOB` waiting rows likewise when its job's worker (`queue`) takes every queue,
-    in the session's transaction. The own row's result ("nothing to do", "ignored", "no
-    matching order"), or None when its handling is more than that: the caller does it."""
-    params = {"task": HANDLE_TASK, "more": QUEUED_PER_JOB if queue else 0, "own": str(inbox_id)}
-    results = await in_one_message(session, *_IN_INDEX_ORDER, Step(_READ, params), *_AS_BEFORE)
-    found = results[len(_IN_INDEX_ORDER)]
-    rows = [_Row(**r) for r in found]
-    for row in rows:
-        _read(row)
-    await _look_for_parcels(session, rows)
-    settled = [r for r in rows if r.result is not None]
-    if not settled:
-        return None
-    await _finish(session, settled, queue)
+    in one transaction. The own row's result ("nothing to do", "ignored", "no matching
+    order"), or None when its handling is more than that: the caller does it."""
+    params = {
+        "task": HANDLE_TASK,
+        "more": QUEUED_PER_JOB if queue else 0,
+        "own": str(inbox_id),
+        "named": _NAMED,
+    }
+    async with job_messages(resources.current().engine) as messages:
+        results = await messages.send(*_IN_INDEX_ORDER, Step(_READ, params), *_AS_BEFORE)
+        rows = [_Row(**r) for r in results[len(_IN_INDEX_ORDER)]]
+        for row in rows:
+            _decide(row)
+        settled = [r for r in rows if r.result is not None]
+        if settled:
+            await _finish(messages, settled, queue)
     own = next(r for r in rows if r.job_id is None)
     return own.result
 
 
-def _read(row: _Row) -> None:
-    """The row's result where it needs no lookup; else what the parcel lookup needs."""
+def _decide(row: _Row) -> None:
+    """The row's result, where it needs neither the carrier nor an order's lock."""
     if not row.found or row.done:
         row.result = NOTHING_TO_DO
     elif row.event == "transaction_updated":
@@ -166,63 +173,46 @@ def _read(row: _Row) -> None:
             hint = parse_track(row.data)
         except Exception:  # its own job reads it again, and fails there if it must
             return
-        row.number = hint.tracking_number
-        row.labelling = named_order(hint.metadata, "order:")
-        row.returning = named_order(hint.metadata, "return:")
-
-
-async def _look_for_parcels(session: AsyncSession, rows: list[_Row]) -> None:
-    """For each track update: no order's parcel (nor its way home, nor a label being
-    recorded) -> no match, settled here; any of those -> left to its own job."""
-    tracks = [r for r in rows if r.result is None and r.number]
-    if not tracks:
-        return
-    params = {
-        "numbers": sorted({r.number for r in tracks}),
-        "labelling": sorted({str(r.labelling) for r in tracks if r.labelling}),
-        "returning": sorted({str(r.returning) for r in tracks if r.returning}),
-        "labelling_status": OrderStatus.PROCESSING_SHIPMENT.value,
-        "returning_status": OrderStatus.RETURNING.value,
-    }
-    [found] = await in_one_message(session, Step(_PARCELS, params))
-    known = {(f["kind"], f["key"]): f["n"] for f in found}
-    for row in tracks:
-        orders = known.get(("order", row.number), 0)
-        if orders == 1 or ("return", row.number) in known:
-            continue  # a parcel of ours: the carrier is asked, in its own job
-        if orders > 1:
+        if not _looked_up(row, hint.tracking_number, hint.metadata):
+            return
+        if row.orders == 1 or row.returning_parcel:
+            return  # a parcel of ours: the carrier is asked, in its own job
+        if row.orders > 1:
             # As _find_parcel: two orders claim one parcel, neither is moved.
             log.warning("shipping.webhook_tracking_number_ambiguous", tracking_number=row.number)
-        elif ("labelling", str(row.labelling)) in known or ("returning", str(row.returning)) in (
-            known
+        elif (row.named_as, row.named_status) in (
+            ("order", OrderStatus.PROCESSING_SHIPMENT.value),
+            ("return", OrderStatus.RETURNING.value),
         ):
-            continue  # its number is being recorded: its own job waits and retries
-        row.outcome = f"no order has tracking number {row.number}"
+            return  # its number is being recorded: its own job waits and retries
+        row.outcome = f"no order has tracking number {hint.tracking_number}"
         row.result = NO_MATCH
 
 
-async def _finish(session: AsyncSession, settled: list[_Row], queue: Queue | None) -> None:
+def _looked_up(row: _Row, number: str, metadata: str | None) -> bool:
+    """Whether SQL looked for what Python reads in the body: the same number, the same order
+    named (or none)."""
+    named = (row.named_as, row.named_id) if row.named_as else None
+    reads = next(
+        ((p, i) for p in ("order", "return") if (i := named_order(metadata, p + ":"))), None
+    )
+    return bool(number) and row.number == number and named == reads
+
+
+async def _finish(messages: JobMessages, settled: list[_Row], queue: Queue | None) -> None:
     at = dt.datetime.now(dt.UTC)
-    outcomes = {r.inbox_id: r.outcome for r in settled if r.outcome is not None}
+    outcomes = {r.inbox_id: r.outcome[:2000] for r in settled if r.outcome is not None}
     jobs = sorted({r.job_id for r in settled if r.job_id is not None})
     steps = []
     if outcomes:
-        steps.append(
-            Step(
-                _FINISH_ROWS,
-                {
-                    "at": at,
-                    "ids": [str(i) for i in outcomes],
-                    "outcomes": [o[:2000] for o in outcomes.values()],
-                },
-            )
-        )
+        ids = [str(i) for i in outcomes]
+        steps.append(Step(_FINISH_ROWS, {"at": at, "ids": ids, "outcomes": [*outcomes.values()]}))
     if jobs:
         worker = queue.worker_id if queue else None
         steps.append(Step(_TAKE_JOBS, {"jobs": jobs, "worker": worker}))
         steps.append(Step(_FINISH_JOBS, {"jobs": jobs}))
     if steps:
-        await in_one_message(session, *steps)
+        await messages.send(*steps, commit=True)
     for row in settled:
         if row.outcome is not None and row.received_at is not None:
             metrics.WEBHOOK_LAG.observe((at - row.received_at).total_seconds())

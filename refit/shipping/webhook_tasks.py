@@ -77,12 +77,13 @@ async def handle_webhook_task(context: procrastinate.JobContext, inbox_id: str) 
 
 
 async def handle(inbox_id: uuid.UUID, queue: webhook_batch.Queue | None = None) -> str:
-    """Handle the row; with the `queue` its job came from, the rows waiting there that need no
-    carrier are settled beside it (refit/shipping/webhook_batch.py)."""
+    """Handle the row. What needs no carrier (this row's handling, or waiting rows' when its
+    worker is given as `queue`) is settled first, in a transaction of its own
+    (refit/shipping/webhook_batch.py); a parcel of ours is followed below."""
+    settled = await webhook_batch.settle(inbox_id, queue)
+    if settled is not None:
+        return settled
     async with service_transaction(job=True) as session:
-        settled = await webhook_batch.settle(session, inbox_id, queue)
-        if settled is not None:
-            return settled
         row = await session.get(WebhookInbox, inbox_id)
         if row is None or row.processed_at is not None or row.body is None:
             return "nothing to do"
