@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,14 @@ from refit.transactions import (
     acting_user,
 )
 
-__all__ = ["Step", "fetch_as_user", "in_one_message", "write_as_service"]
+__all__ = [
+    "JobMessages",
+    "Step",
+    "fetch_as_user",
+    "in_one_message",
+    "job_messages",
+    "write_as_service",
+]
 
 
 async def fetch_as_user(
@@ -218,3 +226,63 @@ async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[
         if mine:
             results.append(await cursor.fetchall() if cursor.description is not None else [])
     return results
+
+
+class JobMessages:
+    """A job's transaction as the service, sent a message at a time (`job_messages`)."""
+
+    def __init__(self, pg: psycopg.AsyncConnection[Any]) -> None:
+        self._pg = pg
+        self.begun = False
+        self.done = False
+
+    async def send(self, *steps: Step, commit: bool = False) -> list[list[dict[str, Any]]]:
+        """The steps in one message (BEGIN in front of the first, COMMIT after the last when
+        `commit`): the rows each returned."""
+        assert not self.done, "the transaction is committed"
+        statements = [] if self.begun else ["BEGIN"]
+        params: dict[str, Any] = {}
+        for index, step in enumerate(steps):
+            statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
+            params.update({f"s{index}_{name}": value for name, value in step.params.items()})
+        if commit:
+            statements.append("COMMIT")
+        cursor = psycopg.AsyncClientCursor(self._pg, row_factory=dict_row)
+        await cursor.execute("; ".join(statements), params)
+        if not self.begun:
+            cursor.nextset()  # past BEGIN
+            self.begun = True
+        results = []
+        for index in range(len(steps)):
+            if index:
+                cursor.nextset()
+            results.append(await cursor.fetchall() if cursor.description is not None else [])
+        self.done = commit
+        return results
+
+
+@asynccontextmanager
+async def job_messages(engine: AsyncEngine) -> AsyncIterator[JobMessages]:
+    """One transaction as the service for a job (no statement timeout, as
+    `service_transaction(job=True)`), its statements sent as `JobMessages.send` is given them:
+    BEGIN rides in the first message, COMMIT in the last (or on its own when the block ends
+    without it); rolled back when the block raises. For a job whose round trips are its cost
+    (the webhook batch): no session, and no BEGIN or COMMIT of their own."""
+    async with engine.connect() as connection:
+        pg = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(pg, psycopg.AsyncConnection)
+        if isinstance(pg, db.BoundedConnection):
+            pg.answer_within = None  # a job's statements are not bounded
+        await pg.set_autocommit(True)
+        messages = JobMessages(pg)
+        try:
+            yield messages
+            if messages.begun and not messages.done:
+                await pg.execute("COMMIT")
+        except BaseException:
+            if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await pg.execute("ROLLBACK")
+            raise
+        finally:
+            if not pg.closed:
+                await pg.set_autocommit(False)

@@ -14,11 +14,16 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import math
+import time
 import traceback
+import weakref
 from contextlib import ExitStack
 from typing import Any
 
 import procrastinate
+import psycopg
+import psycopg_pool
 import structlog
 from procrastinate import builtin_tasks
 from procrastinate import exceptions as pq_exceptions
@@ -176,11 +181,47 @@ async def open_queue(
         max_size=max_size,
         kwargs=db.connect_args(prepared_statements, timeouts),
         connection_class=db.BoundedConnection,
+        configure=_autocommit,
+        reset=_note_return,
+        pool_factory=_pool_checking_quiet_connections,
     )
     stack = ExitStack()
     stack.enter_context(queue.replace_connector(connector))
     await queue.open_async()
     return stack
+
+
+# The queue's pool, as procrastinate makes it, spent four round trips on each of its statements
+# (a worker's fetch and finish of every job among them): a ping of the connection, BEGIN, the
+# statement, COMMIT. Each statement procrastinate sends through its pool is one call of its
+# functions (fetch, finish, retry, defer, heartbeat...), atomic on its own: the pool's
+# connections are in autocommit (no BEGIN, no COMMIT), and a connection is pinged only when it
+# has been quiet for longer than this (after an outage, a busy worker's connections fail one
+# statement each, as the API's do: the job's status is written again by the stalled-job
+# retry, and the worker is started again by its supervisor).
+PING_AFTER_QUIET_SECONDS = 2.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
+    await connection.set_autocommit(True)
+
+
+async def _note_return(connection: psycopg.AsyncConnection[Any]) -> None:
+    _returned_at[connection] = time.monotonic()
+
+
+async def _ping_if_quiet(connection: psycopg.AsyncConnection[Any]) -> None:
+    quiet = time.monotonic() - _returned_at.get(connection, -math.inf)
+    if quiet > PING_AFTER_QUIET_SECONDS:
+        await psycopg_pool.AsyncConnectionPool.check_connection(connection)
+
+
+def _pool_checking_quiet_connections(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
+    # procrastinate asks for a ping before every use (`check`): only a quiet connection's.
+    return psycopg_pool.AsyncConnectionPool(**{**kwargs, "check": _ping_if_quiet})
 
 
 async def close_queue(stack: ExitStack) -> None:

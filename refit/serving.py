@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +21,15 @@ from refit.settings import Settings, get_settings
 from refit.supervisor import metrics_shared_by_processes, run_on_uvloop
 
 log = structlog.get_logger("refit.serving")
+
+
+# A process that runs nothing but jobs yields the CPU to the API's when both want it: an API
+# request has a client waiting on its answer (a carrier's webhook is redelivered if not
+# acknowledged in time); a job has none, and the work waiting for it is kept (every kept
+# webhook has its job). Under a burst the jobs wait their turn, and the webhook jobs then
+# settle many rows each (refit/shipping/webhook_batch.py). On a machine of its own the
+# worker runs at full speed as before: niceness only orders processes that compete.
+WORKER_NICENESS = 10
 
 
 async def _serve_until_signal(
@@ -109,6 +119,8 @@ def serve(
         if worker:
             queue.queue.perform_import_paths()
     startup.wait_for_start_gate()
+    if worker and not api:
+        os.nice(WORKER_NICENESS)
     if worker:
         # The one process that signs: it refuses to start on a keypair it cannot read or
         # that is not REFIT_TREASURY_PUBKEY's, before it takes a job.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import procrastinate
 import structlog
 from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +32,7 @@ from refit.models.shipping import Leg, ReturnShipment, ReturnStatus, WebhookInbo
 from refit.orders import follow_ups
 from refit.orders.service import get_order, transition
 from refit.settings import Settings
-from refit.shipping import state, webhook_inbox
+from refit.shipping import state, webhook_batch, webhook_inbox
 from refit.shipping.webhooks import HANDLE_TASK
 from refit.transactions import service_transaction
 
@@ -59,11 +60,13 @@ class LabelNotRecordedYet(CarrierError):
 
 # Waits of 3 s, 9 s … 36 min: a label being recorded is seen within seconds, a carrier outage
 # of an hour is waited out. Each failure is counted on the row (webhook_inbox.py).
-@queue.queue.task(name=HANDLE_TASK, retry=queue.exponential_retry(8, 3))
-async def handle_webhook_task(inbox_id: str) -> str:
+@queue.queue.task(name=HANDLE_TASK, retry=queue.exponential_retry(8, 3), pass_context=True)
+async def handle_webhook_task(context: procrastinate.JobContext, inbox_id: str) -> str:
     row_id = uuid.UUID(inbox_id)
+    # A worker limited to some queues settles no other job than its own.
+    queue = None if context.worker_queues else webhook_batch.Queue(context.job.worker_id)
     try:
-        outcome = await handle(row_id)
+        outcome = await handle(row_id, queue)
     except Exception as exc:
         if await webhook_inbox.record_failure(row_id, exc):
             # Given up on: no retry; the row says why, for an operator.
@@ -73,7 +76,13 @@ async def handle_webhook_task(inbox_id: str) -> str:
     return outcome
 
 
-async def handle(inbox_id: uuid.UUID) -> str:
+async def handle(inbox_id: uuid.UUID, queue: webhook_batch.Queue | None = None) -> str:
+    """Handle the row. What needs no carrier (this row's handling, or waiting rows' when its
+    worker is given as `queue`) is settled first, in a transaction of its own
+    (refit/shipping/webhook_batch.py); a parcel of ours is followed below."""
+    settled = await webhook_batch.settle(inbox_id, queue)
+    if settled is not None:
+        return settled
     async with service_transaction(job=True) as session:
         row = await session.get(WebhookInbox, inbox_id)
         if row is None or row.processed_at is not None or row.body is None:
@@ -142,28 +151,19 @@ async def _find_parcel(
         order = await session.get(Order, home.order_id)
         if order is not None:
             return order, Leg.RETURN, home.carrier
-    named = _order_id(hint.metadata, "order:")
+    named = webhook_batch.named_order(hint.metadata, "order:")
     if named is not None:
         order = await session.get(Order, named)
         if order is not None and order.status is S.PROCESSING_SHIPMENT:
             # The label job has bought it and is storing it: the number appears shortly.
             raise LabelNotRecordedYet(f"order {named} has no tracking number recorded yet")
-    named = _order_id(hint.metadata, "return:")
+    named = webhook_batch.named_order(hint.metadata, "return:")
     if named is not None:
         order = await session.get(Order, named)
         if order is not None and order.status is S.RETURNING:
             # The return job has bought it and is storing it, as above.
             raise LabelNotRecordedYet(f"order {named} has no return tracking number yet")
     return None
-
-
-def _order_id(metadata: str | None, prefix: str) -> uuid.UUID | None:
-    if not metadata or not metadata.startswith(prefix):
-        return None
-    try:
-        return uuid.UUID(metadata.removeprefix(prefix))
-    except ValueError:
-        return None
 
 
 async def _apply(session: AsyncSession, settings: Settings, order: Order, truth: Tracking) -> str:
@@ -258,10 +258,10 @@ async def _transaction_updated(
         transaction = parse_transaction(data)
     except (CarrierUnavailable, KeyError) as exc:
         return f"unreadable transaction: {exc}", None
-    home_of = _order_id(transaction.metadata, "return:")
+    home_of = webhook_batch.named_order(transaction.metadata, "return:")
     if home_of is not None:
         return await _return_transaction_updated(session, home_of, transaction.status.pending)
-    named = _order_id(transaction.metadata, "order:")
+    named = webhook_batch.named_order(transaction.metadata, "order:")
     order = await session.scalar(
         select(Order).where(
             or_(
