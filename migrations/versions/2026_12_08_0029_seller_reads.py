@@ -14,6 +14,7 @@ Revises: 0028
 Create Date: 2026-12-08
 """
 
+# ruff: noqa: S608 (SQL built from this module's constants; values are the functions' parameters)
 from collections.abc import Sequence
 
 from alembic import op
@@ -84,35 +85,101 @@ BEGIN
   ) o;
 END
 $fn$
-"""  # noqa: S608 (built from this module's constants; the values are the function's parameters)
+"""
+
+# The same row written exactly as the response model writes it (pydantic: compact, UTC
+# timestamps with "Z" and microseconds only when there are some, amounts as their text, which
+# for these scales (at most 6 decimals) is Python's Decimal text too), so a page of such rows
+# is the response as it is, with nothing to parse or write in Python. NULL for a row whose
+# device_details hold what pydantic would write differently (a nested value, a number with a
+# fraction: "1.50" comes back as 1.5); such a row goes as `_ROW` and the page through the
+# model. tests/orders/test_seller_reads.py holds the two the same on odd values.
+_TIMESTAMPS = {
+    "label_purchased_at",
+    "offer_expires_at",
+    "offer_accepted_at",
+    "created_at",
+    "updated_at",
+    "shipped_at",
+    "received_at",
+    "completed_at",
+    "cancelled_at",
+}
+
+
+def _exact(column: str) -> str:
+    value = f"o.{column}"
+    if column in _TIMESTAMPS:
+        utc = f"({value} AT TIME ZONE 'UTC')"
+        text = (
+            f"'\"' || to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+            f" || CASE WHEN extract(microseconds FROM {value})::int % 1000000 = 0 THEN ''"
+            f" ELSE to_char({utc}, '.US') END || 'Z\"'"
+        )
+    elif column in _NUMERIC:
+        text = f"'\"' || {value}::text || '\"'"
+    elif column == "device_details":
+        return f"""CASE WHEN {value} IS NULL THEN 'null'
+          WHEN jsonb_typeof({value}) = 'object' AND NOT EXISTS (
+            SELECT FROM jsonb_each({value}) e
+            WHERE jsonb_typeof(e.value) IN ('object', 'array')
+               OR (jsonb_typeof(e.value) = 'number' AND e.value::text !~ '^-?[0-9]+$'))
+          THEN '{{' || coalesce((
+            SELECT string_agg(to_json(e.key)::text || ':' || e.value::text, ',' ORDER BY e.n)
+            FROM jsonb_each({value}) WITH ORDINALITY e(key, value, n)), '') || '}}'
+          END"""
+    else:
+        text = f"to_json({value})::text"
+    return f"coalesce({text}, 'null')"
+
+
+_EXACT_ROW = (
+    "'{' || " + " || ',' || ".join(f"'\"{c}\":' || {_exact(c)}" for c in _LISTED) + " || '}'"
+)
+
+_PAGE_ROWS = """
+      SELECT o.*, row_number() OVER (ORDER BY o.created_at DESC, o.id DESC) AS n,
+             count(*) OVER () AS fetched
+      FROM (SELECT * FROM orders o WHERE o.user_id = seller AFTER
+            ORDER BY o.created_at DESC, o.id DESC LIMIT page_size + 1) o
+"""
+_AFTER = "AND (o.created_at, o.id) < (after_created_at, after_id)"
+# The page's rows (one more than asked for, to know there is a next page), each written once
+# exactly (or, failing that, as `_ROW`), and the position of its last row when there is more.
+_PAGE_QUERY = f"""
+    SELECT '[' || coalesce(string_agg(coalesce(o.exact, {_ROW}::text), ',' ORDER BY o.n), '')
+             || ']',
+           coalesce(bool_and(o.exact IS NOT NULL), true),
+           max(o.created_at) FILTER (WHERE o.n = page_size AND o.fetched > page_size),
+           max(o.id::text) FILTER (WHERE o.n = page_size AND o.fetched > page_size)::uuid
+    INTO items, exact, next_created_at, next_id
+    FROM (
+      SELECT o.*, {_EXACT_ROW} AS exact FROM (ROWS) o WHERE o.n <= page_size
+    ) o;
+"""
+
+
+def _page_query(after: str) -> str:
+    return _PAGE_QUERY.replace("ROWS", _PAGE_ROWS.replace("AFTER", after))
+
 
 _PAGE = f"""
-CREATE FUNCTION seller_orders_json(seller uuid, page_size int, after_created_at timestamptz,
-                                   after_id uuid) RETURNS text
+CREATE FUNCTION seller_orders_page(seller uuid, page_size int, after_created_at timestamptz,
+                                   after_id uuid, OUT items text, OUT exact boolean,
+                                   OUT next_created_at timestamptz, OUT next_id uuid)
 LANGUAGE plpgsql VOLATILE AS $fn$
-DECLARE answer text;
 BEGIN
 {_AS_SELLER}
   -- Two statements, not one with `after_id IS NULL OR ...`: each keeps its own plan over
   -- the (user_id, created_at, id) index, the next page's starting at the cursor.
   IF after_id IS NULL THEN
-    SELECT coalesce(json_agg({_ROW} ORDER BY o.created_at DESC, o.id DESC), '[]')::text
-    INTO answer FROM (
-      SELECT * FROM orders o WHERE o.user_id = seller
-      ORDER BY o.created_at DESC, o.id DESC LIMIT page_size
-    ) o;
+{_page_query("")}
   ELSE
-    SELECT coalesce(json_agg({_ROW} ORDER BY o.created_at DESC, o.id DESC), '[]')::text
-    INTO answer FROM (
-      SELECT * FROM orders o
-      WHERE o.user_id = seller AND (o.created_at, o.id) < (after_created_at, after_id)
-      ORDER BY o.created_at DESC, o.id DESC LIMIT page_size
-    ) o;
+{_page_query(_AFTER)}
   END IF;
-  RETURN answer;
 END
 $fn$
-"""  # noqa: S608 (built from this module's constants; the values are the function's parameters)
+"""
 
 
 def upgrade() -> None:
@@ -121,5 +188,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION seller_orders_json(uuid, int, timestamptz, uuid)")
+    op.execute(
+        "DROP FUNCTION seller_orders_page(uuid, int, timestamptz, uuid,"
+        " OUT text, OUT boolean, OUT timestamptz, OUT uuid)"
+    )
     op.execute("DROP FUNCTION seller_order_json(uuid, uuid, OUT text, OUT boolean)")

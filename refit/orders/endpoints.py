@@ -59,8 +59,8 @@ async def list_orders(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """The caller's orders, newest first; pass `next_cursor` back as `cursor` for more."""
-    page = await reads.list_orders(claims.user_id, limit=limit, cursor=cursor)
-    return _json(page)
+    page = await reads.list_orders_json(claims.user_id, limit=limit, cursor=cursor)
+    return Response(page, media_type="application/json")
 
 
 @router.get("/{order_id}", response_model=OrderDetail)
@@ -86,7 +86,8 @@ async def lane_list_orders(scope: Scope, _: str) -> Response | None:
     if query is None:
         return None
     claims = await lane_claims(scope)
-    return _json(await reads.list_orders(claims.user_id, limit=query[0], cursor=query[1]))
+    page = await reads.list_orders_json(claims.user_id, limit=query[0], cursor=query[1])
+    return Response(page, media_type="application/json")
 
 
 def _list_query(raw: bytes) -> tuple[int, str | None] | None:

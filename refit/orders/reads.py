@@ -114,19 +114,33 @@ def _with_photo_urls(inspection: dict[str, Any] | None) -> dict[str, Any] | None
     }
 
 
-async def list_orders(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> OrderPage:
-    """Newest first. Keyset pagination on (created_at, id): stable while orders are added."""
+async def list_orders_json(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> bytes:
+    """The seller's orders newest first, as the response body (OrderPage). Keyset pagination
+    on (created_at, id): stable while orders are added. PostgreSQL writes the page's rows as
+    the model writes them (migration 0029), so they go out as they come; a page with a row it
+    could not write so goes through the model."""
     after_created_at, after_id = decode_cursor(cursor) if cursor is not None else (None, None)
     found = await resources.current().seller_reads.row(
-        "SELECT seller_orders_json($1, $2, $3, $4)", user_id, limit + 1, after_created_at, after_id
+        "SELECT items, exact, next_created_at, next_id FROM seller_orders_page($1, $2, $3, $4)",
+        user_id,
+        limit,
+        after_created_at,
+        after_id,
     )
-    rows = _ORDER_ROWS.validate_json(found[0] if found else "[]")
-    items = rows[:limit]
-    last = items[-1] if len(rows) > limit else None
-    return OrderPage(
-        items=items,
-        next_cursor=encode_cursor(last.created_at, last.id) if last else None,
+    assert found is not None  # an aggregate: one row, whatever the page holds
+    next_cursor = (
+        encode_cursor(found["next_created_at"], found["next_id"]) if found["next_id"] else None
     )
+    if not found["exact"]:
+        items = _ORDER_ROWS.validate_json(found["items"])
+        return OrderPage(items=items, next_cursor=next_cursor).model_dump_json().encode()
+    return b"".join(
+        (b'{"items":', found["items"].encode(), b',"next_cursor":', _json_text(next_cursor), b"}")
+    )
+
+
+def _json_text(value: str | None) -> bytes:
+    return b"null" if value is None else json.dumps(value).encode()
 
 
 async def history_of(session: AsyncSession, order_id: uuid.UUID) -> Sequence[OrderStatusHistory]:

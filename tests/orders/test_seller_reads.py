@@ -6,9 +6,11 @@ problem+json and the pool heals; a transaction pooler's setting (no prepared sta
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 import uuid
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -16,6 +18,10 @@ from sqlalchemy import text as db_text
 
 from refit import db
 from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS
+from refit.models import Order
+from refit.orders import reads
+from refit.orders.schemas import OrderDetail, OrderPage, OrderRead
+from refit.pagination import decode_cursor
 from refit.seller_reads import SellerReadPool, SellerReadsDown
 from tests.orders.helpers import place_order
 from tests.resilience.pg_proxy import CuttableProxy
@@ -40,7 +46,9 @@ async def test_the_functions_read_under_rls_and_leave_the_connection_as_it_was(
             await connection.fetchval("SELECT detail FROM seller_order_json($1, $2)", bob.id, order)
             is None
         )
-        theirs = await connection.fetchval("SELECT seller_orders_json($1, 10, NULL, NULL)", bob.id)
+        theirs = await connection.fetchval(
+            "SELECT items FROM seller_orders_page($1, 10, NULL, NULL)", bob.id
+        )
         assert theirs == "[]"
         # The role and claims were the statement's own transaction's: gone after it.
         after = await connection.fetchrow(
@@ -189,7 +197,7 @@ async def test_one_connection_alternating_sellers_after_cancel_and_discard(
         return [json.loads(found["detail"])["id"]] if found and found["detail"] else []
 
     async def listed(user: uuid.UUID) -> list[str]:
-        page = await pool.row("SELECT seller_orders_json($1, 10, NULL, NULL)", user)
+        page = await pool.row("SELECT items FROM seller_orders_page($1, 10, NULL, NULL)", user)
         assert page is not None
         return [row["id"] for row in json.loads(page[0])]
 
@@ -223,26 +231,84 @@ async def test_one_connection_alternating_sellers_after_cancel_and_discard(
 
 
 async def test_the_functions_answer_in_the_response_models_shape(client, resources, make_user):
-    """The JSON the functions build is the models' input as it is: the same keys in the same
-    order (a field added to OrderRead and not to migration 0029 fails here), and the same
-    values as the model made from the ORM row, amounts with their scale."""
-    from refit.models import Order
-    from refit.orders.schemas import OrderDetail, OrderRead
-
+    """The order's JSON is the model's input as it is: the same keys in the same order (a field
+    added to OrderDetail and not to migration 0029 fails here) and the same values as the model
+    made from the ORM row, amounts with their scale."""
     seller = await make_user()
     order_id = uuid.UUID((await place_order(client, resources, seller))["id"])
-    reads = resources.seller_reads
-    page = await reads.row("SELECT seller_orders_json($1, 10, NULL, NULL)", seller.id)
-    detail = await reads.row(
+    detail = await resources.seller_reads.row(
         "SELECT detail, plain FROM seller_order_json($1, $2)", seller.id, order_id
     )
-    assert page is not None and detail is not None and detail["plain"]
-    (listed,) = json.loads(page[0])
-    assert list(listed) == list(OrderRead.model_fields)
+    assert detail is not None and detail["plain"]
     assert list(json.loads(detail["detail"])) == list(OrderDetail.model_fields)
     async with resources.sessionmaker() as session:
         expected = OrderRead.model_validate(await session.get(Order, order_id))
-    assert OrderRead.model_validate_json(json.dumps(listed)) == expected
-    assert str(expected.quoted_price_usd) in page[0]  # "150.00", not 150
     shown = OrderDetail.model_validate_json(detail["detail"])
     assert OrderRead.model_validate(shown.model_dump()) == expected
+
+
+# Values each written differently by PostgreSQL's JSON and by pydantic, set on the orders in
+# SQL: control characters, quotes and non-ASCII text; amounts at zero and at their scale;
+# timestamps on a whole second and with microseconds; device details of every kind pydantic
+# writes back alike, and ones it does not (a fraction, a nested object).
+_ODD = [
+    {
+        "device_model": 'Pixel "7" \\ \n\t\x01 é 😀 </script> \u2028',
+        "final_price_usd": "0.00",
+        "final_price_sol": "0.0000",
+        "shipped_at": "2026-12-07 10:00:00+00",
+        "offer_expires_at": "2026-12-07 10:00:00.000001+00",
+        "received_at": "1999-01-02 03:04:05.5+00",
+        "device_details": {"colour": "black", "bb": 10, "a": True, "n": None, "big": 10**20},
+    },
+    {"device_details": {"weight": 1.50}},
+    {"device_details": {"parts": {"screen": "cracked"}}},
+    {"device_details": {}, "label_url": None, "tracking_number": "1Z\x7f"},
+]
+
+
+async def test_a_page_is_the_models_json_byte_for_byte(client, resources, make_user):
+    """The list's page as PostgreSQL writes it (no model in between) is what pydantic writes
+    from the ORM rows, byte for byte, odd values included; a row PostgreSQL cannot write so
+    sends its page through the model, with the same bytes again."""
+    seller = await make_user()
+    ids = [uuid.UUID((await place_order(client, resources, seller))["id"]) for _ in _ODD]
+    async with resources.sessionmaker() as session, session.begin():
+        for order_id, values in zip(ids, _ODD, strict=True):
+            order = await session.get(Order, order_id)
+            for name, value in values.items():
+                if name.endswith("_at"):
+                    value = dt.datetime.fromisoformat(value)
+                elif name.startswith("final_price"):
+                    value = Decimal(value)
+                setattr(order, name, value)
+
+    async def pages(size: int) -> list[tuple[bytes, bool, bytes]]:
+        """(our page, whether PostgreSQL wrote it, pydantic's page) for each page."""
+        found, cursor = [], None
+        while True:
+            body = await reads.list_orders_json(seller.id, limit=size, cursor=cursor)
+            page = json.loads(body)
+            got = await resources.seller_reads.row(
+                "SELECT exact FROM seller_orders_page($1, $2, $3, $4)",
+                seller.id,
+                size,
+                *(decode_cursor(cursor) if cursor else (None, None)),
+            )
+            async with resources.sessionmaker() as session:
+                orders = [await session.get(Order, uuid.UUID(i["id"])) for i in page["items"]]
+            model = OrderPage(
+                items=[OrderRead.model_validate(o) for o in orders],
+                next_cursor=page["next_cursor"],
+            )
+            found.append((body, got["exact"], model.model_dump_json().encode()))
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+
+    # Newest first: the page of one holds the last row alone; pages of two pair them up.
+    singles = await pages(1)
+    assert [exact for _, exact, _ in singles] == [True, False, False, True]
+    for body, _, expected in singles + await pages(2) + await pages(10):
+        assert body == expected
+    assert len(singles) == len(_ODD)
