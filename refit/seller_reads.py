@@ -17,6 +17,8 @@ REFIT_DB_PREPARED_STATEMENTS allows them (a transaction pooler cannot keep them)
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -62,29 +64,40 @@ class SellerReadPool:
                     # release: a round trip a read. Our statements leave nothing behind (the
                     # functions' settings are local to their own transaction).
                     reset=_nothing_to_reset,
+                    init=_decode_jsonb,
                 )
         return self._pool
 
     async def row(self, statement: str, *args: Any) -> asyncpg.Record | None:
-        """The first row `statement` answers, or None. asyncpg
-        drops a pooled connection whose socket closed while it idled (a server restart); one
-        that dies as the read goes out is tried once more on a fresh one (a read may be)."""
+        """The first row `statement` answers, or None."""
+        found: asyncpg.Record | None = await self._read(statement, args, _first_row)
+        return found
+
+    async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
+        """Every row `statement` answers."""
+        found: list[asyncpg.Record] = await self._read(statement, args, _every_row)
+        return found
+
+    async def _read(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
+        """asyncpg drops a pooled connection whose socket closed while it idled (a server
+        restart); one that dies as the read goes out is tried once more on a fresh one (a
+        read may be)."""
         for attempt in (1, 2):
             try:
-                return await self._read(statement, args)
+                return await self._read_once(statement, args, get)
             except (asyncpg.ConnectionDoesNotExistError, ConnectionResetError) as exc:
                 if attempt == 2:
                     raise _down(exc) from exc
             except asyncpg.InvalidSQLStatementNameError:
                 # The connection's prepared statements are gone (a DISCARD ALL, a pooler
-                # that swapped the server connection): `_read` forgot them; prepared again.
+                # that swapped the server connection): forgotten, and prepared again.
                 if attempt == 2:
                     raise
             except _OUTAGES as exc:
                 raise _down(exc) from exc
         raise AssertionError("unreachable")
 
-    async def _read(self, statement: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
+    async def _read_once(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
         pool = await self._opened()
         # asyncio.timeout, not acquire's own `timeout`: that one runs the wait as a task of
         # its own (asyncpg's wait_for), a task per read.
@@ -93,9 +106,7 @@ class SellerReadPool:
         try:
             # Past the statement timeout asyncpg asks the server to cancel the statement (as
             # the server's own statement_timeout would) and gives up on it.
-            found: asyncpg.Record | None = await connection.fetchrow(
-                statement, *args, timeout=self._statement_seconds
-            )
+            found = await get(connection, statement, args, self._statement_seconds)
         except asyncpg.InvalidSQLStatementNameError:
             await connection.reload_schema_state()  # empties its statement cache
             await pool.release(connection)
@@ -127,6 +138,28 @@ _OUTAGES = (
 
 def _down(exc: BaseException) -> SellerReadsDown:
     return SellerReadsDown(f"PostgreSQL did not answer a seller's read: {type(exc).__name__} {exc}")
+
+
+_Getter = Callable[[asyncpg.Connection, str, tuple[Any, ...], float | None], Awaitable[Any]]
+
+
+async def _first_row(
+    connection: asyncpg.Connection, statement: str, args: tuple[Any, ...], within: float | None
+) -> Any:
+    return await connection.fetchrow(statement, *args, timeout=within)
+
+
+async def _every_row(
+    connection: asyncpg.Connection, statement: str, args: tuple[Any, ...], within: float | None
+) -> Any:
+    return await connection.fetch(statement, *args, timeout=within)
+
+
+async def _decode_jsonb(connection: asyncpg.Connection) -> None:
+    # jsonb as Python values (device_details), as psycopg gave them.
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:

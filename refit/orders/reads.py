@@ -19,10 +19,11 @@ from urllib.parse import urlencode, urlsplit
 from pydantic import TypeAdapter
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from typing_extensions import TypedDict
 
 from refit import resources
-from refit.models.order import Order, OrderStatusHistory
-from refit.orders.schemas import OrderDetail, OrderPage, OrderRead, StatusChange
+from refit.models.order import Order, OrderStatus, OrderStatusHistory
+from refit.orders.schemas import OrderDetail, OrderRead, StatusChange
 from refit.orders.service import Created, order_not_found
 from refit.pagination import decode_cursor, encode_cursor
 from refit.signed_urls import evidence_photo_url
@@ -48,7 +49,33 @@ _PAYOUT = """
  FROM payouts p WHERE p.order_id = o.id) AS payout
 """
 _EXTRAS_OF = text(f"SELECT {_INSPECTION}, {_PAYOUT} FROM orders o WHERE o.id = :id")  # noqa: S608 (built from this module's constants; the id is a bound parameter)
-_ORDER_ROWS = TypeAdapter(list[OrderRead])
+
+
+# The page as OrderPage writes it, from the rows as dicts: OrderRead's fields as a TypedDict
+# (made from the model, so the two cannot drift), serialized in pydantic's core without a
+# model instance per row (the rows are PostgreSQL's, typed: nothing to validate).
+def _as_stored(annotation: Any) -> Any:
+    # An enum column comes as its text (the table's CHECK keeps it one of the values), and
+    # is written so: str in place of the enum, or the serializer warns on every row.
+    if annotation is OrderStatus:
+        return str
+    if annotation == OrderStatus | None:
+        return str | None
+    return annotation
+
+
+_ORDER_ROW = TypedDict(  # type: ignore[misc]
+    "_ORDER_ROW", {name: _as_stored(f.annotation) for name, f in OrderRead.model_fields.items()}
+)
+
+
+class _OrderPageRows(TypedDict):
+    items: list[_ORDER_ROW]  # type: ignore[valid-type]
+    next_cursor: str | None
+
+
+_PAGE_WRITER = TypeAdapter(_OrderPageRows)
+_PAGE_QUERY = f"SELECT {', '.join(OrderRead.model_fields)} FROM seller_orders_page($1, $2, $3, $4)"  # noqa: S608 (the model's field names)
 # A transaction the explorer can show: broadcast, at least.
 _ON_CHAIN = {"sent", "finalized"}
 
@@ -116,31 +143,19 @@ def _with_photo_urls(inspection: dict[str, Any] | None) -> dict[str, Any] | None
 
 async def list_orders_json(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> bytes:
     """The seller's orders newest first, as the response body (OrderPage). Keyset pagination
-    on (created_at, id): stable while orders are added. PostgreSQL writes the page's rows as
-    the model writes them (migration 0029), so they go out as they come; a page with a row it
-    could not write so goes through the model."""
+    on (created_at, id): stable while orders are added. The rows come typed from PostgreSQL
+    and are written by the response model's own serializer, with no model built per row."""
     after_created_at, after_id = decode_cursor(cursor) if cursor is not None else (None, None)
-    found = await resources.current().seller_reads.row(
-        "SELECT items, exact, next_created_at, next_id FROM seller_orders_page($1, $2, $3, $4)",
-        user_id,
-        limit,
-        after_created_at,
-        after_id,
+    rows = await resources.current().seller_reads.fetch(
+        _PAGE_QUERY, user_id, limit + 1, after_created_at, after_id
     )
-    assert found is not None  # an aggregate: one row, whatever the page holds
-    next_cursor = (
-        encode_cursor(found["next_created_at"], found["next_id"]) if found["next_id"] else None
-    )
-    if not found["exact"]:
-        items = _ORDER_ROWS.validate_json(found["items"])
-        return OrderPage(items=items, next_cursor=next_cursor).model_dump_json().encode()
-    return b"".join(
-        (b'{"items":', found["items"].encode(), b',"next_cursor":', _json_text(next_cursor), b"}")
-    )
-
-
-def _json_text(value: str | None) -> bytes:
-    return b"null" if value is None else json.dumps(value).encode()
+    items = [dict(row) for row in rows[:limit]]
+    last = items[-1] if len(rows) > limit else None
+    page: Any = {
+        "items": items,
+        "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+    }
+    return _PAGE_WRITER.dump_json(page)
 
 
 async def history_of(session: AsyncSession, order_id: uuid.UUID) -> Sequence[OrderStatusHistory]:
