@@ -114,9 +114,21 @@ $fn$
 """
 
 
+# PostgreSQL lets PUBLIC execute a new function. These take the seller's id as an argument
+# and act as that seller: callable by a client's role (Supabase's PostgREST exposes functions
+# to `anon` and `authenticated` as /rpc), they would read anyone's orders. Only their owner,
+# the service role the API connects as, may call them.
+_LOCK_DOWN = """
+REVOKE ALL ON FUNCTION seller_order_json(uuid, uuid) FROM PUBLIC, anon, authenticated;
+REVOKE ALL ON FUNCTION seller_orders_page(uuid, int, timestamptz, uuid)
+  FROM PUBLIC, anon, authenticated;
+"""
+
+
 def upgrade() -> None:
     op.execute(_ORDER)
     op.execute(_PAGE)
+    op.execute(_LOCK_DOWN)
 
 
 def downgrade() -> None:

@@ -59,6 +59,29 @@ async def test_the_functions_read_under_rls_and_leave_the_connection_as_it_was(
         await connection.close()
 
 
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+async def test_a_clients_role_cannot_call_the_functions(
+    client, resources, settings, make_user, role
+):
+    """The functions act as whichever seller they are given: a client's own role (Supabase's
+    PostgREST exposes functions as /rpc to `anon` and `authenticated`) may not call them."""
+    alice = await make_user()
+    order = uuid.UUID((await place_order(client, resources, alice))["id"])
+    assert settings.database_url
+    connection = await asyncpg.connect(db.libpq_url(settings.database_url))
+    try:
+        for call, args in [
+            ("SELECT * FROM seller_order_json($1, $2)", (alice.id, order)),
+            ("SELECT * FROM seller_orders_page($1, 10, NULL, NULL)", (alice.id,)),
+        ]:
+            async with connection.transaction():
+                await connection.execute(f"SET LOCAL ROLE {role}")
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await connection.fetch(call, *args)
+    finally:
+        await connection.close()
+
+
 async def test_without_prepared_statements_the_read_is_the_same(
     client, resources, settings, make_user
 ):
