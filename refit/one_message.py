@@ -1,7 +1,9 @@
 """The doors that are one round trip each (refit/transactions.py has the rest, and what they
 share): `fetch_as_user`, the hot read in the seller's role under RLS; `write_as_service`, a
 public request's one-statement write (the webhook intake); `in_one_message`, several
-statements of a session's own transaction in one message (create order, idempotency keys).
+statements of a session's own transaction in one message (create order, idempotency keys);
+`job_messages`, a job's transaction as the service sent as a few messages, BEGIN riding with
+the first and COMMIT with the last (the label job, the sandbox carrier).
 Values are bound client-side, quoted by psycopg; nothing else sends raw multi-statement SQL.
 """
 
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +30,14 @@ from refit.transactions import (
     acting_user,
 )
 
-__all__ = ["Step", "fetch_as_user", "in_one_message", "write_as_service"]
+__all__ = [
+    "JobMessages",
+    "Step",
+    "fetch_as_user",
+    "in_one_message",
+    "job_messages",
+    "write_as_service",
+]
 
 
 async def fetch_as_user(
@@ -218,3 +228,78 @@ async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[
         if mine:
             results.append(await cursor.fetchall() if cursor.description is not None else [])
     return results
+
+
+def _joined(steps: Sequence[Step]) -> tuple[list[str], dict[str, Any]]:
+    """The steps' statements, each step's parameter names prefixed with its index (two steps
+    may both say %(id)s), and their parameters."""
+    statements: list[str] = []
+    params: dict[str, Any] = {}
+    for index, step in enumerate(steps):
+        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
+        params.update({f"s{index}_{name}": value for name, value in step.params.items()})
+    return statements, params
+
+
+class JobMessages:
+    """The transaction of `job_messages`: `send` its statements, a message at a time."""
+
+    def __init__(self, pg: psycopg.AsyncConnection[Any]) -> None:
+        self._pg = pg
+        self.open = False  # BEGIN sent, COMMIT not yet
+        self.done = False
+
+    async def send(self, *steps: Step, commit: bool = False) -> list[list[dict[str, Any]]]:
+        """The steps in one message (the transaction's BEGIN before them if it is the first,
+        its COMMIT after them with `commit`): the rows each returned, [] for none."""
+        if self.done:
+            raise RuntimeError("the transaction has ended")
+        statements, params = _joined(steps)
+        skip = 0
+        if not self.open:
+            statements.insert(0, "BEGIN")
+            skip = 1
+            self.open = True
+        if commit:
+            statements.append("COMMIT")
+        cursor = psycopg.AsyncClientCursor(self._pg, row_factory=dict_row)
+        await cursor.execute("; ".join(statements), params)
+        if commit:
+            self.open, self.done = False, True
+        for _ in range(skip):
+            cursor.nextset()
+        results: list[list[dict[str, Any]]] = []
+        for index in range(len(steps)):
+            if index:
+                cursor.nextset()
+            results.append(await cursor.fetchall() if cursor.description is not None else [])
+        return results
+
+
+@asynccontextmanager
+async def job_messages(engine: AsyncEngine) -> AsyncIterator[JobMessages]:
+    """One transaction of a job as the service (no statement timeout, as
+    `service_transaction(job=True)`), sent as messages of several statements: BEGIN goes
+    with the first, COMMIT with the last one sent with `commit=True` (else one more message
+    when the block ends); ROLLBACK when the block raises. For a job's hot path, where each
+    message is a decision's worth of statements and the ORM's per-statement cost matters.
+    """
+    async with engine.connect() as connection:
+        pg = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(pg, psycopg.AsyncConnection)
+        if isinstance(pg, db.BoundedConnection):
+            pg.answer_within = None  # a job's statements are not bounded (transactions.py)
+        # In autocommit psycopg sends no BEGIN of its own: ours rides with the first message.
+        await pg.set_autocommit(True)
+        transaction = JobMessages(pg)
+        try:
+            yield transaction
+            if transaction.open:
+                await pg.execute("COMMIT")
+        except BaseException:
+            if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await pg.execute("ROLLBACK")
+            raise
+        finally:
+            if not pg.closed:
+                await pg.set_autocommit(False)

@@ -14,11 +14,13 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import time
 import traceback
 from contextlib import ExitStack
 from typing import Any
 
 import procrastinate
+import psycopg_pool
 import structlog
 from procrastinate import builtin_tasks
 from procrastinate import exceptions as pq_exceptions
@@ -174,13 +176,38 @@ async def open_queue(
         conninfo=db.libpq_url(database_url),
         min_size=1,
         max_size=max_size,
+        # Each of procrastinate's queries is one statement (a function call): in autocommit
+        # it is its own transaction, one round trip, where a pooled transaction adds a BEGIN
+        # and a COMMIT to each fetch and finish of a job.
         kwargs=db.connect_args(prepared_statements, timeouts),
+        configure=_autocommit,
         connection_class=db.BoundedConnection,
+        pool_factory=_pool_pinging_when_idle,
     )
     stack = ExitStack()
     stack.enter_context(queue.replace_connector(connector))
     await queue.open_async()
     return stack
+
+
+async def _autocommit(connection: db.BoundedConnection) -> None:
+    await connection.set_autocommit(True)
+
+
+def _pool_pinging_when_idle(**pool_args: Any) -> psycopg_pool.AsyncConnectionPool:
+    """procrastinate's pool, whose check (a ping at every checkout) runs only on a connection
+    idle for db.PING_AFTER_IDLE_SECONDS or more, as the engine's pre-ping does."""
+
+    async def stamp(connection: db.BoundedConnection) -> None:
+        connection.idle_since = time.monotonic()
+
+    async def check(connection: db.BoundedConnection) -> None:
+        idle_since = connection.idle_since
+        if idle_since is not None and time.monotonic() - idle_since < db.PING_AFTER_IDLE_SECONDS:
+            return
+        await psycopg_pool.AsyncConnectionPool.check_connection(connection)
+
+    return psycopg_pool.AsyncConnectionPool(**{**pool_args, "check": check, "reset": stamp})
 
 
 async def close_queue(stack: ExitStack) -> None:

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from refit.carriers.interface import (
     Carrier,
@@ -34,8 +34,9 @@ from refit.carriers.interface import (
 )
 from refit.models import OrderStatus
 from refit.models.shipping import LabelPurchase, PurchaseStatus, RateQuote
+from refit.one_message import Step, job_messages
 from refit.orders import follow_ups
-from refit.orders.service import get_order, transition
+from refit.orders.service import get_order, order_not_found, transition
 from refit.resources import Resources
 from refit.shipping import state
 from refit.storage import content_type_for, label_key, label_storage
@@ -66,7 +67,15 @@ class Snapshot:
     unanswered_since: dt.datetime | None = None
     unanswered_until: dt.datetime | None = None
     # This attempt's 'started' row, committed with the snapshot when none came before it.
-    started: LabelPurchase | None = None
+    started: Started | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """An attempt's 'started' row, committed: the carrier may be called for it."""
+
+    id: uuid.UUID
+    rate_id: str
 
 
 def metadata_for(order_id: uuid.UUID) -> str:
@@ -128,7 +137,7 @@ async def purchase(
     attempt: int,
 ) -> str:
     """One attempt of the label job. Returns what happened; raises to be retried."""
-    snapshot = await _snapshot(order_id, carrier, job_id=job_id, attempt=attempt)
+    snapshot = await _snapshot(resources, order_id, carrier, job_id=job_id, attempt=attempt)
     if isinstance(snapshot, str):
         return snapshot
     transaction = None
@@ -136,15 +145,20 @@ async def purchase(
         transaction = await _recover(resources, carrier, order_id, snapshot)
     if snapshot.transaction_id is not None:
         transaction = await carrier.get_transaction(snapshot.transaction_id)
+    # A purchase answered with a final status had it recorded with its transaction id.
+    recorded = False
     if snapshot.started is not None:
         transaction = await _call(resources, carrier, order_id, snapshot.started)
+        recorded = not transaction.status.pending
     elif transaction is None:
         transaction = await _buy(resources, carrier, order_id, snapshot.rate_id, job_id, attempt)
         if transaction is None:
             return "skipped: the order changed before the purchase"
+        recorded = not transaction.status.pending
     if transaction.status.pending:
         transaction = await wait_for_transaction(carrier, transaction, within=POLL_WITHIN_SECONDS)
-    await _record_status(order_id, transaction)
+    if not recorded:
+        await _record_status(order_id, transaction)
     if transaction.status is not TransactionStatus.SUCCESS:
         raise LabelPurchaseFailed(
             f"the carrier answered {transaction.status} for transaction "
@@ -154,49 +168,64 @@ async def purchase(
     return await _complete(resources, carrier, order_id, transaction)
 
 
+# The order under its lock, and its attempts still 'started' for the chosen rate (replies we
+# never got): BEGIN and both reads in the snapshot's first message.
+_LOCKED_ORDER = (
+    "SELECT status, label_file_key, shipping_rate_id, label_transaction_id FROM orders "
+    "WHERE id = %(order_id)s FOR UPDATE"
+)
+_UNANSWERED = (
+    "SELECT p.id, extract(epoch FROM now() - p.created_at) AS age, p.created_at "
+    "FROM shipping_label_purchases p JOIN orders o ON o.id = p.order_id "
+    "WHERE p.order_id = %(order_id)s AND p.status = 'started' "
+    "AND p.rate_id = o.shipping_rate_id"
+)
+
+
 async def _snapshot(
-    order_id: uuid.UUID, carrier: Carrier, *, job_id: int | None, attempt: int
+    resources: Resources,
+    order_id: uuid.UUID,
+    carrier: Carrier,
+    *,
+    job_id: int | None,
+    attempt: int,
 ) -> Snapshot | str:
     """The order under its lock; and the attempt's 'started' row with it when nothing was
-    bought or asked for before (one transaction fewer in the common case)."""
-    async with service_transaction(job=True) as session:
-        order = await get_order(session, order_id, for_update=True)
-        if order.status != OrderStatus.PROCESSING_SHIPMENT:
-            return f"skipped: order is {order.status}"
-        if order.label_file_key:
+    bought or asked for before (one transaction fewer in the common case). Two messages: the
+    reads, then the row and COMMIT."""
+    ids = {"order_id": order_id}
+    async with job_messages(resources.engine) as transaction:
+        orders, rows = await transaction.send(Step(_LOCKED_ORDER, ids), Step(_UNANSWERED, ids))
+        if not orders:
+            raise order_not_found(order_id)
+        order = orders[0]
+        if order["status"] != OrderStatus.PROCESSING_SHIPMENT:
+            return f"skipped: order is {order['status']}"
+        if order["label_file_key"]:
             return "skipped: label already stored"
-        if not order.shipping_rate_id:
+        rate_id = order["shipping_rate_id"]
+        if not rate_id:
             raise CarrierRejected("the order has no chosen rate")
-        rows = (
-            await session.execute(
-                select(
-                    LabelPurchase.id,
-                    func.extract("epoch", func.now() - LabelPurchase.created_at),
-                    LabelPurchase.created_at,
-                ).where(
-                    LabelPurchase.order_id == order_id,
-                    LabelPurchase.status == PurchaseStatus.STARTED,
-                    LabelPurchase.rate_id == order.shipping_rate_id,
-                )
-            )
-        ).all()
         started = None
-        if order.label_transaction_id is None and not rows:
-            started = await state.start_purchase(
-                session,
-                order_id,
-                carrier_name=carrier.name,
-                rate_id=order.shipping_rate_id,
-                job_id=job_id,
-                attempt=attempt,
+        if order["label_transaction_id"] is None and not rows:
+            [[row]] = await transaction.send(
+                state.start_purchase_step(
+                    order_id,
+                    carrier_name=carrier.name,
+                    rate_id=rate_id,
+                    job_id=job_id,
+                    attempt=attempt,
+                ),
+                commit=True,
             )
+            started = Started(row["id"], rate_id)
         return Snapshot(
-            order.shipping_rate_id,
-            order.label_transaction_id,
-            [r[0] for r in rows],
-            min((float(r[1]) for r in rows), default=0.0),
-            min((r[2] for r in rows), default=None),
-            max((r[2] for r in rows), default=None),
+            rate_id,
+            order["label_transaction_id"],
+            [r["id"] for r in rows],
+            min((float(r["age"]) for r in rows), default=0.0),
+            min((r["created_at"] for r in rows), default=None),
+            max((r["created_at"] for r in rows), default=None),
             started=started,
         )
 
@@ -282,14 +311,17 @@ async def _buy(
             job_id=job_id,
             attempt=attempt,
         )
-    return await _call(resources, carrier, order_id, row)
+        await session.flush()  # its id, from the database's default
+        started = Started(row.id, rate_id)
+    return await _call(resources, carrier, order_id, started)
 
 
 async def _call(
-    resources: Resources, carrier: Carrier, order_id: uuid.UUID, row: LabelPurchase
+    resources: Resources, carrier: Carrier, order_id: uuid.UUID, row: Started
 ) -> LabelTransaction:
     """The carrier's purchase, `row` (the attempt's 'started' row) committed: from here on a
-    crash leaves a 'started' row for the next attempt to resolve."""
+    crash leaves a 'started' row for the next attempt to resolve. The answer is committed
+    before anything else happens (a final one with its status: nothing to wait on)."""
     try:
         transaction = await carrier.purchase_label(
             row.rate_id,
@@ -304,14 +336,9 @@ async def _call(
             )
         raise
     # Any other failure leaves the row 'started': the outcome is unknown.
-    async with service_transaction(job=True) as session:
-        order = await get_order(session, order_id, for_update=True)
-        await state.set_transaction(session, order, transaction.transaction_id)
-        await state.update_purchase(
-            session,
-            row_id=row.id,
-            status=PurchaseStatus.PENDING,
-            transaction_id=transaction.transaction_id,
+    async with job_messages(resources.engine) as recording:
+        await recording.send(
+            *state.transaction_answered_steps(order_id, row.id, transaction), commit=True
         )
     log.info(
         "shipping.transaction_created",

@@ -13,11 +13,19 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import transactions
-from refit.carriers.interface import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
+from refit.carriers.interface import (
+    CarrierMessage,
+    Extras,
+    LabelTransaction,
+    Rate,
+    Tracking,
+    TransactionStatus,
+)
 from refit.models import Order
 from refit.models.shipping import (
     LabelPurchase,
@@ -28,6 +36,7 @@ from refit.models.shipping import (
     ReturnStatus,
     ShippingEvent,
 )
+from refit.one_message import Step
 
 
 async def choose_rate(session: AsyncSession, order: Order, quote: RateQuote) -> None:
@@ -96,6 +105,68 @@ async def start_purchase(
     async with transactions.as_service(session):
         session.add(row)
     return row
+
+
+# The label job's hot path writes through `one_message.job_messages` (a few statements a
+# message, no ORM): the same writes as `start_purchase` and `update_purchase` with
+# `set_transaction`, as statements of the job's transaction.
+
+
+def start_purchase_step(
+    order_id: uuid.UUID, *, carrier_name: str, rate_id: str, job_id: int | None, attempt: int
+) -> Step:
+    """`start_purchase` as one statement (it returns the row's id)."""
+    return Step(
+        "INSERT INTO shipping_label_purchases (order_id, carrier_name, rate_id, job_id, "
+        "attempt, status) VALUES (%(order_id)s, %(carrier_name)s, %(rate_id)s, %(job_id)s, "
+        "%(attempt)s, %(status)s) RETURNING id",
+        {
+            "order_id": order_id,
+            "carrier_name": carrier_name,
+            "rate_id": rate_id,
+            "job_id": job_id,
+            "attempt": attempt,
+            "status": PurchaseStatus.STARTED.value,
+        },
+    )
+
+
+def transaction_answered_steps(
+    order_id: uuid.UUID, row_id: uuid.UUID, transaction: LabelTransaction
+) -> list[Step]:
+    """The carrier answered the attempt `row_id` with `transaction`: the order waits on it
+    (`set_transaction`) and the attempt is pending. When the answer is already final the
+    attempt records it at once (what `update_purchase(of_transaction=...)` would after the
+    wait): succeeded, its label URL and messages; an ERROR one is not waited on, so the order
+    never points at it."""
+    status = PurchaseStatus.PENDING
+    values: dict[str, Any] = {"transaction_id": transaction.transaction_id}
+    if not transaction.status.pending:
+        status = (
+            PurchaseStatus.SUCCEEDED
+            if transaction.status is TransactionStatus.SUCCESS
+            else PurchaseStatus.ERROR
+        )
+        values["label_url"] = transaction.label_url
+        messages = [m.as_dict() for m in transaction.messages]
+        values["messages"] = Jsonb(messages) if messages else None
+    steps = []
+    if status is not PurchaseStatus.ERROR:
+        steps.append(
+            Step(
+                "UPDATE orders SET label_transaction_id = %(transaction_id)s "
+                "WHERE id = %(order_id)s",
+                {"order_id": order_id, "transaction_id": transaction.transaction_id},
+            )
+        )
+    assignments = ", ".join(f"{name} = %({name})s" for name in ["status", *values])
+    steps.append(
+        Step(
+            f"UPDATE shipping_label_purchases SET {assignments} WHERE id = %(row_id)s",  # noqa: S608 (names are ours)
+            {**values, "status": status.value, "row_id": row_id},
+        )
+    )
+    return steps
 
 
 async def update_purchase(
