@@ -79,9 +79,10 @@ async def defer(
     An unknown name raises (procrastinate's TaskNotFound) instead of queueing a job that no
     worker would ever run.
 
-    The insert runs in a SAVEPOINT: a queueing-lock conflict rolls back only the savepoint.
-    Without it PostgreSQL marks the whole transaction failed and COMMIT silently rolls back
-    every write of the request.
+    With a `queueing_lock` the insert runs in a SAVEPOINT: a queueing-lock conflict rolls back
+    only the savepoint. Without it PostgreSQL marks the whole transaction failed and COMMIT
+    silently rolls back every write of the request. A job without one cannot conflict: its
+    insert needs no savepoint (two round trips fewer).
     """
     name = task if isinstance(task, str) else task.name
     options: dict[str, Any] = {}
@@ -94,7 +95,7 @@ async def defer(
     # The queue's tables are system tables: never granted to the user's role.
     async with transactions.as_service(session):
         try:
-            async with session.begin_nested():
+            async with session.begin_nested() if queueing_lock else contextlib.nullcontext():
                 # Asking for the connection inside begin_nested() is what emits the SAVEPOINT
                 # (SQLAlchemy opens it lazily, on the next use of the connection).
                 options["connection"] = await db.raw_connection(session)

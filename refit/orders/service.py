@@ -171,6 +171,21 @@ async def get_order(
     return found
 
 
+@dataclass(frozen=True)
+class Locked:
+    """An order read FOR UPDATE in the caller's transaction, and the database's clock then."""
+
+    order: Order
+    at: dt.datetime
+
+
+async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> Locked:
+    """The order under its lock (404 if the session's role cannot see it), for a caller that
+    decides on it and may then move it: `transition(..., locked=...)` does not read it again."""
+    order, at = await _lock(session, order_id)
+    return Locked(order, at)
+
+
 async def _lock(session: AsyncSession, order_id: uuid.UUID) -> tuple[Order, dt.datetime]:
     if transactions.acting_user(session) is not None:
         # The RLS-checked read: another seller's order does not exist for this session. The
@@ -219,16 +234,24 @@ async def transition(
     notes: str | None = None,
     metadata: dict[str, Any] | None = None,
     expected_from: set[OrderStatus] | None = None,
+    locked: Locked | None = None,
 ) -> Order:
     """Move an order to `to_status` if the state machine allows it from its current status
     (and, given `expected_from`, only from one of those): 409 `invalid_transition` otherwise.
 
-    `actor` is "user:<uuid>", "operator:<name>" or "system:<job>".
+    `actor` is "user:<uuid>", "operator:<name>" or "system:<job>". `locked`: the order as
+    `lock_order` gave it in this transaction (it is not read again; the move carries that
+    moment).
     """
     if not _ACTOR.fullmatch(actor):
         raise ValueError(f"actor must be user:/operator:/system:<who>, got {actor!r}")
     to_status = OrderStatus(to_status)
-    order, now = await _lock(session, order_id)
+    if locked is not None:
+        if locked.order.id != order_id:
+            raise ValueError(f"locked is order {locked.order.id}, not {order_id}")
+        order, now = locked.order, locked.at
+    else:
+        order, now = await _lock(session, order_id)
     from_status = order.status
     if (expected_from is not None and from_status not in expected_from) or (
         to_status not in ALLOWED_MOVES[from_status]

@@ -36,7 +36,7 @@ from refit.models import OrderStatus
 from refit.models.shipping import LabelPurchase, PurchaseStatus, RateQuote
 from refit.one_message import Step, job_messages
 from refit.orders import follow_ups
-from refit.orders.service import get_order, order_not_found, transition
+from refit.orders.service import get_order, lock_order, order_not_found, transition
 from refit.resources import Resources
 from refit.shipping import state
 from refit.storage import content_type_for, label_key, label_storage
@@ -378,7 +378,8 @@ async def _complete(
     # Stored before the order points at it; a crash here leaves a file a retry overwrites.
     await label_storage(resources.settings).put(key, data, content_type_for(key))
     async with service_transaction(job=True) as session:
-        order = await get_order(session, order_id, for_update=True)
+        locked = await lock_order(session, order_id)
+        order = locked.order
         quote = await session.scalar(
             select(RateQuote).where(
                 RateQuote.order_id == order_id, RateQuote.rate_id == transaction.rate_id
@@ -393,6 +394,7 @@ async def _complete(
             quote=quote,
         )
         if order.status == OrderStatus.PROCESSING_SHIPMENT:
+            # The order as locked above: its label columns and its move go out in one UPDATE.
             await transition(
                 session,
                 order_id,
@@ -403,6 +405,7 @@ async def _complete(
                     "tracking_number": transaction.tracking_number,
                 },
                 expected_from={OrderStatus.PROCESSING_SHIPMENT},
+                locked=locked,
             )
             return "label bought"
         # Cancelled while we were buying: the label is paid for and will never be used.
