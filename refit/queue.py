@@ -25,11 +25,13 @@ import structlog
 from procrastinate import builtin_tasks
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.worker import Worker
+from psycopg.types.json import Jsonb
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, logs, resources, transactions
 from refit.log_setup import describe_error
+from refit.one_message import Step
 from refit.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -141,6 +143,42 @@ def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
         "job_lock": job.lock,
         "job_origin": json.dumps(logs.job_origin()),
     }
+
+
+def defer_step(
+    task: str, *, queueing_lock: str | None = None, lock: str | None = None, **task_kwargs: Any
+) -> Step:
+    """`defer` as a statement of a transaction sent as messages (one_message.job_messages):
+    the job exists iff that transaction commits. Its one row is the job's id (None: a job
+    with the same `queueing_lock` is waiting, nothing was deferred).
+
+    There is no savepoint to roll back to inside a message: a job waiting under the queueing
+    lock is looked for first. One deferred by another transaction between that look and this
+    insert fails the transaction (its job is run again), where `defer` would return None.
+    """
+    job = _job_defaults(task)
+    args = {**task_kwargs, **logs.job_origin()}
+    sql = (
+        "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(%(queue)s, %(task)s, %(priority)s, "
+        "%(lock)s, %(queueing_lock)s, %(args)s, NULL)::procrastinate_job_to_defer_v1]))[1] AS id"
+    )
+    if queueing_lock:
+        sql += (
+            " WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs "
+            "WHERE queueing_lock = %(queueing_lock)s AND status = 'todo')"
+        )
+    log.info("queue.deferred_in_message", task=task)
+    return Step(
+        sql,
+        {
+            "queue": job.queue,
+            "task": job.task_name,
+            "priority": job.priority,
+            "lock": lock or job.lock,
+            "queueing_lock": queueing_lock,
+            "args": Jsonb(args),
+        },
+    )
 
 
 async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:

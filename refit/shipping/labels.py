@@ -33,10 +33,16 @@ from refit.carriers.interface import (
     wait_for_transaction,
 )
 from refit.models import OrderStatus
-from refit.models.shipping import LabelPurchase, PurchaseStatus, RateQuote
+from refit.models.shipping import LabelPurchase, PurchaseStatus
 from refit.one_message import Step, job_messages
 from refit.orders import follow_ups
-from refit.orders.service import get_order, lock_order, order_not_found, transition
+from refit.orders.service import (
+    LOCK_FOR_MOVE,
+    get_order,
+    locked_row,
+    move_steps,
+    order_not_found,
+)
 from refit.resources import Resources
 from refit.shipping import state
 from refit.storage import content_type_for, label_key, label_storage
@@ -50,6 +56,13 @@ POLL_WITHIN_SECONDS = 60.0
 # Slack around a lost purchase's search window: clock skew between our database and the
 # carrier, and the moment between writing our row and the carrier creating its object.
 SEARCH_MARGIN = dt.timedelta(minutes=10)
+
+
+# The rate quote the label was bought at: what the order records it shipped by and cost.
+_QUOTE = (
+    "SELECT carrier, service, amount FROM shipping_rate_quotes "
+    "WHERE order_id = %(order_id)s AND rate_id = %(rate_id)s"
+)
 
 
 class LabelPurchaseFailed(CarrierError):
@@ -377,27 +390,24 @@ async def _complete(
     key = label_key(order_id, transaction.transaction_id, resources.settings.label_file_type)
     # Stored before the order points at it; a crash here leaves a file a retry overwrites.
     await label_storage(resources.settings).put(key, data, content_type_for(key))
-    async with service_transaction(job=True) as session:
-        locked = await lock_order(session, order_id)
-        order = locked.order
-        quote = await session.scalar(
-            select(RateQuote).where(
-                RateQuote.order_id == order_id, RateQuote.rate_id == transaction.rate_id
+    ids = {"order_id": order_id, "rate_id": transaction.rate_id}
+    async with job_messages(resources.engine) as completing:
+        orders, quotes = await completing.send(Step(LOCK_FOR_MOVE, ids), Step(_QUOTE, ids))
+        if not orders:
+            raise order_not_found(order_id)
+        locked = locked_row(orders[0])
+        steps = [
+            state.record_label_step(
+                locked.order,
+                transaction,
+                file_key=key,
+                label_url=label_url_for(resources, order_id),
+                quote=quotes[0] if quotes else None,
             )
-        )
-        await state.record_label(
-            session,
-            order,
-            transaction,
-            file_key=key,
-            label_url=label_url_for(resources, order_id),
-            quote=quote,
-        )
-        if order.status == OrderStatus.PROCESSING_SHIPMENT:
-            # The order as locked above: its label columns and its move go out in one UPDATE.
-            await transition(
-                session,
-                order_id,
+        ]
+        if locked.order.status == OrderStatus.PROCESSING_SHIPMENT:
+            steps += move_steps(
+                locked,
                 OrderStatus.AWAITING_SHIPMENT,
                 actor=ACTOR,
                 metadata={
@@ -405,12 +415,14 @@ async def _complete(
                     "tracking_number": transaction.tracking_number,
                 },
                 expected_from={OrderStatus.PROCESSING_SHIPMENT},
-                locked=locked,
             )
-            return "label bought"
-        # Cancelled while we were buying: the label is paid for and will never be used.
-        await follow_ups.defer(session, follow_ups.REFUND_LABEL, order_id)
-        return f"label bought for a {order.status} order: refund queued"
+            outcome = "label bought"
+        else:
+            # Cancelled while we were buying: the label is paid for and will never be used.
+            steps.append(follow_ups.defer_step(follow_ups.REFUND_LABEL, order_id))
+            outcome = f"label bought for a {locked.order.status} order: refund queued"
+        await completing.send(*steps, commit=True)
+    return outcome
 
 
 async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -82,6 +83,38 @@ async def record_label(
             order.shipping_carrier = quote.carrier
             order.shipping_service = quote.service
             order.shipping_cost = quote.amount
+
+
+def record_label_step(
+    order: Order,
+    transaction: LabelTransaction,
+    *,
+    file_key: str,
+    label_url: str,
+    quote: Mapping[str, Any] | None,
+) -> Step:
+    """`record_label` as one statement of a job's transaction sent as messages; `order` (as
+    `orders.service.locked_row` read it) is changed in memory the same way. `quote`: the rate
+    quote's carrier, service and amount."""
+    values: dict[str, Any] = {
+        "label_transaction_id": transaction.transaction_id,
+        "tracking_number": transaction.tracking_number,
+        "label_file_key": file_key,
+        "label_url": label_url,
+        "label_purchased_at": dt.datetime.now(dt.UTC),
+        "label_error": None,
+    }
+    if quote is not None:
+        values["shipping_carrier"] = quote["carrier"]
+        values["shipping_service"] = quote["service"]
+        values["shipping_cost"] = quote["amount"]
+    for name, value in values.items():
+        setattr(order, name, value)
+    assignments = ", ".join(f"{name} = %({name})s" for name in values)
+    return Step(
+        f"UPDATE orders SET {assignments} WHERE id = %(id)s",  # noqa: S608 (our column names)
+        {**values, "id": order.id},
+    )
 
 
 async def start_purchase(
