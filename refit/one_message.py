@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import psycopg_pool
 from psycopg.rows import dict_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -277,20 +278,18 @@ class JobMessages:
 
 
 @asynccontextmanager
-async def job_messages(engine: AsyncEngine) -> AsyncIterator[JobMessages]:
-    """One transaction of a job as the service (no statement timeout, as
-    `service_transaction(job=True)`), sent as messages of several statements: BEGIN goes
-    with the first, COMMIT with the last one sent with `commit=True` (else one more message
-    when the block ends); ROLLBACK when the block raises. For a job's hot path, where each
-    message is a decision's worth of statements and the ORM's per-statement cost matters.
+async def job_messages(pool: psycopg_pool.AsyncConnectionPool) -> AsyncIterator[JobMessages]:
+    """One transaction of a job as the service, sent as messages of several statements: BEGIN
+    goes with the first, COMMIT with the last one sent with `commit=True` (else one more
+    message when the block ends); ROLLBACK when the block raises. For a job's hot path, where
+    each message is a decision's worth of statements and the ORM's per-statement cost matters.
+
+    `pool`: the queue's (`queue.job_connections()`): autocommit, so psycopg sends no BEGIN of
+    its own, and with no bound on answers, as a job's transactions have none.
     """
-    async with engine.connect() as connection:
-        pg = (await connection.get_raw_connection()).driver_connection
-        assert isinstance(pg, psycopg.AsyncConnection)
-        if isinstance(pg, db.BoundedConnection):
-            pg.answer_within = None  # a job's statements are not bounded (transactions.py)
-        # In autocommit psycopg sends no BEGIN of its own: ours rides with the first message.
-        await pg.set_autocommit(True)
+    async with pool.connection() as pg:
+        if not pg.autocommit:
+            raise RuntimeError("job_messages needs a pool of autocommit connections")
         transaction = JobMessages(pg)
         try:
             yield transaction
@@ -300,6 +299,3 @@ async def job_messages(engine: AsyncEngine) -> AsyncIterator[JobMessages]:
             if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 await pg.execute("ROLLBACK")
             raise
-        finally:
-            if not pg.closed:
-                await pg.set_autocommit(False)

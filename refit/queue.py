@@ -229,6 +229,14 @@ async def open_queue(
     return stack
 
 
+def job_connections() -> psycopg_pool.AsyncConnectionPool:
+    """Where a job's transactions sent as messages (one_message.job_messages) take their
+    connection: the queue's own pool, in every process that runs jobs (autocommit, pinged
+    only after a pause, no bound on answers). The ORM's transactions keep the engine's."""
+    pool: psycopg_pool.AsyncConnectionPool = queue.connector.pool  # type: ignore[attr-defined]
+    return pool
+
+
 async def _autocommit(connection: db.BoundedConnection) -> None:
     await connection.set_autocommit(True)
 

@@ -12,12 +12,11 @@ from typing import Any
 
 import procrastinate
 
-from refit import resources
 from refit.models import OutboundEmail
 from refit.notifications import service
 from refit.notifications.render import template_exists
 from refit.one_message import Step, job_messages
-from refit.queue import exponential_retry, queue
+from refit.queue import exponential_retry, job_connections, queue
 from refit.transactions import service_transaction
 
 # Only the database is involved: a few quick retries ride out a lost connection or a deadlock.
@@ -46,7 +45,7 @@ async def notify_user(
     email_id = _email_id(job, user_id, template, context)
     # Most sellers have no verified address (and a rerun finds its email queued): both
     # known from one message, read only, before a transaction that writes is opened.
-    async with job_messages(resources.current().engine) as reads:
+    async with job_messages(job_connections()) as reads:
         queued, users = await reads.send(
             Step(_QUEUED, {"id": email_id}),
             Step(_REACHABLE, {"id": uuid.UUID(user_id)}),

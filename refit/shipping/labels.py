@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy import select
 
+from refit import queue
 from refit.carriers.interface import (
     Carrier,
     CarrierError,
@@ -207,7 +208,7 @@ async def _snapshot(
     bought or asked for before (one transaction fewer in the common case). Two messages: the
     reads, then the row and COMMIT."""
     ids = {"order_id": order_id}
-    async with job_messages(resources.engine) as transaction:
+    async with job_messages(queue.job_connections()) as transaction:
         orders, rows = await transaction.send(Step(_LOCKED_ORDER, ids), Step(_UNANSWERED, ids))
         if not orders:
             raise order_not_found(order_id)
@@ -349,7 +350,7 @@ async def _call(
             )
         raise
     # Any other failure leaves the row 'started': the outcome is unknown.
-    async with job_messages(resources.engine) as recording:
+    async with job_messages(queue.job_connections()) as recording:
         await recording.send(
             *state.transaction_answered_steps(order_id, row.id, transaction), commit=True
         )
@@ -391,7 +392,7 @@ async def _complete(
     # Stored before the order points at it; a crash here leaves a file a retry overwrites.
     await label_storage(resources.settings).put(key, data, content_type_for(key))
     ids = {"order_id": order_id, "rate_id": transaction.rate_id}
-    async with job_messages(resources.engine) as completing:
+    async with job_messages(queue.job_connections()) as completing:
         orders, quotes = await completing.send(Step(LOCK_FOR_MOVE, ids), Step(_QUOTE, ids))
         if not orders:
             raise order_not_found(order_id)

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from refit import queue
 from refit.carriers.interface import (
     NO_EXTRAS,
     Address,
@@ -112,8 +113,6 @@ class SandboxCarrier:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], job: bool = False) -> None:
         self._transaction = partial(service_transaction, sessionmaker=sessionmaker, job=job)
-        engine = sessionmaker.kw["bind"]
-        self._messages = partial(job_messages, engine)
         # Purchases of this carrier not downloaded yet: transaction id -> (rate, shipment,
         # transaction) as stored.
         self._bought: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
@@ -213,7 +212,7 @@ class SandboxCarrier:
         }
         # One statement, its own transaction, one round trip: the rate and its shipment
         # read, and the transaction written from them.
-        async with self._messages() as transaction:
+        async with job_messages(queue.job_connections()) as transaction:
             [rows] = await transaction.send(
                 Step(_PURCHASE, {"rate_id": rate_id, "id": transaction_id, "data": Jsonb(data)}),
                 commit=True,
