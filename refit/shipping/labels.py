@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -151,7 +152,7 @@ async def purchase(
     attempt: int,
 ) -> str:
     """One attempt of the label job. Returns what happened; raises to be retried."""
-    snapshot = await _snapshot(resources, order_id, carrier, job_id=job_id, attempt=attempt)
+    snapshot = await _snapshot(order_id, carrier, job_id=job_id, attempt=attempt)
     if isinstance(snapshot, str):
         return snapshot
     transaction = None
@@ -183,7 +184,7 @@ async def purchase(
 
 
 # The order under its lock, and its attempts still 'started' for the chosen rate (replies we
-# never got): BEGIN and both reads in the snapshot's first message.
+# never got), read in the snapshot's one message.
 _LOCKED_ORDER = (
     "SELECT status, label_file_key, shipping_rate_id, label_transaction_id FROM orders "
     "WHERE id = %(order_id)s FOR UPDATE"
@@ -194,54 +195,76 @@ _UNANSWERED = (
     "WHERE p.order_id = %(order_id)s AND p.status = 'started' "
     "AND p.rate_id = o.shipping_rate_id"
 )
+# When this attempt may buy at once: `_snapshot`'s decision, in SQL over the locked order `o`,
+# so its 'started' row is written in the same message (and checked against the decision).
+_NOTHING_ASKED_YET = (
+    "o.status = 'processing_shipment' AND coalesce(o.label_file_key, '') = '' "
+    "AND coalesce(o.shipping_rate_id, '') <> '' AND o.label_transaction_id IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM shipping_label_purchases p WHERE p.order_id = o.id "
+    "AND p.status = 'started' AND p.rate_id = o.shipping_rate_id)"
+)
 
 
 async def _snapshot(
-    resources: Resources,
-    order_id: uuid.UUID,
-    carrier: Carrier,
-    *,
-    job_id: int | None,
-    attempt: int,
+    order_id: uuid.UUID, carrier: Carrier, *, job_id: int | None, attempt: int
 ) -> Snapshot | str:
     """The order under its lock; and the attempt's 'started' row with it when nothing was
-    bought or asked for before (one transaction fewer in the common case). Two messages: the
-    reads, then the row and COMMIT."""
+    bought or asked for before (one transaction fewer in the common case). One message: the
+    reads, the row (written only then) and COMMIT."""
     ids = {"order_id": order_id}
     async with job_messages(queue.job_connections()) as transaction:
-        orders, rows = await transaction.send(Step(_LOCKED_ORDER, ids), Step(_UNANSWERED, ids))
-        if not orders:
-            raise order_not_found(order_id)
-        order = orders[0]
-        if order["status"] != OrderStatus.PROCESSING_SHIPMENT:
-            return f"skipped: order is {order['status']}"
-        if order["label_file_key"]:
-            return "skipped: label already stored"
-        rate_id = order["shipping_rate_id"]
-        if not rate_id:
-            raise CarrierRejected("the order has no chosen rate")
-        started = None
-        if order["label_transaction_id"] is None and not rows:
-            [[row]] = await transaction.send(
-                state.start_purchase_step(
-                    order_id,
-                    carrier_name=carrier.name,
-                    rate_id=rate_id,
-                    job_id=job_id,
-                    attempt=attempt,
-                ),
-                commit=True,
-            )
-            started = Started(row["id"], rate_id)
-        return Snapshot(
-            rate_id,
-            order["label_transaction_id"],
-            [r["id"] for r in rows],
-            min((float(r["age"]) for r in rows), default=0.0),
-            min((r["created_at"] for r in rows), default=None),
-            max((r["created_at"] for r in rows), default=None),
-            started=started,
+        orders, rows, inserted = await transaction.send(
+            Step(_LOCKED_ORDER, ids),
+            Step(_UNANSWERED, ids),
+            state.start_purchase_step(
+                order_id,
+                carrier_name=carrier.name,
+                job_id=job_id,
+                attempt=attempt,
+                when=_NOTHING_ASKED_YET,
+            ),
+            commit=True,
         )
+    started = Started(inserted[0]["id"], inserted[0]["rate_id"]) if inserted else None
+    if not orders:
+        raise order_not_found(order_id)
+    order = orders[0]
+    decided = _decide(order, rows, started)
+    if isinstance(decided, str):
+        return decided
+    return Snapshot(
+        order["shipping_rate_id"],
+        order["label_transaction_id"],
+        [r["id"] for r in rows],
+        min((float(r["age"]) for r in rows), default=0.0),
+        min((r["created_at"] for r in rows), default=None),
+        max((r["created_at"] for r in rows), default=None),
+        started=started,
+    )
+
+
+_NO_RATE = "the order has no chosen rate"
+
+
+def _decide(
+    order: dict[str, Any], rows: list[dict[str, Any]], started: Started | None
+) -> str | None:
+    """What the snapshot says of the locked order: a reason to do nothing, else None. The
+    'started' row was written iff this attempt may buy at once: checked here too."""
+    if order["status"] != OrderStatus.PROCESSING_SHIPMENT:
+        outcome: str | None = f"skipped: order is {order['status']}"
+    elif order["label_file_key"]:
+        outcome = "skipped: label already stored"
+    elif not order["shipping_rate_id"]:
+        outcome = _NO_RATE
+    else:
+        outcome = None
+    may_buy = outcome is None and order["label_transaction_id"] is None and not rows
+    if may_buy != (started is not None):
+        raise AssertionError(f"order {order}: the started row disagrees with the decision")
+    if outcome == _NO_RATE:
+        raise CarrierRejected(_NO_RATE)
+    return outcome
 
 
 async def _recover(

@@ -146,17 +146,20 @@ async def start_purchase(
 
 
 def start_purchase_step(
-    order_id: uuid.UUID, *, carrier_name: str, rate_id: str, job_id: int | None, attempt: int
+    order_id: uuid.UUID, *, carrier_name: str, job_id: int | None, attempt: int, when: str
 ) -> Step:
-    """`start_purchase` as one statement (it returns the row's id)."""
-    return Step(
+    """`start_purchase` for the order's chosen rate as one statement, which writes the row
+    only `when` (SQL over the order, `o`) holds: it returns the row's id and rate, or none."""
+    sql = (
         "INSERT INTO shipping_label_purchases (order_id, carrier_name, rate_id, job_id, "
-        "attempt, status) VALUES (%(order_id)s, %(carrier_name)s, %(rate_id)s, %(job_id)s, "
-        "%(attempt)s, %(status)s) RETURNING id",
+        "attempt, status) SELECT o.id, %(carrier_name)s, o.shipping_rate_id, %(job_id)s, "
+        "%(attempt)s, %(status)s FROM orders o WHERE o.id = %(order_id)s AND "
+    )
+    return Step(
+        f"{sql}({when}) RETURNING id, rate_id",
         {
             "order_id": order_id,
             "carrier_name": carrier_name,
-            "rate_id": rate_id,
             "job_id": job_id,
             "attempt": attempt,
             "status": PurchaseStatus.STARTED.value,
