@@ -21,7 +21,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from refit import db, prepared_reads
+from refit import db, prepared_reads, tracing
 from refit.transactions import (
     _AS_BOUNDED_USER_SQL,
     _AS_USER_SQL,
@@ -264,7 +264,9 @@ class JobMessages:
         if commit:
             statements.append("COMMIT")
         cursor = psycopg.AsyncClientCursor(self._pg, row_factory=dict_row)
-        await cursor.execute("; ".join(statements), params)
+        sql = "; ".join(statements)
+        with tracing.sql_span(sql):
+            await cursor.execute(sql, params)
         if commit:
             self.open, self.done = False, True
         for _ in range(skip):
