@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -20,7 +21,8 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq, waiting
 from psycopg.abc import PQGen
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -45,6 +47,11 @@ POOL_RECYCLE_SECONDS = 300
 ANSWER_GRACE_SECONDS = 2.0
 # The engine's execution option carrying its `Timeouts` (`engine_timeouts`).
 _TIMEOUTS = "refit_timeouts"
+# A pooled connection that answered this recently is used without a ping first: a process
+# that pings (a worker) pays the round trip only after a pause, as after an outage (its
+# connections then sat idle at least as long as the outage), never once per transaction of a
+# busy queue. One that died within the second fails its job, which is retried.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 class Base(DeclarativeBase):
@@ -137,6 +144,8 @@ class BoundedConnection(psycopg.AsyncConnection[Any]):
     without one is not for a connection with `answer_within` set."""
 
     answer_within: float | None = None
+    # When a pool (the queue's) last took it back: it is pinged before use only after a pause.
+    idle_since: float | None = None
 
     async def wait(
         self,
@@ -177,17 +186,17 @@ def create_engine(
     """`ping_before_use=False` for API processes: a ping is a round trip on every request.
     Their connections are recycled before servers and proxies drop idle ones, one that died
     anyway fails its request with a 503 (hot reads retry once), and the pool drops it. A
-    process that runs jobs pings: after an outage its first jobs must not fail on a dead
-    connection (a job that fails is retried later, or never, as its task says).
+    process that runs jobs pings a connection that sat idle (PING_AFTER_IDLE_SECONDS): after
+    an outage its first jobs must not fail on a dead connection (a job that fails is retried
+    later, or never, as its task says).
 
     `timeouts`: the process's (`resources.open_resources`); when not given (commands,
     migrations), the settings' without the statement timeout."""
     timeouts = timeouts or Timeouts.from_settings(get_settings()).for_commands()
-    return create_async_engine(
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=ping_before_use,
         pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={
             **connect_args(prepared_statements, timeouts),
@@ -195,6 +204,32 @@ def create_engine(
         },
         execution_options={_TIMEOUTS: timeouts},
     )
+    if ping_before_use:
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """SQLAlchemy's pre-ping (the dialect's own ping), for a connection idle for
+    PING_AFTER_IDLE_SECONDS or more. A failed ping is a DisconnectionError: the pool throws
+    the connection away and checks out another, as pool_pre_ping does."""
+    dialect = engine.dialect
+
+    def stamp(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        # A new connection has no stamp: it just answered its connect.
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise sa_exc.DisconnectionError(str(exc)) from exc
+
+    event.listen(engine.sync_engine, "checkin", stamp)
+    event.listen(engine.sync_engine, "checkout", ping)
 
 
 def engine_timeouts(options: Mapping[str, Any]) -> Timeouts | None:

@@ -1,7 +1,9 @@
 """The doors that are one round trip each (refit/transactions.py has the rest, and what they
 share): `fetch_as_user`, the hot read in the seller's role under RLS; `write_as_service`, a
 public request's one-statement write (the webhook intake); `in_one_message`, several
-statements of a session's own transaction in one message (create order, idempotency keys).
+statements of a session's own transaction in one message (create order, idempotency keys);
+`job_messages`, a job's transaction as the service sent as a few messages, BEGIN riding with
+the first and COMMIT with the last (the label job, the sandbox carrier).
 Values are bound client-side, quoted by psycopg; nothing else sends raw multi-statement SQL.
 """
 
@@ -9,16 +11,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import psycopg_pool
 from psycopg.rows import dict_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from refit import db, prepared_reads
+from refit import db, prepared_reads, tracing
 from refit.transactions import (
     _AS_BOUNDED_USER_SQL,
     _AS_USER_SQL,
@@ -228,61 +231,73 @@ async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[
     return results
 
 
+def _joined(steps: Sequence[Step]) -> tuple[list[str], dict[str, Any]]:
+    """The steps' statements, each step's parameter names prefixed with its index (two steps
+    may both say %(id)s), and their parameters."""
+    statements: list[str] = []
+    params: dict[str, Any] = {}
+    for index, step in enumerate(steps):
+        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
+        params.update({f"s{index}_{name}": value for name, value in step.params.items()})
+    return statements, params
+
+
 class JobMessages:
-    """A job's transaction as the service, sent a message at a time (`job_messages`)."""
+    """The transaction of `job_messages`: `send` its statements, a message at a time."""
 
     def __init__(self, pg: psycopg.AsyncConnection[Any]) -> None:
         self._pg = pg
-        self.begun = False
+        self.open = False  # BEGIN sent, COMMIT not yet
         self.done = False
 
     async def send(self, *steps: Step, commit: bool = False) -> list[list[dict[str, Any]]]:
-        """The steps in one message (BEGIN in front of the first, COMMIT after the last when
-        `commit`): the rows each returned."""
-        assert not self.done, "the transaction is committed"
-        statements = [] if self.begun else ["BEGIN"]
-        params: dict[str, Any] = {}
-        for index, step in enumerate(steps):
-            statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
-            params.update({f"s{index}_{name}": value for name, value in step.params.items()})
+        """The steps in one message (the transaction's BEGIN before them if it is the first,
+        its COMMIT after them with `commit`): the rows each returned, [] for none."""
+        if self.done:
+            raise RuntimeError("the transaction has ended")
+        statements, params = _joined(steps)
+        skip = 0
+        if not self.open:
+            statements.insert(0, "BEGIN")
+            skip = 1
+            self.open = True
         if commit:
             statements.append("COMMIT")
         cursor = psycopg.AsyncClientCursor(self._pg, row_factory=dict_row)
-        await cursor.execute("; ".join(statements), params)
-        if not self.begun:
-            cursor.nextset()  # past BEGIN
-            self.begun = True
-        results = []
+        sql = "; ".join(statements)
+        with tracing.sql_span(sql):
+            await cursor.execute(sql, params)
+        if commit:
+            self.open, self.done = False, True
+        for _ in range(skip):
+            cursor.nextset()
+        results: list[list[dict[str, Any]]] = []
         for index in range(len(steps)):
             if index:
                 cursor.nextset()
             results.append(await cursor.fetchall() if cursor.description is not None else [])
-        self.done = commit
         return results
 
 
 @asynccontextmanager
-async def job_messages(engine: AsyncEngine) -> AsyncIterator[JobMessages]:
-    """One transaction as the service for a job (no statement timeout, as
-    `service_transaction(job=True)`), its statements sent as `JobMessages.send` is given them:
-    BEGIN rides in the first message, COMMIT in the last (or on its own when the block ends
-    without it); rolled back when the block raises. For a job whose round trips are its cost
-    (the webhook batch): no session, and no BEGIN or COMMIT of their own."""
-    async with engine.connect() as connection:
-        pg = (await connection.get_raw_connection()).driver_connection
-        assert isinstance(pg, psycopg.AsyncConnection)
-        if isinstance(pg, db.BoundedConnection):
-            pg.answer_within = None  # a job's statements are not bounded
-        await pg.set_autocommit(True)
-        messages = JobMessages(pg)
+async def job_messages(pool: psycopg_pool.AsyncConnectionPool) -> AsyncIterator[JobMessages]:
+    """One transaction of a job as the service, sent as messages of several statements: BEGIN
+    goes with the first, COMMIT with the last one sent with `commit=True` (else one more
+    message when the block ends); ROLLBACK when the block raises. For a job's hot path, where
+    each message is a decision's worth of statements and the ORM's per-statement cost matters.
+
+    `pool`: the queue's (`queue.job_connections()`): autocommit, so psycopg sends no BEGIN of
+    its own, and with no bound on answers, as a job's transactions have none.
+    """
+    async with pool.connection() as pg:
+        if not pg.autocommit:
+            raise RuntimeError("job_messages needs a pool of autocommit connections")
+        transaction = JobMessages(pg)
         try:
-            yield messages
-            if messages.begun and not messages.done:
+            yield transaction
+            if transaction.open:
                 await pg.execute("COMMIT")
         except BaseException:
             if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 await pg.execute("ROLLBACK")
             raise
-        finally:
-            if not pg.closed:
-                await pg.set_autocommit(False)

@@ -14,25 +14,24 @@ import contextlib
 import datetime as dt
 import functools
 import json
-import math
 import time
 import traceback
-import weakref
 from contextlib import ExitStack
 from typing import Any
 
 import procrastinate
-import psycopg
 import psycopg_pool
 import structlog
 from procrastinate import builtin_tasks
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.worker import Worker
+from psycopg.types.json import Jsonb
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import db, logs, resources, transactions
 from refit.log_setup import describe_error
+from refit.one_message import Step
 from refit.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -82,9 +81,10 @@ async def defer(
     An unknown name raises (procrastinate's TaskNotFound) instead of queueing a job that no
     worker would ever run.
 
-    The insert runs in a SAVEPOINT: a queueing-lock conflict rolls back only the savepoint.
-    Without it PostgreSQL marks the whole transaction failed and COMMIT silently rolls back
-    every write of the request.
+    With a `queueing_lock` the insert runs in a SAVEPOINT: a queueing-lock conflict rolls back
+    only the savepoint. Without it PostgreSQL marks the whole transaction failed and COMMIT
+    silently rolls back every write of the request. A job without one cannot conflict: its
+    insert needs no savepoint (two round trips fewer).
     """
     name = task if isinstance(task, str) else task.name
     options: dict[str, Any] = {}
@@ -97,7 +97,7 @@ async def defer(
     # The queue's tables are system tables: never granted to the user's role.
     async with transactions.as_service(session):
         try:
-            async with session.begin_nested():
+            async with session.begin_nested() if queueing_lock else contextlib.nullcontext():
                 # Asking for the connection inside begin_nested() is what emits the SAVEPOINT
                 # (SQLAlchemy opens it lazily, on the next use of the connection).
                 options["connection"] = await db.raw_connection(session)
@@ -145,6 +145,42 @@ def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
     }
 
 
+def defer_step(
+    task: str, *, queueing_lock: str | None = None, lock: str | None = None, **task_kwargs: Any
+) -> Step:
+    """`defer` as a statement of a transaction sent as messages (one_message.job_messages):
+    the job exists iff that transaction commits. Its one row is the job's id (None: a job
+    with the same `queueing_lock` is waiting, nothing was deferred).
+
+    There is no savepoint to roll back to inside a message: a job waiting under the queueing
+    lock is looked for first. One deferred by another transaction between that look and this
+    insert fails the transaction (its job is run again), where `defer` would return None.
+    """
+    job = _job_defaults(task)
+    args = {**task_kwargs, **logs.job_origin()}
+    sql = (
+        "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(%(queue)s, %(task)s, %(priority)s, "
+        "%(lock)s, %(queueing_lock)s, %(args)s, NULL)::procrastinate_job_to_defer_v1]))[1] AS id"
+    )
+    if queueing_lock:
+        sql += (
+            " WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs "
+            "WHERE queueing_lock = %(queueing_lock)s AND status = 'todo')"
+        )
+    log.info("queue.deferred_in_message", task=task)
+    return Step(
+        sql,
+        {
+            "queue": job.queue,
+            "task": job.task_name,
+            "priority": job.priority,
+            "lock": lock or job.lock,
+            "queueing_lock": queueing_lock,
+            "args": Jsonb(args),
+        },
+    )
+
+
 async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:
     """Make the job waiting under `queueing_lock` due now (a retry scheduled minutes ahead,
     when news says it would succeed now). Its id, or None when none is waiting."""
@@ -179,11 +215,13 @@ async def open_queue(
         conninfo=db.libpq_url(database_url),
         min_size=1,
         max_size=max_size,
+        # Each of procrastinate's queries is one statement (a function call): in autocommit
+        # it is its own transaction, one round trip, where a pooled transaction adds a BEGIN
+        # and a COMMIT to each fetch and finish of a job.
         kwargs=db.connect_args(prepared_statements, timeouts),
-        connection_class=db.BoundedConnection,
         configure=_autocommit,
-        reset=_note_return,
-        pool_factory=_pool_checking_quiet_connections,
+        connection_class=db.BoundedConnection,
+        pool_factory=_pool_pinging_when_idle,
     )
     stack = ExitStack()
     stack.enter_context(queue.replace_connector(connector))
@@ -191,37 +229,32 @@ async def open_queue(
     return stack
 
 
-# The queue's pool, as procrastinate makes it, spent four round trips on each of its statements
-# (a worker's fetch and finish of every job among them): a ping of the connection, BEGIN, the
-# statement, COMMIT. Each statement procrastinate sends through its pool is one call of its
-# functions (fetch, finish, retry, defer, heartbeat...), atomic on its own: the pool's
-# connections are in autocommit (no BEGIN, no COMMIT), and a connection is pinged only when it
-# has been quiet for longer than this (after an outage, a busy worker's connections fail one
-# statement each, as the API's do: the job's status is written again by the stalled-job
-# retry, and the worker is started again by its supervisor).
-PING_AFTER_QUIET_SECONDS = 2.0
-_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
-    weakref.WeakKeyDictionary()
-)
+def job_connections() -> psycopg_pool.AsyncConnectionPool:
+    """Where a job's transactions sent as messages (one_message.job_messages) take their
+    connection: the queue's own pool, in every process that runs jobs (autocommit, pinged
+    only after a pause, no bound on answers). The ORM's transactions keep the engine's."""
+    pool: psycopg_pool.AsyncConnectionPool = queue.connector.pool  # type: ignore[attr-defined]
+    return pool
 
 
-async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
+async def _autocommit(connection: db.BoundedConnection) -> None:
     await connection.set_autocommit(True)
 
 
-async def _note_return(connection: psycopg.AsyncConnection[Any]) -> None:
-    _returned_at[connection] = time.monotonic()
+def _pool_pinging_when_idle(**pool_args: Any) -> psycopg_pool.AsyncConnectionPool:
+    """procrastinate's pool, whose check (a ping at every checkout) runs only on a connection
+    idle for db.PING_AFTER_IDLE_SECONDS or more, as the engine's pre-ping does."""
 
+    async def stamp(connection: db.BoundedConnection) -> None:
+        connection.idle_since = time.monotonic()
 
-async def _ping_if_quiet(connection: psycopg.AsyncConnection[Any]) -> None:
-    quiet = time.monotonic() - _returned_at.get(connection, -math.inf)
-    if quiet > PING_AFTER_QUIET_SECONDS:
+    async def check(connection: db.BoundedConnection) -> None:
+        idle_since = connection.idle_since
+        if idle_since is not None and time.monotonic() - idle_since < db.PING_AFTER_IDLE_SECONDS:
+            return
         await psycopg_pool.AsyncConnectionPool.check_connection(connection)
 
-
-def _pool_checking_quiet_connections(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
-    # procrastinate asks for a ping before every use (`check`): only a quiet connection's.
-    return psycopg_pool.AsyncConnectionPool(**{**kwargs, "check": _ping_if_quiet})
+    return psycopg_pool.AsyncConnectionPool(**{**pool_args, "check": check, "reset": stamp})
 
 
 async def close_queue(stack: ExitStack) -> None:

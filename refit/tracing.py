@@ -160,3 +160,23 @@ def shutdown() -> None:
     RedisInstrumentor().uninstrument()
     HTTPXClientInstrumentor().uninstrument()
     provider.shutdown()
+
+
+@contextlib.contextmanager
+def sql_span(statement: str) -> Iterator[None]:
+    """A span for SQL sent outside the engine (one_message.job_messages), as the engine's own
+    instrumentation records its statements: the text with its placeholders, never a value.
+    Nothing when tracing is off."""
+    if not enabled():
+        yield
+        return
+    from opentelemetry.trace import SpanKind
+
+    tracer = _state["provider"].get_tracer("refit.one_message")
+    name = statement.split(None, 1)[0] if statement.strip() else "SQL"
+    with tracer.start_as_current_span(
+        name,
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": statement},
+    ):
+        yield

@@ -15,11 +15,19 @@ import procrastinate
 from refit.models import OutboundEmail
 from refit.notifications import service
 from refit.notifications.render import template_exists
-from refit.queue import exponential_retry, queue
+from refit.one_message import Step, job_messages
+from refit.queue import exponential_retry, job_connections, queue
 from refit.transactions import service_transaction
 
 # Only the database is involved: a few quick retries ride out a lost connection or a deadlock.
 NOTIFY_RETRY = exponential_retry(5)
+
+_QUEUED = "SELECT 1 FROM outbound_emails WHERE id = %(id)s"
+# What `service.notify_user` asks of the user before it queues anything.
+_REACHABLE = (
+    "SELECT email IS NOT NULL AND email <> '' AND email_verified AS reachable FROM users "
+    "WHERE id = %(id)s"
+)
 
 # Namespace of the mail log ids this job derives from its own (see `_email_id`).
 _EMAIL_IDS = uuid.UUID("da2bd3a0-09fb-470b-8b55-38316e1ca8c6")
@@ -35,6 +43,19 @@ async def notify_user(
     if not template_exists(template):
         raise ValueError(f"unknown email template {template!r}")
     email_id = _email_id(job, user_id, template, context)
+    # Most sellers have no verified address (and a rerun finds its email queued): both
+    # known from one message, read only, before a transaction that writes is opened.
+    async with job_messages(job_connections()) as reads:
+        queued, users = await reads.send(
+            Step(_QUEUED, {"id": email_id}),
+            Step(_REACHABLE, {"id": uuid.UUID(user_id)}),
+            commit=True,
+        )
+    if queued:
+        return
+    if not users or not users[0]["reachable"]:
+        service.log_skipped(uuid.UUID(user_id), template)
+        return
     async with service_transaction(job=True) as session:
         # A rerun of a job that committed (its worker died before procrastinate recorded it
         # done) finds the email it queued, instead of mailing the user twice.

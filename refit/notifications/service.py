@@ -72,6 +72,10 @@ async def queue_email(
     return email_id
 
 
+def log_skipped(user_id: uuid.UUID, template: str) -> None:
+    log.info("notifications.skipped_no_verified_email", user_id=str(user_id), template=template)
+
+
 async def notify_user(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -85,7 +89,7 @@ async def notify_user(
         await session.execute(select(User.email, User.email_verified).where(User.id == user_id))
     ).one_or_none()
     if row is None or not row.email or not row.email_verified:
-        log.info("notifications.skipped_no_verified_email", user_id=str(user_id), template=template)
+        log_skipped(user_id, template)
         return None
     return await queue_email(
         session,

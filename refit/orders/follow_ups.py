@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue
 from refit.models.order import Order, OrderStatus
+from refit.one_message import Step
 from refit.storage import content_type_for
 
 S = OrderStatus
@@ -78,6 +79,16 @@ async def defer(session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID)
     )
 
 
+def defer_step(follow_up: FollowUp, order_id: uuid.UUID) -> Step:
+    """`defer` as a statement of a job's transaction sent as messages (queue.defer_step)."""
+    return queue.defer_step(
+        follow_up.task,
+        queueing_lock=follow_up.queueing_lock.format(order_id=order_id),
+        lock=follow_up.lock.format(order_id=order_id) if follow_up.lock else None,
+        order_id=str(order_id),
+    )
+
+
 async def defer_now(session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID) -> int | None:
     """Queue `follow_up` for the order, or make the one already waiting (a retry scheduled
     ahead) due now. The job's id, or None when one is running and none waits."""
@@ -124,6 +135,39 @@ async def after_move(
                 order, from_status, notes, payment=metadata if to_status is S.COMPLETED else None
             ),
         )
+
+
+def after_move_steps(
+    order: Order,
+    from_status: OrderStatus | None,
+    to_status: OrderStatus,
+    *,
+    notes: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> list[Step]:
+    """`after_move` as statements of a transaction sent as messages (queue.defer_step): the
+    same jobs, with the same arguments."""
+    steps = [
+        defer_step(follow_up, order.id)
+        for entered, after, follow_up in ON_ENTER
+        if to_status is entered and (after is None or from_status in after)
+    ]
+    template = STATUS_EMAILS.get(to_status)
+    if template is not None:
+        steps.append(
+            queue.defer_step(
+                NOTIFY_USER,
+                user_id=str(order.user_id),
+                template=template,
+                context=_email_context(
+                    order,
+                    from_status,
+                    notes,
+                    payment=metadata if to_status is S.COMPLETED else None,
+                ),
+            )
+        )
+    return steps
 
 
 def _email_context(

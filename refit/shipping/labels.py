@@ -19,10 +19,12 @@ import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from refit import queue
 from refit.carriers.interface import (
     Carrier,
     CarrierError,
@@ -33,9 +35,16 @@ from refit.carriers.interface import (
     wait_for_transaction,
 )
 from refit.models import OrderStatus
-from refit.models.shipping import LabelPurchase, PurchaseStatus, RateQuote
+from refit.models.shipping import LabelPurchase, PurchaseStatus
+from refit.one_message import Step, job_messages
 from refit.orders import follow_ups
-from refit.orders.service import get_order, transition
+from refit.orders.service import (
+    LOCK_FOR_MOVE,
+    get_order,
+    locked_row,
+    move_steps,
+    order_not_found,
+)
 from refit.resources import Resources
 from refit.shipping import state
 from refit.storage import content_type_for, label_key, label_storage
@@ -49,6 +58,13 @@ POLL_WITHIN_SECONDS = 60.0
 # Slack around a lost purchase's search window: clock skew between our database and the
 # carrier, and the moment between writing our row and the carrier creating its object.
 SEARCH_MARGIN = dt.timedelta(minutes=10)
+
+
+# The rate quote the label was bought at: what the order records it shipped by and cost.
+_QUOTE = (
+    "SELECT carrier, service, amount FROM shipping_rate_quotes "
+    "WHERE order_id = %(order_id)s AND rate_id = %(rate_id)s"
+)
 
 
 class LabelPurchaseFailed(CarrierError):
@@ -66,7 +82,15 @@ class Snapshot:
     unanswered_since: dt.datetime | None = None
     unanswered_until: dt.datetime | None = None
     # This attempt's 'started' row, committed with the snapshot when none came before it.
-    started: LabelPurchase | None = None
+    started: Started | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """An attempt's 'started' row, committed: the carrier may be called for it."""
+
+    id: uuid.UUID
+    rate_id: str
 
 
 def metadata_for(order_id: uuid.UUID) -> str:
@@ -136,15 +160,20 @@ async def purchase(
         transaction = await _recover(resources, carrier, order_id, snapshot)
     if snapshot.transaction_id is not None:
         transaction = await carrier.get_transaction(snapshot.transaction_id)
+    # A purchase answered with a final status had it recorded with its transaction id.
+    recorded = False
     if snapshot.started is not None:
         transaction = await _call(resources, carrier, order_id, snapshot.started)
+        recorded = not transaction.status.pending
     elif transaction is None:
         transaction = await _buy(resources, carrier, order_id, snapshot.rate_id, job_id, attempt)
         if transaction is None:
             return "skipped: the order changed before the purchase"
+        recorded = not transaction.status.pending
     if transaction.status.pending:
         transaction = await wait_for_transaction(carrier, transaction, within=POLL_WITHIN_SECONDS)
-    await _record_status(order_id, transaction)
+    if not recorded:
+        await _record_status(order_id, transaction)
     if transaction.status is not TransactionStatus.SUCCESS:
         raise LabelPurchaseFailed(
             f"the carrier answered {transaction.status} for transaction "
@@ -154,51 +183,88 @@ async def purchase(
     return await _complete(resources, carrier, order_id, transaction)
 
 
+# The order under its lock, and its attempts still 'started' for the chosen rate (replies we
+# never got), read in the snapshot's one message.
+_LOCKED_ORDER = (
+    "SELECT status, label_file_key, shipping_rate_id, label_transaction_id FROM orders "
+    "WHERE id = %(order_id)s FOR UPDATE"
+)
+_UNANSWERED = (
+    "SELECT p.id, extract(epoch FROM now() - p.created_at) AS age, p.created_at "
+    "FROM shipping_label_purchases p JOIN orders o ON o.id = p.order_id "
+    "WHERE p.order_id = %(order_id)s AND p.status = 'started' "
+    "AND p.rate_id = o.shipping_rate_id"
+)
+# When this attempt may buy at once: `_snapshot`'s decision, in SQL over the locked order `o`,
+# so its 'started' row is written in the same message (and checked against the decision).
+_NOTHING_ASKED_YET = (
+    "o.status = 'processing_shipment' AND coalesce(o.label_file_key, '') = '' "
+    "AND coalesce(o.shipping_rate_id, '') <> '' AND o.label_transaction_id IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM shipping_label_purchases p WHERE p.order_id = o.id "
+    "AND p.status = 'started' AND p.rate_id = o.shipping_rate_id)"
+)
+
+
 async def _snapshot(
     order_id: uuid.UUID, carrier: Carrier, *, job_id: int | None, attempt: int
 ) -> Snapshot | str:
     """The order under its lock; and the attempt's 'started' row with it when nothing was
-    bought or asked for before (one transaction fewer in the common case)."""
-    async with service_transaction(job=True) as session:
-        order = await get_order(session, order_id, for_update=True)
-        if order.status != OrderStatus.PROCESSING_SHIPMENT:
-            return f"skipped: order is {order.status}"
-        if order.label_file_key:
-            return "skipped: label already stored"
-        if not order.shipping_rate_id:
-            raise CarrierRejected("the order has no chosen rate")
-        rows = (
-            await session.execute(
-                select(
-                    LabelPurchase.id,
-                    func.extract("epoch", func.now() - LabelPurchase.created_at),
-                    LabelPurchase.created_at,
-                ).where(
-                    LabelPurchase.order_id == order_id,
-                    LabelPurchase.status == PurchaseStatus.STARTED,
-                    LabelPurchase.rate_id == order.shipping_rate_id,
-                )
-            )
-        ).all()
-        started = None
-        if order.label_transaction_id is None and not rows:
-            started = await state.start_purchase(
-                session,
+    bought or asked for before (one transaction fewer in the common case). One message: the
+    reads, the row (written only then) and COMMIT."""
+    ids = {"order_id": order_id}
+    async with job_messages(queue.job_connections()) as transaction:
+        orders, rows, inserted = await transaction.send(
+            Step(_LOCKED_ORDER, ids),
+            Step(_UNANSWERED, ids),
+            state.start_purchase_step(
                 order_id,
                 carrier_name=carrier.name,
-                rate_id=order.shipping_rate_id,
                 job_id=job_id,
                 attempt=attempt,
-            )
-        return Snapshot(
-            order.shipping_rate_id,
-            order.label_transaction_id,
-            [r[0] for r in rows],
-            min((float(r[1]) for r in rows), default=0.0),
-            min((r[2] for r in rows), default=None),
-            max((r[2] for r in rows), default=None),
-            started=started,
+                when=_NOTHING_ASKED_YET,
+            ),
+            commit=True,
         )
+    started = Started(inserted[0]["id"], inserted[0]["rate_id"]) if inserted else None
+    if not orders:
+        raise order_not_found(order_id)
+    order = orders[0]
+    decided = _decide(order, rows, started)
+    if isinstance(decided, str):
+        return decided
+    return Snapshot(
+        order["shipping_rate_id"],
+        order["label_transaction_id"],
+        [r["id"] for r in rows],
+        min((float(r["age"]) for r in rows), default=0.0),
+        min((r["created_at"] for r in rows), default=None),
+        max((r["created_at"] for r in rows), default=None),
+        started=started,
+    )
+
+
+_NO_RATE = "the order has no chosen rate"
+
+
+def _decide(
+    order: dict[str, Any], rows: list[dict[str, Any]], started: Started | None
+) -> str | None:
+    """What the snapshot says of the locked order: a reason to do nothing, else None. The
+    'started' row was written iff this attempt may buy at once: checked here too."""
+    if order["status"] != OrderStatus.PROCESSING_SHIPMENT:
+        outcome: str | None = f"skipped: order is {order['status']}"
+    elif order["label_file_key"]:
+        outcome = "skipped: label already stored"
+    elif not order["shipping_rate_id"]:
+        outcome = _NO_RATE
+    else:
+        outcome = None
+    may_buy = outcome is None and order["label_transaction_id"] is None and not rows
+    if may_buy != (started is not None):
+        raise AssertionError(f"order {order}: the started row disagrees with the decision")
+    if outcome == _NO_RATE:
+        raise CarrierRejected(_NO_RATE)
+    return outcome
 
 
 async def _recover(
@@ -282,14 +348,17 @@ async def _buy(
             job_id=job_id,
             attempt=attempt,
         )
-    return await _call(resources, carrier, order_id, row)
+        await session.flush()  # its id, from the database's default
+        started = Started(row.id, rate_id)
+    return await _call(resources, carrier, order_id, started)
 
 
 async def _call(
-    resources: Resources, carrier: Carrier, order_id: uuid.UUID, row: LabelPurchase
+    resources: Resources, carrier: Carrier, order_id: uuid.UUID, row: Started
 ) -> LabelTransaction:
     """The carrier's purchase, `row` (the attempt's 'started' row) committed: from here on a
-    crash leaves a 'started' row for the next attempt to resolve."""
+    crash leaves a 'started' row for the next attempt to resolve. The answer is committed
+    before anything else happens (a final one with its status: nothing to wait on)."""
     try:
         transaction = await carrier.purchase_label(
             row.rate_id,
@@ -304,14 +373,9 @@ async def _call(
             )
         raise
     # Any other failure leaves the row 'started': the outcome is unknown.
-    async with service_transaction(job=True) as session:
-        order = await get_order(session, order_id, for_update=True)
-        await state.set_transaction(session, order, transaction.transaction_id)
-        await state.update_purchase(
-            session,
-            row_id=row.id,
-            status=PurchaseStatus.PENDING,
-            transaction_id=transaction.transaction_id,
+    async with job_messages(queue.job_connections()) as recording:
+        await recording.send(
+            *state.transaction_answered_steps(order_id, row.id, transaction), commit=True
         )
     log.info(
         "shipping.transaction_created",
@@ -350,25 +414,24 @@ async def _complete(
     key = label_key(order_id, transaction.transaction_id, resources.settings.label_file_type)
     # Stored before the order points at it; a crash here leaves a file a retry overwrites.
     await label_storage(resources.settings).put(key, data, content_type_for(key))
-    async with service_transaction(job=True) as session:
-        order = await get_order(session, order_id, for_update=True)
-        quote = await session.scalar(
-            select(RateQuote).where(
-                RateQuote.order_id == order_id, RateQuote.rate_id == transaction.rate_id
+    ids = {"order_id": order_id, "rate_id": transaction.rate_id}
+    async with job_messages(queue.job_connections()) as completing:
+        orders, quotes = await completing.send(Step(LOCK_FOR_MOVE, ids), Step(_QUOTE, ids))
+        if not orders:
+            raise order_not_found(order_id)
+        locked = locked_row(orders[0])
+        steps = [
+            state.record_label_step(
+                locked.order,
+                transaction,
+                file_key=key,
+                label_url=label_url_for(resources, order_id),
+                quote=quotes[0] if quotes else None,
             )
-        )
-        await state.record_label(
-            session,
-            order,
-            transaction,
-            file_key=key,
-            label_url=label_url_for(resources, order_id),
-            quote=quote,
-        )
-        if order.status == OrderStatus.PROCESSING_SHIPMENT:
-            await transition(
-                session,
-                order_id,
+        ]
+        if locked.order.status == OrderStatus.PROCESSING_SHIPMENT:
+            steps += move_steps(
+                locked,
                 OrderStatus.AWAITING_SHIPMENT,
                 actor=ACTOR,
                 metadata={
@@ -377,10 +440,13 @@ async def _complete(
                 },
                 expected_from={OrderStatus.PROCESSING_SHIPMENT},
             )
-            return "label bought"
-        # Cancelled while we were buying: the label is paid for and will never be used.
-        await follow_ups.defer(session, follow_ups.REFUND_LABEL, order_id)
-        return f"label bought for a {order.status} order: refund queued"
+            outcome = "label bought"
+        else:
+            # Cancelled while we were buying: the label is paid for and will never be used.
+            steps.append(follow_ups.defer_step(follow_ups.REFUND_LABEL, order_id))
+            outcome = f"label bought for a {locked.order.status} order: refund queued"
+        await completing.send(*steps, commit=True)
+    return outcome
 
 
 async def record_failure(order_id: uuid.UUID, exc: BaseException) -> None:

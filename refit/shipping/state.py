@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import transactions
-from refit.carriers.interface import CarrierMessage, Extras, LabelTransaction, Rate, Tracking
+from refit.carriers.interface import (
+    CarrierMessage,
+    Extras,
+    LabelTransaction,
+    Rate,
+    Tracking,
+    TransactionStatus,
+)
 from refit.models import Order
 from refit.models.shipping import (
     LabelPurchase,
@@ -28,6 +37,7 @@ from refit.models.shipping import (
     ReturnStatus,
     ShippingEvent,
 )
+from refit.one_message import Step
 
 
 async def choose_rate(session: AsyncSession, order: Order, quote: RateQuote) -> None:
@@ -75,6 +85,38 @@ async def record_label(
             order.shipping_cost = quote.amount
 
 
+def record_label_step(
+    order: Order,
+    transaction: LabelTransaction,
+    *,
+    file_key: str,
+    label_url: str,
+    quote: Mapping[str, Any] | None,
+) -> Step:
+    """`record_label` as one statement of a job's transaction sent as messages; `order` (as
+    `orders.service.locked_row` read it) is changed in memory the same way. `quote`: the rate
+    quote's carrier, service and amount."""
+    values: dict[str, Any] = {
+        "label_transaction_id": transaction.transaction_id,
+        "tracking_number": transaction.tracking_number,
+        "label_file_key": file_key,
+        "label_url": label_url,
+        "label_purchased_at": dt.datetime.now(dt.UTC),
+        "label_error": None,
+    }
+    if quote is not None:
+        values["shipping_carrier"] = quote["carrier"]
+        values["shipping_service"] = quote["service"]
+        values["shipping_cost"] = quote["amount"]
+    for name, value in values.items():
+        setattr(order, name, value)
+    assignments = ", ".join(f"{name} = %({name})s" for name in values)
+    return Step(
+        f"UPDATE orders SET {assignments} WHERE id = %(id)s",  # noqa: S608 (our column names)
+        {**values, "id": order.id},
+    )
+
+
 async def start_purchase(
     session: AsyncSession,
     order_id: uuid.UUID,
@@ -96,6 +138,71 @@ async def start_purchase(
     async with transactions.as_service(session):
         session.add(row)
     return row
+
+
+# The label job's hot path writes through `one_message.job_messages` (a few statements a
+# message, no ORM): the same writes as `start_purchase` and `update_purchase` with
+# `set_transaction`, as statements of the job's transaction.
+
+
+def start_purchase_step(
+    order_id: uuid.UUID, *, carrier_name: str, job_id: int | None, attempt: int, when: str
+) -> Step:
+    """`start_purchase` for the order's chosen rate as one statement, which writes the row
+    only `when` (SQL over the order, `o`) holds: it returns the row's id and rate, or none."""
+    sql = (
+        "INSERT INTO shipping_label_purchases (order_id, carrier_name, rate_id, job_id, "
+        "attempt, status) SELECT o.id, %(carrier_name)s, o.shipping_rate_id, %(job_id)s, "
+        "%(attempt)s, %(status)s FROM orders o WHERE o.id = %(order_id)s AND "
+    )
+    return Step(
+        f"{sql}({when}) RETURNING id, rate_id",
+        {
+            "order_id": order_id,
+            "carrier_name": carrier_name,
+            "job_id": job_id,
+            "attempt": attempt,
+            "status": PurchaseStatus.STARTED.value,
+        },
+    )
+
+
+def transaction_answered_steps(
+    order_id: uuid.UUID, row_id: uuid.UUID, transaction: LabelTransaction
+) -> list[Step]:
+    """The carrier answered the attempt `row_id` with `transaction`: the order waits on it
+    (`set_transaction`) and the attempt is pending. When the answer is already final the
+    attempt records it at once (what `update_purchase(of_transaction=...)` would after the
+    wait): succeeded, its label URL and messages; an ERROR one is not waited on, so the order
+    never points at it."""
+    status = PurchaseStatus.PENDING
+    values: dict[str, Any] = {"transaction_id": transaction.transaction_id}
+    if not transaction.status.pending:
+        status = (
+            PurchaseStatus.SUCCEEDED
+            if transaction.status is TransactionStatus.SUCCESS
+            else PurchaseStatus.ERROR
+        )
+        values["label_url"] = transaction.label_url
+        messages = [m.as_dict() for m in transaction.messages]
+        values["messages"] = Jsonb(messages) if messages else None
+    steps = []
+    if status is not PurchaseStatus.ERROR:
+        steps.append(
+            Step(
+                "UPDATE orders SET label_transaction_id = %(transaction_id)s "
+                "WHERE id = %(order_id)s",
+                {"order_id": order_id, "transaction_id": transaction.transaction_id},
+            )
+        )
+    assignments = ", ".join(f"{name} = %({name})s" for name in ["status", *values])
+    steps.append(
+        Step(
+            f"UPDATE shipping_label_purchases SET {assignments} WHERE id = %(row_id)s",  # noqa: S608 (names are ours)
+            {**values, "status": status.value, "row_id": row_id},
+        )
+    )
+    return steps
 
 
 async def update_purchase(

@@ -29,10 +29,11 @@ from typing import Any
 
 import structlog
 
-from refit import metrics, resources
+from refit import metrics
 from refit.carriers.picker import parse_track
 from refit.models import OrderStatus
 from refit.one_message import JobMessages, Step, job_messages
+from refit.queue import job_connections
 from refit.shipping.webhooks import HANDLE_TASK
 
 log = structlog.get_logger(__name__)
@@ -148,7 +149,7 @@ async def settle(inbox_id: uuid.UUID, queue: Queue | None) -> str | None:
         "own": str(inbox_id),
         "named": _NAMED,
     }
-    async with job_messages(resources.current().engine) as messages:
+    async with job_messages(job_connections()) as messages:
         results = await messages.send(*_IN_INDEX_ORDER, Step(_READ, params), *_AS_BEFORE)
         rows = [_Row(**r) for r in results[len(_IN_INDEX_ORDER)]]
         for row in rows:

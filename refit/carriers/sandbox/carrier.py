@@ -17,10 +17,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from refit import queue
 from refit.carriers.interface import (
     NO_EXTRAS,
     Address,
@@ -40,6 +42,7 @@ from refit.carriers.interface import (
 )
 from refit.carriers.shippo.wire import shipment_extra
 from refit.models.shipping import SandboxObject
+from refit.one_message import Step, job_messages
 from refit.transactions import service_transaction
 
 # (carrier, service, token, base, per zone, per lb, days base)
@@ -57,6 +60,28 @@ SIGNATURE_FEE = Decimal("3.40")
 # The job that posts a parcel's track to our webhook endpoint (webhooks.py), one queued per
 # parcel: named here, below the picker, so an operator's push can queue it through the picker.
 PUSH_TASK = "shipping.sandbox_push_tracking"
+
+
+# A purchase: the rate (and its shipment) read, the transaction written with what the label
+# needs of them; no row is written for a rate that does not exist. What a remote carrier does
+# in its own database, in one statement.
+_PURCHASE = """
+WITH rate AS (
+  SELECT r.data AS rate, s.data AS shipment
+  FROM sandbox_carrier_objects r
+  LEFT JOIN sandbox_carrier_objects s ON s.object_id = r.data ->> 'shipment'
+  WHERE r.object_id = %(rate_id)s AND r.kind = 'rate'
+), bought AS (
+  INSERT INTO sandbox_carrier_objects (object_id, kind, data)
+  SELECT %(id)s, 'transaction', %(data)s || jsonb_build_object(
+           'carrier', lower(rate ->> 'carrier'),
+           'address_to_zip', shipment -> 'address_to' ->> 'zip',
+           'extra', coalesce(nullif(shipment -> 'extra', 'null'::jsonb), '{}'::jsonb))
+  FROM rate
+  RETURNING data
+)
+SELECT rate.rate, rate.shipment, bought.data AS bought FROM rate, bought
+"""
 
 
 def push_lock(tracking_number: str) -> str:
@@ -88,6 +113,9 @@ class SandboxCarrier:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], job: bool = False) -> None:
         self._transaction = partial(service_transaction, sessionmaker=sessionmaker, job=job)
+        # Purchases of this carrier not downloaded yet: transaction id -> (rate, shipment,
+        # transaction) as stored.
+        self._bought: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
 
     async def validate_address(self, address: Address) -> AddressValidation:
         messages = []
@@ -172,29 +200,35 @@ class SandboxCarrier:
     async def purchase_label(
         self, rate_id: str, *, metadata: str, label_file_type: str
     ) -> LabelTransaction:
-        async with self._transaction() as session:
-            rate, shipment = await _chain(session, rate_id, "shipment")
-            if rate is None or rate.kind != "rate":
-                raise CarrierRejected(
-                    "Sandbox refused the purchase",
-                    [CarrierMessage(text="Rate not found.", code="rate")],
-                )
-            transaction_id = f"sbx_txn_{uuid.uuid4().hex}"
-            data = {
-                "carrier": rate.data["carrier"].lower(),
-                "address_to_zip": shipment.data["address_to"]["zip"] if shipment else None,
-                "rate": rate_id,
-                "status": TransactionStatus.SUCCESS.value,
-                "metadata": metadata,
-                "tracking_number": tracking_number_for(transaction_id),
-                "label_url": f"sandbox://labels/{transaction_id}.pdf",
-                "label_file_type": label_file_type,
-                "purchased_at": _now().isoformat(),
-                # What the label carries beyond postage, as the shipment asked for it.
-                "extra": (shipment.data.get("extra") if shipment else None) or {},
-            }
-            session.add(SandboxObject(object_id=transaction_id, kind="transaction", data=data))
-        return _transaction(transaction_id, data)
+        transaction_id = f"sbx_txn_{uuid.uuid4().hex}"
+        data = {
+            "rate": rate_id,
+            "status": TransactionStatus.SUCCESS.value,
+            "metadata": metadata,
+            "tracking_number": tracking_number_for(transaction_id),
+            "label_url": f"sandbox://labels/{transaction_id}.pdf",
+            "label_file_type": label_file_type,
+            "purchased_at": _now().isoformat(),
+        }
+        # One statement, its own transaction, one round trip: the rate and its shipment
+        # read, and the transaction written from them.
+        async with job_messages(queue.job_connections()) as transaction:
+            [rows] = await transaction.send(
+                Step(_PURCHASE, {"rate_id": rate_id, "id": transaction_id, "data": Jsonb(data)}),
+                commit=True,
+            )
+        if not rows or rows[0]["rate"] is None:
+            raise CarrierRejected(
+                "Sandbox refused the purchase",
+                [CarrierMessage(text="Rate not found.", code="rate")],
+            )
+        row = rows[0]
+        bought = _transaction(transaction_id, row["bought"])
+        # What its label shows, kept for download_label: the label job downloads right after
+        # buying, with this same carrier, and the objects it read never change.
+        if row["shipment"] is not None:
+            self._bought[transaction_id] = (row["rate"], row["shipment"], row["bought"])
+        return bought
 
     async def get_transaction(self, transaction_id: str) -> LabelTransaction:
         async with self._transaction() as session:
@@ -224,23 +258,27 @@ class SandboxCarrier:
             return [_transaction(r.object_id, r.data) for r in rows]
 
     async def download_label(self, transaction: LabelTransaction) -> bytes:
-        async with self._transaction() as session:
-            txn, rate, shipment = await _chain(
-                session, transaction.transaction_id, "rate", "shipment"
-            )
-        if txn is None or rate is None or shipment is None:
-            raise CarrierRejected(f"no sandbox label for {transaction.transaction_id}")
+        known = self._bought.pop(transaction.transaction_id, None)
+        if known is None:
+            async with self._transaction() as session:
+                txn, rate, shipment = await _chain(
+                    session, transaction.transaction_id, "rate", "shipment"
+                )
+            if txn is None or rate is None or shipment is None:
+                raise CarrierRejected(f"no sandbox label for {transaction.transaction_id}")
+            known = (rate.data, shipment.data, txn.data)
+        rate_data, shipment_data, txn_data = known
         # reportlab (and its CJK fonts) cost ~0.4 s of CPU at import: only labels need it.
         from refit.carriers.sandbox.label_pdf import render_label
 
         return render_label(
-            address_from=Address(**shipment.data["address_from"]),
-            address_to=Address(**shipment.data["address_to"]),
-            carrier=rate.data["carrier"],
-            service=rate.data["service"],
-            tracking_number=txn.data["tracking_number"],
-            weight_lb=shipment.data["parcel"]["weight"],
-            services=_label_services(shipment.data.get("extra") or {}),
+            address_from=Address(**shipment_data["address_from"]),
+            address_to=Address(**shipment_data["address_to"]),
+            carrier=rate_data["carrier"],
+            service=rate_data["service"],
+            tracking_number=txn_data["tracking_number"],
+            weight_lb=shipment_data["parcel"]["weight"],
+            services=_label_services(shipment_data.get("extra") or {}),
         )
 
     async def refund_label(self, transaction_id: str) -> Refund:
