@@ -43,10 +43,13 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         if not isinstance(created_at, str) or not isinstance(row_id, str):
             raise TypeError("a cursor holds two strings")
         position = dt.datetime.fromisoformat(created_at), uuid.UUID(row_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        if position[0].tzinfo is None:
+            raise ValueError("a cursor's time has its offset")
+        # Sent as UTC (asyncpg converts): a time valid here but not in UTC (year 1 at +01:00,
+        # year 9999 at -01:00) would fail in the driver, a 500.
+        position[0].astimezone(dt.UTC)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
         raise BadRequest("The cursor is not one this API returned", code="invalid_cursor") from exc
-    if position[0].tzinfo is None:
-        raise BadRequest("The cursor is not one this API returned", code="invalid_cursor")
     return position
 
 
