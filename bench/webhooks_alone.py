@@ -21,20 +21,17 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 
-from bench import load, seed, servers, webhooks
-from bench.scratch import scratch
+from bench import load, quick_loop, seed, servers, webhooks
 from bench.service import DURATION, SIZES, WARMUP_SECONDS
-from refit import db, embedded, migrate
+from refit import db
 
-ROOT = Path(__file__).resolve().parent.parent
-SPY = os.environ.get("REFIT_BENCH_SPY")
+ROOT = quick_loop.ROOT
+SPY = quick_loop.SPY
 ROUNDS = int(os.environ.get("REFIT_BENCH_ROUNDS", "2"))
 CODES = [c for c in os.environ.get("REFIT_BENCH_CODE", str(ROOT)).split(":") if c]
 
@@ -174,34 +171,5 @@ async def _run(url: str, work: Path, started: list[subprocess.Popen[bytes]]) -> 
             await asyncio.sleep(1)  # let the machine settle between runs
 
 
-async def main() -> None:
-    found = embedded.ensure_servers(
-        os.environ.get("REFIT_BENCH_DATABASE_URL"),
-        os.environ.get("REFIT_BENCH_REDIS_URL"),
-        ROOT / ".refit" / "bench",
-    )
-    assert found.database_url
-    fresh = scratch(found.database_url)
-    work = ROOT / ".refit" / "bench" / fresh.name
-    started: list[subprocess.Popen[bytes]] = []
-    await fresh.create()
-    try:
-        await asyncio.to_thread(migrate.upgrade, fresh.url)
-        await _run(fresh.url, work, started)
-    finally:
-        # py-spy writes its profile when its own duration ends: wait for those.
-        for process in [p for p in started if p.args and str(p.args[0]) == SPY]:
-            process.wait(90)
-        servers.stop_all(started)
-        await fresh.drop()
-        found.stop()
-        for path in work.iterdir() if work.is_dir() else []:
-            if path.name not in ("logs", "profiles"):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        print(__doc__)
-        sys.exit(0 if sys.argv[1] in ("-h", "--help") else 2)
-    asyncio.run(main())
+    quick_loop.main(__doc__, _run)

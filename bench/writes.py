@@ -17,24 +17,21 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 
-from bench import labels, load, seed, servers
-from bench.scratch import scratch
+from bench import labels, load, quick_loop, seed, servers
 from bench.service import DURATION, LABEL_ORDERS, QUOTES_PER_SECOND, SIZES, WARMUP_SECONDS
-from refit import db, embedded, migrate, queue
+from refit import db, queue
 from refit.auth.tokens import issue_access_token
 from refit.logs import configure_logging
 from refit.resources import close_resources, open_resources
 from refit.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-SPY = os.environ.get("REFIT_BENCH_SPY")
+ROOT = quick_loop.ROOT
+SPY = quick_loop.SPY
 
 
 def _spy(pid: int, out: Path, seconds: float, started: list[subprocess.Popen[bytes]]) -> None:
@@ -153,34 +150,5 @@ async def _run(url: str, work: Path, started: list[subprocess.Popen[bytes]]) -> 
         await close_resources(resources)
 
 
-async def main() -> None:
-    admin_url = os.environ.get("REFIT_BENCH_DATABASE_URL")
-    found = embedded.ensure_servers(
-        admin_url, os.environ.get("REFIT_BENCH_REDIS_URL"), ROOT / ".refit" / "bench"
-    )
-    assert found.database_url
-    fresh = scratch(found.database_url)
-    url = fresh.url
-    work = ROOT / ".refit" / "bench" / fresh.name
-    started: list[subprocess.Popen[bytes]] = []
-    await fresh.create()
-    try:
-        await asyncio.to_thread(migrate.upgrade, url)
-        await _run(url, work, started)
-    finally:
-        # py-spy writes its profile when its own duration ends: wait for those.
-        for process in [p for p in started if p.args and str(p.args[0]) == SPY]:
-            process.wait(90)
-        servers.stop_all(started)
-        await fresh.drop()
-        found.stop()
-        for path in work.iterdir() if work.is_dir() else []:
-            if path.name not in ("logs", "profiles"):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        print(__doc__)
-        sys.exit(0 if sys.argv[1] in ("-h", "--help") else 2)
-    asyncio.run(main())
+    quick_loop.main(__doc__, _run)

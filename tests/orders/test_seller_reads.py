@@ -17,14 +17,13 @@ import pytest
 from sqlalchemy import text as db_text
 
 from refit import db
-from refit.errors import DEPENDENCY_RETRY_AFTER_SECONDS
 from refit.models import Order
 from refit.orders import reads
 from refit.orders.schemas import OrderDetail, OrderPage, OrderRead
 from refit.seller_reads import SellerReadPool, SellerReadsDown
 from tests.orders.helpers import place_order
 from tests.resilience.pg_proxy import CuttableProxy
-from tests.resilience.test_db_timeouts import SLACK_SECONDS, _app_with
+from tests.resilience.test_db_timeouts import SLACK_SECONDS, _app_with, _assert_dependency_down
 
 
 async def test_the_functions_read_under_rls_and_leave_the_connection_as_it_was(
@@ -103,13 +102,6 @@ async def test_without_prepared_statements_the_read_is_the_same(
             await pool.close()
     assert answers[0] is not None and answers[0]["detail"] is not None
     assert answers[0] == answers[1]
-
-
-def _assert_dependency_down(response) -> None:
-    assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["retry-after"] == str(DEPENDENCY_RETRY_AFTER_SECONDS)
-    assert response.json()["code"] == "dependency_unavailable"
 
 
 @pytest.mark.timeout(120)
