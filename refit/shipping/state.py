@@ -94,7 +94,7 @@ def record_label_step(
     quote: Mapping[str, Any] | None,
 ) -> Step:
     """`record_label` as one statement of a job's transaction sent as messages; `order` (as
-    `orders.service.locked_row` read it) is changed in memory the same way. `quote`: the rate
+    `orders.move_steps.locked_row` read it) is changed in memory the same way. `quote`: the rate
     quote's carrier, service and amount."""
     values: dict[str, Any] = {
         "label_transaction_id": transaction.transaction_id,
