@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg import pq, waiting
 from psycopg.abc import PQGen
@@ -221,7 +222,7 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     def ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         # A new connection has no stamp: it just answered its connect.
         idle_since = record.info.pop("idle_since", None)
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        if idle_since is None or not _idle_long(idle_since):
             return
         try:
             dialect.do_ping(dbapi_connection)
@@ -230,6 +231,32 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 
     event.listen(engine.sync_engine, "checkin", stamp)
     event.listen(engine.sync_engine, "checkout", ping)
+
+
+def psycopg_pool_pinging_when_idle(**pool_args: Any) -> psycopg_pool.AsyncConnectionPool:
+    """psycopg's pool (the queue's: procrastinate's `pool_factory`), whose check (a ping at
+    every checkout) runs only on a connection idle for PING_AFTER_IDLE_SECONDS or more, as the
+    engine's pre-ping above does."""
+
+    async def stamp(connection: BoundedConnection) -> None:
+        connection.idle_since = time.monotonic()
+
+    async def check(connection: BoundedConnection) -> None:
+        idle_since = connection.idle_since
+        if idle_since is not None and not _idle_long(idle_since):
+            return
+        await psycopg_pool.AsyncConnectionPool.check_connection(connection)
+
+    return psycopg_pool.AsyncConnectionPool(**{**pool_args, "check": check, "reset": stamp})
+
+
+def _idle_long(idle_since: float) -> bool:
+    return time.monotonic() - idle_since >= PING_AFTER_IDLE_SECONDS
+
+
+async def autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
+    """A pool's `configure`: each statement its own transaction (the queue's pool)."""
+    await connection.set_autocommit(True)
 
 
 def engine_timeouts(options: Mapping[str, Any]) -> Timeouts | None:

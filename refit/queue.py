@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import functools
 import json
-import time
 import traceback
 from contextlib import ExitStack
 from typing import Any
@@ -126,23 +125,11 @@ def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
     intake), whose job then exists iff that statement commits, as with `defer`.
 
     `args_sql` is a jsonb expression of the statement (the row's id, say); the deferring
-    request's origin is added as `defer` adds it. The job is procrastinate's own insert
-    (`procrastinate_defer_jobs_v1`, which `defer` calls too), with the task's queue and
-    priority; no queueing lock, whose conflict would fail the whole statement.
+    request's origin is added as `defer` adds it. No queueing lock, whose conflict would fail
+    the whole statement.
     """
-    job = _job_defaults(task)
-    sql = (
-        "procrastinate_defer_jobs_v1(ARRAY[ROW(%(job_queue)s, %(job_task)s, %(job_priority)s, "
-        f"%(job_lock)s, NULL, ({args_sql}) || %(job_origin)s::jsonb, NULL)"
-        "::procrastinate_job_to_defer_v1])"
-    )
-    return sql, {
-        "job_queue": job.queue,
-        "job_task": job.task_name,
-        "job_priority": job.priority,
-        "job_lock": job.lock,
-        "job_origin": json.dumps(logs.job_origin()),
-    }
+    sql, params = _defer_jobs(task, f"({args_sql}) || %(job_origin)s::jsonb")
+    return sql, {**params, "job_origin": json.dumps(logs.job_origin())}
 
 
 def defer_step(
@@ -156,29 +143,37 @@ def defer_step(
     lock is looked for first. One deferred by another transaction between that look and this
     insert fails the transaction (its job is run again), where `defer` would return None.
     """
-    job = _job_defaults(task)
-    args = {**task_kwargs, **logs.job_origin()}
-    sql = (
-        "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(%(queue)s, %(task)s, %(priority)s, "
-        "%(lock)s, %(queueing_lock)s, %(args)s, NULL)::procrastinate_job_to_defer_v1]))[1] AS id"
-    )
+    call, params = _defer_jobs(task, "%(job_args)s", lock=lock, queueing_lock=queueing_lock)
+    sql = f"SELECT ({call})[1] AS id"
     if queueing_lock:
         sql += (
             " WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs "
-            "WHERE queueing_lock = %(queueing_lock)s AND status = 'todo')"
+            "WHERE queueing_lock = %(job_queueing_lock)s AND status = 'todo')"
         )
     log.info("queue.deferred_in_message", task=task)
-    return Step(
-        sql,
-        {
-            "queue": job.queue,
-            "task": job.task_name,
-            "priority": job.priority,
-            "lock": lock or job.lock,
-            "queueing_lock": queueing_lock,
-            "args": Jsonb(args),
-        },
+    return Step(sql, {**params, "job_args": Jsonb({**task_kwargs, **logs.job_origin()})})
+
+
+def _defer_jobs(
+    task: str, args_sql: str, *, lock: str | None = None, queueing_lock: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """procrastinate's own insert of one job (`procrastinate_defer_jobs_v1`, which `defer`
+    calls too), with the task's queue, priority and lock, as an SQL expression (an array of
+    the one job's id) and its parameters; `args_sql` is the job's arguments, a jsonb
+    expression."""
+    job = _job_defaults(task)
+    sql = (
+        "procrastinate_defer_jobs_v1(ARRAY[ROW(%(job_queue)s, %(job_task)s, %(job_priority)s, "
+        f"%(job_lock)s, %(job_queueing_lock)s, {args_sql}, NULL)"
+        "::procrastinate_job_to_defer_v1])"
     )
+    return sql, {
+        "job_queue": job.queue,
+        "job_task": job.task_name,
+        "job_priority": job.priority,
+        "job_lock": lock or job.lock,
+        "job_queueing_lock": queueing_lock,
+    }
 
 
 async def hurry(session: AsyncSession, queueing_lock: str) -> int | None:
@@ -219,9 +214,9 @@ async def open_queue(
         # it is its own transaction, one round trip, where a pooled transaction adds a BEGIN
         # and a COMMIT to each fetch and finish of a job.
         kwargs=db.connect_args(prepared_statements, timeouts),
-        configure=_autocommit,
+        configure=db.autocommit,
         connection_class=db.BoundedConnection,
-        pool_factory=_pool_pinging_when_idle,
+        pool_factory=db.psycopg_pool_pinging_when_idle,
     )
     stack = ExitStack()
     stack.enter_context(queue.replace_connector(connector))
@@ -235,26 +230,6 @@ def job_connections() -> psycopg_pool.AsyncConnectionPool:
     only after a pause, no bound on answers). The ORM's transactions keep the engine's."""
     pool: psycopg_pool.AsyncConnectionPool = queue.connector.pool  # type: ignore[attr-defined]
     return pool
-
-
-async def _autocommit(connection: db.BoundedConnection) -> None:
-    await connection.set_autocommit(True)
-
-
-def _pool_pinging_when_idle(**pool_args: Any) -> psycopg_pool.AsyncConnectionPool:
-    """procrastinate's pool, whose check (a ping at every checkout) runs only on a connection
-    idle for db.PING_AFTER_IDLE_SECONDS or more, as the engine's pre-ping does."""
-
-    async def stamp(connection: db.BoundedConnection) -> None:
-        connection.idle_since = time.monotonic()
-
-    async def check(connection: db.BoundedConnection) -> None:
-        idle_since = connection.idle_since
-        if idle_since is not None and time.monotonic() - idle_since < db.PING_AFTER_IDLE_SECONDS:
-            return
-        await psycopg_pool.AsyncConnectionPool.check_connection(connection)
-
-    return psycopg_pool.AsyncConnectionPool(**{**pool_args, "check": check, "reset": stamp})
 
 
 async def close_queue(stack: ExitStack) -> None:
