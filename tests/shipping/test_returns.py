@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from refit.carriers.interface import TrackingStatus
-from refit.carriers.sandbox.carrier import SandboxCarrier, tracking_of
+from refit.carriers.sandbox.carrier import SandboxCarrier
+from refit.carriers.sandbox.tracking import tracking_of
 from refit.carriers.shippo.wire import track_body
 from refit.models import Order, OrderStatus, OutboundEmail, User
 from refit.models.shipping import ReturnShipment, SandboxObject, ShippingEvent

@@ -36,10 +36,10 @@ from refit.carriers.interface import (
     Refund,
     Shipment,
     Tracking,
-    TrackingEvent,
     TrackingStatus,
     TransactionStatus,
 )
+from refit.carriers.sandbox.tracking import TRACKING_STEPS, now_utc, tracking_of
 from refit.carriers.shippo.wire import shipment_extra
 from refit.models.shipping import SandboxObject
 from refit.one_message import Step, job_messages
@@ -51,10 +51,6 @@ SERVICES = (
     ("USPS", "Ground Advantage", "usps_ground_advantage", "5.20", "0.55", "0.85", 2),
     ("UPS", "Ground", "ups_ground", "9.80", "0.75", "1.25", 1),
 )
-# How sandbox tracking moves on its own after purchase.
-TRANSIT_AFTER = dt.timedelta(hours=1)
-DELIVERED_AFTER = dt.timedelta(days=2)
-TRACKING_STEPS = (TrackingStatus.PRE_TRANSIT, TrackingStatus.TRANSIT, TrackingStatus.DELIVERED)
 US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 SIGNATURE_FEE = Decimal("3.40")
 # The job that posts a parcel's track to our webhook endpoint (webhooks.py), one queued per
@@ -102,10 +98,6 @@ def tracking_number_for(transaction_id: str) -> str:
 
 def _money(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class SandboxCarrier:
@@ -208,7 +200,7 @@ class SandboxCarrier:
             "tracking_number": tracking_number_for(transaction_id),
             "label_url": f"sandbox://labels/{transaction_id}.pdf",
             "label_file_type": label_file_type,
-            "purchased_at": _now().isoformat(),
+            "purchased_at": now_utc().isoformat(),
         }
         # One statement, its own transaction, one round trip: the rate and its shipment
         # read, and the transaction written from them.
@@ -338,7 +330,7 @@ class SandboxCarrier:
             pushed = dict(row.data.get("tracking_pushed") or {})
             # Steps pushed together are a second apart, as real scans would be: a track
             # sorted by time then reads in the order the parcel moved.
-            at = _now()
+            at = now_utc()
             for step in TRACKING_STEPS[: TRACKING_STEPS.index(status) + 1]:
                 if step not in reached:
                     pushed[step.value] = at.isoformat()
@@ -356,15 +348,6 @@ class SandboxCarrier:
         if row is None:
             raise CarrierRejected(f"no sandbox parcel {tracking_number}")
         return row.data
-
-
-_DETAILS = {
-    TrackingStatus.PRE_TRANSIT: "Label created; the carrier is waiting for the parcel.",
-    TrackingStatus.TRANSIT: "In transit to the destination facility.",
-    TrackingStatus.DELIVERED: "Delivered to the ReFit warehouse.",
-}
-# A parcel on its way back to its seller (metadata "return:<order id>").
-_RETURN_DELIVERED = "Delivered to the addressee."
 
 
 def extras_cost(extras: Extras) -> Decimal:
@@ -394,37 +377,6 @@ def _label_services(extra: dict[str, Any]) -> list[str]:
     if extra.get("signature_confirmation"):
         services.append("SIGNATURE REQUIRED")
     return services
-
-
-def tracking_of(transaction: dict[str, Any], carrier: str) -> Tracking:
-    """A sandbox parcel's track as of now: each step on its clock (TRANSIT_AFTER,
-    DELIVERED_AFTER) or at the moment an operator pushed it there, whichever came first."""
-    purchased = dt.datetime.fromisoformat(transaction["purchased_at"])
-    pushed = transaction.get("tracking_pushed") or {}
-    clock = (purchased, purchased + TRANSIT_AFTER, purchased + DELIVERED_AFTER)
-    now = _now()
-    events = []
-    for step, natural in zip(TRACKING_STEPS, clock, strict=True):
-        at = dt.datetime.fromisoformat(pushed[step.value]) if step.value in pushed else None
-        if natural <= now and (at is None or natural < at):
-            at = natural
-        if at is None:
-            break
-        details = _DETAILS[step]
-        if step is TrackingStatus.DELIVERED and str(transaction.get("metadata")).startswith(
-            "return:"
-        ):
-            details = _RETURN_DELIVERED
-        events.append(TrackingEvent(status=step, details=details, occurred_at=at))
-    return Tracking(
-        carrier=carrier,
-        tracking_number=transaction["tracking_number"],
-        status=events[-1].status,
-        eta=purchased + DELIVERED_AFTER,
-        events=events,
-        metadata=transaction.get("metadata"),
-        destination_zip=transaction.get("address_to_zip"),
-    )
 
 
 def _transaction(transaction_id: str, data: dict[str, Any]) -> LabelTransaction:

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from refit import queue, resources
 from refit.carriers.picker import carrier_name
-from refit.carriers.sandbox.carrier import PUSH_TASK, SandboxCarrier, push_lock, tracking_of
+from refit.carriers.sandbox.carrier import PUSH_TASK, SandboxCarrier, push_lock
+from refit.carriers.sandbox.tracking import tracking_of
 from refit.carriers.shippo.wire import sign, track_body
 from refit.models.shipping import SandboxObject
 from refit.settings import Settings
