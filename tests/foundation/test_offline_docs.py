@@ -45,6 +45,11 @@ def _operations(document: dict) -> list[tuple[str, str, dict]]:
     ]
 
 
+# expect()'s own default wait is 5 s, the page's timeout aside: ReDoc lays out every operation
+# before it shows one, which took longer than that on a loaded 2-core machine.
+LOADED = 30_000
+
+
 @pytest.mark.timeout(120)
 async def test_swagger_ui_and_redoc_list_the_operations_with_no_network(resources: Resources):
     async with serving(resources) as base, httpx.AsyncClient(base_url=base) as http:
@@ -61,20 +66,24 @@ async def test_swagger_ui_and_redoc_list_the_operations_with_no_network(resource
                 await page.goto(f"{base}/docs")
                 # Swagger UI renders one block per operation, the order read among them.
                 read = page.locator("#operations-orders-orders-get_order")
-                await expect(read).to_be_visible()
-                await expect(read).to_contain_text("/api/orders/{order_id}")
-                await expect(page.locator(".opblock")).to_have_count(len(operations))
-                await expect(page.locator(".info .title")).to_contain_text("ReFit API")
+                await expect(read).to_be_visible(timeout=LOADED)
+                await expect(read).to_contain_text("/api/orders/{order_id}", timeout=LOADED)
+                await expect(page.locator(".opblock")).to_have_count(
+                    len(operations), timeout=LOADED
+                )
+                await expect(page.locator(".info .title")).to_contain_text(
+                    "ReFit API", timeout=LOADED
+                )
                 # Swagger UI asked nothing of the outside.
                 assert refused == []
 
                 await page.goto(f"{base}/redoc")
                 # ReDoc's menu and sections, one per operation.
                 section = page.locator('[data-section-id="operation/orders-get_order"]')
-                await expect(section).to_be_attached()
-                await expect(section).to_contain_text("/api/orders/{order_id}")
+                await expect(section).to_be_attached(timeout=LOADED)
+                await expect(section).to_contain_text("/api/orders/{order_id}", timeout=LOADED)
                 sections = page.locator('[data-section-id^="operation/"]')
-                await expect(sections).to_have_count(len(operations))
+                await expect(sections).to_have_count(len(operations), timeout=LOADED)
 
                 # ReDoc's menu footer always tries Redocly's logo from their CDN, and drops
                 # the image when it fails (the text link stays); nothing else went out.
