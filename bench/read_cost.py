@@ -8,7 +8,9 @@ A fresh database (migrated by the first API's code, seeded by bench/seed.py), th
 (WORKERS=2) and each API as `make bench` starts it (`refit api --workers 2`); each route
 driven by wrk (2 s of warm-up, then `--duration` s measured), and for each the CPU time
 (user + system, /proc) of the server's own process group divided by the requests it
-answered: the number that holds while other work shares the cores. About a minute; for
+answered: the number that holds while other work shares the cores; beside it, what
+PostgreSQL (the postmaster and its backends) and Redis spent a request in the same window,
+which other work on them would count too. About a minute; for
 loops over one change (`make bench` stays the record).
 
 `--api` (repeatable; default: this checkout): serve the `refit` package of another checkout
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import redis.asyncio as redis
 
 from bench import load, seed, servers
 from bench.scratch import scratch
@@ -78,21 +81,63 @@ def _api_pid(api: subprocess.Popen[bytes]) -> int:
     raise RuntimeError("no API worker process found")
 
 
+@dataclass(frozen=True)
+class Shared:
+    """The pids of the servers every process under test shares: their CPU is part of a
+    request's cost too (the peer asks PostgreSQL five statements a read, ReFit one and Redis)."""
+
+    postgres: int
+    redis: int
+
+    def cpu(self) -> tuple[float, float]:
+        return servers.tree_cpu_seconds(self.postgres), servers.tree_cpu_seconds(self.redis)
+
+
+@dataclass(frozen=True)
+class Cost:
+    rps: float
+    cpu_ms: float  # the server's own processes, a request
+    postgres_ms: float
+    redis_ms: float
+
+
 async def _measure(
-    url: str, token: str | None, server: subprocess.Popen[bytes], seconds: float
-) -> tuple[float, float]:
+    url: str, token: str | None, server: subprocess.Popen[bytes], seconds: float, shared: Shared
+) -> Cost:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     await load.wrk(url, seconds=WARMUP_SECONDS, headers=headers)
     for attempt in (1, 2, 3):
-        cpu = servers.group_cpu_seconds(server)
+        cpu, (pg, rd) = servers.group_cpu_seconds(server), shared.cpu()
         result = await load.wrk(url, seconds=seconds, headers=headers)
         cpu = servers.group_cpu_seconds(server) - cpu
+        pg_after, rd_after = shared.cpu()
         if not result.non_2xx:
-            return result.requests_per_second, cpu * 1000 / max(1, result.completed)
+            n = max(1, result.completed)
+            return Cost(
+                result.requests_per_second,
+                cpu * 1000 / n,
+                (pg_after - pg) * 1000 / n,
+                (rd_after - rd) * 1000 / n,
+            )
         # On a shared machine, PostgreSQL's connections can run out under others' work
         # (503s): measured again, and said so.
         _say(f"{url}: {result.non_2xx} answers were not 2xx (attempt {attempt}); again")
     raise RuntimeError(f"{url}: answers that were not 2xx in every attempt")
+
+
+async def _shared_servers(conninfo: str, redis_url: str) -> Shared:
+    """PostgreSQL's postmaster (from its data directory's postmaster.pid: the bench runs on
+    this machine) and Redis's process, as they report themselves."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        row = await (await conn.execute("SHOW data_directory")).fetchone()
+    assert row is not None
+    postmaster = int((Path(row[0]) / "postmaster.pid").read_text().split()[0])
+    client = redis.from_url(redis_url)
+    try:
+        info = await client.info("server")
+    finally:
+        await client.aclose()
+    return Shared(postmaster, int(info["process_id"]))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -194,9 +239,10 @@ async def _run(
         access_token_ttl_seconds=3600,
     )
     token = issue_access_token(minting, seed.HOT_SELLER).token
+    shared = await _shared_servers(conninfo, redis_url)
     keys = ["node read"]
     keys += [f"{a.label} {r}" for r in args.only.split(",") if r for a in apis]
-    results: dict[str, list[tuple[float, float]]] = {k: [] for k in keys}
+    results: dict[str, list[Cost]] = {k: [] for k in keys}
     for round_ in range(args.rounds):
         for key in keys:
             target, server = targets[key]
@@ -204,17 +250,25 @@ async def _run(
             if args.spy and round_ == 0 and key == f"{apis[0].label} {args.spy_route}":
                 spy = _spy(args, server)
             _say(f"round {round_ + 1}: {key}")
-            results[key].append(await _measure(target, token, server, args.duration))
+            results[key].append(await _measure(target, token, server, args.duration, shared))
             if spy is not None:
                 await asyncio.to_thread(spy.wait, 30)
             await asyncio.sleep(1)
-    node_cpu = statistics.median(cpu for _, cpu in results["node read"])
-    print(f"{'server route':<16} {'req/s':>8} {'CPU ms':>7} {'x Node':>7}  CPU ms each round")
+    node_cpu = statistics.median(c.cpu_ms for c in results["node read"])
+    print(
+        f"{'server route':<16} {'req/s':>8} {'CPU ms':>7} {'x Node':>7} {'PG ms':>6} "
+        f"{'Redis':>6} {'all ms':>7}  CPU ms each round"
+    )
     for key, runs in results.items():
-        rps = statistics.median(r for r, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
-        each = " ".join(f"{c:.3f}" for _, c in runs)
-        print(f"{key:<16} {rps:>8,.0f} {cpu:>7.3f} {cpu / node_cpu:>7.2f}  {each}")
+        rps = statistics.median(c.rps for c in runs)
+        cpu = statistics.median(c.cpu_ms for c in runs)
+        pg = statistics.median(c.postgres_ms for c in runs)
+        rd = statistics.median(c.redis_ms for c in runs)
+        each = " ".join(f"{c.cpu_ms:.3f}" for c in runs)
+        print(
+            f"{key:<16} {rps:>8,.0f} {cpu:>7.3f} {cpu / node_cpu:>7.2f} {pg:>6.3f} {rd:>6.3f} "
+            f"{cpu + pg + rd:>7.3f}  {each}"
+        )
     print(f"1-minute load average after: {os.getloadavg()[0]:.1f}")
 
 

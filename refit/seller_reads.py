@@ -45,6 +45,7 @@ class SellerReadPool:
         self._statement_cache = 256 if settings.db_prepared_statements else 0
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
+        self._held = 0  # this process's reads holding a connection or waiting for one
 
     async def _opened(self) -> asyncpg.Pool:
         if self._pool is not None:
@@ -99,10 +100,32 @@ class SellerReadPool:
 
     async def _read_once(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
         pool = await self._opened()
-        # asyncio.timeout, not acquire's own `timeout`: that one runs the wait as a task of
-        # its own (asyncpg's wait_for), a task per read.
-        async with asyncio.timeout(self._wait_seconds):
-            connection = await pool.acquire()
+        # Reads that have a place or wait for one (no await between the test and the count):
+        # below the pool's size, a free connection is there for this read too.
+        free = self._held < self._size
+        self._held += 1
+        try:
+            if free:
+                # acquire waits for no other read (a connection it opens is bounded by the
+                # connect timeout), so no timer is armed for it.
+                connection = await pool.acquire()
+            else:
+                # asyncio.timeout, not acquire's own `timeout`: that one runs the wait as a
+                # task of its own (asyncpg's wait_for).
+                async with asyncio.timeout(self._wait_seconds):
+                    connection = await pool.acquire()
+            return await self._on(pool, connection, statement, args, get)
+        finally:
+            self._held -= 1
+
+    async def _on(
+        self,
+        pool: asyncpg.Pool,
+        connection: asyncpg.pool.PoolConnectionProxy,
+        statement: str,
+        args: tuple[Any, ...],
+        get: _Getter,
+    ) -> Any:
         try:
             # Past the statement timeout asyncpg asks the server to cancel the statement (as
             # the server's own statement_timeout would) and gives up on it.

@@ -38,3 +38,24 @@ async def test_a_script_redis_forgot_is_loaded_again(resources):
     # As after a restart or SCRIPT FLUSH (not sent: the Redis may be shared): NOSCRIPT.
     ratelimit._batches[resources.redis].sha = "0" * 40
     assert await _hits(resources, "3/minute", key, 2) == [True, False]
+
+
+async def test_a_kept_connection_redis_closed_is_replaced_without_an_error(resources):
+    """The batch keeps one connection between batches: closed by Redis meanwhile (a restart,
+    a proxy's idle timeout), the next batch goes out once more on a fresh one, each hit
+    counted once, nobody told of it."""
+    key = uuid.uuid4().hex
+    assert await _hits(resources, "4/minute", key, 2) == [True, True]
+    batch = ratelimit._batches[resources.redis]
+    killed = await _client_id(batch)
+    assert await resources.redis.client_kill_filter(_id=killed) == 1
+    assert await _hits(resources, "4/minute", key, 3) == [True, True, False]
+    assert await _client_id(batch) != killed  # a new connection on Redis's side
+
+
+async def _client_id(batch) -> int:
+    kept = batch.connection
+    assert kept is not None
+    await kept.send_command("CLIENT", "ID")
+    found: int = await kept.read_response()
+    return found
