@@ -230,9 +230,9 @@ async def test_one_connection_alternating_sellers_after_cancel_and_discard(
                         0.3,
                     )
             if round_ == 4:
-                connection = await (await pool._opened()).acquire()
+                connection = await pool._connections.take(5)
                 await connection.execute("DISCARD ALL")
-                await (await pool._opened()).release(connection)
+                pool._connections.give_back(connection, reusable=True)
         who = await pool.row(
             "SELECT current_user || ' '"
             " || coalesce(current_setting('request.jwt.claims', true), '')"
