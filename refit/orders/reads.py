@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import orjson
 from pydantic import TypeAdapter
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -155,7 +157,21 @@ async def list_orders_json(user_id: uuid.UUID, *, limit: int, cursor: str | None
         "items": items,
         "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
     }
-    return _PAGE_WRITER.dump_json(page)
+    try:
+        # The columns come in OrderRead's order; orjson writes them as pydantic would
+        # (times in UTC with Z, microseconds only when there are some; decimals as their
+        # str, in quotes), at half the CPU: the byte-for-byte test holds it to that.
+        return orjson.dumps(page, default=_decimal_text, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        # What orjson does not write as pydantic does, or at all (an integer past 64 bits
+        # in device_details): pydantic's own writer.
+        return _PAGE_WRITER.dump_json(page)
+
+
+def _decimal_text(value: Any) -> str:
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)  # asyncpg's UUID is a subclass orjson leaves to us
+    raise TypeError(f"{type(value).__name__} is not written by the fast page writer")
 
 
 async def history_of(session: AsyncSession, order_id: uuid.UUID) -> Sequence[OrderStatusHistory]:
