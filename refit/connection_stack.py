@@ -12,6 +12,7 @@ wait; a connection given back broken, or mid-answer, is closed, never handed on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,7 +44,7 @@ class ConnectionStack:
         """A connection of this read's own until `give_back`. Waits up to `wait_seconds` when
         all are out (TimeoutError)."""
         if self._closed:
-            raise asyncpg.InterfaceError("the sellers' read connections are closed")
+            raise _closed_error()
         while self._idle:
             connection, _ = self._idle.pop()
             if not connection.is_closed():
@@ -66,7 +67,13 @@ class ConnectionStack:
         self._hand(connection)
 
     async def close(self) -> None:
+        """Idle connections closed; reads waiting for one refused (InterfaceError); those
+        out are closed as they come back."""
         self._closed = True
+        waiters, self._waiters = self._waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(_closed_error())
         idle, self._idle = self._idle, []
         for connection, _ in idle:
             self._close(connection)
@@ -89,27 +96,31 @@ class ConnectionStack:
             async with asyncio.timeout(wait_seconds):
                 return await handed
         except BaseException:
-            if handed.done() and not handed.cancelled():
-                # Handed something as the wait ended: passed on, not lost.
+            if not handed.done() or handed.cancelled():
+                # Still waiting, or already passed over by _hand (it skips a cancelled one).
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(handed)
+            elif handed.exception() is None:
+                # Handed something in the same turn as the wait ended: passed on, not lost.
                 found = handed.result()
                 if found is None:
                     self._hand(None)
                 else:
                     self.give_back(found, reusable=True)
-            else:
-                self._waiters.remove(handed)
             raise
 
     def _hand(self, connection: _Handed) -> None:
         """One place comes back (with its connection, or empty): to the first live waiter,
         who keeps it out, or to the stack."""
-        while self._waiters:
+        while self._waiters and not self._closed:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(connection)
                 return
         self._out -= 1
-        if connection is not None:
+        if connection is not None and self._closed:
+            connection.terminate()
+        elif connection is not None:
             self._idle.append((connection, time.monotonic()))
             if self._sweep is None:
                 loop = asyncio.get_running_loop()
@@ -134,6 +145,10 @@ class ConnectionStack:
         task = asyncio.get_running_loop().create_task(_close_quietly(connection))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+def _closed_error() -> asyncpg.InterfaceError:
+    return asyncpg.InterfaceError("the sellers' read connections are closed")
 
 
 async def _close_quietly(connection: asyncpg.Connection) -> None:

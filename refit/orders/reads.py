@@ -77,7 +77,12 @@ class _OrderPageRows(TypedDict):
 
 
 _PAGE_WRITER = TypeAdapter(_OrderPageRows)
-_PAGE_QUERY = f"SELECT {', '.join(OrderRead.model_fields)} FROM seller_orders_page($1, $2, $3, $4)"  # noqa: S608 (the model's field names)
+# The cursor's time goes as text: asyncpg sends the last microsecond of year 9999 (Python's
+# datetime.max) as 'infinity', and the page after an order of that time would be itself.
+_PAGE_QUERY = (
+    f"SELECT {', '.join(OrderRead.model_fields)}"  # noqa: S608 (the model's field names)
+    " FROM seller_orders_page($1, $2, $3::text::timestamptz, $4)"
+)
 # A transaction the explorer can show: broadcast, at least.
 _ON_CHAIN = {"sent", "finalized"}
 
@@ -148,8 +153,9 @@ async def list_orders_json(user_id: uuid.UUID, *, limit: int, cursor: str | None
     on (created_at, id): stable while orders are added. The rows come typed from PostgreSQL
     and are written by the response model's own serializer, with no model built per row."""
     after_created_at, after_id = decode_cursor(cursor) if cursor is not None else (None, None)
+    after = after_created_at.isoformat() if after_created_at is not None else None
     rows = await resources.current().seller_reads.fetch(
-        _PAGE_QUERY, user_id, limit + 1, after_created_at, after_id
+        _PAGE_QUERY, user_id, limit + 1, after, after_id
     )
     items = [dict(row) for row in rows[:limit]]
     last = items[-1] if len(rows) > limit else None
