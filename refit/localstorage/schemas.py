@@ -8,12 +8,14 @@ the web app must not lose data silently.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -57,6 +59,20 @@ def backend_status(status: str) -> OrderStatus:
     return MAPPED_STATUSES.get(status) or OrderStatus(status)
 
 
+# A browser's clock may be off, not by more than a day: a time further ahead did not happen
+# (the last microsecond of year 9999 as an order's created_at once made the order list's next
+# cursor name that order again). Offers' and quotes' expiries may lie ahead.
+CLOCK_SKEW = dt.timedelta(days=1)
+
+
+def _happened(value: dt.datetime) -> dt.datetime:
+    if value > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+        raise ValueError("a time that has not come yet (more than a day ahead of the server's)")
+    return value
+
+
+Happened = Annotated[AwareDatetime, AfterValidator(_happened)]
+
 BrowserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 OptionalText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
@@ -76,7 +92,7 @@ class ExportAddress(AddressFields):
 
     id: BrowserId
     is_default: bool = False
-    created_at: AwareDatetime | None = None
+    created_at: Happened | None = None
 
 
 class ExportDevice(_Strict):
@@ -94,7 +110,7 @@ class ExportQuote(_Strict):
     price_usd: Usd
     price_sol: Sol
     sol_usd_rate: Annotated[Decimal, Field(gt=0)] | None = None
-    quoted_at: AwareDatetime | None = None
+    quoted_at: Happened | None = None
     expires_at: AwareDatetime | None = None
 
 
@@ -104,7 +120,7 @@ class ExportLabel(_Strict):
     tracking_number: Text | None = None
     label_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
     cost_usd: Usd | None = None
-    purchased_at: AwareDatetime | None = None
+    purchased_at: Happened | None = None
     # Whatever else the browser held (the carrier's answer, say), kept in the history entry.
     raw: dict[str, Any] | None = None
 
@@ -112,7 +128,7 @@ class ExportLabel(_Strict):
 class ExportStatusChange(_Strict):
     # The browser's own word for the status at the time, kept as it was.
     status: Text
-    at: AwareDatetime
+    at: Happened
     note: OptionalText | None = None
 
 
@@ -125,12 +141,12 @@ class ExportOrder(_Strict):
     quote: ExportQuote
     # The id of one of this document's addresses.
     address_id: BrowserId | None = None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime | None = None
-    shipped_at: AwareDatetime | None = None
-    received_at: AwareDatetime | None = None
-    completed_at: AwareDatetime | None = None
-    cancelled_at: AwareDatetime | None = None
+    created_at: Happened
+    updated_at: Happened | None = None
+    shipped_at: Happened | None = None
+    received_at: Happened | None = None
+    completed_at: Happened | None = None
+    cancelled_at: Happened | None = None
     label: ExportLabel | None = None
     payment_tx_signature: Signature | None = None
     history: list[ExportStatusChange] = Field(default_factory=list, max_length=200)
@@ -154,7 +170,7 @@ class ExportDocument(_Strict):
 
     format: Literal["refit-localstorage-export"]
     version: Literal[1]
-    exported_at: AwareDatetime
+    exported_at: Happened
     # The Solana wallet (base58 public key) the browser was signed in with.
     wallet_address: Annotated[str, StringConstraints(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")]
     addresses: list[ExportAddress] = Field(default_factory=list, max_length=MAX_ADDRESSES_PER_USER)

@@ -3,6 +3,7 @@ again; never another wallet's data; a broken or oversized export changes nothing
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from bench.localstorage_exports import wallet
@@ -136,3 +137,31 @@ async def test_an_upload_over_the_limit_is_refused(client, resources, make_user)
     )
     assert response.status_code == 413
     assert await count(resources, "SELECT count(*) FROM orders") == 0
+
+
+async def test_times_that_have_not_come_yet_are_refused(client, resources, make_user):
+    """A browser's clock may be a little ahead, not years: an order created at the last
+    microsecond of year 9999 (which once made the order list's next cursor name that order
+    again) or a history step a week ahead is refused with its place, and nothing changes.
+    A quote's expiry may lie ahead."""
+    seller = await make_user(wallet_address=example()["wallet_address"])
+    doc = example()
+    doc["orders"][0]["created_at"] = "9999-12-31T23:59:59.999999Z"
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).isoformat()
+    doc["orders"][1]["history"] = [{"status": doc["orders"][1]["status"], "at": ahead}]
+    doc["orders"][2]["quote"]["expires_at"] = ahead
+    before = await snapshot(resources)
+
+    response = await client.post(URL, json=doc, headers=seller.headers)
+    assert response.status_code == 422, response.text
+    assert [p["place"] for p in response.json()["problems"]] == [
+        "orders[0].created_at",
+        "orders[1].history[0].at",
+    ]
+    assert await snapshot(resources) == before
+
+    doc = example()
+    doc["orders"][0]["created_at"] = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    doc["orders"][2]["quote"]["expires_at"] = ahead
+    response = await client.post(URL, json=doc, headers=seller.headers)
+    assert response.status_code == 200, response.text  # an hour ahead: a clock off
