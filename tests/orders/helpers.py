@@ -3,12 +3,15 @@ operator-side moves (which go through transition() directly, as the admin API wi
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import httpx
 
-from refit.models import OrderStatus, ShippingAddress
+from refit.models import Order, OrderStatus, ShippingAddress
+from refit.orders import reads
+from refit.orders.schemas import OrderPage, OrderRead
 from refit.orders.service import transition
 from refit.resources import Resources
 from refit.transactions import act_as_user
@@ -71,3 +74,19 @@ async def operator_move(
     """An operator's or a job's move: the service role, through the one door."""
     async with resources.sessionmaker() as session, session.begin():
         await transition(session, uuid.UUID(str(order_id)), to_status, actor=actor, **kwargs)
+
+
+async def page_beside_pydantics(
+    resources: Resources, seller_id: uuid.UUID, size: int, cursor: str | None
+) -> tuple[bytes, bytes, dict[str, Any]]:
+    """A page of the seller's list as the API writes it (refit.orders.reads), the same orders
+    as pydantic writes them from their ORM rows (OrderPage), and the page read back: the two
+    bodies must be equal byte for byte."""
+    body = await reads.list_orders_json(seller_id, limit=size, cursor=cursor)
+    page = json.loads(body)
+    async with resources.sessionmaker() as session:
+        orders = [await session.get(Order, uuid.UUID(i["id"])) for i in page["items"]]
+    model = OrderPage(
+        items=[OrderRead.model_validate(o) for o in orders], next_cursor=page["next_cursor"]
+    )
+    return body, model.model_dump_json().encode(), page

@@ -18,10 +18,9 @@ from sqlalchemy import text as db_text
 
 from refit import db
 from refit.models import Order
-from refit.orders import reads
-from refit.orders.schemas import OrderDetail, OrderPage, OrderRead
+from refit.orders.schemas import OrderDetail, OrderRead
 from refit.seller_reads import SellerReadPool, SellerReadsDown
-from tests.orders.helpers import place_order
+from tests.orders.helpers import page_beside_pydantics, place_order
 from tests.resilience.pg_proxy import CuttableProxy
 from tests.resilience.test_db_timeouts import SLACK_SECONDS, _app_with, _assert_dependency_down
 
@@ -301,15 +300,8 @@ async def test_a_page_is_the_models_json_byte_for_byte(client, resources, make_u
         """(our page, pydantic's page from the ORM rows) for each page."""
         found, cursor = [], None
         while True:
-            body = await reads.list_orders_json(seller.id, limit=size, cursor=cursor)
-            page = json.loads(body)
-            async with resources.sessionmaker() as session:
-                orders = [await session.get(Order, uuid.UUID(i["id"])) for i in page["items"]]
-            model = OrderPage(
-                items=[OrderRead.model_validate(o) for o in orders],
-                next_cursor=page["next_cursor"],
-            )
-            found.append((body, model.model_dump_json().encode()))
+            body, expected, page = await page_beside_pydantics(resources, seller.id, size, cursor)
+            found.append((body, expected))
             cursor = page["next_cursor"]
             if cursor is None:
                 return found

@@ -25,12 +25,10 @@ from sqlalchemy import text
 from refit import connection_stack, db, ratelimit
 from refit.connection_stack import ConnectionStack
 from refit.errors import RateLimited
-from refit.models import Order
 from refit.orders import reads
-from refit.orders.schemas import OrderPage, OrderRead
 from refit.script_batch import ScriptBatch
 from refit.seller_reads import SellerReadPool, SellerReadsDown
-from tests.orders.helpers import place_order
+from tests.orders.helpers import page_beside_pydantics, place_order
 
 _WHO = (
     "SELECT current_user AS who, current_setting('role') AS role,"
@@ -552,15 +550,8 @@ async def test_a_page_of_odd_values_is_pydantics_json_byte_for_byte(client, reso
         seen: list[uuid.UUID] = []
         cursor = None
         while True:
-            body = await reads.list_orders_json(seller.id, limit=size, cursor=cursor)
-            page = json.loads(body)
-            async with resources.sessionmaker() as session:
-                orders = [await session.get(Order, uuid.UUID(i["id"])) for i in page["items"]]
-            expected = OrderPage(
-                items=[OrderRead.model_validate(o) for o in orders],
-                next_cursor=page["next_cursor"],
-            ).model_dump_json()
-            assert body == expected.encode(), (size, cursor)
+            body, expected, page = await page_beside_pydantics(resources, seller.id, size, cursor)
+            assert body == expected, (size, cursor)
             seen += [uuid.UUID(i["id"]) for i in page["items"]]
             cursor = page["next_cursor"]
             if cursor is None:
