@@ -68,25 +68,40 @@ STATUS_EMAILS: dict[OrderStatus, str] = {
 TASK_NAMES = frozenset({f.task for _, _, f in ON_ENTER} | {NOTIFY_USER})
 
 
+@dataclass(frozen=True)
+class Deferral:
+    """One job to queue: its task, locks and arguments, for `queue.defer` (the ORM's
+    transaction) or `queue.defer_step` (a transaction sent as messages) alike."""
+
+    task: str
+    kwargs: dict[str, Any]
+    queueing_lock: str | None = None
+    lock: str | None = None
+
+    async def defer(self, session: AsyncSession) -> int | None:
+        return await queue.defer(
+            session, self.task, queueing_lock=self.queueing_lock, lock=self.lock, **self.kwargs
+        )
+
+    def step(self) -> Step:
+        return queue.defer_step(
+            self.task, queueing_lock=self.queueing_lock, lock=self.lock, **self.kwargs
+        )
+
+
+def for_order(follow_up: FollowUp, order_id: uuid.UUID) -> Deferral:
+    """`follow_up` about one order, its locks filled in."""
+    return Deferral(
+        follow_up.task,
+        {"order_id": str(order_id)},
+        queueing_lock=follow_up.queueing_lock.format(order_id=order_id),
+        lock=follow_up.lock.format(order_id=order_id) if follow_up.lock else None,
+    )
+
+
 async def defer(session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID) -> int | None:
     """Queue `follow_up` for the order in the caller's transaction (None: one is waiting)."""
-    return await queue.defer(
-        session,
-        follow_up.task,
-        queueing_lock=follow_up.queueing_lock.format(order_id=order_id),
-        lock=follow_up.lock.format(order_id=order_id) if follow_up.lock else None,
-        order_id=str(order_id),
-    )
-
-
-def defer_step(follow_up: FollowUp, order_id: uuid.UUID) -> Step:
-    """`defer` as a statement of a job's transaction sent as messages (queue.defer_step)."""
-    return queue.defer_step(
-        follow_up.task,
-        queueing_lock=follow_up.queueing_lock.format(order_id=order_id),
-        lock=follow_up.lock.format(order_id=order_id) if follow_up.lock else None,
-        order_id=str(order_id),
-    )
+    return await for_order(follow_up, order_id).defer(session)
 
 
 async def defer_now(session: AsyncSession, follow_up: FollowUp, order_id: uuid.UUID) -> int | None:
@@ -118,23 +133,9 @@ async def after_move(
     notes: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Queue what follows the move, in its transaction: the jobs exist iff it commits. The
-    move's `notes` (an inspector's findings for a revised offer) go into the email, and so
-    does a move to completed's `metadata`: the payout's receipt (payouts/receipt.py)."""
-    for entered, after, follow_up in ON_ENTER:
-        if to_status is entered and (after is None or from_status in after):
-            await defer(session, follow_up, order.id)
-    template = STATUS_EMAILS.get(to_status)
-    if template is not None:
-        await queue.defer(
-            session,
-            NOTIFY_USER,
-            user_id=str(order.user_id),
-            template=template,
-            context=_email_context(
-                order, from_status, notes, payment=metadata if to_status is S.COMPLETED else None
-            ),
-        )
+    """Queue what follows the move, in its transaction: the jobs exist iff it commits."""
+    for deferral in _after(order, from_status, to_status, notes, metadata):
+        await deferral.defer(session)
 
 
 def after_move_steps(
@@ -147,27 +148,31 @@ def after_move_steps(
 ) -> list[Step]:
     """`after_move` as statements of a transaction sent as messages (queue.defer_step): the
     same jobs, with the same arguments."""
-    steps = [
-        defer_step(follow_up, order.id)
+    return [d.step() for d in _after(order, from_status, to_status, notes, metadata)]
+
+
+def _after(
+    order: Order,
+    from_status: OrderStatus | None,
+    to_status: OrderStatus,
+    notes: str | None,
+    metadata: dict[str, Any] | None,
+) -> list[Deferral]:
+    """The jobs that follow the move. Its `notes` (an inspector's findings for a revised
+    offer) go into the email, and so does a move to completed's `metadata`: the payout's
+    receipt (payouts/receipt.py)."""
+    deferrals = [
+        for_order(follow_up, order.id)
         for entered, after, follow_up in ON_ENTER
         if to_status is entered and (after is None or from_status in after)
     ]
     template = STATUS_EMAILS.get(to_status)
     if template is not None:
-        steps.append(
-            queue.defer_step(
-                NOTIFY_USER,
-                user_id=str(order.user_id),
-                template=template,
-                context=_email_context(
-                    order,
-                    from_status,
-                    notes,
-                    payment=metadata if to_status is S.COMPLETED else None,
-                ),
-            )
-        )
-    return steps
+        payment = metadata if to_status is S.COMPLETED else None
+        context = _email_context(order, from_status, notes, payment=payment)
+        kwargs = {"user_id": str(order.user_id), "template": template, "context": context}
+        deferrals.append(Deferral(NOTIFY_USER, kwargs))
+    return deferrals
 
 
 def _email_context(

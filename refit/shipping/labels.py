@@ -331,7 +331,7 @@ async def _complete(
             outcome = "label bought"
         else:
             # Cancelled while we were buying: the label is paid for and will never be used.
-            steps.append(follow_ups.defer_step(follow_ups.REFUND_LABEL, order_id))
+            steps.append(follow_ups.for_order(follow_ups.REFUND_LABEL, order_id).step())
             outcome = f"label bought for a {locked.order.status} order: refund queued"
         await completing.send(*steps, commit=True)
     return outcome

@@ -62,29 +62,6 @@ async def set_label_error(session: AsyncSession, order: Order, message: str | No
         order.label_error = message
 
 
-async def record_label(
-    session: AsyncSession,
-    order: Order,
-    transaction: LabelTransaction,
-    *,
-    file_key: str,
-    label_url: str,
-    quote: RateQuote | None,
-) -> None:
-    """The label is bought and stored: the order points at it."""
-    async with transactions.as_service(session):
-        order.label_transaction_id = transaction.transaction_id
-        order.tracking_number = transaction.tracking_number
-        order.label_file_key = file_key
-        order.label_url = label_url
-        order.label_purchased_at = dt.datetime.now(dt.UTC)
-        order.label_error = None
-        if quote is not None:
-            order.shipping_carrier = quote.carrier
-            order.shipping_service = quote.service
-            order.shipping_cost = quote.amount
-
-
 def record_label_step(
     order: Order,
     transaction: LabelTransaction,
@@ -93,9 +70,9 @@ def record_label_step(
     label_url: str,
     quote: Mapping[str, Any] | None,
 ) -> Step:
-    """`record_label` as one statement of a job's transaction sent as messages; `order` (as
-    `orders.move_steps.locked_row` read it) is changed in memory the same way. `quote`: the rate
-    quote's carrier, service and amount."""
+    """The label is bought and stored: the order points at it. One statement of a job's
+    transaction sent as messages; `order` (as `orders.move_steps.locked_row` read it) is
+    changed in memory the same way. `quote`: the rate quote's carrier, service and amount."""
     values: dict[str, Any] = {
         "label_transaction_id": transaction.transaction_id,
         "tracking_number": transaction.tracking_number,
