@@ -45,8 +45,8 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         position = dt.datetime.fromisoformat(created_at), uuid.UUID(row_id)
         if position[0].tzinfo is None:
             raise ValueError("a cursor's time has its offset")
-        # Sent as UTC (asyncpg converts): a time valid here but not in UTC (year 1 at +01:00,
-        # year 9999 at -01:00) would fail in the driver, a 500.
+        # A time valid here but not in UTC (year 1 at +01:00, year 9999 at -01:00) would fail
+        # where a driver converts it to UTC (the audit page's, psycopg), a 500.
         position[0].astimezone(dt.UTC)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
         raise BadRequest("The cursor is not one this API returned", code="invalid_cursor") from exc

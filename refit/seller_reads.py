@@ -1,5 +1,6 @@
 """The seller's hot reads on asyncpg: one prepared statement each (a function that switches to
-the seller's role and claims and reads under RLS: migrations 0029), on a pool of its own.
+the seller's role and claims and reads under RLS: migrations 0029), on connections of their
+own.
 
 Why a second driver for two reads: per read, psycopg's Python-side protocol work (the
 one-message read's client-side binding, its result sets, its wait loop) and SQLAlchemy's
@@ -9,8 +10,7 @@ writes, and every other read, stays on the engine (refit.db).
 
 The connections (refit.connection_stack) open when first used, so a process that never serves
 a seller's read (the worker, a command) never connects. Their own number
-(REFIT_DB_SELLER_READ_POOL_SIZE),
-the engine's connect timeout, statement timeout (asyncpg's
+(REFIT_DB_SELLER_READ_POOL_SIZE), the engine's connect timeout, statement timeout (asyncpg's
 `timeout` cancels the statement on the server and raises), prepared statements only where
 REFIT_DB_PREPARED_STATEMENTS allows them (a transaction pooler cannot keep them).
 """

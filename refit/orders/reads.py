@@ -53,9 +53,10 @@ _PAYOUT = """
 _EXTRAS_OF = text(f"SELECT {_INSPECTION}, {_PAYOUT} FROM orders o WHERE o.id = :id")  # noqa: S608 (built from this module's constants; the id is a bound parameter)
 
 
-# The page as OrderPage writes it, from the rows as dicts: OrderRead's fields as a TypedDict
-# (made from the model, so the two cannot drift), serialized in pydantic's core without a
-# model instance per row (the rows are PostgreSQL's, typed: nothing to validate).
+# The page as OrderPage writes it, from the rows as dicts, for what orjson cannot write
+# (list_orders_json): OrderRead's fields as a TypedDict (made from the model, so the two
+# cannot drift), serialized in pydantic's core without a model instance per row (the rows are
+# PostgreSQL's, typed: nothing to validate).
 def _as_stored(annotation: Any) -> Any:
     # An enum column comes as its text (the table's CHECK keeps it one of the values), and
     # is written so: str in place of the enum, or the serializer warns on every row.
@@ -151,7 +152,7 @@ def _with_photo_urls(inspection: dict[str, Any] | None) -> dict[str, Any] | None
 async def list_orders_json(user_id: uuid.UUID, *, limit: int, cursor: str | None) -> bytes:
     """The seller's orders newest first, as the response body (OrderPage). Keyset pagination
     on (created_at, id): stable while orders are added. The rows come typed from PostgreSQL
-    and are written by the response model's own serializer, with no model built per row."""
+    and are written as the response model writes them, with no model built per row."""
     after_created_at, after_id = decode_cursor(cursor) if cursor is not None else (None, None)
     after = after_created_at.isoformat() if after_created_at is not None else None
     rows = await resources.current().seller_reads.fetch(
@@ -167,14 +168,14 @@ async def list_orders_json(user_id: uuid.UUID, *, limit: int, cursor: str | None
         # The columns come in OrderRead's order; orjson writes them as pydantic would
         # (times in UTC with Z, microseconds only when there are some; decimals as their
         # str, in quotes), at half the CPU: the byte-for-byte test holds it to that.
-        return orjson.dumps(page, default=_decimal_text, option=orjson.OPT_UTC_Z)
+        return orjson.dumps(page, default=_as_text, option=orjson.OPT_UTC_Z)
     except orjson.JSONEncodeError:
         # What orjson does not write as pydantic does, or at all (an integer past 64 bits
         # in device_details): pydantic's own writer.
         return _PAGE_WRITER.dump_json(page)
 
 
-def _decimal_text(value: Any) -> str:
+def _as_text(value: Any) -> str:
     if isinstance(value, Decimal | uuid.UUID):
         return str(value)  # asyncpg's UUID is a subclass orjson leaves to us
     raise TypeError(f"{type(value).__name__} is not written by the fast page writer")
