@@ -1,5 +1,5 @@
-"""The sellers' read connections (refit.seller_reads): a stack of open asyncpg connections, at
-most `size`, handed to one read at a time.
+"""The hot path's connections (refit.hot_path): a stack of open asyncpg connections, at most
+`size`, handed to one statement at a time.
 
 Why not asyncpg's own Pool: per read, its acquire and release (a proxy object, a shielded
 task, the release's reset coroutine, an idle timer set and cancelled) cost more CPU than the

@@ -1,7 +1,7 @@
 """The doors that are one round trip each (refit/transactions.py has the rest, and what they
-share): `fetch_as_user`, the hot read in the seller's role under RLS; `write_as_service`, a
-public request's one-statement write (the webhook intake); `in_one_message`, several
-statements of a session's own transaction in one message (create order, idempotency keys);
+share): `fetch_as_user`, a read in the seller's role under RLS (the event streams');
+`in_one_message`, several statements of a session's own transaction in one message (create
+order, idempotency keys);
 `job_messages`, a job's transaction as the service sent as a few messages, BEGIN riding with
 the first and COMMIT with the last (the label job, the sandbox carrier).
 Values are bound client-side, quoted by psycopg; nothing else sends raw multi-statement SQL.
@@ -25,7 +25,6 @@ from refit import db, prepared_reads, tracing
 from refit.transactions import (
     _AS_BOUNDED_USER_SQL,
     _AS_USER_SQL,
-    _TIMEOUT_SQL,
     USER_ROLE,
     _as_user_params,
     acting_user,
@@ -37,7 +36,6 @@ __all__ = [
     "fetch_as_user",
     "in_one_message",
     "job_messages",
-    "write_as_service",
 ]
 
 
@@ -122,58 +120,6 @@ async def _send_one_message(
         if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await pg.execute("ROLLBACK")
         raise
-
-
-async def write_as_service(
-    engine: AsyncEngine, statement: str, params: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Run one `statement` as the service (no RLS) in a transaction of its own, in ONE round
-    trip: BEGIN, the statement timeout, the statement and COMMIT in one message; its rows.
-
-    For a public request whose whole write is one statement (the webhook intake: its inbox row
-    and its job). As in `fetch_as_user`, a connection that died while idle is replaced and the
-    statement sent once more, so it must be one that may run twice (the intake's ON CONFLICT
-    DO NOTHING: a second run finds the row and writes nothing).
-    """
-    timeouts = db.engine_timeouts(engine.get_execution_options())
-    params = dict(params)
-    setup = ""
-    if timeouts and timeouts.statement_ms:
-        setup = f"SELECT {_TIMEOUT_SQL}; "
-        params["statement_timeout"] = str(timeouts.statement_ms)
-    for attempt in (1, 2):
-        async with engine.connect() as connection:
-            pg = (await connection.get_raw_connection()).driver_connection
-            assert isinstance(pg, psycopg.AsyncConnection)
-            if isinstance(pg, db.BoundedConnection) and timeouts:
-                pg.answer_within = timeouts.answer_within
-            await pg.set_autocommit(True)
-            try:
-                cursor = psycopg.AsyncClientCursor(pg, row_factory=dict_row)
-                await cursor.execute(f"BEGIN; {setup}{statement}; COMMIT", params)
-                cursor.nextset()  # past BEGIN
-                if setup:
-                    cursor.nextset()  # past the statement timeout
-                return await cursor.fetchall()
-            except psycopg.Error as exc:
-                if (
-                    not pg.closed
-                    and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-                ):
-                    await pg.execute("ROLLBACK")
-                retry = (
-                    isinstance(exc, psycopg.OperationalError)
-                    and not isinstance(exc, db.AnswerTimeout)
-                    and pg.closed
-                    and attempt == 1
-                )
-                if not retry:
-                    raise
-                await connection.invalidate()
-            finally:
-                if not pg.closed:
-                    await pg.set_autocommit(False)
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
     request's origin is added as `defer` adds it. No queueing lock, whose conflict would fail
     the whole statement.
     """
-    sql, params = _defer_jobs(task, f"({args_sql}) || %(job_origin)s::jsonb")
+    sql, params = _defer_jobs(task, f"({args_sql}) || %(job_origin)s::text::jsonb")
     return sql, {**params, "job_origin": json.dumps(logs.job_origin())}
 
 
@@ -163,8 +163,8 @@ def _defer_jobs(
     expression."""
     job = _job_defaults(task)
     sql = (
-        "procrastinate_defer_jobs_v1(ARRAY[ROW(%(job_queue)s, %(job_task)s, %(job_priority)s, "
-        f"%(job_lock)s, %(job_queueing_lock)s, {args_sql}, NULL)"
+        "procrastinate_defer_jobs_v1(ARRAY[ROW(%(job_queue)s::text, %(job_task)s::text, "
+        f"%(job_priority)s::int, %(job_lock)s::text, %(job_queueing_lock)s::text, {args_sql}, NULL)"
         "::procrastinate_job_to_defer_v1])"
     )
     return sql, {

@@ -16,7 +16,7 @@ from redis.asyncio.connection import AbstractConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from refit import db
-from refit.seller_reads import SellerReadPool
+from refit.hot_path import HotPath
 from refit.settings import Settings
 
 _current: Resources | None = None
@@ -69,7 +69,7 @@ class Resources:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
-    seller_reads: SellerReadPool
+    hot_path: HotPath
 
     def redis_key(self, *parts: object) -> str:
         return self.settings.redis_key_prefix + ":".join(str(p) for p in parts)
@@ -102,7 +102,7 @@ async def open_resources(settings: Settings, *, ping_before_use: bool = True) ->
         engine=engine,
         sessionmaker=db.create_sessionmaker(engine),
         redis=redis,
-        seller_reads=SellerReadPool(settings),
+        hot_path=HotPath(settings),
     )
     return _current
 
@@ -110,7 +110,7 @@ async def open_resources(settings: Settings, *, ping_before_use: bool = True) ->
 async def close_resources(resources: Resources) -> None:
     global _current
     await resources.redis.aclose()
-    await resources.seller_reads.close()
+    await resources.hot_path.close()
     await resources.engine.dispose()
     if _current is resources:
         _current = None

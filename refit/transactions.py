@@ -7,10 +7,11 @@
    (`SessionDep`), jobs (`job=True`: no statement timeout, as purges and sweeps grow with the
    data), commands (on the command's own short-lived engine: `command_transaction`), and the
    sandbox carrier.
-3. `fetch_as_user(...)`: the hot read, one round trip, in the seller's role; and its
-   twin for the service's hot write, `write_as_service(...)` (the webhook intake). These,
-   and `in_one_message` (several statements of a session in one round trip), live in
-   refit/one_message.py, beside this module and built on what it defines here.
+3. `fetch_as_user(...)`: a read in one round trip, in the seller's role; it, and
+   `in_one_message` (several statements of a session in one round trip), live in
+   refit/one_message.py, beside this module and built on what it defines here. (The hot
+   path's three statements, the sellers' order and list and the webhook intake, are each one
+   statement in PostgreSQL's own implicit transaction, on asyncpg: refit/hot_path.py.)
 
 Each commits when its block ends and rolls back when it raises; services `flush()`, never
 `commit()`. Nothing else calls a sessionmaker: a new kind of transaction is a new door here,

@@ -24,7 +24,7 @@ down_revision: str | None = "0028"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Local to the statement's transaction: called as its own statement (refit.seller_reads, one
+# Local to the statement's transaction: called as its own statement (refit.hot_path, one
 # statement a call, no transaction around it) the role and claims end with it. Called inside
 # an open transaction they would last until its end: never call these from a session.
 _AS_SELLER = """

@@ -2,7 +2,7 @@
 its inspection and payout, once there are).
 
 The seller's own reads are the hot path: each is ONE prepared statement on asyncpg
-(refit.seller_reads), a function of migration 0029 that takes the seller's role and claims and
+(refit.hot_path), a function of migration 0029 that takes the seller's role and claims and
 reads under RLS, exactly as a `UserSessionDep` session would see; the order, its history,
 inspection and payout come back as one JSON text, which goes straight into the response model,
 with no ORM objects in between.
@@ -90,7 +90,7 @@ _ON_CHAIN = {"sent", "finalized"}
 
 async def seller_order_detail(user_id: uuid.UUID, order_id: uuid.UUID) -> OrderDetail:
     """The seller's own order with its history (another seller's: 404), one round trip."""
-    found = await resources.current().seller_reads.row(
+    found = await resources.current().hot_path.row(
         "SELECT detail, plain FROM seller_order_json($1, $2)", user_id, order_id
     )
     if found is None or found["detail"] is None:
@@ -155,7 +155,7 @@ async def list_orders_json(user_id: uuid.UUID, *, limit: int, cursor: str | None
     and are written as the response model writes them, with no model built per row."""
     after_created_at, after_id = decode_cursor(cursor) if cursor is not None else (None, None)
     after = after_created_at.isoformat() if after_created_at is not None else None
-    rows = await resources.current().seller_reads.fetch(
+    rows = await resources.current().hot_path.fetch(
         _PAGE_QUERY, user_id, limit + 1, after, after_id
     )
     items = [dict(row) for row in rows[:limit]]

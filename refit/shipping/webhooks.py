@@ -15,15 +15,16 @@ import json
 import time
 from typing import Any
 
-import psycopg
+import asyncpg
 import structlog
 from fastapi import APIRouter, Request, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from refit import inputs, one_message, queue, resources
+from refit import inputs, queue, resources
 from refit.carriers.picker import sign
 from refit.errors import Unauthorized
+from refit.hot_path import positional
 from refit.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -39,14 +40,19 @@ SIGNATURE_HEADERS = ("shippo-auth-signature", "shippo-signature")
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 
-# The whole intake in one statement, sent with BEGIN, the statement timeout and COMMIT in one
-# message (one_message.write_as_service): the row kept once per event, and on its first
-# insert (and only for a readable body) its job, in the same transaction. A delivery again
-# finds the row (ON CONFLICT DO NOTHING) and returns nothing: no job.
+# The whole intake in one statement, PostgreSQL's implicit transaction, prepared once per
+# connection on the hot path's (refit.hot_path): the row kept once per event, and on its
+# first insert (and only for a readable body) its job, in the same transaction. A delivery
+# again finds the row (ON CONFLICT DO NOTHING) and returns nothing: no job. The statement
+# timeout is asyncpg's (a cancel sent at the bound), so a 503 may come after the row was kept,
+# as with any answer lost after a commit: the carrier's redelivery is then a `duplicate`.
+# Text cast to jsonb, as asyncpg's jsonb codec there would encode a str once more.
 _KEEP = """
 WITH kept AS (
   INSERT INTO webhook_inbox (provider, event, dedupe_key, test, body, raw_body, error)
-  VALUES (%(provider)s, %(event)s, %(key)s, %(test)s, %(body)s::jsonb, %(raw)s, %(error)s)
+  VALUES (
+    %(provider)s, %(event)s, %(key)s, %(test)s, %(body)s::text::jsonb, %(raw)s, %(error)s
+  )
   ON CONFLICT ON CONSTRAINT uq_webhook_inbox_provider_dedupe_key DO NOTHING
   RETURNING id
 )
@@ -104,12 +110,12 @@ async def intake(request: Request) -> Response:
     event, body, key, error = parse(raw)
     try:
         rows = await _keep(res, raw, event, body, key, error)
-    except psycopg.errors.DataError as exc:
+    except asyncpg.DataError as exc:
         if body is None:
             raise
         # JSON PostgreSQL's jsonb cannot hold (a number beyond numeric's range, which
         # json.loads reads as inf or 0.0): kept as unreadable, like any body we cannot read.
-        error = f"not storable as jsonb: {exc.diag.message_primary or exc}"
+        error = f"not storable as jsonb: {exc}"
         event, body, key = None, None, _digest(raw)
         rows = await _keep(res, raw, event, body, key, error)
     if not rows:
@@ -128,12 +134,11 @@ async def _keep(
     body: dict[str, Any] | None,
     key: str,
     error: str | None,
-) -> list[dict[str, Any]]:
+) -> list[asyncpg.Record]:
     text = raw.decode("utf-8", "replace")
     test = body.get("test") if body is not None else None
     statement, job_params = _keep_statement()
-    return await one_message.write_as_service(
-        res.engine,
+    sql, args = positional(
         statement,
         {
             **job_params,
@@ -148,6 +153,7 @@ async def _keep(
             "error": error,
         },
     )
+    return await res.hot_path.write(sql, *args)
 
 
 def _keep_statement() -> tuple[str, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """One pooled connection for a read in one message (prepared statements on), and two reads
 through it in the shape of the sellers' order and list reads: what the prepared-read tests and
 the red team's attack on `one_message.fetch_as_user` share (the order-event streams read
-through it). The sellers' own order and list reads moved to refit.seller_reads; these queries
+through it). The sellers' own order and list reads moved to refit.hot_path; these queries
 are the ones they ran before, kept as the attacks' subjects."""
 
 from __future__ import annotations

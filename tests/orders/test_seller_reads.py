@@ -1,4 +1,4 @@
-"""The sellers' hot reads on their own pool (refit/seller_reads.py, migration 0029): the
+"""The sellers' hot reads on their own pool (refit/hot_path.py, migration 0029): the
 functions read under Row Level Security in the seller's role and leave the connection as they
 found it; a read past the statement timeout, or a database that stops answering, is a 503
 problem+json and the pool heals; a transaction pooler's setting (no prepared statements) works."""
@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import text as db_text
 
 from refit import db
+from refit.hot_path import HotPath, HotPathDown
 from refit.models import Order
 from refit.orders.schemas import OrderDetail, OrderRead
-from refit.seller_reads import SellerReadPool, SellerReadsDown
 from tests.orders.helpers import page_beside_pydantics, place_order
 from tests.resilience.pg_proxy import CuttableProxy
 from tests.resilience.test_db_timeouts import SLACK_SECONDS, _app_with, _assert_dependency_down
@@ -88,7 +88,7 @@ async def test_without_prepared_statements_the_read_is_the_same(
     seller = await make_user()
     order = uuid.UUID((await place_order(client, resources, seller))["id"])
     pools = [
-        SellerReadPool(settings.model_copy(update={"db_prepared_statements": flag}))
+        HotPath(settings.model_copy(update={"db_prepared_statements": flag}))
         for flag in (True, False)
     ]
     try:
@@ -165,7 +165,7 @@ async def test_a_database_that_stops_answering_is_a_503_and_the_pool_heals(
 def test_a_read_error_is_a_dependency_outage():
     from refit.errors import is_dependency_down
 
-    assert is_dependency_down(SellerReadsDown("gone"))
+    assert is_dependency_down(HotPathDown("gone"))
 
 
 @pytest.mark.timeout(120)
@@ -203,7 +203,7 @@ async def test_one_connection_alternating_sellers_after_cancel_and_discard(
     a, b = await make_user(), await make_user()
     a_order = uuid.UUID((await place_order(client, resources, a))["id"])
     b_order = uuid.UUID((await place_order(client, resources, b))["id"])
-    pool = SellerReadPool(settings.model_copy(update={"db_seller_read_pool_size": 1}))
+    pool = HotPath(settings.model_copy(update={"db_seller_read_pool_size": 1}))
 
     async def detail(user: uuid.UUID, order: uuid.UUID) -> list[str]:
         found = await pool.row("SELECT detail FROM seller_order_json($1, $2)", user, order)
@@ -248,7 +248,7 @@ async def test_the_functions_answer_in_the_response_models_shape(client, resourc
     made from the ORM row, amounts with their scale."""
     seller = await make_user()
     order_id = uuid.UUID((await place_order(client, resources, seller))["id"])
-    detail = await resources.seller_reads.row(
+    detail = await resources.hot_path.row(
         "SELECT detail, plain FROM seller_order_json($1, $2)", seller.id, order_id
     )
     assert detail is not None and detail["plain"]

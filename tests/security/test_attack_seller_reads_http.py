@@ -1,4 +1,4 @@
-"""The red team on the sellers' reads on asyncpg (refit/seller_reads.py, migration 0029) over
+"""The red team on the sellers' reads on asyncpg (refit/hot_path.py, migration 0029) over
 HTTP, through the fast lane and through FastAPI's routes alike: cursors made up or taken from
 another seller, operator-only columns, big limits, a crash inside the lane, and N+1 requests
 at once on the per-seller limit. Each test names the attack and asserts the refusal it meets

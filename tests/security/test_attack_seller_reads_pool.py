@@ -1,4 +1,4 @@
-"""The red team on the sellers' read pool (refit/seller_reads.py): no RESET on release, so a
+"""The red team on the sellers' read pool (refit/hot_path.py): no RESET on release, so a
 function that fails half way (after it took the seller's role and claims) must leave nothing
 behind on the pooled connection for the next seller's read. Attacked with an error raised
 inside the function after its set_config, a statement cancelled at the statement timeout, and
@@ -15,7 +15,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from refit.seller_reads import SellerReadPool, SellerReadsDown
+from refit.hot_path import HotPath, HotPathDown
 from tests.orders.helpers import place_order
 
 _WHO = (
@@ -25,7 +25,7 @@ _WHO = (
 )
 
 
-async def _left_clean(pool: SellerReadPool, login: str, *sellers: uuid.UUID) -> None:
+async def _left_clean(pool: HotPath, login: str, *sellers: uuid.UUID) -> None:
     found = await pool.row(_WHO)
     assert found is not None
     assert found["who"] == login, dict(found)
@@ -41,7 +41,7 @@ async def test_a_function_that_fails_half_way_leaves_no_role_or_claims_behind(
     alice, bob = await make_user(), await make_user()
     hers = uuid.UUID((await place_order(client, resources, alice))["id"])
     his = uuid.UUID((await place_order(client, resources, bob))["id"])
-    pool = SellerReadPool(
+    pool = HotPath(
         settings.model_copy(update={"db_seller_read_pool_size": 1, "db_statement_timeout_ms": 1000})
     )
 
@@ -71,7 +71,7 @@ async def test_a_function_that_fails_half_way_leaves_no_role_or_claims_behind(
         #    its set_config.
         async with resources.sessionmaker() as holder, holder.begin():
             await holder.execute(text("LOCK TABLE order_status_history IN ACCESS EXCLUSIVE MODE"))
-            with pytest.raises(SellerReadsDown):
+            with pytest.raises(HotPathDown):
                 await detail(alice.id, hers)
         await _left_clean(pool, login, alice.id)
         assert await detail(bob.id, hers) is None
@@ -89,7 +89,7 @@ async def test_a_function_that_fails_half_way_leaves_no_role_or_claims_behind(
         # 4. The list, cancelled the same way, then another seller's list.
         async with resources.sessionmaker() as holder, holder.begin():
             await holder.execute(text("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"))
-            with pytest.raises(SellerReadsDown):
+            with pytest.raises(HotPathDown):
                 await pool.fetch("SELECT id FROM seller_orders_page($1, 10, NULL, NULL)", alice.id)
         await _left_clean(pool, login, alice.id)
         page = await pool.fetch("SELECT id FROM seller_orders_page($1, 10, NULL, NULL)", bob.id)

@@ -1,5 +1,5 @@
 """The red team on day two's speed changes: the sellers' read connections on a stack of our
-own (refit/connection_stack.py, refit/seller_reads.py), the per-seller limit's scripts batched
+own (refit/connection_stack.py, refit/hot_path.py), the per-seller limit's scripts batched
 on one kept Redis connection (refit/script_batch.py), and the order list written by orjson
 (refit/orders/reads.py). Attacked as a stranger (a Redis or PostgreSQL that misbehaves under
 us), a seller (many requests at once, cancelled requests, odd values in their own orders) and
@@ -25,9 +25,9 @@ from sqlalchemy import text
 from refit import connection_stack, db, ratelimit
 from refit.connection_stack import ConnectionStack
 from refit.errors import RateLimited
+from refit.hot_path import HotPath, HotPathDown
 from refit.orders import reads
 from refit.script_batch import ScriptBatch
-from refit.seller_reads import SellerReadPool, SellerReadsDown
 from tests.orders.helpers import page_beside_pydantics, place_order
 
 _WHO = (
@@ -58,8 +58,8 @@ class _Counted:
         return connection
 
 
-def _pool(settings, size: int, **update: Any) -> tuple[SellerReadPool, _Counted]:
-    pool = SellerReadPool(settings.model_copy(update={"db_seller_read_pool_size": size, **update}))
+def _pool(settings, size: int, **update: Any) -> tuple[HotPath, _Counted]:
+    pool = HotPath(settings.model_copy(update={"db_seller_read_pool_size": size, **update}))
     counted = _Counted(pool._connections._open_one)
     pool._connections._open_one = counted
     return pool, counted
@@ -82,7 +82,7 @@ async def test_ten_n_reads_with_cancels_and_timeouts_never_exceed_n_nor_leak_a_p
         nonlocal peak_seen
         try:
             await pool.row("SELECT pg_sleep($1::float8 / 1000)", rng.randint(5, 60))
-        except SellerReadsDown:
+        except HotPathDown:
             return "timed out"
         finally:
             peak_seen = max(peak_seen, counted.live())
@@ -156,7 +156,7 @@ async def test_a_wait_that_runs_out_as_a_place_is_given_back_is_a_503_not_a_cras
 ):
     """Attack: under load a read waits for a connection and its wait runs out in the same
     turn of the loop as another read gives one back (the timer and the give-back are both
-    due). Refusal: the read is told PostgreSQL is busy (SellerReadsDown, a 503), never an
+    due). Refusal: the read is told PostgreSQL is busy (HotPathDown, a 503), never an
     unexpected exception (a 500), and the place is not lost."""
     pool, _ = _pool(settings, 1, db_seller_read_wait_seconds=0.2)
     stack = pool._connections
@@ -181,7 +181,7 @@ async def test_a_wait_that_runs_out_as_a_place_is_given_back_is_a_503_not_a_cras
         loop.call_at(deadlines[-1].when(), lambda: stack.give_back(held, reusable=True))
         outcome = (await asyncio.gather(waiting, return_exceptions=True))[0]
         assert stack._out == 0
-        assert outcome is not None and isinstance(outcome, SellerReadsDown | asyncpg.Record), repr(
+        assert outcome is not None and isinstance(outcome, HotPathDown | asyncpg.Record), repr(
             outcome
         )
     finally:
@@ -276,7 +276,7 @@ async def test_sellers_reads_cancelled_at_random_points_never_show_another_selle
             for outcome in outcomes:
                 # An AssertionError here is another seller's row.
                 assert outcome is None or isinstance(
-                    outcome, asyncio.CancelledError | SellerReadsDown
+                    outcome, asyncio.CancelledError | HotPathDown
                 ), repr(outcome)
             if round_ == 3:
                 for connection, _ in list(pool._connections._idle):

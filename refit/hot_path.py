@@ -1,24 +1,29 @@
-"""The seller's hot reads on asyncpg: one prepared statement each (a function that switches to
-the seller's role and claims and reads under RLS: migrations 0029), on connections of their
-own.
+"""The hot path's statements on asyncpg, on connections of their own: the seller's order and
+order list (one prepared statement each, a function that switches to the seller's role and
+claims and reads under RLS: migration 0029) and the carrier webhook intake (one statement
+that keeps the inbox row and queues its job, as the service).
 
-Why a second driver for two reads: per read, psycopg's Python-side protocol work (the
-one-message read's client-side binding, its result sets, its wait loop) and SQLAlchemy's
-pool cost more CPU than the rest of the request (docs/capacity.md, issue 25); asyncpg speaks
-the binary protocol in Cython and answers the same read for a fraction. Everything that
-writes, and every other read, stays on the engine (refit.db).
+Why a second driver for three statements: per request, psycopg's Python-side protocol work
+(client-side binding, its result sets, its wait loop) and SQLAlchemy's pool cost more CPU
+than the rest of the request (docs/capacity.md, issue 25); asyncpg speaks the binary
+protocol in Cython and answers the same statement for a fraction. Every other statement
+stays on the engine (refit.db).
 
 The connections (refit.connection_stack) open when first used, so a process that never serves
-a seller's read (the worker, a command) never connects. Their own number
+these (the worker, a command) never connects. Their own number
 (REFIT_DB_SELLER_READ_POOL_SIZE), the engine's connect timeout, statement timeout (asyncpg's
 `timeout` cancels the statement on the server and raises), prepared statements only where
-REFIT_DB_PREPARED_STATEMENTS allows them (a transaction pooler cannot keep them).
+REFIT_DB_PREPARED_STATEMENTS allows them (a transaction pooler cannot keep them), and the
+application name libpq would give them (PGAPPNAME), so pg_stat_activity tells them apart.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Awaitable, Callable
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -28,12 +33,12 @@ from refit.connection_stack import ConnectionStack
 from refit.settings import Settings
 
 
-class SellerReadsDown(ConnectionError):
-    """PostgreSQL did not answer a hot read (down, restarting, a dropped connection, the
+class HotPathDown(ConnectionError):
+    """PostgreSQL did not answer a hot path statement (down, restarting, a dropped connection, the
     statement timeout): answered 503 like every dependency outage (refit.errors)."""
 
 
-class SellerReadPool:
+class HotPath:
     def __init__(self, settings: Settings) -> None:
         assert settings.database_url
         self._dsn = db.libpq_url(settings.database_url)
@@ -43,7 +48,7 @@ class SellerReadPool:
         self._statement_seconds = timeouts.statement_ms / 1000 or None
         self._wait_seconds = settings.db_seller_read_wait_seconds
         self._statement_cache = 256 if settings.db_prepared_statements else 0
-        # Opened when first used; closed after 5 minutes unused. No reset between reads: our
+        # Opened when first used; closed after 5 minutes unused. No reset between uses: our
         # statements leave nothing behind (the functions' settings are local to their own
         # transaction; tests/security/test_attack_seller_reads_pool.py).
         self._connections = ConnectionStack(
@@ -52,7 +57,10 @@ class SellerReadPool:
 
     async def _open(self) -> asyncpg.Connection:
         connection = await asyncpg.connect(
-            self._dsn, timeout=self._connect_seconds, statement_cache_size=self._statement_cache
+            self._dsn,
+            timeout=self._connect_seconds,
+            statement_cache_size=self._statement_cache,
+            server_settings=_APPLICATION_NAME,
         )
         try:
             await _decode_jsonb(connection)
@@ -71,10 +79,17 @@ class SellerReadPool:
         found: list[asyncpg.Record] = await self._read(statement, args, _every_row)
         return found
 
+    async def write(self, statement: str, *args: Any) -> list[asyncpg.Record]:
+        """Every row one writing `statement` answers, as the service, in a transaction of its
+        own (one statement: PostgreSQL's implicit one). Sent again on a fresh connection if
+        the first died as it went out, so it must be one that may run twice."""
+        found: list[asyncpg.Record] = await self._read(statement, args, _every_row)
+        return found
+
     async def _read(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
         """A connection whose socket closed while it idled (a server restart) is dropped
-        when taken; one that dies as the read goes out is tried once more on a fresh one (a
-        read may be)."""
+        when taken; one that dies as the statement goes out is tried once more on a fresh one
+        (a read may be, and `write` says which writes may)."""
         for attempt in (1, 2):
             try:
                 return await self._read_once(statement, args, get)
@@ -116,6 +131,11 @@ class SellerReadPool:
         await self._connections.close()
 
 
+# asyncpg does not read PGAPPNAME as libpq (the engine's psycopg) does.
+_APPLICATION_NAME = (
+    {"application_name": os.environ["PGAPPNAME"]} if "PGAPPNAME" in os.environ else None
+)
+
 # PostgreSQL down, restarting, unreachable, or a statement cancelled at its timeout.
 _OUTAGES = (
     OSError,
@@ -127,9 +147,28 @@ _OUTAGES = (
 )
 
 
-def _down(exc: BaseException) -> SellerReadsDown:
-    return SellerReadsDown(f"PostgreSQL did not answer a seller's read: {type(exc).__name__} {exc}")
+def _down(exc: BaseException) -> HotPathDown:
+    return HotPathDown(f"PostgreSQL did not answer: {type(exc).__name__} {exc}")
 
+
+def positional(statement: str, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """A statement written with psycopg's named placeholders (`%(name)s`) in asyncpg's
+    numbered ones (`$1`), and its arguments in that order; a name used twice is one number."""
+    numbered, names = _numbered(statement)
+    return numbered, tuple(params[name] for name in names)
+
+
+@functools.lru_cache(maxsize=64)
+def _numbered(statement: str) -> tuple[str, tuple[str, ...]]:
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match[1], len(numbers) + 1)}"
+
+    return _NAMED.sub(number, statement), tuple(numbers)
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
 
 _Getter = Callable[[asyncpg.Connection, str, tuple[Any, ...], float | None], Awaitable[Any]]
 
