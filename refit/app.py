@@ -175,6 +175,10 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
         # /docs and /redoc with their assets from the package, not a CDN (refit/api_docs.py).
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry bridge, off: traces come from our instrumentation with
+        # its own provider (refit/tracing.py), metrics from Prometheus, logs from structlog.
+        # On, it asks OpenTelemetry's global providers on every request whether it is.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     openapi.install(app)
     api_docs.install(app)
