@@ -21,8 +21,12 @@ from refit.hot_path import HotPath, HotPathDown
 from refit.models import Order
 from refit.orders.schemas import OrderDetail, OrderRead
 from tests.orders.helpers import page_beside_pydantics, place_order
-from tests.resilience.pg_proxy import CuttableProxy
-from tests.resilience.test_db_timeouts import SLACK_SECONDS, _app_with, _assert_dependency_down
+from tests.resilience.test_db_timeouts import (
+    SLACK_SECONDS,
+    _app_behind_proxy,
+    _app_with,
+    _assert_dependency_down,
+)
 
 
 async def test_the_functions_read_under_rls_and_leave_the_connection_as_it_was(
@@ -133,33 +137,24 @@ async def test_a_database_that_stops_answering_is_a_503_and_the_pool_heals(
 ):
     seller = await make_user()
     order = (await place_order(client, resources, seller))["id"]
-    assert settings.database_url
-    proxy = await CuttableProxy.for_database(settings.database_url).start()
-    try:
-        async with _app_with(
-            settings,
-            open_client,
-            database_url=proxy.database_url(settings.database_url),
-            db_connect_timeout_seconds=2,
-            db_statement_timeout_ms=1000,
-        ) as http:
-            read = f"/api/orders/{order}"
-            assert (await http.get(read, headers=seller.headers)).status_code == 200
-            # Connections open, the server gone silent: each waits its bound, never forever.
-            proxy.black_hole()
-            started = time.monotonic()
-            _assert_dependency_down(await http.get(read, headers=seller.headers))
-            assert time.monotonic() - started < 2.0 + 1.0 + SLACK_SECONDS
-            # Cut outright: refused connections, at once.
-            proxy.cut()
-            _assert_dependency_down(await http.get(read, headers=seller.headers))
-            proxy.restore()
-            back = await http.get(read, headers=seller.headers)
-            assert back.status_code == 200, back.text
-            listed = await http.get("/api/orders", headers=seller.headers)
-            assert listed.status_code == 200 and listed.json()["items"][0]["id"] == order
-    finally:
-        await proxy.stop()
+    async with _app_behind_proxy(
+        settings, open_client, db_connect_timeout_seconds=2, db_statement_timeout_ms=1000
+    ) as (http, proxy):
+        read = f"/api/orders/{order}"
+        assert (await http.get(read, headers=seller.headers)).status_code == 200
+        # Connections open, the server gone silent: each waits its bound, never forever.
+        proxy.black_hole()
+        started = time.monotonic()
+        _assert_dependency_down(await http.get(read, headers=seller.headers))
+        assert time.monotonic() - started < 2.0 + 1.0 + SLACK_SECONDS
+        # Cut outright: refused connections, at once.
+        proxy.cut()
+        _assert_dependency_down(await http.get(read, headers=seller.headers))
+        proxy.restore()
+        back = await http.get(read, headers=seller.headers)
+        assert back.status_code == 200, back.text
+        listed = await http.get("/api/orders", headers=seller.headers)
+        assert listed.status_code == 200 and listed.json()["items"][0]["id"] == order
 
 
 def test_a_read_error_is_a_dependency_outage():
@@ -176,21 +171,14 @@ async def test_a_connection_that_died_while_idle_costs_no_error(
     finds its pooled connection dead and is answered from a fresh one, not with a 503."""
     seller = await make_user()
     order = (await place_order(client, resources, seller))["id"]
-    assert settings.database_url
-    proxy = await CuttableProxy.for_database(settings.database_url).start()
-    try:
-        async with _app_with(
-            settings, open_client, database_url=proxy.database_url(settings.database_url)
-        ) as http:
-            read = f"/api/orders/{order}"
-            assert (await http.get(read, headers=seller.headers)).status_code == 200
-            proxy.cut()
-            proxy.restore()
-            again = await http.get(read, headers=seller.headers)
-            assert again.status_code == 200, again.text
-            assert proxy.accepted >= 2  # a new connection was opened for it
-    finally:
-        await proxy.stop()
+    async with _app_behind_proxy(settings, open_client) as (http, proxy):
+        read = f"/api/orders/{order}"
+        assert (await http.get(read, headers=seller.headers)).status_code == 200
+        proxy.cut()
+        proxy.restore()
+        again = await http.get(read, headers=seller.headers)
+        assert again.status_code == 200, again.text
+        assert proxy.accepted >= 2  # a new connection was opened for it
 
 
 async def test_one_connection_alternating_sellers_after_cancel_and_discard(

@@ -78,6 +78,22 @@ async def _app_with(settings: Settings, open_client, **update) -> AsyncIterator[
         await close_resources(own)
 
 
+@asynccontextmanager
+async def _app_behind_proxy(
+    settings: Settings, open_client, **update
+) -> AsyncIterator[tuple[httpx.AsyncClient, CuttableProxy]]:
+    """A client on an app of its own whose PostgreSQL is reached through a proxy the test can
+    cut, black-hole and restore."""
+    assert settings.database_url
+    proxy = await CuttableProxy.for_database(settings.database_url).start()
+    try:
+        url = proxy.database_url(settings.database_url)
+        async with _app_with(settings, open_client, database_url=url, **update) as http:
+            yield http, proxy
+    finally:
+        await proxy.stop()
+
+
 def _assert_dependency_down(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"

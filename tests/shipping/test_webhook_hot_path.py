@@ -17,8 +17,12 @@ from refit.hot_path import positional
 from refit.models.shipping import WebhookInbox
 from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping.webhooks import HANDLE_TASK
-from tests.resilience.pg_proxy import CuttableProxy
-from tests.resilience.test_db_timeouts import SLACK_SECONDS, _app_with, _assert_dependency_down
+from tests.resilience.test_db_timeouts import (
+    SLACK_SECONDS,
+    _app_behind_proxy,
+    _app_with,
+    _assert_dependency_down,
+)
 from tests.shipping.test_webhooks import track_updated
 
 URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
@@ -92,30 +96,21 @@ async def test_a_statement_past_its_timeout_is_a_503_and_the_redelivery_is_kept_
 async def test_a_database_that_stops_answering_is_a_503_and_the_intake_heals(
     settings, resources, open_client
 ):
-    assert settings.database_url
-    proxy = await CuttableProxy.for_database(settings.database_url).start()
     raw = json.dumps(track_updated("9400HOTDOWN", "TRANSIT")).encode()
-    try:
-        async with _app_with(
-            settings,
-            open_client,
-            database_url=proxy.database_url(settings.database_url),
-            db_connect_timeout_seconds=2,
-            db_statement_timeout_ms=1000,
-        ) as http:
-            warm = json.dumps(track_updated("9400HOTWARM2", "TRANSIT")).encode()
-            assert (await http.post(URL, content=warm, headers=JSON)).status_code == 200
-            proxy.black_hole()
-            started = time.monotonic()
-            _assert_dependency_down(await http.post(URL, content=raw, headers=JSON))
-            assert time.monotonic() - started < 2.0 + 1.0 + SLACK_SECONDS
-            proxy.cut()
-            _assert_dependency_down(await http.post(URL, content=raw, headers=JSON))
-            proxy.restore()
-            back = await http.post(URL, content=raw, headers=JSON)
-            assert back.status_code == 200 and back.json()["status"] == "accepted", back.text
-    finally:
-        await proxy.stop()
+    async with _app_behind_proxy(
+        settings, open_client, db_connect_timeout_seconds=2, db_statement_timeout_ms=1000
+    ) as (http, proxy):
+        warm = json.dumps(track_updated("9400HOTWARM2", "TRANSIT")).encode()
+        assert (await http.post(URL, content=warm, headers=JSON)).status_code == 200
+        proxy.black_hole()
+        started = time.monotonic()
+        _assert_dependency_down(await http.post(URL, content=raw, headers=JSON))
+        assert time.monotonic() - started < 2.0 + 1.0 + SLACK_SECONDS
+        proxy.cut()
+        _assert_dependency_down(await http.post(URL, content=raw, headers=JSON))
+        proxy.restore()
+        back = await http.post(URL, content=raw, headers=JSON)
+        assert back.status_code == 200 and back.json()["status"] == "accepted", back.text
     assert await _kept(resources, "9400HOTDOWN") == (1, 1)
 
 
@@ -123,23 +118,16 @@ async def test_a_database_that_stops_answering_is_a_503_and_the_intake_heals(
 async def test_a_connection_that_died_while_idle_costs_no_error_and_no_second_row(
     settings, resources, open_client
 ):
-    assert settings.database_url
-    proxy = await CuttableProxy.for_database(settings.database_url).start()
-    try:
-        async with _app_with(
-            settings, open_client, database_url=proxy.database_url(settings.database_url)
-        ) as http:
-            first = json.dumps(track_updated("9400HOTIDLE1", "TRANSIT")).encode()
-            assert (await http.post(URL, content=first, headers=JSON)).status_code == 200
-            opened = proxy.accepted
-            proxy.cut()
-            proxy.restore()
-            raw = json.dumps(track_updated("9400HOTIDLE2", "TRANSIT")).encode()
-            again = await http.post(URL, content=raw, headers=JSON)
-            assert again.status_code == 200 and again.json()["status"] == "accepted", again.text
-            assert proxy.accepted > opened  # answered on a fresh connection
-    finally:
-        await proxy.stop()
+    async with _app_behind_proxy(settings, open_client) as (http, proxy):
+        first = json.dumps(track_updated("9400HOTIDLE1", "TRANSIT")).encode()
+        assert (await http.post(URL, content=first, headers=JSON)).status_code == 200
+        opened = proxy.accepted
+        proxy.cut()
+        proxy.restore()
+        raw = json.dumps(track_updated("9400HOTIDLE2", "TRANSIT")).encode()
+        again = await http.post(URL, content=raw, headers=JSON)
+        assert again.status_code == 200 and again.json()["status"] == "accepted", again.text
+        assert proxy.accepted > opened  # answered on a fresh connection
     assert await _kept(resources, "9400HOTIDLE2") == (1, 1)
     async with resources.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(WebhookInbox)) == 2
