@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -60,7 +61,7 @@ class HotPath:
             self._dsn,
             timeout=self._connect_seconds,
             statement_cache_size=self._statement_cache,
-            server_settings=_APPLICATION_NAME,
+            server_settings=_application_name(self._dsn),
         )
         try:
             await _decode_jsonb(connection)
@@ -131,10 +132,14 @@ class HotPath:
         await self._connections.close()
 
 
-# asyncpg does not read PGAPPNAME as libpq (the engine's psycopg) does.
-_APPLICATION_NAME = (
-    {"application_name": os.environ["PGAPPNAME"]} if "PGAPPNAME" in os.environ else None
-)
+def _application_name(dsn: str) -> dict[str, str] | None:
+    """The name libpq gives a connection: the URL's application_name, else PGAPPNAME. asyncpg
+    reads the URL's but not PGAPPNAME (and its server_settings would win over the URL's)."""
+    if "application_name" in parse_qs(urlsplit(dsn).query):
+        return None
+    name = os.environ.get("PGAPPNAME")
+    return {"application_name": name} if name else None
+
 
 # PostgreSQL down, restarting, unreachable, or a statement cancelled at its timeout.
 _OUTAGES = (

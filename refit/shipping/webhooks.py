@@ -232,8 +232,21 @@ def parse(raw: bytes) -> tuple[str | None, dict[str, Any] | None, str, str | Non
         parts = [data.get("object_id"), data.get("status"), data.get("object_updated")]
     else:
         # Other events (transaction_created, batches) are kept; the job records it ignored them.
-        return event, body, f"{event}:{_digest(raw)}", None
-    return event, body, ":".join([event, *(str(p or "") for p in parts)]), None
+        return event, body, _bounded(f"{event}:{_digest(raw)}"), None
+    return event, body, _bounded(":".join([event, *(str(p or "") for p in parts)])), None
+
+
+# The key's unique index is a btree, whose entries hold at most 2,704 bytes: a key built from
+# a long event name or tracking number would fail the insert (SQLSTATE 54000, a 500). Past
+# this size a key is its start and the digest of the whole, the same for every delivery of
+# that event; keys up to this size (every real event's is far shorter) stay as they were.
+KEY_MAX_BYTES = 2000
+
+
+def _bounded(key: str) -> str:
+    if len(key.encode()) <= KEY_MAX_BYTES:
+        return key
+    return f"{key[:64]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _not_json(name: str) -> None:
