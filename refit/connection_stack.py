@@ -41,8 +41,8 @@ class ConnectionStack:
         self._closed = False
 
     async def take(self, wait_seconds: float) -> asyncpg.Connection:
-        """A connection of this read's own until `give_back`. Waits up to `wait_seconds` when
-        all are out (TimeoutError)."""
+        """A connection of this statement's own until `give_back`. Waits up to `wait_seconds`
+        when all are out (TimeoutError)."""
         if self._closed:
             raise _closed_error()
         while self._idle:
@@ -148,7 +148,7 @@ class ConnectionStack:
 
 
 def _closed_error() -> asyncpg.InterfaceError:
-    return asyncpg.InterfaceError("the sellers' read connections are closed")
+    return asyncpg.InterfaceError("the hot path's connections are closed")
 
 
 async def _close_quietly(connection: asyncpg.Connection) -> None:

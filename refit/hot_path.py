@@ -72,28 +72,28 @@ class HotPath:
 
     async def row(self, statement: str, *args: Any) -> asyncpg.Record | None:
         """The first row `statement` answers, or None."""
-        found: asyncpg.Record | None = await self._read(statement, args, _first_row)
+        found: asyncpg.Record | None = await self._run(statement, args, _first_row)
         return found
 
     async def fetch(self, statement: str, *args: Any) -> list[asyncpg.Record]:
         """Every row `statement` answers."""
-        found: list[asyncpg.Record] = await self._read(statement, args, _every_row)
+        found: list[asyncpg.Record] = await self._run(statement, args, _every_row)
         return found
 
     async def write(self, statement: str, *args: Any) -> list[asyncpg.Record]:
         """Every row one writing `statement` answers, as the service, in a transaction of its
-        own (one statement: PostgreSQL's implicit one). Sent again on a fresh connection if
-        the first died as it went out, so it must be one that may run twice."""
-        found: list[asyncpg.Record] = await self._read(statement, args, _every_row)
-        return found
+        own (one statement: PostgreSQL's implicit one). Sent as `fetch` sends a read: again on
+        a fresh connection if the first died as it went out, so it must be one that may run
+        twice."""
+        return await self.fetch(statement, *args)
 
-    async def _read(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
+    async def _run(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
         """A connection whose socket closed while it idled (a server restart) is dropped
         when taken; one that dies as the statement goes out is tried once more on a fresh one
         (a read may be, and `write` says which writes may)."""
         for attempt in (1, 2):
             try:
-                return await self._read_once(statement, args, get)
+                return await self._run_once(statement, args, get)
             except (asyncpg.ConnectionDoesNotExistError, ConnectionResetError) as exc:
                 if attempt == 2:
                     raise _down(exc) from exc
@@ -106,7 +106,7 @@ class HotPath:
                 raise _down(exc) from exc
         raise AssertionError("unreachable")
 
-    async def _read_once(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
+    async def _run_once(self, statement: str, args: tuple[Any, ...], get: _Getter) -> Any:
         connection = await self._connections.take(self._wait_seconds)
         try:
             # Past the statement timeout asyncpg asks the server to cancel the statement (as

@@ -244,9 +244,10 @@ KEY_MAX_BYTES = 2000
 
 
 def _bounded(key: str) -> str:
-    if len(key.encode()) <= KEY_MAX_BYTES:
+    encoded = key.encode()
+    if len(encoded) <= KEY_MAX_BYTES:
         return key
-    return f"{key[:64]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return f"{key[:64]}:sha256:{hashlib.sha256(encoded).hexdigest()}"
 
 
 def _not_json(name: str) -> None:
