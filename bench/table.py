@@ -104,8 +104,11 @@ def _note(key: str, m: Measure) -> str:
             f"{e.get('move_status')} in {e.get('move_ms')} ms"
         )
     if key == "labels":
-        return f"{e.get('labelled', 0):,} of {e.get('orders', 0):,} orders labelled" + (
-            "" if e.get("finished") else ", timed out"
+        return (
+            f"{e.get('labelled', 0):,} of {e.get('orders', 0):,} orders labelled"
+            + ("" if e.get("finished") else ", timed out")
+            + f", after {e.get('warm-up labels', 0)} warm-up labels and the queue's earlier"
+            f" jobs run ({e.get('jobs still due before the run', 0)} still due)"
         )
     return ""
 
