@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from refit import tls
 from refit.errors import ServiceUnavailable
 from refit.settings import Settings
 
@@ -64,7 +65,9 @@ async def _get_json(url: str, *, params: Any, headers: dict[str, str], source: s
     import httpx
 
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
+        async with httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT_SECONDS, verify=tls.client_context()
+        ) as client:
             response = await client.get(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
         raise PriceUnavailable(f"{source} unreachable: {type(exc).__name__}") from exc

@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refit import queue, resources
+from refit import queue, resources, tls
 from refit.carriers.picker import carrier_name
 from refit.carriers.sandbox.carrier import PUSH_TASK, SandboxCarrier, push_lock
 from refit.carriers.sandbox.tracking import tracking_of
@@ -62,7 +62,9 @@ async def deliver(settings: Settings, body: dict[str, Any]) -> None:
         digest = sign(settings.shippo_webhook_hmac_secret, stamp, raw)
         headers["Shippo-Auth-Signature"] = f"t={stamp},v1={digest}"
     url = f"{settings.public_url.rstrip('/')}/api/webhooks/shippo"
-    async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
+    async with httpx.AsyncClient(
+        timeout=DELIVERY_TIMEOUT_SECONDS, verify=tls.client_context()
+    ) as client:
         response = await client.post(
             url, params={"token": settings.shippo_webhook_token}, content=raw, headers=headers
         )

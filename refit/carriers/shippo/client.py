@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import structlog
 
+from refit import tls
 from refit.carriers.interface import (
     NO_EXTRAS,
     Address,
@@ -87,8 +88,11 @@ class ShippoCarrier:
                 "Accept": "application/json",
             },
             timeout=timeout,
+            verify=tls.client_context(),
         )
-        downloads = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
+        downloads = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=True, verify=tls.client_context()
+        )
         return api, downloads
 
     # --- the interface -------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""The HTTP clients we make share one TLS context per process (refit/tls.py): httpx loads the
+CA bundle into a new one for every client otherwise, ~25 ms of CPU, twice per label job and per
+seller's rates request with Shippo.
+
+Checked on the contexts the clients' connection pools hold, for every client made in two
+openings of the Shippo carrier, and on a real HTTPS call through them: the shared context
+still checks the server's certificate (a self-signed one is refused, as before)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from refit import tls
+from refit.carriers.interface import CarrierUnavailable
+from refit.carriers.picker import open_carrier
+from refit.carriers.shippo.client import ShippoCarrier
+from refit.settings import Settings
+from tests.shipping.test_shippo_contract import SELLER
+
+
+@pytest.fixture
+async def self_signed_https(tmp_path: Path) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A TLS server on 127.0.0.1 with a certificate no CA signed (openssl, Debian's), and the
+    requests it read: it answers each as Shippo refuses a bad address (400), so a client that
+    did not check the certificate would get that answer, not a failed connection."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    make = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    make += ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run([*make, "-keyout", key, "-out", cert], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        body = b'{"detail": "Invalid address."}'
+        writer.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"https://127.0.0.1:{port}", requests
+
+
+def _contexts(carrier: Any) -> list[ssl.SSLContext]:
+    assert isinstance(carrier, ShippoCarrier)
+    clients: list[httpx.AsyncClient] = [carrier._api, carrier._downloads]
+    return [client._transport._pool._ssl_context for client in clients]  # type: ignore[attr-defined]
+
+
+async def test_every_shippo_client_shares_the_process_context(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, shippo_api_key="shippo_test_x")
+    seen: list[ssl.SSLContext] = []
+    for _ in range(2):
+        async with open_carrier(settings) as carrier:
+            seen += _contexts(carrier)
+        async with open_carrier(settings, seller_waiting=True) as carrier:
+            seen += _contexts(carrier)
+    assert len(seen) == 8
+    assert all(context is tls.client_context() for context in seen)
+    assert tls.client_context().verify_mode is ssl.CERT_REQUIRED
+    assert tls.client_context().check_hostname is True
+
+
+async def test_the_shared_context_still_refuses_an_untrusted_certificate(
+    tmp_path: Path, self_signed_https: tuple[str, list[bytes]]
+) -> None:
+    url, requests = self_signed_https
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path, shippo_api_key="shippo_test_x", shippo_base_url=url
+    )
+    async with open_carrier(settings, seller_waiting=True) as carrier:
+        with pytest.raises(CarrierUnavailable, match="ConnectError"):
+            await carrier.validate_address(SELLER)
+    assert requests == []  # the handshake failed: no request was ever sent
+
+
+async def test_a_client_that_skips_the_check_would_have_been_answered(
+    self_signed_https: tuple[str, list[bytes]],
+) -> None:
+    """The server above does answer: the refusal is the certificate check's."""
+    url, requests = self_signed_https
+    async with httpx.AsyncClient(verify=False) as client:
+        response = await client.post(f"{url}/addresses", json={})
+    assert response.status_code == 400
+    assert len(requests) == 1
