@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python -m bench.read_cost [--duration 5] [--rounds 1]
         [--only read,list,catalog,flags] [--api LABEL=DIR[,REFIT_X=V...]]...
-        [--spy /path/to/py-spy --spy-out FILE --spy-route read]
+        [--spy /path/to/py-spy --spy-out FILE --spy-route read] [--open-loop RATE]
 
 A fresh database (migrated by the first API's code, seeded by bench/seed.py), the Node peer
 (WORKERS=2) and each API as `make bench` starts it (`refit api --workers 2`); each route
@@ -17,6 +17,9 @@ loops over one change (`make bench` stays the record).
 (a `git archive` of an older commit, to bisect a regression with this file as it is now),
 or this one with other settings, beside the others in the same run: `--rounds` alternates
 them with the peer, and the medians are compared, so the machine's other load falls on all.
+`--open-loop RATE`: each route offered RATE requests/s by bench/openloop.py (as `make
+bench`'s open-loop rows) instead of wrk's closed loop: the table gives p50 and p99 too, for
+loops over what a request's tail costs.
 `--spy`: py-spy records one process of the first API during its `--spy-route` run (raw
 collapsed stacks to `--spy-out`).
 
@@ -99,16 +102,28 @@ class Cost:
     cpu_ms: float  # the server's own processes, a request
     postgres_ms: float
     redis_ms: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
 
 
 async def _measure(
-    url: str, token: str | None, server: subprocess.Popen[bytes], seconds: float, shared: Shared
+    url: str,
+    token: str | None,
+    server: subprocess.Popen[bytes],
+    seconds: float,
+    shared: Shared,
+    open_loop_rate: float | None = None,
 ) -> Cost:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     await load.wrk(url, seconds=WARMUP_SECONDS, headers=headers)
     for attempt in (1, 2, 3):
         cpu, (pg, rd) = servers.group_cpu_seconds(server), shared.cpu()
-        result = await load.wrk(url, seconds=seconds, headers=headers)
+        if open_loop_rate:
+            result = await load.open_loop(
+                url, rate=open_loop_rate, seconds=seconds, headers=headers
+            )
+        else:
+            result = await load.wrk(url, seconds=seconds, headers=headers)
         cpu = servers.group_cpu_seconds(server) - cpu
         pg_after, rd_after = shared.cpu()
         if not result.non_2xx:
@@ -118,6 +133,8 @@ async def _measure(
                 cpu * 1000 / n,
                 (pg_after - pg) * 1000 / n,
                 (rd_after - rd) * 1000 / n,
+                result.p50_ms,
+                result.p99_ms,
             )
         # On a shared machine, PostgreSQL's connections can run out under others' work
         # (503s): measured again, and said so.
@@ -250,7 +267,9 @@ async def _run(
             if args.spy and round_ == 0 and key == f"{apis[0].label} {args.spy_route}":
                 spy = _spy(args, server)
             _say(f"round {round_ + 1}: {key}")
-            results[key].append(await _measure(target, token, server, args.duration, shared))
+            results[key].append(
+                await _measure(target, token, server, args.duration, shared, args.open_loop)
+            )
             if spy is not None:
                 await asyncio.to_thread(spy.wait, 30)
             await asyncio.sleep(1)
@@ -258,6 +277,7 @@ async def _run(
     print(
         f"{'server route':<16} {'req/s':>8} {'CPU ms':>7} {'x Node':>7} {'PG ms':>6} "
         f"{'Redis':>6} {'all ms':>7}  CPU ms each round"
+        + ("  p50/p99 ms each round" if args.open_loop else "")
     )
     for key, runs in results.items():
         rps = statistics.median(c.rps for c in runs)
@@ -265,6 +285,8 @@ async def _run(
         pg = statistics.median(c.postgres_ms for c in runs)
         rd = statistics.median(c.redis_ms for c in runs)
         each = " ".join(f"{c.cpu_ms:.3f}" for c in runs)
+        if args.open_loop:
+            each += "  " + " ".join(f"{c.p50_ms:.1f}/{c.p99_ms:.1f}" for c in runs)
         print(
             f"{key:<16} {rps:>8,.0f} {cpu:>7.3f} {cpu / node_cpu:>7.2f} {pg:>6.3f} {rd:>6.3f} "
             f"{cpu + pg + rd:>7.3f}  {each}"
@@ -302,6 +324,7 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--only", default="read,list,catalog,flags")
+    parser.add_argument("--open-loop", type=float, default=None)
     parser.add_argument("--spy", default="")
     parser.add_argument("--spy-out", default="/tmp/read_cost.spy.txt")
     parser.add_argument("--spy-route", default="read")

@@ -7,6 +7,7 @@ each the rate and the CPU time of the server's own processes per request (or lab
     REFIT_BENCH_LABEL_ORDERS=300   orders whose labels the worker buys
     REFIT_BENCH_SPY=/path/py-spy   also profile the API (create) and the worker (labels):
                                    collapsed stacks under .refit/bench/<db>/profiles
+    REFIT_BENCH_SPY_RATE=200       py-spy's samples a second
 
 The servers, database and settings are `make bench`'s (bench/__main__.py, bench/service.py);
 nothing here is a different measurement, only fewer of them.
@@ -32,13 +33,14 @@ from refit.settings import Settings
 
 ROOT = quick_loop.ROOT
 SPY = quick_loop.SPY
+SPY_RATE = os.environ.get("REFIT_BENCH_SPY_RATE", "200")  # samples a second
 
 
 def _spy(pid: int, out: Path, seconds: float, started: list[subprocess.Popen[bytes]]) -> None:
     if SPY:
         out.parent.mkdir(parents=True, exist_ok=True)
         args = [SPY, "record", "--pid", str(pid), "--subprocesses", "--format", "raw"]
-        args += ["--duration", str(int(seconds)), "--rate", "200", "--nonblocking"]
+        args += ["--duration", str(int(seconds)), "--rate", SPY_RATE, "--nonblocking"]
         servers.start([*args, "-o", str(out)], dict(os.environ), out.with_suffix(".log"), started)
 
 
