@@ -6,6 +6,10 @@ CA bundle into it costs ~25 ms of CPU (`python -c` on this repo's machine: 24.6 
 0.07 ms with this context): the label job and the seller's rates request each made two, so a
 worker could not buy more than about 20 Shippo labels a second for that alone. A context is
 made to be shared (it holds the trusted CAs and settings, no connection state).
+
+One thing httpcore does write on it: the ALPN protocols, on every connection it opens
+(["http/1.1"], or with "h2" for an HTTP/2 client). Every client given this context speaks
+HTTP/1.1 (httpx's default), so they all write the same; an HTTP/2 client needs its own.
 """
 
 from __future__ import annotations

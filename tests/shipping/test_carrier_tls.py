@@ -55,22 +55,25 @@ async def self_signed_https(tmp_path: Path) -> AsyncIterator[tuple[str, list[byt
         yield f"https://127.0.0.1:{port}", requests
 
 
-def _contexts(carrier: Any) -> list[ssl.SSLContext]:
+def _clients(carrier: Any) -> list[httpx.AsyncClient]:
     assert isinstance(carrier, ShippoCarrier)
-    clients: list[httpx.AsyncClient] = [carrier._api, carrier._downloads]
-    return [client._transport._pool._ssl_context for client in clients]  # type: ignore[attr-defined]
+    return [carrier._api, carrier._downloads]
 
 
 async def test_every_shippo_client_shares_the_process_context(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path, shippo_api_key="shippo_test_x")
-    seen: list[ssl.SSLContext] = []
+    clients: list[httpx.AsyncClient] = []
     for _ in range(2):
         async with open_carrier(settings) as carrier:
-            seen += _contexts(carrier)
+            clients += _clients(carrier)
         async with open_carrier(settings, seller_waiting=True) as carrier:
-            seen += _contexts(carrier)
-    assert len(seen) == 8
-    assert all(context is tls.client_context() for context in seen)
+            clients += _clients(carrier)
+    pools = [client._transport._pool for client in clients]  # type: ignore[attr-defined]
+    assert len(pools) == 8
+    assert all(pool._ssl_context is tls.client_context() for pool in pools)
+    # httpcore sets the shared context's ALPN per connection from the client's http2 flag:
+    # every client given it must ask the same (refit/tls.py).
+    assert not any(pool._http2 for pool in pools)
     assert tls.client_context().verify_mode is ssl.CERT_REQUIRED
     assert tls.client_context().check_hostname is True
 
