@@ -48,4 +48,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP INDEX IF EXISTS ix_procrastinate_jobs_lock_waiting")
-    op.execute(f"ALTER FUNCTION {FETCH_JOB} RESET ALL")
+    op.execute(f"ALTER FUNCTION {FETCH_JOB} RESET enable_sort")
+    op.execute(f"ALTER FUNCTION {FETCH_JOB} RESET enable_bitmapscan")
