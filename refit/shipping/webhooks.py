@@ -247,7 +247,7 @@ def _bounded(key: str) -> str:
     encoded = key.encode()
     if len(encoded) <= KEY_MAX_BYTES:
         return key
-    return f"{key[:64]}:sha256:{hashlib.sha256(encoded).hexdigest()}"
+    return f"{key[:64]}:{_digest(encoded)}"
 
 
 def _not_json(name: str) -> None:
