@@ -68,17 +68,22 @@ def make_certs(d: Path) -> Certs:
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         "-keyout", ca_key, "-out", ca,
     )  # fmt: skip
-    self_cert, self_key = d / "self.pem", d / "self.key"
-    openssl(
-        "req", "-x509", *EC, "-days", "1", "-subj", "/CN=127.0.0.1",
-        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", self_key, "-out", self_cert,
-    )  # fmt: skip
     return Certs(
         ca=ca,
         good=leaf(d, "good", "127.0.0.1", "IP:127.0.0.1", ca, ca_key),
         wrong_name=leaf(d, "wrong", "127.0.0.1", "DNS:wrong.invalid", ca, ca_key),
-        self_signed=(self_cert, self_key),
+        self_signed=self_signed(d),
     )
+
+
+def self_signed(d: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key."""
+    cert, key = d / "self.pem", d / "self.key"
+    openssl(
+        "req", "-x509", *EC, "-days", "1", "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
+    )  # fmt: skip
+    return cert, key
 
 
 # --- a small HTTPS server -------------------------------------------------------------------

@@ -8,9 +8,7 @@ still checks the server's certificate (a self-signed one is refused, as before).
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,36 +21,18 @@ from refit.carriers.interface import CarrierUnavailable
 from refit.carriers.picker import open_carrier
 from refit.carriers.shippo.client import ShippoCarrier
 from refit.settings import Settings
+from tests.security.tls_sites import self_signed, serve
 from tests.shipping.test_shippo_contract import SELLER
 
 
 @pytest.fixture
 async def self_signed_https(tmp_path: Path) -> AsyncIterator[tuple[str, list[bytes]]]:
-    """A TLS server on 127.0.0.1 with a certificate no CA signed (openssl, Debian's), and the
-    requests it read: it answers each as Shippo refuses a bad address (400), so a client that
-    did not check the certificate would get that answer, not a failed connection."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    make = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    make += ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    subprocess.run([*make, "-keyout", key, "-out", cert], check=True, capture_output=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    requests: list[bytes] = []
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        requests.append(await reader.readuntil(b"\r\n\r\n"))
-        body = b'{"detail": "Invalid address."}'
-        writer.write(
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"https://127.0.0.1:{port}", requests
+    """A TLS server on 127.0.0.1 with a certificate no CA signed, and the requests it read: it
+    answers each as Shippo refuses a bad address (400), so a client that did not check the
+    certificate would get that answer, not a failed connection."""
+    refusal = b'{"detail": "Invalid address."}'
+    async with serve(self_signed(tmp_path), status=400, body=refusal) as (url, seen):
+        yield url, seen.requests
 
 
 def _clients(carrier: Any) -> list[httpx.AsyncClient]:
