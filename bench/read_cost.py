@@ -75,7 +75,7 @@ def _migrate(code: Path, url: str) -> None:
 
 
 def _api_pid(api: subprocess.Popen[bytes]) -> int:
-    """One of Granian's API processes: a child of `refit api --workers N` spawned by
+    """One of the API processes: a child of `refit api --workers N` spawned by
     multiprocessing (`spawn_main` on its command line), not multiprocessing's resource
     tracker."""
     for child in Path(f"/proc/{api.pid}/task/{api.pid}/children").read_text().split():

@@ -144,7 +144,7 @@ def api(
 ) -> None:
     """Serve the HTTP API only (migrate separately).
 
-    On Granian and uvloop. With --workers N, N processes share the port (one that dies is
+    On uvicorn (uvloop, httptools). With --workers N, N processes share the port (one that dies is
     started again); SIGTERM lets each finish its requests.
     """
     from refit import startup

@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 # It could not do its work: the settings were refused (the worker's treasury keypair among
 # them), or a server it needs (the database,
 # Redis, the Solana ledger) did not answer. A server that could not start exits with it too
-# (refit.startup.STARTUP_FAILURE, uvicorn's number before Granian served), so `refit api`
+# (refit.startup.STARTUP_FAILURE, uvicorn's own number for it), so `refit api`
 # refusing its settings and `refit flags list` finding no database agree.
 EXIT_CANNOT_RUN = 3
 

@@ -248,8 +248,8 @@ class AnswerEveryError:
     """The innermost middleware: an exception no handler took becomes its problem+json answer
     here (503 for a dependency that is down, else 500), logged once, and goes no further.
     Left to Starlette's outer error middleware, it would be re-raised to the server after the
-    answer, which logs the traceback a second time (Granian's "Application callable raised an
-    exception")."""
+    answer, which logs the traceback a second time ("Exception in ASGI application") and
+    closes the keep-alive connection."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-import typer
 
 from refit import embedded, parent_death, queue, startup, tracing
 from refit.error_reports import init_sentry
@@ -53,8 +52,6 @@ async def _serve_until_signal(
     stoppers: list[Callable[[], None]] = []
     if api:
         # The worker never imports the app (FastAPI, every router, the dashboard).
-        from granian.server.embed import Server as EmbeddedServer
-
         from refit import http_server
         from refit.app import create_app
         from refit.events.stream import end_streams
@@ -63,11 +60,11 @@ async def _serve_until_signal(
         # /readyz answers 503 while no worker is alive when this process runs one, or runs
         # beside one that `refit run` supervises (refit.health).
         app.state.expect_worker = expect_worker or worker
-        server = EmbeddedServer(app, **http_server.options(settings))
-        runners.append(_serve_embedded(server))
-        stoppers.append(server.stop)
-        # Granian waits for open responses to finish; order-event streams never do by
-        # themselves (nothing tells sse-starlette of a signal handled here).
+        server = http_server.InLoopServer(http_server.config(settings, app))
+        runners.append(server.serve())
+        stoppers.append(lambda: setattr(server, "should_exit", True))
+        # uvicorn waits for open responses to finish; order-event streams never do by
+        # themselves (sse-starlette sees only uvicorn's own signal handler, not ours).
         stoppers.append(end_streams)
     if worker:
         # Restarted in place when it stops on a lost database: an outage never ends the
@@ -91,18 +88,6 @@ async def _serve_until_signal(
         watch.cancel()
         await queue.close_queue(pool)
         await close_resources(resources)
-
-
-async def _serve_embedded(server: Any) -> None:
-    """Granian's embedded server in this loop: the app's lifespan, then requests until its
-    `stop()`, then the lifespan's end."""
-    from granian.errors import FatalError
-
-    try:
-        await server.serve()
-    except FatalError:
-        # The lifespan's start-up failed (Granian logged why): a failed deploy, not a stop.
-        raise typer.Exit(startup.STARTUP_FAILURE) from None
 
 
 def serve(

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
-    # `refit api` processes sharing the port (Granian's supervisor restarts one that dies).
+    # `refit api` processes sharing the port (uvicorn's supervisor restarts one that dies).
     api_workers: int = Field(default=1, ge=1)
     public_url: str = "http://127.0.0.1:8000"
     data_dir: Path = Path(".refit")

@@ -132,6 +132,6 @@ def metrics_shared_by_processes() -> Iterator[None]:
 
 
 def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
-    # uvloop: every await costs less than on asyncio's loop (Granian's processes run on it too).
+    # uvloop: every await costs less than on asyncio's loop (the API's processes run on it too).
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main)

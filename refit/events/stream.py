@@ -169,9 +169,8 @@ async def _wake_when_set(event: anyio.Event, subscription: Subscription) -> None
 
 
 def end_streams() -> None:
-    """Ask every open stream of this process to end: the server is stopping. Granian waits for
-    open responses before it stops, and an event stream never ends by itself (sse-starlette
-    only notices uvicorn's signals). Called on SIGTERM and SIGINT: by refit/serving.py where
-    the process handles them itself (`refit api`, `refit run`'s API), and by the handler each
-    of `refit api --workers N`'s processes has (refit/http_server.py)."""
+    """Ask every open stream of this process to end: the server is stopping. uvicorn waits for
+    open responses before it stops, and an event stream never ends by itself. sse-starlette
+    notices uvicorn's own signal handler (each of `refit api --workers N`'s processes);
+    `refit api` and `refit run` handle signals themselves (refit/serving.py) and call this."""
     AppStatus.should_exit = True

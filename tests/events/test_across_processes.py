@@ -100,7 +100,7 @@ async def _until_exit(process) -> int:
 async def test_sigterm_ends_the_open_streams_of_each_api_process(
     resources, settings, make_user, tmp_path
 ):
-    """`refit api --workers 2`: Granian's parent passes SIGTERM to each process, which waits for
+    """`refit api --workers 2`: uvicorn's parent passes SIGTERM to each process, which waits for
     its open responses before it stops; each asks its streams to end first, so it stops."""
     port = _free_port()
     env = _env(settings, tmp_path / "data", REFIT_PORT=str(port))

@@ -1,6 +1,7 @@
 """`refit api --workers 2`, the real command: two processes on one port, each answering health,
 readiness and a signed-in request, /metrics counting both, and SIGTERM stopping all of it
-gracefully."""
+gracefully; a process that dies is started again, and one that cannot start stops the command
+with exit 3 instead of being started again and again."""
 
 from __future__ import annotations
 
@@ -46,6 +47,19 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def _command_env(data_dir: Path, port: int, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REFIT_", "PROMETHEUS_"))}
+    env.update(
+        REFIT_ENV="test",
+        REFIT_DATA_DIR=str(data_dir),
+        REFIT_PORT=str(port),
+        REFIT_LOG_FORMAT="json",
+        PYTHONPATH=str(ROOT),  # this tree's code, whatever the script was installed from
+        **settings,
+    )
+    return env
 
 
 @pytest.mark.timeout(300)
@@ -155,3 +169,84 @@ async def test_refit_api_with_two_processes_serves_and_stops_on_sigterm(settings
     # The embedded Redis the command started (the one the processes used) stopped with it.
     (redis_socket,) = [line["socket"] for line in _events(lines, "embedded.redis_started")]
     assert not await asyncio.to_thread(os.path.exists, redis_socket)
+
+
+@pytest.mark.timeout(300)
+async def test_a_killed_api_process_is_started_again(settings, tmp_path):
+    port = _free_port()
+    log_path = tmp_path / "api.log"
+    env = _command_env(tmp_path / "data", port, REFIT_DATABASE_URL=settings.database_url)
+    process = start_refit(["api", "--workers", "2"], env, log_path)
+
+    async def started() -> list[int]:
+        lines = await asyncio.to_thread(_log, log_path)
+        return [line["pid"] for line in _events(lines, "refit.api_process_started")]
+
+    try:
+        first = await _until(
+            "waiting for 2 processes",
+            lambda: _at_least(started, 2),
+            process,
+            log_path,
+            180,
+        )
+        victim, survivor = first[0], first[1]
+        os.kill(victim, signal.SIGKILL)  # the OOM killer, or a segfault in a C extension
+        pids = await _until(
+            "waiting for a third process", lambda: _at_least(started, 3), process, log_path, 180
+        )
+        (replacement,) = set(pids) - {victim, survivor}
+        # The port never stopped being served, and the new process serves it too.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=10, limits=limits) as http:
+
+            async def replacement_served() -> bool:
+                answers = await asyncio.gather(
+                    *(http.get(f"http://127.0.0.1:{port}/healthz") for _ in range(8))
+                )
+                assert [a.status_code for a in answers] == [200] * 8
+                return any(
+                    line.get("pid") == replacement
+                    for line in _events(await asyncio.to_thread(_log, log_path), "http.request")
+                )
+
+            await _until(
+                "waiting for the new process to serve", replacement_served, process, log_path, 120
+            )
+        os.kill(process.pid, signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 60) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert not [pid for pid in (victim, survivor, replacement) if _alive(pid)]
+
+
+async def _at_least(pids: Any, count: int) -> list[int]:
+    found = await pids()
+    return found if len(found) >= count else []
+
+
+@pytest.mark.timeout(300)
+async def test_a_process_that_cannot_start_stops_the_command_with_exit_3(settings, tmp_path):
+    """Every process fails its lifespan the same way (its database does not exist): starting
+    them again would only repeat it, so the parent stops and says so in its exit status."""
+    missing = settings.database_url.rsplit("/", 1)[0] + f"/missing_{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path / "api.log"
+    env = _command_env(tmp_path / "data", _free_port(), REFIT_DATABASE_URL=missing)
+    process = start_refit(["api", "--workers", "2"], env, log_path)
+    try:
+        code = await asyncio.to_thread(process.wait, 240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    lines = _log(log_path)
+    assert code == 3, log_path.read_text()[-3000:]
+    (could_not,) = _events(lines, "refit.api_process_could_not_start")
+    # Not started again: the two processes of the first start are the only ones there were.
+    spawned = [
+        line for line in lines if str(line.get("event")).startswith("Started server process")
+    ]
+    assert len(spawned) == 2, spawned
+    assert could_not["pids"] and not [pid for pid in could_not["pids"] if _alive(pid)]

@@ -24,7 +24,6 @@ HEAVY = (
     "fastapi",
     "starlette",
     "uvicorn",
-    "granian",
     "pydantic_settings",
     "procrastinate",
     "reportlab",
