@@ -203,5 +203,7 @@ async def _wait_done(conn: psycopg.AsyncConnection, ids: list[uuid.UUID]) -> boo
         row = await cur.fetchone()
         if row and row[0] >= len(ids):
             return True
-        await asyncio.sleep(0.1)
+        # Seldom: each look probes every order (3.6 ms of PostgreSQL's CPU for 3,000), taken
+        # from the worker it measures; the rate is timed by the orders' own history rows.
+        await asyncio.sleep(1.0)
     return False

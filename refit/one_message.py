@@ -21,7 +21,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from refit import db, prepared_reads, tracing
+from refit import db, prepared, tracing
 from refit.transactions import (
     _AS_BOUNDED_USER_SQL,
     _AS_USER_SQL,
@@ -80,19 +80,19 @@ async def _read_in_one_message(
     # query and COMMIT: one round trip and the fewest steps on our side. The values are bound
     # client-side, quoted by psycopg (a ClientCursor); in autocommit mode psycopg adds no
     # BEGIN of its own in front. The query goes as the EXECUTE of a statement prepared on the
-    # connection where the engine allows them (refit.prepared_reads): no parsing or planning.
+    # connection where the engine allows them (refit.prepared): no parsing or planning.
     await pg.set_autocommit(True)
     try:
         text = query
         for attempt in (1, 2):
-            if prepared_reads.enabled(pg):
-                text = await prepared_reads.ensure(pg, query)
+            if prepared.enabled(pg):
+                text = await prepared.ensure(pg, query)
             try:
                 return await _send_one_message(pg, user_id, text, params, statement_ms)
-            except prepared_reads.STALE:
+            except prepared.STALE:
                 if text is query or attempt == 2:
                     raise
-                await prepared_reads.forget(pg, query)
+                await prepared.forget(pg, query)
         raise AssertionError("unreachable")
     finally:
         if not pg.closed:
@@ -177,52 +177,98 @@ async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[
     return results
 
 
-def _joined(steps: Sequence[Step]) -> tuple[list[str], dict[str, Any]]:
-    """The steps' statements, each step's parameter names prefixed with its index (two steps
-    may both say %(id)s), and their parameters."""
+def _joined(steps: Sequence[Step], texts: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """The steps' statements as `texts` (each the step's SQL or its EXECUTE form), each
+    step's parameter names prefixed with its index (two steps may both say %(id)s), and their
+    parameters."""
     statements: list[str] = []
     params: dict[str, Any] = {}
-    for index, step in enumerate(steps):
-        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
+    for index, (step, text) in enumerate(zip(steps, texts, strict=True)):
+        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", text))
         params.update({f"s{index}_{name}": value for name, value in step.params.items()})
     return statements, params
 
 
 class JobMessages:
-    """The transaction of `job_messages`: `send` its statements, a message at a time."""
+    """The transaction of `job_messages`: `send` its statements, a message at a time.
+
+    Where the pool keeps prepared statements, each step goes as the EXECUTE of its statement
+    prepared on the connection (refit.prepared): one its first message meets is prepared
+    before that message's BEGIN; one a later message meets goes as text and is prepared
+    after the COMMIT (never a round trip of its own inside the transaction)."""
 
     def __init__(self, pg: psycopg.AsyncConnection[Any]) -> None:
         self._pg = pg
         self.open = False  # BEGIN sent, COMMIT not yet
         self.done = False
+        self._as_text = not prepared.enabled(pg)
+        self.to_prepare: list[str] = []  # met inside the transaction: prepared after it
 
     async def send(self, *steps: Step, commit: bool = False) -> list[list[dict[str, Any]]]:
         """The steps in one message (the transaction's BEGIN before them if it is the first,
         its COMMIT after them with `commit`): the rows each returned, [] for none."""
         if self.done:
             raise RuntimeError("the transaction has ended")
-        statements, params = _joined(steps)
-        skip = 0
-        if not self.open:
+        first = not self.open
+        texts = await self._texts(steps, first)
+        statements, params = _joined(steps, texts)
+        if first:
             statements.insert(0, "BEGIN")
-            skip = 1
             self.open = True
         if commit:
             statements.append("COMMIT")
         cursor = psycopg.AsyncClientCursor(self._pg, row_factory=dict_row)
         sql = "; ".join(statements)
-        with tracing.sql_span(sql):
-            await cursor.execute(sql, params)
+        try:
+            with tracing.sql_span(sql):
+                await cursor.execute(sql, params)
+        except prepared.STALE:
+            # A statement changed under a prepared copy (a migration): the copies are dropped,
+            # and a first message, the whole transaction so far, is sent again as text.
+            stale = [step.sql for step, text in zip(steps, texts, strict=True) if text != step.sql]
+            if not stale:
+                raise
+            await self._pg.execute("ROLLBACK")
+            self.open = False
+            for query in stale:
+                await prepared.forget(self._pg, query)
+            if not first:
+                self.done = True
+                raise
+            self._as_text = True
+            return await self.send(*steps, commit=commit)
         if commit:
             self.open, self.done = False, True
-        for _ in range(skip):
-            cursor.nextset()
+        if first:
+            cursor.nextset()  # past BEGIN
         results: list[list[dict[str, Any]]] = []
         for index in range(len(steps)):
             if index:
                 cursor.nextset()
             results.append(await cursor.fetchall() if cursor.description is not None else [])
         return results
+
+    async def _texts(self, steps: Sequence[Step], first: bool) -> list[str]:
+        if self._as_text:
+            return [step.sql for step in steps]
+        texts = []
+        for step in steps:
+            text = prepared.execute_form(self._pg, step.sql)
+            if text is None and first and await prepared.try_prepare(self._pg, step.sql):
+                text = prepared.execute_form(self._pg, step.sql)
+            elif text is None and not first:
+                self.to_prepare.append(step.sql)
+            texts.append(text or step.sql)
+        return texts
+
+    async def prepare_the_rest(self) -> None:
+        """After the COMMIT: prepare what the transaction sent as text, for its next time on
+        this connection. Best effort: the transaction's work is done whatever happens here."""
+        for query in self.to_prepare:
+            try:
+                await prepared.try_prepare(self._pg, query)
+            except psycopg.Error:
+                return  # the connection's trouble: the pool checks it on its way back
 
 
 @asynccontextmanager
@@ -243,7 +289,9 @@ async def job_messages(pool: psycopg_pool.AsyncConnectionPool) -> AsyncIterator[
             yield transaction
             if transaction.open:
                 await pg.execute("COMMIT")
+                transaction.open = False
         except BaseException:
             if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 await pg.execute("ROLLBACK")
             raise
+        await transaction.prepare_the_rest()

@@ -1,4 +1,4 @@
-"""A read in one message as a prepared statement (refit/prepared_reads.py; the order-event
+"""A read in one message as a prepared statement (refit/prepared.py; the order-event
 streams read so): prepared once per connection as the service's role, then executed in each
 seller's role under RLS, so one connection reused by two sellers shows each only their own
 rows; a statement the connection lost is prepared again."""
