@@ -91,7 +91,8 @@ def _note(key: str, m: Measure) -> str:
             f"socket errors {e.get('socket_errors', 0):,}; the worker beside it handled "
             f"{e.get('handled_in_run', 0):,} of {e.get('kept_rows', 0):,} in the run and "
             f"finished {e.get('worker_jobs', 0):,} jobs at {_num(e.get('worker_cpu_ms'), 2)} ms "
-            f"of CPU each (jobs now: {e.get('jobs') or 'none'}); {opened}"
+            f"of CPU each (jobs now: {e.get('jobs') or 'none'}), after the warm-up's jobs ran "
+            f"({e.get('warm_up_due', 0):,} still due); {opened}"
         )
     if key == "streams":
         opened_kb = int(e.get("rss_open_kb", 0)) - int(e.get("rss_before_kb", 0))  # type: ignore[call-overload]

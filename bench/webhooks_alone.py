@@ -103,6 +103,7 @@ async def _round(
             warm = work / f"warm-{index}.txt"
             webhooks.write_requests(warm, f"W{index}X", int(WARMUP_SECONDS * 2000), secret)
             await webhooks.post(url, token, warm, seconds=WARMUP_SECONDS, conn=conn)
+            warm_up_due = await webhooks.warm_up_handled(conn)
             requests = work / f"webhooks-{index}.txt"
             count = int(webhooks.BODIES_PER_SECOND * DURATION)
             webhooks.write_requests(requests, f"B{index}X", count, secret)
@@ -113,7 +114,13 @@ async def _round(
             cpu = servers.group_cpu_seconds(api)
             split = _user_system(api)
             result = await webhooks.post(
-                url, token, requests, seconds=DURATION, conn=conn, worker=worker
+                url,
+                token,
+                requests,
+                seconds=DURATION,
+                conn=conn,
+                worker=worker,
+                warm_up_due=warm_up_due,
             )
             cpu = servers.group_cpu_seconds(api) - cpu
             user, system = (b - a for a, b in zip(split, _user_system(api), strict=True))
