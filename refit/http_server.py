@@ -10,6 +10,7 @@ at saturation, and a lower p99 at 500 reads/s."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -36,6 +37,8 @@ STARTUP_FAILURE = startup.STARTUP_FAILURE
 # killed before it could start, and again, and again.
 WORKER_HEALTHCHECK_SECONDS = 60
 
+KEEP_ALIVE_SECONDS = 75  # nginx's default keepalive_timeout, past the balancers' idle ones
+
 
 def config(settings: Settings, app: Any, **more: Any) -> uvicorn.Config:
     """What the single process's server and each of N processes' servers share.
@@ -52,11 +55,16 @@ def config(settings: Settings, app: Any, **more: Any) -> uvicorn.Config:
         ws="none",  # no route of ours is a WebSocket
         lifespan="on",  # a lifespan that fails is a failed start (exit 3), never skipped
         log_config=None,  # ours (refit.log_setup), set before uvicorn's first line
-        log_level=settings.log_level.lower(),
+        # As a number: uvicorn knows five names, and logging (and our settings) more ("WARN").
+        log_level=logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO),
         access_log=False,  # refit.logs writes `http.request` for every answer
         proxy_headers=False,
         server_header=False,  # which server we run is nobody's business
         backlog=2048,
+        # Longer than a load balancer keeps an idle connection to us (AWS's ALB: 60 s), so the
+        # balancer closes first: a server that closes first races the balancer's next request
+        # on that connection into a 502 (uvicorn's own default is 5 s).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **more,
     )
 

@@ -1,0 +1,36 @@
+"""The HTTP server's options (refit/http_server.py), as the single process and each of
+`refit api --workers N`'s processes get them."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from refit import http_server
+from refit.settings import Settings
+
+
+def test_what_the_server_tells_and_believes_of_a_client():
+    config = http_server.config(Settings(), "refit.http_server:load_app", factory=True)
+    # No `server: uvicorn` in the answers; X-Forwarded-For is refit.ratelimit's to believe.
+    assert config.server_header is False
+    assert config.proxy_headers is False
+    assert (config.lifespan, config.ws, config.http) == ("on", "none", "httptools")
+    # An idle connection outlives a load balancer's idle timeout (AWS's ALB: 60 s).
+    assert config.timeout_keep_alive > 60
+
+
+@pytest.mark.parametrize(
+    ("setting", "level"),
+    [
+        ("INFO", logging.INFO),
+        ("warn", logging.WARNING),
+        ("WARNING", logging.WARNING),
+        ("debug", logging.DEBUG),
+        ("nonsense", logging.INFO),
+    ],
+)
+def test_any_log_level_our_settings_take_starts_the_server(setting, level):
+    # uvicorn knows five names; "WARN" (logging's alias) would stop every process at start.
+    assert http_server.config(Settings(log_level=setting), "x:y").log_level == level
