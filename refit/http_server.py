@@ -10,6 +10,7 @@ at saturation, and a lower p99 at 500 reads/s."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 import structlog
 import typer
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from refit import startup
@@ -39,6 +41,12 @@ WORKER_HEALTHCHECK_SECONDS = 60
 
 KEEP_ALIVE_SECONDS = 75  # nginx's default keepalive_timeout, past the balancers' idle ones
 
+# A request's head (request line and headers) within this many bytes (else 431 and closed),
+# and within this long of its first byte (else closed): bounds uvicorn's httptools protocol
+# lacks, which Granian had (a client could send headers without end, or one a minute).
+HEAD_BYTES = 64 * 1024  # a signed-in request's head is under 2 KiB
+HEAD_SECONDS = 30
+
 
 def config(settings: Settings, app: Any, **more: Any) -> uvicorn.Config:
     """What the single process's server and each of N processes' servers share.
@@ -51,7 +59,7 @@ def config(settings: Settings, app: Any, **more: Any) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",  # uvicorn's cheapest parser; clients and the proxy speak HTTP/1.1
+        http=BoundedHeadProtocol,  # uvicorn's httptools parser, with the head bounded
         ws="none",  # no route of ours is a WebSocket
         lifespan="on",  # a lifespan that fails is a failed start (exit 3), never skipped
         log_config=None,  # ours (refit.log_setup), set before uvicorn's first line
@@ -117,6 +125,54 @@ class _ApiProcesses(Multiprocess):
     def handle_term(self) -> None:
         log.info("refit.stopping", signal=signal.SIGTERM.name)
         super().handle_term()
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (its cheapest parser; clients and the proxy in front speak
+    HTTP/1.1) with each request's head bounded in size and time. A connection that never
+    sends a request is closed after the keep-alive timeout, as one idle after an answer is."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._reading_head = True
+        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > HEAD_BYTES:
+                self._head_timer.cancel()
+                self.transport.write(_HEAD_TOO_LARGE)
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._reading_head:  # the next request on this connection
+            self._reading_head, self._head_bytes = True, 0
+        self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_timer.cancel()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_timer.cancel()
+        super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        if self._reading_head and not self.transport.is_closing():
+            self.transport.close()
+
+
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8"
+    b"\r\ncontent-length: 32\r\nconnection: close\r\n\r\nRequest header fields too large."
+)
 
 
 class InLoopServer(uvicorn.Server):

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from psycopg.adapt import Transformer
 from psycopg.rows import dict_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -132,7 +133,14 @@ class Step:
     as_service: bool = False
 
 
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# A parameter, or an escaped percent sign (left as it is: `%%(x)s` is text, no parameter).
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
+
+
+def _prefixed(sql: str, index: int) -> str:
+    """`sql` with each parameter name prefixed by its step's index (two steps may both say
+    %(id)s)."""
+    return _PLACEHOLDER.sub(lambda m: f"%(s{index}_{m[1]})s" if m[1] else "%%", sql)
 
 
 async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[str, Any]]]:
@@ -162,7 +170,7 @@ async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[
     for index, step in enumerate(steps):
         switch(not step.as_service)
         # Each step's names are its own: prefixed, so two steps may both say %(id)s.
-        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", step.sql))
+        statements.append(_prefixed(step.sql, index))
         params.update({f"s{index}_{name}": value for name, value in step.params.items()})
         ours.append(True)
     switch(True)
@@ -184,7 +192,7 @@ def _joined(steps: Sequence[Step], texts: Sequence[str]) -> tuple[list[str], dic
     statements: list[str] = []
     params: dict[str, Any] = {}
     for index, (step, text) in enumerate(zip(steps, texts, strict=True)):
-        statements.append(_PLACEHOLDER.sub(rf"%(s{index}_\1)s", text))
+        statements.append(_prefixed(text, index))
         params.update({f"s{index}_{name}": value for name, value in step.params.items()})
     return statements, params
 
@@ -202,7 +210,9 @@ class JobMessages:
         self.open = False  # BEGIN sent, COMMIT not yet
         self.done = False
         self._as_text = not prepared.enabled(pg)
-        self.to_prepare: list[str] = []  # met inside the transaction: prepared after it
+        self._literals = Transformer(pg)  # psycopg's, for the types of the values' literals
+        # Met inside the transaction, with their parameters' types: prepared after it.
+        self.to_prepare: list[tuple[str, tuple[str, ...]]] = []
 
     async def send(self, *steps: Step, commit: bool = False) -> list[list[dict[str, Any]]]:
         """The steps in one message (the transaction's BEGIN before them if it is the first,
@@ -210,7 +220,8 @@ class JobMessages:
         if self.done:
             raise RuntimeError("the transaction has ended")
         first = not self.open
-        texts = await self._texts(steps, first)
+        typed = [self._typed(step) for step in steps]
+        texts = await self._texts(typed, first)
         statements, params = _joined(steps, texts)
         if first:
             statements.insert(0, "BEGIN")
@@ -225,13 +236,13 @@ class JobMessages:
         except prepared.STALE:
             # A statement changed under a prepared copy (a migration): the copies are dropped,
             # and a first message, the whole transaction so far, is sent again as text.
-            stale = [step.sql for step, text in zip(steps, texts, strict=True) if text != step.sql]
+            stale = [each for each, text in zip(typed, texts, strict=True) if text != each[0]]
             if not stale:
                 raise
             await self._pg.execute("ROLLBACK")
             self.open = False
-            for query in stale:
-                await prepared.forget(self._pg, query)
+            for query, types in stale:
+                await prepared.forget(self._pg, query, types)
             if not first:
                 self.done = True
                 raise
@@ -248,25 +259,30 @@ class JobMessages:
             results.append(await cursor.fetchall() if cursor.description is not None else [])
         return results
 
-    async def _texts(self, steps: Sequence[Step], first: bool) -> list[str]:
+    def _typed(self, step: Step) -> tuple[str, tuple[str, ...]]:
         if self._as_text:
-            return [step.sql for step in steps]
+            return step.sql, ()
+        return step.sql, prepared.literal_types(self._literals, step.sql, step.params)
+
+    async def _texts(self, typed: Sequence[tuple[str, tuple[str, ...]]], first: bool) -> list[str]:
+        if self._as_text:
+            return [query for query, _ in typed]
         texts = []
-        for step in steps:
-            text = prepared.execute_form(self._pg, step.sql)
-            if text is None and first and await prepared.try_prepare(self._pg, step.sql):
-                text = prepared.execute_form(self._pg, step.sql)
+        for query, types in typed:
+            text = prepared.execute_form(self._pg, query, types)
+            if text is None and first and await prepared.try_prepare(self._pg, query, types):
+                text = prepared.execute_form(self._pg, query, types)
             elif text is None and not first:
-                self.to_prepare.append(step.sql)
-            texts.append(text or step.sql)
+                self.to_prepare.append((query, types))
+            texts.append(text or query)
         return texts
 
     async def prepare_the_rest(self) -> None:
         """After the COMMIT: prepare what the transaction sent as text, for its next time on
         this connection. Best effort: the transaction's work is done whatever happens here."""
-        for query in self.to_prepare:
+        for query, types in self.to_prepare:
             try:
-                await prepared.try_prepare(self._pg, query)
+                await prepared.try_prepare(self._pg, query, types)
             except psycopg.Error:
                 return  # the connection's trouble: the pool checks it on its way back
 

@@ -15,14 +15,21 @@ text was (tests/orders/test_prepared_read.py holds it).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
+import uuid
 import weakref
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import psycopg
-from psycopg import errors
+import structlog
+from psycopg import abc, errors
+from psycopg.types.json import Jsonb
+
+log = structlog.get_logger(__name__)
 
 # The statements prepared on each connection (by name): a new connection has none.
 _prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = (
@@ -40,9 +47,11 @@ def enabled(pg: psycopg.AsyncConnection[Any]) -> bool:
 
 
 @lru_cache(maxsize=256)
-def forms(query: str) -> tuple[str, str, str]:
+def forms(query: str, types: tuple[str, ...] = ()) -> tuple[str, str, str]:
     """(name, `PREPARE name AS query` with $n parameters, `EXECUTE name(%(param)s, ...)`):
-    the EXECUTE takes the query's own named parameters, bound client-side as before."""
+    the EXECUTE takes the query's own named parameters, bound client-side as before.
+    `types`: the parameters' declared types, in the order of their numbers (`literal_types`);
+    none: each is typed by the statement."""
     names: list[str] = []
 
     def number(match: re.Match[str]) -> str:
@@ -53,16 +62,82 @@ def forms(query: str) -> tuple[str, str, str]:
         return f"${names.index(match[1]) + 1}"
 
     body = _PLACEHOLDER.sub(number, query)
-    name = "refit_stmt_" + hashlib.sha256(query.encode()).hexdigest()[:20]
+    key = query if not types else f"{query}\0{','.join(types)}"
+    name = "refit_stmt_" + hashlib.sha256(key.encode()).hexdigest()[:20]
     values = ", ".join(f"%({n})s" for n in names)
     execute = f"EXECUTE {name}({values})" if names else f"EXECUTE {name}"
-    return name, f"PREPARE {name} AS {body}", execute
+    declared = f"({', '.join(types)}) " if types else ""
+    return name, f"PREPARE {name} {declared}AS {body}", execute
 
 
-async def ensure(pg: psycopg.AsyncConnection[Any], query: str) -> str:
+@lru_cache(maxsize=256)
+def parameter_names(query: str) -> tuple[str, ...]:
+    """`query`'s parameter names in the order of their numbers in `forms`."""
+    return tuple(dict.fromkeys(m[1] for m in _PLACEHOLDER.finditer(query) if m[1] is not None))
+
+
+def literal_types(tx: abc.Transformer, query: str, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The type PostgreSQL gives each of `query`'s parameters as psycopg's literal of its value
+    (client-side binding, the statement's text), in the order of their numbers. Declared so,
+    a prepared statement answers as its text: `SELECT %(x)s` of 5 is the integer 5, not the
+    text '5' PostgreSQL would make of an undeclared parameter there; of False, false."""
+    return tuple(_literal_type(tx, params[name]) for name in parameter_names(query))
+
+
+def _literal_type(tx: abc.Transformer, value: Any) -> str:
+    # The commonest values without composing their literals: a string is quoted without a
+    # cast, NULL bare (both typed by the statement), a bool and an int bare constants, and
+    # the kinds below quoted with their cast (a Jsonb's literal would dump it a second time).
+    if value is None or isinstance(value, str):
+        return "unknown"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return _integer_type(value)
+    if isinstance(value, dt.datetime):
+        return "timestamp" if value.tzinfo is None else "timestamptz"
+    for kind, type_name in _CAST_BY_KIND:
+        if isinstance(value, kind):
+            return type_name
+    return type_of_literal(tx.as_literal(value))
+
+
+# tests/foundation/test_job_messages_prepared.py holds these to psycopg's own literals.
+_CAST_BY_KIND: tuple[tuple[type, str], ...] = (
+    (uuid.UUID, "uuid"),
+    (Jsonb, "jsonb"),
+    (dt.date, "date"),
+)
+
+
+def type_of_literal(literal: bytes) -> str:
+    """The type PostgreSQL gives a literal psycopg composed (a list's: its items' cast)."""
+    literal = literal.strip()
+    if cast := _CAST.fullmatch(literal):
+        return cast[1].decode()
+    if literal.startswith((b"'", b"E'")) or literal == b"NULL":
+        return "unknown"
+    if literal in (b"true", b"false"):
+        return "bool"
+    try:
+        return _integer_type(int(literal))
+    except ValueError:
+        return "numeric"  # a bare constant with a point or an exponent (Decimal, float)
+
+
+def _integer_type(value: int) -> str:
+    if -(2**31) <= value < 2**31:
+        return "int4"
+    return "int8" if -(2**63) <= value < 2**63 else "numeric"
+
+
+_CAST = re.compile(rb"E?'(?:[^']|'')*'::(.+)", re.DOTALL)
+
+
+async def ensure(pg: psycopg.AsyncConnection[Any], query: str, types: tuple[str, ...] = ()) -> str:
     """The EXECUTE form of `query`, prepared on this connection first if it is not yet
     (the connection in autocommit, idle)."""
-    name, prepare, execute = forms(query)
+    name, prepare, execute = forms(query, types)
     known = _prepared.setdefault(pg, set())
     if name not in known:
         try:
@@ -73,34 +148,53 @@ async def ensure(pg: psycopg.AsyncConnection[Any], query: str) -> str:
     return execute
 
 
-# Statements PostgreSQL will not prepare as written: a parameter whose type only its literal
-# told (one in an INSERT ... SELECT list is text to PREPARE). Sent as text from then on.
-_as_text: set[str] = set()
+# What PostgreSQL answers to a PREPARE it refuses as written, whatever the database holds: a
+# parameter it cannot type (a function of "any"), a statement PREPARE does not take (SET),
+# an operator or function not there for the declared types. Such a statement is sent as text
+# from then on. Not these: a table or column missing for now (new code before its migration).
+_REFUSED_AS_WRITTEN = (
+    errors.IndeterminateDatatype,
+    errors.SyntaxError,
+    errors.DatatypeMismatch,
+    errors.UndefinedFunction,
+    errors.AmbiguousFunction,
+    errors.AmbiguousParameter,
+)
+_as_text: set[tuple[str, tuple[str, ...]]] = set()
 
 
-def execute_form(pg: psycopg.AsyncConnection[Any], query: str) -> str | None:
+def execute_form(
+    pg: psycopg.AsyncConnection[Any], query: str, types: tuple[str, ...] = ()
+) -> str | None:
     """`EXECUTE name(...)` when `query` is prepared on this connection already, else None."""
-    name, _, execute = forms(query)
+    name, _, execute = forms(query, types)
     return execute if name in _prepared.get(pg, ()) else None
 
 
-async def try_prepare(pg: psycopg.AsyncConnection[Any], query: str) -> bool:
-    """Prepare `query` on this connection (autocommit, idle: a refusal aborts nothing); False,
-    and never tried again in this process, when PostgreSQL refuses it as written."""
-    if query in _as_text:
+async def try_prepare(
+    pg: psycopg.AsyncConnection[Any], query: str, types: tuple[str, ...] = ()
+) -> bool:
+    """Prepare `query` on this connection (autocommit, idle: a refusal aborts nothing); False
+    when PostgreSQL refuses it, and never tried again in this process when it refuses it as
+    written."""
+    if (query, types) in _as_text:
         return False
     try:
-        await ensure(pg, query)
-    except errors.ProgrammingError:
-        _as_text.add(query)
+        await ensure(pg, query, types)
+    except _REFUSED_AS_WRITTEN as exc:
+        _as_text.add((query, types))
+        # Once a statement and process: what runs parsed and planned every time, and why.
+        log.info("prepared.sent_as_text", statement=query[:200], types=types, reason=str(exc))
         return False
+    except errors.ProgrammingError:
+        return False  # a table or column not there yet, say: tried again next time
     return True
 
 
-async def forget(pg: psycopg.AsyncConnection[Any], query: str) -> None:
+async def forget(pg: psycopg.AsyncConnection[Any], query: str, types: tuple[str, ...] = ()) -> None:
     """Drop this connection's copy (stale or gone), so the next `ensure` prepares it again.
     The connection in autocommit, idle."""
-    name, _, _ = forms(query)
+    name, _, _ = forms(query, types)
     _prepared.get(pg, set()).discard(name)
     if pg.closed:
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from refit import http_server
 from refit.settings import Settings
@@ -16,7 +17,10 @@ def test_what_the_server_tells_and_believes_of_a_client():
     # No `server: uvicorn` in the answers; X-Forwarded-For is refit.ratelimit's to believe.
     assert config.server_header is False
     assert config.proxy_headers is False
-    assert (config.lifespan, config.ws, config.http) == ("on", "none", "httptools")
+    assert (config.lifespan, config.ws) == ("on", "none")
+    # httptools, with each request's head bounded (tests/security/test_attack_uvicorn.py).
+    assert config.http is http_server.BoundedHeadProtocol
+    assert issubclass(config.http, HttpToolsProtocol)
     # An idle connection outlives a load balancer's idle timeout (AWS's ALB: 60 s).
     assert config.timeout_keep_alive > 60
 

@@ -6,14 +6,19 @@ sent again as text rather than failing the job."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 import psycopg_pool
 import pytest
+from psycopg.adapt import Transformer
+from psycopg.types.json import Jsonb
 
+from refit import prepared
 from refit.db import libpq_url
 from refit.one_message import Step, job_messages
 
@@ -157,3 +162,19 @@ async def test_a_stale_copy_is_dropped_and_a_first_message_sent_again_as_text(se
         assert rows == [{"id": 1, "v": "a", "w": 7, "y": 9}]
     finally:
         await pool.close()
+
+
+async def test_each_values_declared_type_is_that_of_psycopgs_literal_of_it(settings):
+    """The types `literal_types` knows without composing a literal are the ones psycopg's
+    literal would carry (refit/prepared.py `_CAST_BY_KIND` and the bare constants)."""
+    values = [
+        None, "x", "it's", True, False, 0, -5, 2**31, -(2**31) - 1, 2**63, uuid.uuid4(),
+        Jsonb({"a": [1, None]}), dt.datetime.now(dt.UTC), dt.datetime(2026, 1, 2, 3, 4),
+        dt.date(2026, 12, 7), Decimal("1.5"), Decimal("NaN"), 1.5, float("inf"), [1, 2],
+        ["a"], [uuid.uuid4()], [], b"\x00",
+    ]  # fmt: skip
+    async with await psycopg.AsyncConnection.connect(libpq_url(settings.database_url)) as pg:
+        literals = Transformer(pg)
+        for value in values:
+            declared = prepared._literal_type(literals, value)
+            assert declared == prepared.type_of_literal(literals.as_literal(value)), value
