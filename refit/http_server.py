@@ -139,14 +139,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_head:
+        super().data_received(data)
+        # Counted once parsed, and only while the head is still not whole: a head and the
+        # body after it in one read (an upload) is not a large head. The parser holds at
+        # most one read beyond the bound.
+        if self._reading_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > HEAD_BYTES:
                 self._head_timer.cancel()
                 self.transport.write(_HEAD_TOO_LARGE)
                 self.transport.close()
-                return
-        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -170,6 +170,19 @@ async def test_headers_without_end_are_refused_before_they_are_all_read(served):
     assert refused and sent < 1024 * 1024, sent
 
 
+async def test_a_large_body_sent_with_its_head_in_one_write_is_no_large_head(served):
+    """An upload whose head and body arrive in the same reads (300 KiB, well past the head's
+    64 KiB bound): the head is small, so the request is answered by the app (here 401: the
+    webhook's token is wrong), never 431."""
+    body = b'{"event": "track_updated", "pad": "' + b"a" * 300 * 1024 + b'"}'
+    head = (
+        b"POST /api/webhooks/shippo?token=wrong HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    answer = await _exchange(served.port, head + body)
+    assert _statuses(answer) == [401], answer[:200]
+
+
 # Found by this file: no timer ran while uvicorn waited for a request's headers (its keep-alive
 # timer is armed only after an answer and cancelled by any byte), so a connection that said
 # nothing, or dripped a header line at a time, was held for ever (slowloris).
