@@ -50,15 +50,18 @@ def enabled(pg: psycopg.AsyncConnection[Any]) -> bool:
 def forms(query: str, types: tuple[str, ...] = ()) -> tuple[str, str, str]:
     """(name, `PREPARE name AS query` with $n parameters, `EXECUTE name(%(param)s, ...)`):
     the EXECUTE takes the query's own named parameters, bound client-side as before.
-    `types`: the parameters' declared types, in the order of their numbers (`literal_types`);
-    none: each is typed by the statement."""
+    `types`: each parameter's declared type, one per occurrence (`literal_types`), for the
+    job statements; none: the reads', each name one parameter typed by the statement."""
     names: list[str] = []
 
     def number(match: re.Match[str]) -> str:
         if match[1] is None:
             return "%"
-        if match[1] not in names:
+        if types or match[1] not in names:
+            # With types, each occurrence its own parameter, as each is its own literal in
+            # the text: typed where it stands (`%(x)s::int` and `%(x)s::text` of '007').
             names.append(match[1])
+            return f"${len(names)}"
         return f"${names.index(match[1]) + 1}"
 
     body = _PLACEHOLDER.sub(number, query)
@@ -71,17 +74,18 @@ def forms(query: str, types: tuple[str, ...] = ()) -> tuple[str, str, str]:
 
 
 @lru_cache(maxsize=256)
-def parameter_names(query: str) -> tuple[str, ...]:
-    """`query`'s parameter names in the order of their numbers in `forms`."""
-    return tuple(dict.fromkeys(m[1] for m in _PLACEHOLDER.finditer(query) if m[1] is not None))
+def occurrences(query: str) -> tuple[str, ...]:
+    """`query`'s parameter names, once per occurrence, in the order of `forms`' numbers."""
+    return tuple(m[1] for m in _PLACEHOLDER.finditer(query) if m[1] is not None)
 
 
 def literal_types(tx: abc.Transformer, query: str, params: Mapping[str, Any]) -> tuple[str, ...]:
     """The type PostgreSQL gives each of `query`'s parameters as psycopg's literal of its value
-    (client-side binding, the statement's text), in the order of their numbers. Declared so,
+    (client-side binding, the statement's text), one per occurrence. Declared so,
     a prepared statement answers as its text: `SELECT %(x)s` of 5 is the integer 5, not the
     text '5' PostgreSQL would make of an undeclared parameter there; of False, false."""
-    return tuple(_literal_type(tx, params[name]) for name in parameter_names(query))
+    # A name missing from `params` is left to psycopg, which refuses it as it does the text.
+    return tuple(_literal_type(tx, params.get(name)) for name in occurrences(query))
 
 
 def _literal_type(tx: abc.Transformer, value: Any) -> str:

@@ -188,11 +188,11 @@ async def test_the_same_sql_twice_in_a_message_and_a_parameter_used_twice(settin
             assert second == []
         async with pool.connection() as pg:
             ours = [s for s in await _prepared_texts(pg) if table in s]
-        # Each once, however many times met: the SELECT, and the INSERT whose $1 is both an
-        # integer and text (declared int4, its literal's type, and cast to text where used).
+        # Each once, however many times met: the SELECT, and the INSERT whose id is both an
+        # integer and text (each occurrence its own parameter, declared as its literal).
         assert len(ours) == 2, ours
-        assert any("OR id = $1 + 100" in text for text in ours), ours
-        assert any("(int4, unknown) AS INSERT" in text for text in ours), ours
+        assert any("OR id = $2 + 100" in text for text in ours), ours
+        assert any("(int4, unknown, int4) AS INSERT" in text for text in ours), ours
     finally:
         await pool.close()
 
