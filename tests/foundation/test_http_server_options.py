@@ -8,7 +8,7 @@ import logging
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from refit import http_server
+from refit import bounded_head, http_server
 from refit.settings import Settings
 
 
@@ -19,7 +19,7 @@ def test_what_the_server_tells_and_believes_of_a_client():
     assert config.proxy_headers is False
     assert (config.lifespan, config.ws) == ("on", "none")
     # httptools, with each request's head bounded (tests/security/test_attack_uvicorn.py).
-    assert config.http is http_server.BoundedHeadProtocol
+    assert config.http is bounded_head.BoundedHeadProtocol
     assert issubclass(config.http, HttpToolsProtocol)
     # An idle connection outlives a load balancer's idle timeout (AWS's ALB: 60 s).
     assert config.timeout_keep_alive > 60

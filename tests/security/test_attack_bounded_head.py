@@ -1,4 +1,4 @@
-"""The red team on refit/http_server.py `BoundedHeadProtocol` (uvicorn's httptools protocol
+"""The red team on refit/bounded_head.py `BoundedHeadProtocol` (uvicorn's httptools protocol
 with each request's head bounded to HEAD_BYTES and HEAD_SECONDS): pipelined and keep-alive
 requests, bodies in the same read as a head, 100-continue, chunked uploads, a client gone
 mid-head, an idle keep-alive connection, graceful shutdown with a half-sent head."""
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from refit import http_server, queue
+from refit import bounded_head, http_server, queue
 from refit.app import create_app
 from refit.resources import close_resources, open_resources
 from tests.processes import free_port
@@ -34,7 +34,7 @@ class Served:
 async def served(settings, monkeypatch) -> AsyncIterator[Served]:
     # Keep-alive and head within 2 s (production: 75 s and 30 s).
     monkeypatch.setattr(http_server, "KEEP_ALIVE_SECONDS", 2)
-    monkeypatch.setattr(http_server, "HEAD_SECONDS", 2)
+    monkeypatch.setattr(bounded_head, "HEAD_SECONDS", 2)
     port = free_port()
     ours = settings.model_copy(update={"host": "127.0.0.1", "port": port})
     resources = await open_resources(ours)
@@ -104,7 +104,7 @@ def _pad(size: int) -> bytes:
 
 
 # Found by this file, fixed since (was):
-# BoundedHeadProtocol.data_received (refit/http_server.py) adds the length of the
+# BoundedHeadProtocol.data_received (refit/bounded_head.py) adds the length of the
 # whole read to the head count when, after parsing, a head is still open: a read holding the
 # end of request 1 (here its 40 KiB body) and the first bytes of pipelined request 2's head
 # counts request 1's bytes as request 2's head. 40 KiB of body + 1 KiB of head, then 30 KiB

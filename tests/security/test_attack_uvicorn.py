@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from refit import http_server, queue
+from refit import bounded_head, http_server, queue
 from refit.app import create_app
 from refit.resources import close_resources, open_resources
 from tests.processes import free_port, start_refit
@@ -49,7 +49,7 @@ async def served(settings, monkeypatch) -> AsyncIterator[Served]:
     # A keep-alive of 2 s and a head read within 2 s (production's: 75 s and 30 s), so that
     # the bounds show within the test's seconds.
     monkeypatch.setattr(http_server, "KEEP_ALIVE_SECONDS", 2)
-    monkeypatch.setattr(http_server, "HEAD_SECONDS", 2)
+    monkeypatch.setattr(bounded_head, "HEAD_SECONDS", 2)
     port = free_port()
     ours = settings.model_copy(
         update={"host": "127.0.0.1", "port": port, "rate_limit_nonce_per_ip": "2/minute"}
@@ -141,7 +141,7 @@ async def test_a_chunk_size_past_any_integer_is_a_400(served):
 
 # Found by this file: uvicorn's httptools protocol puts no bound on a request's headers (one
 # connection made the process hold 16 MiB of them, then answered 200; Granian refused past
-# ~400 KiB, nginx past 8-32 KiB). http_server.BoundedHeadProtocol answers 431 past HEAD_BYTES.
+# ~400 KiB, nginx past 8-32 KiB). bounded_head.BoundedHeadProtocol answers 431 past HEAD_BYTES.
 async def test_headers_without_end_are_refused_before_they_are_all_read(served):
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     sent = 0
@@ -186,7 +186,7 @@ async def test_a_large_body_sent_with_its_head_in_one_write_is_no_large_head(ser
 # Found by this file: no timer ran while uvicorn waited for a request's headers (its keep-alive
 # timer is armed only after an answer and cancelled by any byte), so a connection that said
 # nothing, or dripped a header line at a time, was held for ever (slowloris).
-# http_server.BoundedHeadProtocol closes one silent past the keep-alive timeout, and one whose
+# bounded_head.BoundedHeadProtocol closes one silent past the keep-alive timeout, and one whose
 # head is not whole HEAD_SECONDS after its first byte.
 async def test_a_client_that_never_finishes_its_headers_is_let_go(served):
     silent = await asyncio.open_connection("127.0.0.1", served.port)
