@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from refit import prepared
 from refit.db import libpq_url
 from refit.one_message import Step, job_messages
+from tests.job_pools import queue_like_pool
 
 
 @pytest.fixture
@@ -34,20 +35,6 @@ async def table(settings) -> AsyncIterator[str]:
             yield name
         finally:
             await pg.execute(f"DROP TABLE {name}")
-
-
-async def _pool(settings, *, prepare: bool) -> psycopg_pool.AsyncConnectionPool:
-    # One connection, as the queue's pool makes them: autocommit, psycopg's prepare_threshold
-    # set where prepared statements are allowed (REFIT_DB_PREPARED_STATEMENTS).
-    pool = psycopg_pool.AsyncConnectionPool(
-        libpq_url(settings.database_url),
-        min_size=1,
-        max_size=1,
-        open=False,
-        kwargs={"autocommit": True, "prepare_threshold": 2 if prepare else None},
-    )
-    await pool.open(wait=True)
-    return pool
 
 
 async def _prepared(pool: psycopg_pool.AsyncConnectionPool) -> list[str]:
@@ -78,7 +65,7 @@ async def _a_job(pool: psycopg_pool.AsyncConnectionPool, table: str, id_: int) -
 
 @pytest.mark.parametrize("prepare", [True, False])
 async def test_each_statement_is_prepared_once_and_answers_as_text_did(settings, table, prepare):
-    pool = await _pool(settings, prepare=prepare)
+    pool = await queue_like_pool(settings, prepare=prepare)
     try:
         answers = [await _a_job(pool, table, id_) for id_ in range(1, 9)]
         assert answers == [[[{"v": "a"}], [{"v": "ba"}]]] * 8
@@ -99,7 +86,7 @@ async def test_a_statement_postgres_will_not_prepare_goes_as_text(settings, tabl
     # PREPARE cannot tell the type of a parameter to a function of "any" (a literal bound
     # client-side is text), and SET is no statement PREPARE takes.
     echo = "SELECT jsonb_build_object('v', %(v)s) AS echoed"
-    pool = await _pool(settings, prepare=True)
+    pool = await queue_like_pool(settings, prepare=True)
     try:
         for id_ in (1, 2, 3):
             async with job_messages(pool) as transaction:
@@ -124,7 +111,7 @@ async def test_a_statement_postgres_will_not_prepare_goes_as_text(settings, tabl
 
 async def test_a_stale_copy_is_dropped_and_a_first_message_sent_again_as_text(settings, table):
     read = Step(f"SELECT t.* FROM {table} t WHERE t.id = %(id)s", {"id": 1})
-    pool = await _pool(settings, prepare=True)
+    pool = await queue_like_pool(settings, prepare=True)
     try:
         async with pool.connection() as pg:
             await pg.execute(f"INSERT INTO {table} VALUES (1, 'a')")

@@ -10,57 +10,22 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from refit import bounded_head, http_server, queue
-from refit.app import create_app
-from refit.resources import close_resources, open_resources
-from tests.processes import free_port
+from tests.security.served_app import Served, served_app
 
 pytestmark = pytest.mark.timeout(30)
 
 
-@dataclass
-class Served:
-    port: int
-    server: http_server.InLoopServer
-    task: asyncio.Future[Any]
-
-
 @pytest.fixture
 async def served(settings, monkeypatch) -> AsyncIterator[Served]:
-    # Keep-alive and head within 2 s (production: 75 s and 30 s).
-    monkeypatch.setattr(http_server, "KEEP_ALIVE_SECONDS", 2)
-    monkeypatch.setattr(bounded_head, "HEAD_SECONDS", 2)
-    port = free_port()
-    ours = settings.model_copy(update={"host": "127.0.0.1", "port": port})
-    resources = await open_resources(ours)
-    assert ours.database_url
-    jobs = await queue.open_queue(ours.database_url, max_size=2)
-    app = create_app(ours, resources=resources)
-
     async def slow() -> dict[str, str]:
         await asyncio.sleep(0.6)
         return {"slow": "done"}
 
-    app.add_api_route("/atk/slow", slow, methods=["GET"])
-    server = http_server.InLoopServer(http_server.config(ours, app))
-    task = asyncio.ensure_future(server.serve())
-    try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                assert not task.done(), task
-                await asyncio.sleep(0.05)
-        yield Served(port, server, task)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-        await queue.close_queue(jobs)
-        await close_resources(resources)
+    async with served_app(settings, monkeypatch, {"/atk/slow": slow}) as served:
+        yield served
 
 
 def _statuses(answer: bytes) -> list[int]:

@@ -20,13 +20,13 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-import psycopg_pool
 import pytest
 from psycopg.types.json import Jsonb
 
 from refit import prepared
 from refit.db import libpq_url
 from refit.one_message import Step, job_messages
+from tests.job_pools import queue_like_pool
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,21 +49,6 @@ async def table(settings) -> AsyncIterator[str]:
             await pg.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-async def _pool(
-    settings, *, prepare: bool = True, size: int = 1, **kwargs: Any
-) -> psycopg_pool.AsyncConnectionPool:
-    """As the queue's pool makes them: autocommit, prepare_threshold set where allowed."""
-    pool = psycopg_pool.AsyncConnectionPool(
-        libpq_url(settings.database_url),
-        min_size=size,
-        max_size=size,
-        open=False,
-        kwargs={"autocommit": True, "prepare_threshold": 2 if prepare else None, **kwargs},
-    )
-    await pool.open(wait=True)
-    return pool
-
-
 async def _prepared_texts(pg: psycopg.AsyncConnection[Any]) -> list[str]:
     cursor = await pg.execute(
         "SELECT statement FROM pg_prepared_statements WHERE from_sql", prepare=False
@@ -80,7 +65,7 @@ async def _both_ways(settings, *steps: Step, runs: int = 3) -> tuple[list[Any], 
     """The answers of `runs` jobs sending `steps` in their first message, prepared and as text."""
     answers: dict[bool, list[Any]] = {}
     for prepare in (True, False):
-        pool = await _pool(settings, prepare=prepare)
+        pool = await queue_like_pool(settings, prepare=prepare)
         try:
             answers[prepare] = [await _one_message(pool, *steps) for _ in range(runs)]
         finally:
@@ -129,7 +114,7 @@ async def test_values_of_every_kind_are_written_and_read_as_text_writes_them(set
     ]  # fmt: skip
     answers: dict[bool, list[Any]] = {}
     for prepare in (True, False):
-        pool = await _pool(settings, prepare=prepare)
+        pool = await queue_like_pool(settings, prepare=prepare)
         try:
             async with pool.connection() as pg:
                 await pg.execute(f"DELETE FROM {table}")
@@ -170,7 +155,7 @@ async def test_literal_percent_signs_answer_the_same_prepared_and_as_text(settin
 async def test_the_same_sql_twice_in_a_message_and_a_parameter_used_twice(settings, table):
     insert = f"INSERT INTO {table} (id, v) VALUES (%(id)s, %(v)s || ':' || %(id)s::text)"
     twice = f"SELECT id, v FROM {table} WHERE id = %(id)s OR id = %(id)s + 100 ORDER BY id"
-    pool = await _pool(settings)
+    pool = await queue_like_pool(settings)
     try:
         for base in (0, 10, 20):
             async with job_messages(pool) as transaction:
@@ -200,7 +185,7 @@ async def test_the_same_sql_twice_in_a_message_and_a_parameter_used_twice(settin
 @pytest.mark.parametrize("where", ["first", "later"])
 async def test_a_statement_that_fails_at_execution_writes_nothing(settings, table, where):
     insert = f"INSERT INTO {table} (id, v) VALUES (%(id)s, %(v)s)"
-    pool = await _pool(settings)
+    pool = await queue_like_pool(settings)
     try:
         await _one_message(pool, Step(insert, {"id": 1, "v": "kept"}))  # prepares it
         await _one_message(pool, Step(insert, {"id": 99, "v": "x"}))  # and EXECUTEs it
@@ -239,7 +224,7 @@ def _no_longer_text_only(query: str) -> None:
 async def test_a_lock_timeout_while_preparing_does_not_send_it_as_text_forever(settings, table):
     read = f"SELECT v FROM {table} WHERE id = %(id)s"
     _no_longer_text_only(read)
-    pool = await _pool(settings, options="-c lock_timeout=300")
+    pool = await queue_like_pool(settings, options="-c lock_timeout=300")
     try:
         async with await _admin(settings) as migration:
             # A migration holds the table: PREPARE (its analysis locks the table) waits, then
@@ -263,7 +248,7 @@ async def test_a_lock_timeout_while_preparing_does_not_send_it_as_text_forever(s
 async def test_a_table_missing_for_a_while_does_not_send_it_as_text_forever(settings):
     name = f"atk_late_{uuid.uuid4().hex[:8]}"
     read = f"SELECT v FROM {name} WHERE id = %(id)s"
-    pool = await _pool(settings)
+    pool = await queue_like_pool(settings)
     try:
         with pytest.raises(psycopg.errors.UndefinedTable):  # the job fails, and is retried
             await _one_message(pool, Step(read, {"id": 1}))
@@ -283,7 +268,7 @@ async def test_a_table_missing_for_a_while_does_not_send_it_as_text_forever(sett
 
 async def test_a_job_cancelled_while_preparing_leaves_the_connection_usable(settings, table):
     read = f"SELECT v FROM {table} WHERE id = %(id)s"
-    pool = await _pool(settings)
+    pool = await queue_like_pool(settings)
     try:
         async with await _admin(settings) as migration:
             async with migration.transaction():
@@ -309,7 +294,7 @@ async def test_a_copy_prepared_but_never_noted_and_gone_stale_still_answers(sett
     migration: the next job meets a copy it does not know of, stale."""
     read = f"SELECT t.id, t.v, t.* FROM {table} t WHERE t.id = %(id)s"
     _, prepare, _ = prepared.forms(read)
-    pool = await _pool(settings)
+    pool = await queue_like_pool(settings)
     try:
         async with pool.connection() as pg:
             await pg.execute(f"INSERT INTO {table} (id, v) VALUES (1, 'one')")
@@ -328,7 +313,7 @@ async def test_after_discard_all_a_failed_attempt_writes_nothing_and_the_retry_o
 ):
     insert = f"INSERT INTO {table} (id, v) VALUES (%(id)s, %(v)s)"
     bump = f"UPDATE {table} SET v = v || '+' WHERE id = %(id)s"
-    pool = await _pool(settings)
+    pool = await queue_like_pool(settings)
 
     async def job(id_: int) -> None:
         async with job_messages(pool) as transaction:

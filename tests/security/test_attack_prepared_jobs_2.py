@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from refit.one_message import Step, job_messages
-from tests.security.test_attack_prepared_jobs import _admin, _pool, _prepared_texts
+from tests.job_pools import queue_like_pool
+from tests.security.test_attack_prepared_jobs import _admin, _prepared_texts
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,7 +46,7 @@ async def test_a_copy_prepared_as_the_service_is_under_rls_in_a_sellers_role(set
     read = f"SELECT id FROM {name} WHERE id < %(below)s ORDER BY id"
     as_seller = "SET LOCAL ROLE authenticated"
     claims = "SELECT set_config('request.jwt.claims', %(claims)s, true)"
-    pool = await _pool(settings)
+    pool = await queue_like_pool(settings)
     try:
         for _ in range(7):  # past PostgreSQL's five custom plans, on to its generic one
             async with job_messages(pool) as transaction:
@@ -70,7 +71,7 @@ async def test_n_plus_one_jobs_at_once_on_n_connections(settings, table):
     insert = f"INSERT INTO {table} (id, v) VALUES (%(id)s, 'n')"
     bump = f"UPDATE {table} SET v = v || '+' WHERE id = %(id)s RETURNING v"
     size = 3
-    pool = await _pool(settings, size=size)
+    pool = await queue_like_pool(settings, size=size)
     start = asyncio.Event()
 
     async def job(id_: int) -> list[Any]:

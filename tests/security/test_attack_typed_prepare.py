@@ -17,8 +17,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from refit import prepared
-from refit.db import libpq_url
 from refit.one_message import Step, job_messages
+from tests.job_pools import queue_like_pool
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,19 +29,6 @@ class _Color(enum.Enum):
 
 class _Level(enum.IntEnum):
     HIGH = 3
-
-
-async def _pool(settings, *, prepare: bool) -> psycopg_pool.AsyncConnectionPool:
-    """One connection, as the queue's pool makes them (autocommit, prepare_threshold)."""
-    pool = psycopg_pool.AsyncConnectionPool(
-        libpq_url(settings.database_url),
-        min_size=1,
-        max_size=1,
-        open=False,
-        kwargs={"autocommit": True, "prepare_threshold": 2 if prepare else None},
-    )
-    await pool.open(wait=True)
-    return pool
 
 
 async def _ours(pool: psycopg_pool.AsyncConnectionPool, marker: str) -> list[str]:
@@ -71,7 +58,7 @@ async def _jobs(pool, runs: list[list[Step]]) -> list[Any]:
 async def _both_ways(settings, runs: list[list[Step]]) -> tuple[list[Any], list[Any]]:
     answers: dict[bool, list[Any]] = {}
     for prepare in (True, False):
-        pool = await _pool(settings, prepare=prepare)
+        pool = await queue_like_pool(settings, prepare=prepare)
         try:
             answers[prepare] = await _jobs(pool, runs)
             # The connection still answers after whatever the runs did.
@@ -167,7 +154,7 @@ async def test_many_values_for_one_statement_keep_few_prepared_copies(settings):
         lambda i: i % 2 == 0,
         lambda i: -i,
     ]
-    pool = await _pool(settings, prepare=True)
+    pool = await queue_like_pool(settings, prepare=True)
     try:
         for i in range(1000):
             a, b = kinds[i % len(kinds)](i), kinds[(i // 7) % len(kinds)](i + 1)
@@ -228,7 +215,7 @@ async def test_no_parameters_and_percent_escapes_once_each(settings):
         [{"m": "noparam-marker", "v": "5%"}],
     ]
     assert as_prepared == as_text
-    pool = await _pool(settings, prepare=True)
+    pool = await queue_like_pool(settings, prepare=True)
     try:
         await _jobs(pool, runs)
         copies = await _ours(pool, "noparam-marker")

@@ -21,62 +21,27 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 
-from refit import bounded_head, http_server, queue
-from refit.app import create_app
-from refit.resources import close_resources, open_resources
-from tests.processes import free_port, start_refit
+from tests.processes import start_refit
+from tests.security.served_app import Served, served_app
 
 pytestmark = pytest.mark.timeout(60)
 
 _WALLET = "11111111111111111111111111111111"  # a valid base58 public key (32 bytes)
 
 
-@dataclass
-class Served:
-    port: int
-    server: http_server.InLoopServer
-    app: Any
-
-
 @pytest.fixture
 async def served(settings, monkeypatch) -> AsyncIterator[Served]:
-    # A keep-alive of 2 s and a head read within 2 s (production's: 75 s and 30 s), so that
-    # the bounds show within the test's seconds.
-    monkeypatch.setattr(http_server, "KEEP_ALIVE_SECONDS", 2)
-    monkeypatch.setattr(bounded_head, "HEAD_SECONDS", 2)
-    port = free_port()
-    ours = settings.model_copy(
-        update={"host": "127.0.0.1", "port": port, "rate_limit_nonce_per_ip": "2/minute"}
-    )
-    resources = await open_resources(ours)
-    assert ours.database_url
-    jobs = await queue.open_queue(ours.database_url, max_size=2)
-    app = create_app(ours, resources=resources)
-
     async def boom() -> None:
         raise RuntimeError("the red team's error inside the app")
 
-    app.add_api_route("/atk/boom", boom, methods=["GET"])
-    server = http_server.InLoopServer(http_server.config(ours, app))
-    task = asyncio.ensure_future(server.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                assert not task.done(), task
-                await asyncio.sleep(0.05)
-        yield Served(port, server, app)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 15)
-        await queue.close_queue(jobs)
-        await close_resources(resources)
+    async with served_app(
+        settings, monkeypatch, {"/atk/boom": boom}, rate_limit_nonce_per_ip="2/minute"
+    ) as served:
+        yield served
 
 
 async def _exchange(port: int, raw: bytes, *, wait: float = 2.0) -> bytes:
