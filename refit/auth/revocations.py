@@ -19,6 +19,7 @@ import time
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from refit import resources
@@ -139,11 +140,22 @@ async def load_revoked(engine: AsyncEngine) -> dict[str, float]:
 
 
 async def is_recorded(engine: AsyncEngine, jti: str) -> bool:
-    async with engine.connect() as conn:
-        found = await conn.scalar(
-            text("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = :jti)"), {"jti": jti}
-        )
-        return bool(found)
+    """Whether `jti` is recorded revoked. A request asks this while the watch is not live (it
+    restarts after an outage, as PostgreSQL may have): a pooled connection that died while
+    idle (API processes do not ping before use) costs a second try on a fresh one, not a
+    503 (SQLAlchemy invalidated the pool's older connections on seeing it)."""
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as conn:
+                found = await conn.scalar(
+                    text("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = :jti)"),
+                    {"jti": jti},
+                )
+            return bool(found)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 _watch: RevocationWatch | None = None

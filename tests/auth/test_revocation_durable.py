@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
+import psycopg
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from refit import transactions
+from refit import db, transactions
 from refit.app import create_app
 from refit.auth import revocations
 from refit.auth.tokens import decode_access_token
@@ -89,3 +91,36 @@ async def test_a_seller_cannot_touch_the_revocations(resources, make_user, state
             await transactions.act_as_user(session, seller.id)
             with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
                 await session.execute(text(statement), {"uid": seller.id})
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+async def test_a_connection_that_died_while_idle_costs_the_lookup_no_error(
+    settings, make_user, recorded
+):
+    """While the watch is not live a request looks its token up in PostgreSQL, on an API
+    process's engine (no ping before use). The server restarted since that engine's
+    connection was last used (here: its backend terminated): the lookup is answered from a
+    fresh connection, not a 503 (tests/orders/test_seller_reads.py saw one under load)."""
+    assert settings.database_url
+    engine = db.create_engine(settings.database_url, pool_size=1, ping_before_use=False)
+    jti = f"idle-{uuid.uuid4().hex}"
+    try:
+        if recorded:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO revoked_tokens (jti, user_id, expires_at) "
+                        "VALUES (:jti, :user, now() + interval '1 hour')"
+                    ),
+                    {"jti": jti, "user": (await make_user()).id},
+                )
+        async with engine.connect() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        assert await revocations.is_recorded(engine, jti) is recorded
+        async with await psycopg.AsyncConnection.connect(
+            db.libpq_url(settings.database_url), autocommit=True
+        ) as other:
+            await other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert await revocations.is_recorded(engine, jti) is recorded
+    finally:
+        await engine.dispose()
