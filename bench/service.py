@@ -240,24 +240,21 @@ async def _webhooks(
     warm, requests = setup.work / f"webhooks-warm-{size}.txt", setup.work / f"webhooks-{size}.txt"
     log = setup.work / "logs" / "worker.log"
     async with webhooks.worker_beside(conn, env, log, started) as worker:
-        webhooks.write_requests(warm, f"W{size}X", int(WARMUP_SECONDS * 2000), secret)
-        await webhooks.post(api, token, warm, seconds=WARMUP_SECONDS, conn=conn)
-        warm_up_due = await webhooks.warm_up_handled(conn)
-        count = int(webhooks.BODIES_PER_SECOND * DURATION)
-        webhooks.write_requests(requests, f"B{size}X", count, secret)
-        await measure(
-            "webhooks",
-            webhooks.post(
-                api,
-                token,
-                requests,
-                seconds=DURATION,
-                conn=conn,
-                worker=worker,
-                warm_up_due=warm_up_due,
-            ),
-            api_process,
+        due = await webhooks.warm_up(
+            api, token, secret, warm, prefix=f"W{size}X", seconds=WARMUP_SECONDS, conn=conn
         )
+        run = webhooks.measured_run(
+            api,
+            token,
+            secret,
+            requests,
+            prefix=f"B{size}X",
+            seconds=DURATION,
+            conn=conn,
+            worker=worker,
+            warm_up_due=due,
+        )
+        await measure("webhooks", run, api_process)
     # What the worker had not handled is dropped: neither its jobs nor the webhook sweep's
     # re-queueing may compete with the label jobs measured next.
     await webhooks.drop_backlog(conn)

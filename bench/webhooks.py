@@ -18,8 +18,9 @@ import datetime as dt
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -78,6 +79,43 @@ def write_requests(path: Path, prefix: str, count: int, secret: str) -> None:
         for i in range(count):
             raw = body(f"{prefix}{i:08d}")
             out.write(f"t={stamp},v1={sign(secret, stamp, raw)} ".encode() + raw + b"\n")
+
+
+async def warm_up(
+    api: str,
+    token: str,
+    secret: str,
+    path: Path,
+    *,
+    prefix: str,
+    seconds: float,
+    conn: psycopg.AsyncConnection,
+) -> int:
+    """Signed bodies posted for `seconds` (written to `path` first), then their jobs left to
+    run (`warm_up_handled`): how many were still due."""
+    write_requests(path, prefix, int(seconds * 2000), secret)
+    await post(api, token, path, seconds=seconds, conn=conn)
+    return await warm_up_handled(conn)
+
+
+def measured_run(
+    api: str,
+    token: str,
+    secret: str,
+    path: Path,
+    *,
+    prefix: str,
+    seconds: float,
+    conn: psycopg.AsyncConnection,
+    worker: subprocess.Popen[bytes],
+    warm_up_due: int,
+) -> Coroutine[Any, Any, load.Measure]:
+    """The measured run's signed bodies written to `path`; its `post`, to await (or to hand
+    to a caller that measures the API's CPU around it)."""
+    write_requests(path, prefix, int(BODIES_PER_SECOND * seconds), secret)
+    return post(
+        api, token, path, seconds=seconds, conn=conn, worker=worker, warm_up_due=warm_up_due
+    )
 
 
 async def post(

@@ -100,28 +100,28 @@ async def _round(
         async with webhooks.worker_beside(
             conn, {**env, "PGAPPNAME": "worker"}, log, started
         ) as worker:
-            warm = work / f"warm-{index}.txt"
-            webhooks.write_requests(warm, f"W{index}X", int(WARMUP_SECONDS * 2000), secret)
-            await webhooks.post(url, token, warm, seconds=WARMUP_SECONDS, conn=conn)
-            warm_up_due = await webhooks.warm_up_handled(conn)
-            requests = work / f"webhooks-{index}.txt"
-            count = int(webhooks.BODIES_PER_SECOND * DURATION)
-            webhooks.write_requests(requests, f"B{index}X", count, secret)
+            warm, requests = work / f"warm-{index}.txt", work / f"webhooks-{index}.txt"
+            due = await webhooks.warm_up(
+                url, token, secret, warm, prefix=f"W{index}X", seconds=WARMUP_SECONDS, conn=conn
+            )
+            run = webhooks.measured_run(
+                url,
+                token,
+                secret,
+                requests,
+                prefix=f"B{index}X",
+                seconds=DURATION,
+                conn=conn,
+                worker=worker,
+                warm_up_due=due,
+            )
             _spy(api.pid, work / "profiles" / f"api-{index}.txt", DURATION, started)
             _spy(worker.pid, work / "profiles" / f"worker-{index}.txt", DURATION, started)
             load_before = os.getloadavg()[0]
             backends = await _backends(conn)
             cpu = servers.group_cpu_seconds(api)
             split = _user_system(api)
-            result = await webhooks.post(
-                url,
-                token,
-                requests,
-                seconds=DURATION,
-                conn=conn,
-                worker=worker,
-                warm_up_due=warm_up_due,
-            )
+            result = await run
             cpu = servers.group_cpu_seconds(api) - cpu
             user, system = (b - a for a, b in zip(split, _user_system(api), strict=True))
             after = await _backends(conn)

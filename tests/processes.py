@@ -40,6 +40,18 @@ async def stop_refit(process: subprocess.Popen, grace_seconds: float = 60) -> No
         process.wait()
 
 
+async def exit_status(process: subprocess.Popen, within: float) -> int:
+    """The exit status of a process that is to end by itself within `within` seconds; one
+    still running then is killed (its whole group) and the wait's TimeoutExpired fails the
+    test."""
+    try:
+        return await asyncio.to_thread(process.wait, within)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def free_port() -> int:
     """A loopback port free right now, for a process the test starts."""
     with socket.socket() as s:

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.processes import exit_status, start_refit
 from tests.processes import free_port as _free_port
 from tests.processes import read_log as _read
-from tests.processes import start_refit
 from tests.processes import until as _until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,12 +235,7 @@ async def test_a_process_that_cannot_start_stops_the_command_with_exit_3(setting
     log_path = tmp_path / "api.log"
     env = _command_env(tmp_path / "data", _free_port(), REFIT_DATABASE_URL=missing)
     process = start_refit(["api", "--workers", "2"], env, log_path)
-    try:
-        code = await asyncio.to_thread(process.wait, 240)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    code = await exit_status(process, 240)
     lines = _log(log_path)
     assert code == 3, log_path.read_text()[-3000:]
     (could_not,) = _events(lines, "refit.api_process_could_not_start")

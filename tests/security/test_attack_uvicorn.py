@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +24,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.processes import start_refit
+from tests.processes import exit_status, start_refit
 from tests.security.served_app import Served, served_app
 
 pytestmark = pytest.mark.timeout(60)
@@ -234,11 +233,8 @@ async def test_refit_api_on_a_taken_port_exits_3_with_one_line(settings, tmp_pat
     log_path = tmp_path / "api.log"
     process = start_refit(["api", "--workers", "2"], env, log_path)
     try:
-        code = await asyncio.to_thread(process.wait, 50)
+        code = await exit_status(process, 50)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
         taken.close()
     output = log_path.read_text()
     assert code == 3, output[-3000:]
