@@ -120,7 +120,7 @@ async def run(
         await _wait_done(conn, warmup)
         # Jobs left by the scenarios before (the webhook row's, the warm-up's emails) are run
         # first, so the row measures label jobs and not another scenario's backlog.
-        leftover = await _drain(conn)
+        leftover = await jobs_run(conn)
         cpu = servers.group_cpu_seconds(worker)
         await _ship(resources, ids)
         # Committed: the worker is woken by the jobs' NOTIFY. Time runs on the database clock
@@ -176,13 +176,18 @@ async def _ship(resources: Resources, ids: list[uuid.UUID]) -> None:
             )
 
 
-async def _drain(conn: psycopg.AsyncConnection) -> int:
-    """Until no job is due or running (bounded in time); how many still were at the bound."""
-    deadline = time.monotonic() + TIMEOUT_SECONDS
+async def jobs_run(
+    conn: psycopg.AsyncConnection, *, task: str | None = None, seconds: float = TIMEOUT_SECONDS
+) -> int:
+    """Until no job (of `task`, or any) is due or running, bounded by `seconds`; how many
+    still were at the bound."""
+    deadline = time.monotonic() + seconds
     while True:
         cur = await conn.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' OR "
-            "(status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now()))"
+            "SELECT count(*) FROM procrastinate_jobs WHERE (status = 'doing' OR "
+            "(status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now()))) "
+            "AND (%(task)s::text IS NULL OR task_name = %(task)s)",
+            {"task": task},
         )
         row = await cur.fetchone()
         due = row[0] if row else 0

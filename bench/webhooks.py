@@ -92,10 +92,13 @@ async def warm_up(
     conn: psycopg.AsyncConnection,
 ) -> int:
     """Signed bodies posted for `seconds` (written to `path` first), then their jobs left to
-    run (`warm_up_handled`): how many were still due."""
+    run (bounded): how many were still due."""
     write_requests(path, prefix, int(seconds * 2000), secret)
     await post(api, token, path, seconds=seconds, conn=conn)
-    return await warm_up_handled(conn)
+    # The measured run then starts with the worker level with the webhooks, as a steady
+    # stream keeps it: not behind the warm-up's backlog, which made the measured seconds'
+    # worker run 1,500 more jobs than the 6,000 accepted in them.
+    return await labels.jobs_run(conn, task=HANDLE_TASK, seconds=WARM_UP_HANDLED_SECONDS)
 
 
 def measured_run(
@@ -163,25 +166,6 @@ async def post(
     if worker and finished:
         e["worker_cpu_ms"] = (servers.group_cpu_seconds(worker) - worker_cpu) * 1000 / finished
     return measure
-
-
-async def warm_up_handled(conn: psycopg.AsyncConnection) -> int:
-    """Until the worker has run the warm-up's webhook jobs (bounded in time); how many were
-    still due at the bound. The measured run then starts with the worker level with the
-    webhooks, as a steady stream keeps it: not behind the warm-up's backlog, which made the
-    measured seconds' worker run 1,500 more jobs than the 6,000 accepted in them."""
-    deadline = time.monotonic() + WARM_UP_HANDLED_SECONDS
-    while True:
-        cur = await conn.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s "
-            "AND status IN ('todo', 'doing')",
-            (HANDLE_TASK,),
-        )
-        row = await cur.fetchone()
-        due = int(row[0]) if row else 0
-        if not due or time.monotonic() > deadline:
-            return due
-        await asyncio.sleep(0.2)
 
 
 async def drop_backlog(conn: psycopg.AsyncConnection) -> None:
