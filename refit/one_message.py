@@ -9,7 +9,6 @@ Values are bound client-side, quoted by psycopg; nothing else sends raw multi-st
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -133,14 +132,11 @@ class Step:
     as_service: bool = False
 
 
-# A parameter, or an escaped percent sign (left as it is: `%%(x)s` is text, no parameter).
-_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
-
-
 def _prefixed(sql: str, index: int) -> str:
     """`sql` with each parameter name prefixed by its step's index (two steps may both say
     %(id)s)."""
-    return _PLACEHOLDER.sub(lambda m: f"%(s{index}_{m[1]})s" if m[1] else "%%", sql)
+    # An escaped percent sign stays as it is: `%%(x)s` is text, no parameter.
+    return prepared.PLACEHOLDER.sub(lambda m: f"%(s{index}_{m[1]})s" if m[1] else "%%", sql)
 
 
 async def in_one_message(session: AsyncSession, *steps: Step) -> list[list[dict[str, Any]]]:

@@ -35,7 +35,8 @@ log = structlog.get_logger(__name__)
 _prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = (
     weakref.WeakKeyDictionary()
 )
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+# psycopg's named placeholder (its name in group 1), or its escaped percent sign (none).
+PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 
 # Errors that mean the connection's copy is gone or stale: prepared again, the read once more.
 # (Not there: a `DISCARD ALL`; a changed result type: a migration added a column to `o.*`.)
@@ -64,7 +65,7 @@ def forms(query: str, types: tuple[str, ...] = ()) -> tuple[str, str, str]:
             return f"${len(names)}"
         return f"${names.index(match[1]) + 1}"
 
-    body = _PLACEHOLDER.sub(number, query)
+    body = PLACEHOLDER.sub(number, query)
     key = query if not types else f"{query}\0{','.join(types)}"
     name = "refit_stmt_" + hashlib.sha256(key.encode()).hexdigest()[:20]
     values = ", ".join(f"%({n})s" for n in names)
@@ -76,7 +77,7 @@ def forms(query: str, types: tuple[str, ...] = ()) -> tuple[str, str, str]:
 @lru_cache(maxsize=256)
 def occurrences(query: str) -> tuple[str, ...]:
     """`query`'s parameter names, once per occurrence, in the order of `forms`' numbers."""
-    return tuple(m[1] for m in _PLACEHOLDER.finditer(query) if m[1] is not None)
+    return tuple(m[1] for m in PLACEHOLDER.finditer(query) if m[1] is not None)
 
 
 def literal_types(tx: abc.Transformer, query: str, params: Mapping[str, Any]) -> tuple[str, ...]:
