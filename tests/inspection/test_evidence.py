@@ -91,8 +91,11 @@ async def test_a_revised_offer_shows_the_owner_notes_and_clean_photos(
 
     first_path, first = _path_and_query(inspection["photos"][0])
     second_path, _ = _path_and_query(inspection["photos"][1])
+    # One character changed, never to itself (a signature that began with "A" was "tampered"
+    # into the same one 1 time in 64: a fresh-clone .ci/run failed on it).
+    tampered = ("B" if first["sig"][0] == "A" else "A") + first["sig"][1:]
     refusals = {
-        "tampered signature": f"{first_path}?expires={first['expires']}&sig=A{first['sig'][1:]}",
+        "tampered signature": f"{first_path}?expires={first['expires']}&sig={tampered}",
         "longer life": f"{first_path}?expires={int(first['expires']) + 60}&sig={first['sig']}",
         "another photo's path": f"{second_path}?expires={first['expires']}&sig={first['sig']}",
         "no signature": first_path,
