@@ -107,20 +107,24 @@ async def _serving(app: FastAPI, resources: Resources) -> AsyncIterator[None]:
     the one list, whether its lifespan opened the resources or was given them (`refit run`
     shares them with the worker; the tests share theirs)."""
     setup_tracing(resources.settings, engine=resources.engine)
-    await revocations.start_watch(resources.redis, resources.settings)
-    # The process's one LISTEN connection: order events and flags, then started.
-    listener = Listener.for_settings(resources.settings)
-    follow_order_events(app, listener)
-    await flags_follower.start_follower(listener)
-    listener.start()
-    # Which processes serve, by pid: `refit api --workers N` starts N (refit.http_server).
-    log.info("refit.api_process_started", pid=os.getpid())
+    watch = await revocations.start_watch(resources.redis, resources.engine, resources.settings)
     try:
-        yield
+        # The process's one LISTEN connection: order events and flags, then started.
+        listener = Listener.for_settings(resources.settings)
+        follow_order_events(app, listener)
+        await flags_follower.start_follower(listener)
+        listener.start()
+        # Which processes serve, by pid: `refit api --workers N` starts N (refit.http_server).
+        log.info("refit.api_process_started", pid=os.getpid())
+        try:
+            yield
+        finally:
+            await flags_follower.stop_follower()
+            await listener.stop()
     finally:
-        await flags_follower.stop_follower()
-        await listener.stop()
-        await revocations.stop_watch()
+        # Stopped even when what started after it failed: a watch left running would go on
+        # reconnecting, and loading, for the rest of the process.
+        await revocations.stop_watch(watch)
 
 
 @asynccontextmanager

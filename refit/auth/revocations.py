@@ -22,7 +22,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from refit import resources
 from refit.log_setup import describe_error
 from refit.settings import Settings
 
@@ -44,12 +43,14 @@ def channel(settings: Settings) -> str:
 class RevocationWatch:
     """The process's view of revoked tokens: jti -> the token's expiry (epoch seconds)."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, engine: AsyncEngine, settings: Settings) -> None:
         self.redis = redis
+        self.engine = engine
         self.settings = settings
         self.live = False
         self._revoked: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def revoked(self, jti: str) -> bool | None:
         """True or False while live; None when only Redis itself can say."""
@@ -65,6 +66,9 @@ class RevocationWatch:
 
     async def stop(self) -> None:
         self.live = False
+        # Also read by the loop: a cancellation swallowed on the way (see below) must not
+        # leave it reconnecting for good.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             # Bounded: a pub/sub read cancelled mid-way may not let go of its connection
@@ -73,12 +77,14 @@ class RevocationWatch:
 
     async def _run(self) -> None:
         wait = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await self._follow()
             except asyncio.CancelledError:
+                self.live = False
                 raise
             except Exception as exc:
+                # Said once when a live watch is lost, not at every failed reconnect after.
                 if self.live:
                     log.warning("auth.revocation_watch_lost", error=describe_error(exc))
                 self.live = False
@@ -113,13 +119,12 @@ class RevocationWatch:
                 jti, _, expires = str(message["data"]).partition(" ")
                 self.add(jti, float(expires or time.time() + 86400))
         finally:
-            self.live = False
             with contextlib.suppress(Exception, asyncio.TimeoutError):
                 await asyncio.wait_for(pubsub.aclose(), STOP_SECONDS)
 
     async def _load(self) -> None:
         # From the record, not from Redis: after Redis lost its data, its keys are gone too.
-        loaded = await load_revoked(resources.current().engine)
+        loaded = await load_revoked(self.engine)
         self._revoked = loaded | self._revoked
 
     def _prune(self) -> None:
@@ -158,23 +163,23 @@ async def is_recorded(engine: AsyncEngine, jti: str) -> bool:
     raise AssertionError("unreachable")
 
 
-_watch: RevocationWatch | None = None
+# The watches started in this process, newest last: one per API process in production; a
+# test may run two apps at once. Each lifespan stops the one it started, so none outlives it.
+_watches: list[RevocationWatch] = []
 
 
 def current_watch() -> RevocationWatch | None:
-    return _watch
+    return _watches[-1] if _watches else None
 
 
-async def start_watch(redis: Redis, settings: Settings) -> RevocationWatch:
+async def start_watch(redis: Redis, engine: AsyncEngine, settings: Settings) -> RevocationWatch:
     """Start following revocations in this process (the API's lifespan)."""
-    global _watch
-    _watch = RevocationWatch(redis, settings)
-    _watch.start()
-    return _watch
+    watch = RevocationWatch(redis, engine, settings)
+    _watches.append(watch)
+    watch.start()
+    return watch
 
 
-async def stop_watch() -> None:
-    global _watch
-    if _watch is not None:
-        await _watch.stop()
-        _watch = None
+async def stop_watch(watch: RevocationWatch) -> None:
+    _watches.remove(watch)
+    await watch.stop()
