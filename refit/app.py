@@ -112,14 +112,14 @@ async def _serving(app: FastAPI, resources: Resources) -> AsyncIterator[None]:
         # The process's one LISTEN connection: order events and flags, then started.
         listener = Listener.for_settings(resources.settings)
         follow_order_events(app, listener)
-        await flags_follower.start_follower(listener)
+        follower = await flags_follower.start_follower(listener)
         listener.start()
         # Which processes serve, by pid: `refit api --workers N` starts N (refit.http_server).
         log.info("refit.api_process_started", pid=os.getpid())
         try:
             yield
         finally:
-            await flags_follower.stop_follower()
+            await flags_follower.stop_follower(follower)
             await listener.stop()
     finally:
         # Stopped even when what started after it failed: a watch left running would go on

@@ -105,7 +105,7 @@ class FlagFollower:
         re-reads and the counts wait."""
         clock = asyncio.get_running_loop().time
         loaded = flushed = clock()
-        while True:
+        while not self._stopped:
             due = min(loaded + RELOAD_SECONDS, flushed + FLUSH_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(due - clock(), 0))
@@ -173,24 +173,24 @@ class FlagFollower:
                 await self._flush(connection)
 
 
-_follower: FlagFollower | None = None
+# The followers started in this process, newest last: one per API process in production; a
+# test may run two apps at once. Each lifespan stops the one it started, so none outlives it.
+_followers: list[FlagFollower] = []
 
 
 def current_follower() -> FlagFollower | None:
-    return _follower
+    return _followers[-1] if _followers else None
 
 
 async def start_follower(listener: Listener) -> FlagFollower:
     """Start following the flags in this process (the API's lifespan), on its listener:
     registered before the listener starts."""
-    global _follower
-    _follower = FlagFollower(listener)
-    _follower.start()
-    return _follower
+    follower = FlagFollower(listener)
+    _followers.append(follower)
+    follower.start()
+    return follower
 
 
-async def stop_follower() -> None:
-    global _follower
-    if _follower is not None:
-        await _follower.stop()
-        _follower = None
+async def stop_follower(follower: FlagFollower) -> None:
+    _followers.remove(follower)
+    await follower.stop()

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from refit.app import create_app
 from refit.auth import revocations
+from refit.flags.follower import current_follower
 from tests.resilience.pg_proxy import CuttableProxy
 
 
@@ -38,28 +39,40 @@ async def _until(what: str, check: Callable[[], object], seconds: float = 10) ->
         await asyncio.sleep(0.02)
 
 
+def _running(name: str) -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if task.get_name() == name and not task.done()]
+
+
 def _running_watches() -> list[asyncio.Task[Any]]:
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if task.get_name() == "auth.revocation_watch" and not task.done()
-    ]
+    return _running("auth.revocation_watch")
 
 
 async def test_two_apps_in_one_process_each_stop_their_own_watch(resources, settings):
+    """And their own flag follower, kept the same way."""
     first = create_app(settings, resources=resources)
     second = create_app(settings, resources=resources)
     async with first.router.lifespan_context(first):
-        older = revocations.current_watch()
+        older = (revocations.current_watch(), current_follower())
         async with second.router.lifespan_context(second):
-            newer = revocations.current_watch()
-            assert older is not None and newer is not None and newer is not older
-            assert len(_running_watches()) == 2
-        # The app still serving is checked by its own watch again.
-        assert revocations.current_watch() is older
-        assert len(_running_watches()) == 1
-    assert revocations.current_watch() is None
-    assert _running_watches() == []
+            newer = (revocations.current_watch(), current_follower())
+            assert None not in older + newer
+            assert newer[0] is not older[0] and newer[1] is not older[1]
+            assert len(_running_watches()) == len(_running("flags.follower")) == 2
+        # The app still serving is checked by its own watch and follower again.
+        assert (revocations.current_watch(), current_follower()) == older
+        await _until_ended(left=1)
+    assert revocations.current_watch() is None and current_follower() is None
+    await _until_ended(left=0)
+
+
+async def _until_ended(left: int) -> None:
+    """A stopped task ends within seconds (a cancelled pub/sub read may take its time to let go
+    of its connection: `RevocationWatch.stop` does not wait on it), never not at all."""
+    await _until(
+        f"down to {left} running",
+        lambda: len(_running_watches()) == len(_running("flags.follower")) == left,
+        seconds=5,
+    )
 
 
 async def test_a_lost_subscription_is_said_once_and_followed_again(
@@ -93,4 +106,19 @@ async def test_a_lost_subscription_is_said_once_and_followed_again(
         await revocations.stop_watch(watch)
         await redis.aclose()
         await proxy.stop()
-    assert _running_watches() == []
+    await _until("stopped", lambda: _running_watches() == [], seconds=5)
+
+
+async def test_a_watch_stopped_while_it_starts_is_over_when_stop_returns(resources, settings):
+    """redis-py's subscribe can swallow the cancellation of a stop in the watch's first
+    milliseconds and return as if nothing happened; the watch went on following until its
+    process ended. Stopped at staggered moments across its start, each one is over."""
+    left_running = []
+    for moment in range(60):
+        watch = await revocations.start_watch(resources.redis, resources.engine, settings)
+        await asyncio.sleep(moment * 0.0002)
+        await revocations.stop_watch(watch)
+        if _running_watches():
+            left_running.append(moment)
+            await _until("over", lambda: _running_watches() == [], seconds=40)
+    assert left_running == []
