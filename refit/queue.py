@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-import json
 import traceback
 from contextlib import ExitStack
 from typing import Any
@@ -124,12 +123,12 @@ def defer_in_statement(task: str, args_sql: str) -> tuple[str, dict[str, Any]]:
     and its parameters: for a write that is one statement in one round trip (the webhook
     intake), whose job then exists iff that statement commits, as with `defer`.
 
-    `args_sql` is a jsonb expression of the statement (the row's id, say); the deferring
-    request's origin is added as `defer` adds it. No queueing lock, whose conflict would fail
-    the whole statement.
+    `args_sql` is the job's arguments, a jsonb expression of the statement (the row's id,
+    say), which carries the deferring request's origin as `defer` adds it
+    (`logs.job_origin()`, read in that request): a statement may keep the deliveries of
+    several requests. No queueing lock, whose conflict would fail the whole statement.
     """
-    sql, params = _defer_jobs(task, f"({args_sql}) || %(job_origin)s::text::jsonb")
-    return sql, {**params, "job_origin": json.dumps(logs.job_origin())}
+    return _defer_jobs(task, f"({args_sql})")
 
 
 def defer_step(

@@ -21,18 +21,21 @@ from fastapi import APIRouter, Request, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from refit import inputs, queue, resources
+from refit import inputs, resources
 from refit.carriers.picker import sign
 from refit.errors import Unauthorized
-from refit.hot_path import positional
 from refit.settings import Settings
+
+# The task each kept event's job runs, and the provider its rows name (named where the
+# intake's statement is written, and here, where the rest of the domain finds them).
+from refit.shipping.intake_batch import HANDLE_TASK as HANDLE_TASK
+from refit.shipping.intake_batch import PROVIDER as PROVIDER
+from refit.shipping.intake_batch import Delivery, batcher_for
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
-PROVIDER = "shippo"
-HANDLE_TASK = "shipping.handle_webhook"
 # Shippo's HMAC header is `t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` as
 # integrators verify it (REFERENCE 1.6: the docs' own text is cut off, so both names Shippo
 # has been seen to use are read). A signature older or newer than this is a replay.
@@ -40,24 +43,6 @@ SIGNATURE_HEADERS = ("shippo-auth-signature", "shippo-signature")
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 
-# The whole intake in one statement, PostgreSQL's implicit transaction, prepared once per
-# connection on the hot path's (refit.hot_path): the row kept once per event, and on its
-# first insert (and only for a readable body) its job, in the same transaction. A delivery
-# again finds the row (ON CONFLICT DO NOTHING) and returns nothing: no job. The statement
-# timeout is asyncpg's (a cancel sent at the bound), so a 503 may come after the row was kept,
-# as with any answer lost after a commit: the carrier's redelivery is then a `duplicate`.
-# Text cast to jsonb, as asyncpg's jsonb codec there would encode a str once more.
-_KEEP = """
-WITH kept AS (
-  INSERT INTO webhook_inbox (provider, event, dedupe_key, test, body, raw_body, error)
-  VALUES (
-    %(provider)s, %(event)s, %(key)s, %(test)s, %(body)s::text::jsonb, %(raw)s, %(error)s
-  )
-  ON CONFLICT ON CONSTRAINT uq_webhook_inbox_provider_dedupe_key DO NOTHING
-  RETURNING id
-)
-SELECT kept.id, CASE WHEN %(error)s::text IS NULL THEN {defer} END AS job_ids FROM kept
-"""
 # Made fresh for each request: FastAPI adds the dependencies' headers to the one returned.
 _ANSWERS = {s: json.dumps({"status": s}).encode() for s in ("accepted", "duplicate", "kept")}
 
@@ -109,7 +94,7 @@ async def intake(request: Request) -> Response:
     verify(res.settings, request, raw)
     event, body, key, error = parse(raw)
     try:
-        rows = await _keep(res, raw, event, body, key, error)
+        kept = await _keep(res, raw, event, body, key, error)
     except asyncpg.DataError as exc:
         if body is None:
             raise
@@ -117,12 +102,12 @@ async def intake(request: Request) -> Response:
         # json.loads reads as inf or 0.0): kept as unreadable, like any body we cannot read.
         error = f"not storable as jsonb: {exc}"
         event, body, key = None, None, _digest(raw)
-        rows = await _keep(res, raw, event, body, key, error)
-    if not rows:
+        kept = await _keep(res, raw, event, body, key, error)
+    if kept is None:
         log.info("shipping.webhook_duplicate", webhook_event=event, key=key)
         return _answer("duplicate")
     if error is not None:
-        log.warning("shipping.webhook_unreadable", inbox_id=str(rows[0]["id"]), error=error)
+        log.warning("shipping.webhook_unreadable", inbox_id=str(kept), error=error)
         return _answer("kept")
     return _answer("accepted")
 
@@ -134,33 +119,22 @@ async def _keep(
     body: dict[str, Any] | None,
     key: str,
     error: str | None,
-) -> list[asyncpg.Record]:
+) -> Any:
+    """The new row's id, or None when this event was already kept: kept with this process's
+    other deliveries of the moment, in one statement and one commit (intake_batch)."""
     text = raw.decode("utf-8", "replace")
     test = body.get("test") if body is not None else None
-    statement, job_params = _keep_statement()
-    sql, args = positional(
-        statement,
-        {
-            **job_params,
-            "provider": PROVIDER,
-            "event": event,
-            "key": key,
-            "test": test if isinstance(test, bool) else None,
-            # The bytes as sent, which PostgreSQL parses into the same jsonb (never dumped
-            # again here): parse() read them strictly as UTF-8 JSON without NaN or Infinity.
-            "body": text if body is not None else None,
-            "raw": None if body is not None else text,
-            "error": error,
-        },
+    delivery = Delivery(
+        event=event,
+        key=key,
+        test=test if isinstance(test, bool) else None,
+        # The bytes as sent, which PostgreSQL parses into the same jsonb (never dumped
+        # again here): parse() read them strictly as UTF-8 JSON without NaN or Infinity.
+        body=text if body is not None else None,
+        raw=None if body is not None else text,
+        error=error,
     )
-    return await res.hot_path.write(sql, *args)
-
-
-def _keep_statement() -> tuple[str, dict[str, Any]]:
-    defer, params = queue.defer_in_statement(
-        HANDLE_TASK, "jsonb_build_object('inbox_id', kept.id::text)"
-    )
-    return _KEEP.format(defer=defer), params
+    return await batcher_for(res.hot_path).keep(delivery)
 
 
 def _answer(status: str) -> Response:

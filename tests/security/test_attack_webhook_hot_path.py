@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from refit import queue
 from refit import resources as current
 from refit.hot_path import positional
 from refit.models.shipping import WebhookInbox
 from refit.settings import DEV_WEBHOOK_TOKEN
-from refit.shipping import webhooks
+from refit.shipping import intake_batch
 from refit.shipping.webhooks import HANDLE_TASK
 from tests.orders.helpers import place_order
 from tests.resilience.test_db_timeouts import _app_with
@@ -186,12 +187,9 @@ async def test_odd_types_and_placeholder_text_in_the_body_are_only_data(client, 
 def test_positional_numbers_only_the_statements_placeholders():
     """Attack: data that spells the placeholders. Refusal: `positional` rewrites the intake's
     statement text only; every value goes as a parameter, as given, none left as `%(`."""
-    statement, job_params = webhooks._keep_statement()
-    params = {
-        **job_params,
-        **{n: f"%({n})s" for n in ("provider", "event", "key", "body", "raw", "error")},
-        "test": None,
-    }
+    statement, job_params = intake_batch.statement_and_job_params()
+    arrays = ("events", "keys", "tests", "bodies", "raws", "errors", "origins")
+    params = {**job_params, **{n: [f"%({n})s"] for n in arrays}, "provider": "%(provider)s"}
     sql, args = positional(statement, params)
     assert "%(" not in sql and "%s" not in sql
     names = sorted({*params})
@@ -207,20 +205,25 @@ def test_positional_numbers_only_the_statements_placeholders():
 async def test_one_event_many_at_once_some_hung_up_mid_statement_is_one_row_one_job(
     settings, resources, open_client
 ):
-    """Attack: the same event delivered 9 times at once on a hot path of 4 connections, the
-    inbox locked so 4 are mid-statement and 5 wait for a connection; 5 of the 9 hang up
+    """Attack: the same event delivered 9 times on a hot path of 4 connections, the inbox
+    locked so the first delivery's statement waits on it, and 8 more at once, which wait for
+    that statement (the intake's group commit: intake_batch); 5 of the 9, the first among
+    them, hang up
     (cancelled) while so, then the lock goes. Refusal: at most one `accepted` among the
-    answers, no connection left handed out or half-read, and after the carrier's
-    redelivery exactly one inbox row and one `shipping.handle_webhook` job."""
+    answers, one connection used and none left handed out, half-read or closed, and after
+    the carrier's redelivery exactly one inbox row and one `shipping.handle_webhook` job."""
     raw = json.dumps(track_updated("9400HUNGUP", "TRANSIT")).encode()
     async with _app_with(settings, open_client, db_seller_read_pool_size=4) as http:
         stack = current.current().hot_path._connections
+        batcher = intake_batch.batcher_for(current.current().hot_path)
         await asyncio.gather(*(_accepted(http, f"9400WARM{i}") for i in range(4)))
         async with resources.sessionmaker() as holder, holder.begin():
             await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
-            tasks = [asyncio.create_task(_post(http, raw)) for _ in range(9)]
-            await _lock_waiters(resources, 4)
-            assert stack._out == 4 and len(stack._waiters) == 5
+            tasks = [asyncio.create_task(_post(http, raw))]
+            await _lock_waiters(resources, 1)
+            tasks += [asyncio.create_task(_post(http, raw)) for _ in range(8)]
+            await _until_batched(batcher, 8)
+            assert stack._out == 1 and not stack._waiters
             for task in tasks[::2]:
                 task.cancel()
             await asyncio.gather(*tasks[::2], return_exceptions=True)
@@ -236,6 +239,14 @@ async def test_one_event_many_at_once_some_hung_up_mid_statement_is_one_row_one_
     assert len(rows) == 1
     jobs = [args for args, *_ in await _jobs(resources) if args["inbox_id"] == str(rows[0].id)]
     assert len(jobs) == 1
+
+
+async def _until_batched(batcher: intake_batch.IntakeBatcher, n: int) -> None:
+    for _ in range(500):
+        if len(batcher._waiting) == n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never {n} deliveries waiting for the statement out")
 
 
 # --- an insider: the seller's reads on the same connections --------------------------------
@@ -261,8 +272,9 @@ async def test_the_intake_and_a_sellers_read_share_one_connection_and_nothing_cr
     role and claims with set_config(..., true)), then an intake, then another seller's read;
     then an intake hung up mid-statement and the reads again. Refusal: the intake runs as
     the service with no claims (a trigger records who inserted), on that same connection;
-    each seller sees only their own orders; the hung-up intake's connection is closed,
-    not handed on, and the next read gets a fresh one."""
+    each seller sees only their own orders; the hung-up intake's statement finishes (its
+    row kept: the intake's group commit sends it in a task of its own) and its connection,
+    given back whole, serves the next reads, which still see only their own."""
     async with resources.sessionmaker() as session, session.begin():
         login = await session.scalar(text("SELECT current_user"))
         for ddl in _RECORD_WHO.split(";\nCREATE"):
@@ -294,11 +306,19 @@ async def test_the_intake_and_a_sellers_read_share_one_connection_and_nothing_cr
             hung.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await hung
-            assert stack._out == 0 and not stack._idle and connection.is_closed()
-        await reads_are_their_own()
-        again = await _post(http, track_updated("9400HUNG1", "TRANSIT"))
-        assert again.status_code == 200 and again.json()["status"] in ("accepted", "duplicate")
+            # The hang-up leaves the statement to finish (intake_batch): out, on that one.
+            assert stack._out == 1 and not stack._idle and not connection.is_closed()
         await _no_intake_running(resources)
+        for _ in range(500):
+            if stack._out == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert [c for c, _ in stack._idle] == [connection]  # given back whole
+        await reads_are_their_own()
+        assert [c for c, _ in stack._idle] == [connection]
+        # The hung-up delivery's row was kept: the carrier's redelivery is a duplicate.
+        again = await _post(http, track_updated("9400HUNG1", "TRANSIT"))
+        assert again.status_code == 200 and again.json()["status"] == "duplicate"
     async with resources.sessionmaker() as session:
         who = (await session.execute(text("SELECT who, role, claims FROM intake_who"))).all()
     assert len(who) >= 3 and {tuple(w) for w in who} == {(login, "none", "")}
@@ -317,7 +337,7 @@ async def test_the_jobs_arguments_are_the_row_and_the_origin_whatever_the_reques
     ((args, queue_name, priority, lock, queueing_lock),) = await _jobs(resources)
     assert args["inbox_id"] == str(row.id) and set(args) == {"inbox_id", "_origin"}
     assert args["_origin"]["request_id"] == evil
-    job = webhooks.queue._job_defaults(HANDLE_TASK)
+    job = queue._job_defaults(HANDLE_TASK)
     assert (queue_name, priority, lock, queueing_lock) == (job.queue, job.priority, job.lock, None)
 
 
