@@ -56,6 +56,11 @@ class HotPath:
             self._open, settings.db_seller_read_pool_size, idle_seconds=300
         )
 
+    @property
+    def wait_seconds(self) -> float:
+        """How long a statement waits for a connection when all are out."""
+        return self._wait_seconds
+
     async def _open(self) -> asyncpg.Connection:
         connection = await asyncpg.connect(
             self._dsn,

@@ -22,6 +22,7 @@ redelivery.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import weakref
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 import asyncpg
 
 from refit import logs, queue
-from refit.hot_path import HotPath, positional
+from refit.hot_path import HotPath, HotPathDown, positional
 
 HANDLE_TASK = "shipping.handle_webhook"
 PROVIDER = "shippo"
@@ -87,7 +88,7 @@ class Delivery:
     origin: str = field(default_factory=lambda: json.dumps(logs.job_origin()))
 
 
-@dataclass
+@dataclass(eq=False)  # each one itself: two deliveries of one event are two waiting
 class _Waiting:
     delivery: Delivery
     kept: asyncio.Future[Any]  # the row's id, None for a duplicate, or the batch's error
@@ -98,42 +99,73 @@ class IntakeBatcher:
     out, and the one task sending them."""
 
     def __init__(self, hot_path: HotPath) -> None:
-        self._hot_path = hot_path
+        # Weak: the registry below is keyed by the hot path, which must stay collectable.
+        self._hot_path = weakref.ref(hot_path)
+        # How long a delivery may wait to go out, as a statement waits for a connection:
+        # a statement that hangs (no statement timeout) must not hold every later delivery.
+        self._wait_seconds = hot_path.wait_seconds
         self._waiting: list[_Waiting] = []
         self._sending: asyncio.Task[None] | None = None
 
     async def keep(self, delivery: Delivery) -> Any:
         """The new row's id, or None when the event was already kept; after the commit."""
-        kept = asyncio.get_running_loop().create_future()
+        waiting = _Waiting(delivery, asyncio.get_running_loop().create_future())
         # Read even when the request hung up first: an error nobody awaits is not news.
-        kept.add_done_callback(_retrieved)
-        self._waiting.append(_Waiting(delivery, kept))
-        if self._sending is None:
-            self._sending = asyncio.create_task(self._send_all(), name="shipping.intake_batch")
-        # Shielded: a request hung up leaves its delivery in the batch, and the batch alone.
-        return await asyncio.shield(kept)
+        waiting.kept.add_done_callback(_retrieved)
+        self._waiting.append(waiting)
+        if self._sending is None or self._sending.done():
+            # In a context of its own: the task outlives the request that started it, whose
+            # request id and trace must not name what it does for the others.
+            self._sending = asyncio.create_task(
+                self._send_all(), name="shipping.intake_batch", context=contextvars.Context()
+            )
+            self._sending.add_done_callback(self._sent)
+        # Not cancelled with the request: a hang-up leaves its delivery in the batch, and the
+        # batch alone.
+        await asyncio.wait({waiting.kept}, timeout=self._wait_seconds)
+        if not waiting.kept.done() and waiting in self._waiting:
+            self._waiting.remove(waiting)  # never went out: nothing was written
+            waiting.kept.cancel()
+            raise HotPathDown(f"no intake statement went out within {self._wait_seconds} s")
+        return await asyncio.shield(waiting.kept)
 
     async def _send_all(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                await self._send(batch)
-        finally:
-            self._sending = None
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            await self._send(batch)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        if self._sending is not task:
+            return  # a later task has taken over
+        self._sending = None
+        if task.cancelled():
+            # Cancelled before it ran (or mid-statement): nobody will send these.
+            left, self._waiting = self._waiting, []
+            for waiting in left:
+                waiting.kept.cancel()
 
     async def _send(self, batch: list[_Waiting]) -> None:
         try:
-            rows = await self._hot_path.write(*keep_statement([w.delivery for w in batch]))
+            hot_path = self._hot_path()
+            if hot_path is None:
+                raise HotPathDown("the hot path is closed")
+            rows = await hot_path.write(*keep_statement([w.delivery for w in batch]))
         except _ONE_DELIVERYS_FAULT as exc:
-            if len(batch) == 1:
+            if len(batch) > 1:
+                for waiting in batch:  # only the delivery PostgreSQL refuses gets its error
+                    await self._send([waiting])
+            elif isinstance(exc, asyncpg.TransactionRollbackError):
+                # Alone, it met another process's batch: the carrier's redelivery will do.
+                _settle(batch[0].kept, error=HotPathDown(f"{type(exc).__name__} {exc}"))
+            else:
                 _settle(batch[0].kept, error=exc)
-                return
-            for waiting in batch:  # only the delivery PostgreSQL refuses gets its error
-                await self._send([waiting])
             return
-        except Exception as exc:  # an outage: each delivery answered 503, redelivered
-            for waiting in batch:
-                _settle(waiting.kept, error=exc)
+        except Exception as exc:
+            # An outage: this batch and every delivery waiting behind it are answered 503 now
+            # (the carrier delivers again), not each after a statement timeout of its own.
+            left, self._waiting = self._waiting, []
+            for waiting in [*batch, *left]:
+                _settle(waiting.kept, error=_own_copy(exc))
             return
         except BaseException:  # the process stopping: nobody is answered
             left, self._waiting = self._waiting, []
@@ -153,6 +185,16 @@ def batcher_for(hot_path: HotPath) -> IntakeBatcher:
     if batcher is None:
         batcher = _batchers[hot_path] = IntakeBatcher(hot_path)
     return batcher
+
+
+def _own_copy(exc: Exception) -> Exception:
+    """Each request raises an outage of its own: one exception raised in many tasks would
+    gather all their tracebacks."""
+    if isinstance(exc, HotPathDown):
+        copy = HotPathDown(*exc.args)
+        copy.__cause__ = exc.__cause__
+        return copy
+    return exc
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

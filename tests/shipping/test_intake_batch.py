@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import text
 
 from refit import resources as current
-from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping.intake_batch import batcher_for
 from refit.shipping.webhooks import HANDLE_TASK
 from tests.resilience.test_db_timeouts import (
@@ -24,10 +23,9 @@ from tests.resilience.test_db_timeouts import (
     _app_with,
     _assert_dependency_down,
 )
+from tests.shipping.test_webhook_hot_path import JSON, URL
 from tests.shipping.test_webhooks import track_updated
 
-URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
-JSON = {"Content-Type": "application/json"}
 _IN_INTAKE = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     " AND pid <> pg_backend_pid() AND query LIKE '%INSERT INTO webhook_inbox%'"
@@ -175,3 +173,36 @@ async def test_an_outage_under_a_batch_answers_each_delivery_503_and_the_redeliv
     assert {a.json()["status"] for a in again} == {"accepted"}
     rows = await _rows(resources, "9400OUT")
     assert [r[0] for r in rows] == sorted([*numbers, "9400OUTW"]) and all(r[4] for r in rows)
+
+
+@pytest.mark.timeout(120)
+async def test_deliveries_behind_a_statement_that_hangs_are_answered_503_unwritten(
+    settings, resources, open_client
+):
+    """No statement timeout, and the first delivery's statement hangs on a lock: those behind
+    it wait to go out no longer than a statement waits for a connection
+    (REFIT_DB_SELLER_READ_WAIT_SECONDS), are answered 503 and were not written (the
+    carrier's redelivery is accepted); the first is kept once the lock goes."""
+    async with _app_with(
+        settings, open_client, db_statement_timeout_ms=0, db_seller_read_wait_seconds=1.0
+    ) as http:
+        batcher = batcher_for(current.current().hot_path)
+        async with resources.sessionmaker() as holder, holder.begin():
+            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+            first = asyncio.create_task(http.post(URL, content=_raw("9400HANG0"), headers=JSON))
+            await _until("the first out", lambda: _in_intake(resources, 1))
+            started = time.monotonic()
+            behind = await asyncio.gather(
+                *(http.post(URL, content=_raw(f"9400HANG{i}"), headers=JSON) for i in (1, 2, 3))
+            )
+            waited = time.monotonic() - started
+            for answer in behind:
+                _assert_dependency_down(answer)
+            assert 1.0 <= waited < 1.0 + SLACK_SECONDS, waited
+            assert not batcher._waiting and not first.done()
+        assert (await first).json()["status"] == "accepted"
+        again = await asyncio.gather(
+            *(http.post(URL, content=_raw(f"9400HANG{i}"), headers=JSON) for i in (1, 2, 3))
+        )
+    assert [a.json()["status"] for a in again] == ["accepted"] * 3
+    assert [r[0] for r in await _rows(resources, "9400HANG")] == [f"9400HANG{i}" for i in range(4)]
