@@ -15,8 +15,9 @@ the same statement, as one inserted by an earlier one, and the first delivery (i
 order) is the one kept; the others answer `duplicate`, as after it. A statement PostgreSQL
 refuses for what one body holds (jsonb that cannot be stored) fails the whole batch: it is
 sent again one delivery at a time, so only that delivery gets the error (and the intake's
-answer to it). An outage fails every delivery of the batch with it: 503s, and the carrier's
-redelivery.
+answer to it). An outage fails the batch and every delivery waiting behind it at once: 503s,
+and the carrier's redelivery. No delivery waits to go out longer than a statement waits for a
+connection (REFIT_DB_SELLER_READ_WAIT_SECONDS): one left waiting is answered 503, unwritten.
 """
 
 from __future__ import annotations
