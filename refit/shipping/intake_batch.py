@@ -45,7 +45,9 @@ MAX_BATCH = 200
 # arrival order, `n`) first: two processes' batches sharing keys take their index entries in
 # the same order, so neither waits on the other while holding one it waits for (a
 # deadlock). `first` has one row per key, so the job is deferred once per row kept. Text
-# cast to jsonb, as asyncpg's jsonb codec would encode a str once more.
+# cast to jsonb, as asyncpg's jsonb codec would encode a str once more. The statement timeout
+# is asyncpg's (a cancel sent at the bound), so a 503 may come after the batch was kept, as
+# any answer lost after a commit: the carrier's redelivery is then a `duplicate`.
 _KEEP = """
 WITH given AS (
   SELECT * FROM unnest(
