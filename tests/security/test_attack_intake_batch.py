@@ -24,7 +24,6 @@ from sqlalchemy import text
 
 from refit import resources as current
 from refit.hot_path import HotPath, HotPathDown
-from refit.settings import DEV_WEBHOOK_TOKEN
 from refit.shipping import intake_batch, webhooks
 from refit.shipping.intake_batch import MAX_BATCH, Delivery, IntakeBatcher, batcher_for
 from refit.shipping.webhooks import HANDLE_TASK
@@ -34,10 +33,9 @@ from tests.resilience.test_db_timeouts import (
     _app_with,
     _assert_dependency_down,
 )
+from tests.shipping.test_webhook_hot_path import JSON, URL
 from tests.shipping.test_webhooks import track_updated
 
-URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
-JSON = {"Content-Type": "application/json"}
 _IN_INTAKE = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     " AND pid <> pg_backend_pid() AND query LIKE '%INSERT INTO webhook_inbox%'"
