@@ -236,23 +236,17 @@ async def _webhooks(
     started: list[subprocess.Popen[bytes]],
 ) -> None:
     """Signed unique webhooks at the API, the worker beside it (bench/webhooks.py)."""
-    secret, token = env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"], env["REFIT_SHIPPO_WEBHOOK_TOKEN"]
-    warm, requests = setup.work / f"webhooks-warm-{size}.txt", setup.work / f"webhooks-{size}.txt"
     log = setup.work / "logs" / "worker.log"
     async with webhooks.worker_beside(conn, env, log, started) as worker:
-        due = await webhooks.warm_up(
-            api, token, secret, warm, prefix=f"W{size}X", seconds=WARMUP_SECONDS, conn=conn
-        )
-        run = webhooks.measured_run(
+        run = await webhooks.warmed_run(
             api,
-            token,
-            secret,
-            requests,
-            prefix=f"B{size}X",
+            env,
+            setup.work,
+            str(size),
+            warm_up_seconds=WARMUP_SECONDS,
             seconds=DURATION,
             conn=conn,
             worker=worker,
-            warm_up_due=due,
         )
         await measure("webhooks", run, api_process)
     # What the worker had not handled is dropped: neither its jobs nor the webhook sweep's

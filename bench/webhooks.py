@@ -81,44 +81,31 @@ def write_requests(path: Path, prefix: str, count: int, secret: str) -> None:
             out.write(f"t={stamp},v1={sign(secret, stamp, raw)} ".encode() + raw + b"\n")
 
 
-async def warm_up(
+async def warmed_run(
     api: str,
-    token: str,
-    secret: str,
-    path: Path,
+    env: dict[str, str],
+    work: Path,
+    tag: str,
     *,
-    prefix: str,
-    seconds: float,
-    conn: psycopg.AsyncConnection,
-) -> int:
-    """Signed bodies posted for `seconds` (written to `path` first), then their jobs left to
-    run (bounded): how many were still due."""
-    write_requests(path, prefix, int(seconds * 2000), secret)
-    await post(api, token, path, seconds=seconds, conn=conn)
-    # The measured run then starts with the worker level with the webhooks, as a steady
-    # stream keeps it: not behind the warm-up's backlog, which made the measured seconds'
-    # worker run 1,500 more jobs than the 6,000 accepted in them.
-    return await labels.jobs_run(conn, task=HANDLE_TASK, seconds=WARM_UP_HANDLED_SECONDS)
-
-
-def measured_run(
-    api: str,
-    token: str,
-    secret: str,
-    path: Path,
-    *,
-    prefix: str,
+    warm_up_seconds: float,
     seconds: float,
     conn: psycopg.AsyncConnection,
     worker: subprocess.Popen[bytes],
-    warm_up_due: int,
 ) -> Coroutine[Any, Any, load.Measure]:
-    """The measured run's signed bodies written to `path`; its `post`, to await (or to hand
-    to a caller that measures the API's CPU around it)."""
-    write_requests(path, prefix, int(BODIES_PER_SECOND * seconds), secret)
-    return post(
-        api, token, path, seconds=seconds, conn=conn, worker=worker, warm_up_due=warm_up_due
-    )
+    """Signed bodies posted for `warm_up_seconds` and their jobs left to run (bounded); then
+    the measured run's bodies written (files under `work`, named by `tag`) and its `post`
+    returned, to await (or to hand to a caller that measures the API's CPU around it)."""
+    secret, token = env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"], env["REFIT_SHIPPO_WEBHOOK_TOKEN"]
+    warm = work / f"webhooks-warm-{tag}.txt"
+    write_requests(warm, f"W{tag}X", int(warm_up_seconds * 2000), secret)
+    await post(api, token, warm, seconds=warm_up_seconds, conn=conn)
+    # The measured run then starts with the worker level with the webhooks, as a steady
+    # stream keeps it: not behind the warm-up's backlog, which made the measured seconds'
+    # worker run 1,500 more jobs than the 6,000 accepted in them.
+    due = await labels.jobs_run(conn, task=HANDLE_TASK, seconds=WARM_UP_HANDLED_SECONDS)
+    measured = work / f"webhooks-{tag}.txt"
+    write_requests(measured, f"B{tag}X", int(BODIES_PER_SECOND * seconds), secret)
+    return post(api, token, measured, seconds=seconds, conn=conn, worker=worker, warm_up_due=due)
 
 
 async def post(

@@ -93,27 +93,21 @@ async def _round(
     api, _ = await servers.start_api(
         {**env, "PGAPPNAME": "api"}, port, work / "logs" / f"api-{index}.log", started
     )
-    secret, token = env["REFIT_SHIPPO_WEBHOOK_HMAC_SECRET"], env["REFIT_SHIPPO_WEBHOOK_TOKEN"]
     url = f"http://127.0.0.1:{port}"
     try:
         log = work / "logs" / f"worker-{index}.log"
         async with webhooks.worker_beside(
             conn, {**env, "PGAPPNAME": "worker"}, log, started
         ) as worker:
-            warm, requests = work / f"warm-{index}.txt", work / f"webhooks-{index}.txt"
-            due = await webhooks.warm_up(
-                url, token, secret, warm, prefix=f"W{index}X", seconds=WARMUP_SECONDS, conn=conn
-            )
-            run = webhooks.measured_run(
+            run = await webhooks.warmed_run(
                 url,
-                token,
-                secret,
-                requests,
-                prefix=f"B{index}X",
+                env,
+                work,
+                str(index),
+                warm_up_seconds=WARMUP_SECONDS,
                 seconds=DURATION,
                 conn=conn,
                 worker=worker,
-                warm_up_due=due,
             )
             _spy(api.pid, work / "profiles" / f"api-{index}.txt", DURATION, started)
             _spy(worker.pid, work / "profiles" / f"worker-{index}.txt", DURATION, started)
