@@ -33,15 +33,9 @@ from tests.resilience.test_db_timeouts import (
     _app_with,
     _assert_dependency_down,
 )
+from tests.shipping.test_intake_batch import _IN_INTAKE, _batched, _scalar
 from tests.shipping.test_webhook_hot_path import JSON, URL
 from tests.shipping.test_webhooks import track_updated
-
-_IN_INTAKE = (
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-    " AND pid <> pg_backend_pid() AND query LIKE '%INSERT INTO webhook_inbox%'"
-    " AND state = 'active'"
-)
-
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -50,11 +44,6 @@ def _raw(number: str, **extra: Any) -> bytes:
     body = track_updated(number, "TRANSIT")
     body["data"].update(extra)
     return json.dumps(body).encode()
-
-
-async def _scalar(resources, sql: str, **params: Any) -> Any:
-    async with resources.sessionmaker() as session:
-        return await session.scalar(text(sql), params)
 
 
 async def _until(what: str, check, seconds: float = 20) -> None:
@@ -230,10 +219,6 @@ async def test_hostile_bodies_mixed_in_one_batch_each_keep_their_own_row_and_ori
             (refused.decode(), "not storable as jsonb"),
         ]
     )
-
-
-async def _batched(batcher: IntakeBatcher, n: int) -> bool:
-    return len(batcher._waiting) == n
 
 
 @pytest.mark.timeout(180)
