@@ -122,9 +122,16 @@ async def _keep(
 ) -> Any:
     """The new row's id, or None when this event was already kept: kept with this process's
     other deliveries of the moment, in one statement and one commit (intake_batch)."""
+    return await batcher_for(res.hot_path).keep(delivery(raw, event, body, key, error))
+
+
+def delivery(
+    raw: bytes, event: str | None, body: dict[str, Any] | None, key: str, error: str | None
+) -> Delivery:
+    """What a delivery's row holds, as `parse` read `raw`; its job's origin is the request's."""
     text = raw.decode("utf-8", "replace")
     test = body.get("test") if body is not None else None
-    delivery = Delivery(
+    return Delivery(
         event=event,
         key=key,
         test=test if isinstance(test, bool) else None,
@@ -134,7 +141,6 @@ async def _keep(
         raw=None if body is not None else text,
         error=error,
     )
-    return await batcher_for(res.hot_path).keep(delivery)
 
 
 def _answer(status: str) -> Response:

@@ -12,6 +12,7 @@ intake stopped; the registry kept every hot path alive."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import inspect
 import json
@@ -99,18 +100,8 @@ async def _inbox(resources) -> list[dict[str, Any]]:
 
 def _delivery(raw: bytes, request_id: str) -> Delivery:
     """What the intake hands the batcher for `raw` (webhooks._keep), for a named request."""
-    event, body, key, error = webhooks.parse(raw)
-    as_text = raw.decode("utf-8", "replace")
-    test = body.get("test") if body is not None else None
-    return Delivery(
-        event=event,
-        key=key,
-        test=test if isinstance(test, bool) else None,
-        body=as_text if body is not None else None,
-        raw=None if body is not None else as_text,
-        error=error,
-        origin=json.dumps({"_origin": {"request_id": request_id}}),
-    )
+    kept = webhooks.delivery(raw, *webhooks.parse(raw))
+    return dataclasses.replace(kept, origin=json.dumps({"_origin": {"request_id": request_id}}))
 
 
 class _Spy:
