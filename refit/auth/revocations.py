@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from refit.log_setup import describe_error
 from refit.settings import Settings
+from refit.started import Started
 
 log = structlog.get_logger(__name__)
 
@@ -168,20 +169,17 @@ async def is_recorded(engine: AsyncEngine, jti: str) -> bool:
     raise AssertionError("unreachable")
 
 
-# The watches started in this process, newest last: one per API process in production; a
-# test may run two apps at once. Each lifespan stops the one it started, so none outlives it.
-_watches: list[RevocationWatch] = []
+_watches: Started[RevocationWatch] = Started()
 
 
 def current_watch() -> RevocationWatch | None:
-    return _watches[-1] if _watches else None
+    return _watches.current()
 
 
 async def start_watch(redis: Redis, engine: AsyncEngine, settings: Settings) -> RevocationWatch:
     """Start following revocations in this process (the API's lifespan)."""
     watch = RevocationWatch(redis, engine, settings)
-    _watches.append(watch)
-    watch.start()
+    _watches.add(watch).start()
     return watch
 
 

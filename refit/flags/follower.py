@@ -37,6 +37,7 @@ from refit.flags.rules import FlagRule
 from refit.flags.service import FLAGS_CHANNEL, RULES_SQL, rule_from_row
 from refit.listen import Listener, ListenerDown
 from refit.log_setup import describe_error
+from refit.started import Started
 
 log = structlog.get_logger(__name__)
 
@@ -173,21 +174,18 @@ class FlagFollower:
                 await self._flush(connection)
 
 
-# The followers started in this process, newest last: one per API process in production; a
-# test may run two apps at once. Each lifespan stops the one it started, so none outlives it.
-_followers: list[FlagFollower] = []
+_followers: Started[FlagFollower] = Started()
 
 
 def current_follower() -> FlagFollower | None:
-    return _followers[-1] if _followers else None
+    return _followers.current()
 
 
 async def start_follower(listener: Listener) -> FlagFollower:
     """Start following the flags in this process (the API's lifespan), on its listener:
     registered before the listener starts."""
     follower = FlagFollower(listener)
-    _followers.append(follower)
-    follower.start()
+    _followers.add(follower).start()
     return follower
 
 
