@@ -89,10 +89,8 @@ class Settings(BaseSettings):
     db_pool_size: int = 20
     db_max_overflow: int = 10
     # An API process's connections for the hot path (refit.hot_path: the sellers' order and
-    # order list, and the carrier webhook intake), opened on first use beside the pool above:
-    # requests beyond it wait for one to come free, up to db_seller_read_wait_seconds, then
-    # are answered 503; a webhook waits as long at most for its batch's statement to go out
-    # (refit/shipping/intake_batch.py).
+    # list, the webhook intake), opened on first use beside the pool above: requests beyond it
+    # wait for one (a webhook for its batch to go out) up to db_seller_read_wait_seconds: 503.
     db_seller_read_pool_size: int = Field(default=10, ge=1)
     db_seller_read_wait_seconds: float = Field(default=10.0, gt=0)
     # Server-side prepared statements (psycopg prepares a query it has run a few times on a
