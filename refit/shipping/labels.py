@@ -3,6 +3,8 @@
 The rules that make it exactly-once:
 1. Before calling the carrier, a `shipping_label_purchases` row ('started') is committed.
 2. The carrier's transaction id is committed on the order (and that row) BEFORE waiting on it.
+   A SUCCESS, with nothing to wait on, is committed with the stored label that the order
+   then points at (one transaction fewer), or alone when the label cannot be stored.
 3. A later attempt that finds a transaction id waits on that transaction instead of buying.
 4. A later attempt that finds a row still 'started' (the reply was lost: timeout, crash
    between the carrier's POST and our commit) waits until twice our carrier timeout has
@@ -15,32 +17,29 @@ never run at the same time (procrastinate `lock`, see tasks.py).
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import uuid
+from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select
 
 from refit import queue
 from refit.carriers.interface import (
     Carrier,
     CarrierError,
-    CarrierMessage,
     CarrierRejected,
     LabelTransaction,
     TransactionStatus,
     wait_for_transaction,
 )
 from refit.models import OrderStatus
-from refit.models.shipping import LabelPurchase, PurchaseStatus
+from refit.models.shipping import PurchaseStatus
 from refit.one_message import Step, job_messages
 from refit.orders import follow_ups
 from refit.orders.move_steps import LOCK_FOR_MOVE, locked_row, move_steps
 from refit.orders.service import get_order, order_not_found
 from refit.resources import Resources
-from refit.shipping import state
-from refit.shipping.label_snapshot import Snapshot, Started, take_snapshot
+from refit.shipping import lost_purchases, state
+from refit.shipping.label_snapshot import Started, take_snapshot
 from refit.storage import content_type_for, label_key, label_storage
 from refit.transactions import service_transaction
 
@@ -49,9 +48,6 @@ log = structlog.get_logger(__name__)
 ACTOR = "system:shipping.purchase_label"
 # How long one attempt waits on a QUEUED transaction before leaving it to the next attempt.
 POLL_WITHIN_SECONDS = 60.0
-# Slack around a lost purchase's search window: clock skew between our database and the
-# carrier, and the moment between writing our row and the carrier creating its object.
-SEARCH_MARGIN = dt.timedelta(minutes=10)
 
 
 # The rate quote the label was bought at: what the order records it shipped by and cost.
@@ -63,50 +59,6 @@ _QUOTE = (
 
 class LabelPurchaseFailed(CarrierError):
     """The carrier answered ERROR for the transaction: no label was bought by it."""
-
-
-def metadata_for(order_id: uuid.UUID) -> str:
-    return f"order:{order_id}"
-
-
-def settle_seconds(resources: Resources, age: float) -> float:
-    """How long a purchase attempt `age` seconds old may still create a transaction: a request
-    we gave up on (timeout) may still be running at the carrier. Only after twice our own
-    timeout does "not listed" mean "not bought"."""
-    return max(0.0, 2 * resources.settings.shippo_timeout_seconds - age)
-
-
-async def find_lost(
-    resources: Resources,
-    carrier: Carrier,
-    order_id: uuid.UUID,
-    rate_id: str,
-    since: dt.datetime,
-    until: dt.datetime,
-    *,
-    metadata: str | None = None,
-) -> list[LabelTransaction]:
-    """Transactions that our attempts, written between `since` and `until`, may have created
-    for this order and rate (labelled `metadata`, by default the inbound label's); ERROR ones
-    left out, the best first (SUCCESS, then pending)."""
-    metadata = metadata or metadata_for(order_id)
-    settle = dt.timedelta(seconds=2 * resources.settings.shippo_timeout_seconds)
-    listed = await carrier.find_transactions(
-        rate_id,
-        metadata=metadata,
-        created_after=since - SEARCH_MARGIN,
-        created_before=until + settle + SEARCH_MARGIN,
-    )
-    # Matched again here on both keys: whatever the carrier filtered, only ours counts.
-    found = [
-        t
-        for t in listed
-        if t.metadata == metadata
-        and t.rate_id == rate_id
-        and t.status is not TransactionStatus.ERROR
-    ]
-    found.sort(key=lambda t: (t.status is not TransactionStatus.SUCCESS, t.transaction_id))
-    return found
 
 
 def label_url_for(resources: Resources, order_id: uuid.UUID) -> str:
@@ -129,18 +81,21 @@ async def purchase(
         return snapshot
     transaction = None
     if snapshot.transaction_id is None and snapshot.unanswered:
-        transaction = await _recover(resources, carrier, order_id, snapshot)
+        transaction = await lost_purchases.recover(resources, carrier, order_id, snapshot)
     if snapshot.transaction_id is not None:
         transaction = await carrier.get_transaction(snapshot.transaction_id)
-    # A purchase answered with a final status had it recorded with its transaction id.
+    # A purchase answered with a final status had it recorded with its transaction id, or
+    # has it to record with the label (`answer`).
     recorded = False
+    answer: Answer | None = None
     if snapshot.started is not None:
-        transaction = await _call(resources, carrier, order_id, snapshot.started)
+        transaction, answer = await _call(resources, carrier, order_id, snapshot.started)
         recorded = not transaction.status.pending
     elif transaction is None:
-        transaction = await _buy(resources, carrier, order_id, snapshot.rate_id, job_id, attempt)
-        if transaction is None:
+        bought = await _buy(resources, carrier, order_id, snapshot.rate_id, job_id, attempt)
+        if bought is None:
             return "skipped: the order changed before the purchase"
+        transaction, answer = bought
         recorded = not transaction.status.pending
     if transaction.status.pending:
         transaction = await wait_for_transaction(carrier, transaction, within=POLL_WITHIN_SECONDS)
@@ -152,64 +107,7 @@ async def purchase(
             f"{transaction.transaction_id}",
             transaction.messages,
         )
-    return await _complete(resources, carrier, order_id, transaction)
-
-
-async def _recover(
-    resources: Resources, carrier: Carrier, order_id: uuid.UUID, snapshot: Snapshot
-) -> LabelTransaction | None:
-    """An earlier attempt called the carrier and never heard back: did it buy anything?"""
-    assert snapshot.unanswered_since is not None and snapshot.unanswered_until is not None
-    settle = settle_seconds(resources, snapshot.unanswered_age)
-    if settle > 0:
-        log.info("shipping.recovery_waits", order_id=str(order_id), seconds=round(settle, 1))
-        await asyncio.sleep(settle)
-    # SUCCESS first, then still-pending ones; any extra would be refunded by an operator.
-    found = await find_lost(
-        resources,
-        carrier,
-        order_id,
-        snapshot.rate_id,
-        snapshot.unanswered_since,
-        snapshot.unanswered_until,
-    )
-    adopted = found[0] if found else None
-    async with service_transaction(job=True) as session:
-        rows = (
-            await session.scalars(
-                select(LabelPurchase)
-                .where(LabelPurchase.id.in_(snapshot.unanswered))
-                .order_by(LabelPurchase.created_at.desc())
-                .with_for_update()
-            )
-        ).all()
-        for index, row in enumerate(rows):
-            if adopted is not None and index == 0:
-                await state.update_purchase(
-                    session,
-                    row_id=row.id,
-                    status=PurchaseStatus.PENDING,
-                    transaction_id=adopted.transaction_id,
-                )
-            else:
-                await state.update_purchase(
-                    session,
-                    row_id=row.id,
-                    status=PurchaseStatus.REJECTED,
-                    messages=[
-                        CarrierMessage(text="no transaction found at the carrier for this try")
-                    ],
-                )
-        if adopted is not None:
-            order = await get_order(session, order_id, for_update=True)
-            await state.set_transaction(session, order, adopted.transaction_id)
-    log.warning(
-        "shipping.purchase_recovered",
-        order_id=str(order_id),
-        adopted=adopted.transaction_id if adopted else None,
-        also_found=[t.transaction_id for t in found[1:]],
-    )
-    return adopted
+    return await _complete(resources, carrier, order_id, transaction, answer)
 
 
 async def _buy(
@@ -219,7 +117,7 @@ async def _buy(
     rate_id: str,
     job_id: int | None,
     attempt: int,
-) -> LabelTransaction | None:
+) -> tuple[LabelTransaction, Answer | None] | None:
     """Buy, recording the attempt first. None: the order no longer wants this rate."""
     async with service_transaction(job=True) as session:
         # Re-checked under the order's lock: since our snapshot the order may have gone back
@@ -241,16 +139,34 @@ async def _buy(
     return await _call(resources, carrier, order_id, started)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A carrier's SUCCESS answer, not yet recorded: committed with the stored label
+    (`_complete`: the attempt's row, the order pointing at the label and its transaction in
+    one), or alone, the order pointing at the transaction, when the label cannot be stored."""
+
+    order_id: uuid.UUID
+    row_id: uuid.UUID
+    transaction: LabelTransaction
+
+    def alone(self) -> list[Step]:
+        return state.transaction_answered_steps(self.order_id, self.row_id, self.transaction)
+
+    def with_label(self) -> list[Step]:
+        return [state.attempt_answered_step(self.row_id, self.transaction)]
+
+
 async def _call(
     resources: Resources, carrier: Carrier, order_id: uuid.UUID, row: Started
-) -> LabelTransaction:
+) -> tuple[LabelTransaction, Answer | None]:
     """The carrier's purchase, `row` (the attempt's 'started' row) committed: from here on a
-    crash leaves a 'started' row for the next attempt to resolve. The answer is committed
-    before anything else happens (a final one with its status: nothing to wait on)."""
+    crash leaves a 'started' row for the next attempt to resolve. An answer still pending or
+    an ERROR is committed before anything else happens; a SUCCESS is returned unrecorded, to
+    be committed with the stored label (one transaction fewer)."""
     try:
         transaction = await carrier.purchase_label(
             row.rate_id,
-            metadata=metadata_for(order_id),
+            metadata=lost_purchases.metadata_for(order_id),
             label_file_type=resources.settings.label_file_type,
         )
     except CarrierRejected as exc:
@@ -261,17 +177,19 @@ async def _call(
             )
         raise
     # Any other failure leaves the row 'started': the outcome is unknown.
-    async with job_messages(queue.job_connections()) as recording:
-        await recording.send(
-            *state.transaction_answered_steps(order_id, row.id, transaction), commit=True
-        )
     log.info(
         "shipping.transaction_created",
         order_id=str(order_id),
         transaction_id=transaction.transaction_id,
         status=transaction.status.value,
     )
-    return transaction
+    if transaction.status is TransactionStatus.SUCCESS:
+        return transaction, Answer(order_id, row.id, transaction)
+    async with job_messages(queue.job_connections()) as recording:
+        await recording.send(
+            *state.transaction_answered_steps(order_id, row.id, transaction), commit=True
+        )
+    return transaction, None
 
 
 async def _record_status(order_id: uuid.UUID, transaction: LabelTransaction) -> None:
@@ -296,15 +214,41 @@ async def _record_status(order_id: uuid.UUID, transaction: LabelTransaction) -> 
 
 
 async def _complete(
-    resources: Resources, carrier: Carrier, order_id: uuid.UUID, transaction: LabelTransaction
+    resources: Resources,
+    carrier: Carrier,
+    order_id: uuid.UUID,
+    transaction: LabelTransaction,
+    answer: Answer | None,
+) -> str:
+    """The label stored and the order pointing at it, with `answer` when the carrier's
+    SUCCESS is not yet recorded. Should that fail, the answer is committed alone: the next
+    attempt starts from the transaction, not from a search of the carrier's (rule 4)."""
+    try:
+        return await _store_label(resources, carrier, order_id, transaction, answer)
+    except Exception:
+        if answer is not None:
+            async with job_messages(queue.job_connections()) as recording:
+                await recording.send(*answer.alone(), commit=True)
+        raise
+
+
+async def _store_label(
+    resources: Resources,
+    carrier: Carrier,
+    order_id: uuid.UUID,
+    transaction: LabelTransaction,
+    answer: Answer | None,
 ) -> str:
     data = await carrier.download_label(transaction)
     key = label_key(order_id, transaction.transaction_id, resources.settings.label_file_type)
     # Stored before the order points at it; a crash here leaves a file a retry overwrites.
     await label_storage(resources.settings).put(key, data, content_type_for(key))
     ids = {"order_id": order_id, "rate_id": transaction.rate_id}
+    answered = answer.with_label() if answer is not None else []
     async with job_messages(queue.job_connections()) as completing:
-        orders, quotes = await completing.send(Step(LOCK_FOR_MOVE, ids), Step(_QUOTE, ids))
+        *_, orders, quotes = await completing.send(
+            *answered, Step(LOCK_FOR_MOVE, ids), Step(_QUOTE, ids)
+        )
         if not orders:
             raise order_not_found(order_id)
         locked = locked_row(orders[0])

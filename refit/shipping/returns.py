@@ -47,7 +47,7 @@ from refit.models.shipping import ReturnShipment, ReturnStatus
 from refit.orders import follow_ups
 from refit.orders.service import get_order
 from refit.resources import Resources
-from refit.shipping import labels, state
+from refit.shipping import labels, lost_purchases, state
 from refit.shipping.addresses import to_carrier_address
 from refit.shipping.parcels import category_of, parcel_for, protection
 from refit.shipping.rates import order_address, warehouse
@@ -152,11 +152,11 @@ async def _recover(
 ) -> LabelTransaction | None:
     """An earlier try called the carrier and never heard back: did it buy anything?"""
     assert snapshot.attempted_at is not None and snapshot.rate_id is not None
-    settle = labels.settle_seconds(resources, snapshot.age)
+    settle = lost_purchases.settle_seconds(resources, snapshot.age)
     if settle > 0:
         log.info("shipping.return_recovery_waits", order_id=str(order_id), seconds=round(settle))
         await asyncio.sleep(settle)
-    found = await labels.find_lost(
+    found = await lost_purchases.find_lost(
         resources,
         carrier,
         order_id,

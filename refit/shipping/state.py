@@ -148,10 +148,25 @@ def transaction_answered_steps(
     order_id: uuid.UUID, row_id: uuid.UUID, transaction: LabelTransaction
 ) -> list[Step]:
     """The carrier answered the attempt `row_id` with `transaction`: the order waits on it
-    (`set_transaction`) and the attempt is pending. When the answer is already final the
-    attempt records it at once (what `update_purchase(of_transaction=...)` would after the
-    wait): succeeded, its label URL and messages; an ERROR one is not waited on, so the order
-    never points at it."""
+    (`set_transaction`) and the attempt is recorded (`attempt_answered_step`). A final answer
+    other than SUCCESS is not waited on, so the order never points at it."""
+    steps = [attempt_answered_step(row_id, transaction)]
+    if transaction.status.pending or transaction.status is TransactionStatus.SUCCESS:
+        steps.insert(
+            0,
+            Step(
+                "UPDATE orders SET label_transaction_id = %(transaction_id)s "
+                "WHERE id = %(order_id)s",
+                {"order_id": order_id, "transaction_id": transaction.transaction_id},
+            ),
+        )
+    return steps
+
+
+def attempt_answered_step(row_id: uuid.UUID, transaction: LabelTransaction) -> Step:
+    """The attempt `row_id` answered with `transaction`: pending while the answer is; a final
+    answer recorded at once (what `update_purchase(of_transaction=...)` would after the
+    wait): succeeded or error, its label URL and messages."""
     status = PurchaseStatus.PENDING
     values: dict[str, Any] = {"transaction_id": transaction.transaction_id}
     if not transaction.status.pending:
@@ -163,23 +178,11 @@ def transaction_answered_steps(
         values["label_url"] = transaction.label_url
         messages = [m.as_dict() for m in transaction.messages]
         values["messages"] = Jsonb(messages) if messages else None
-    steps = []
-    if status is not PurchaseStatus.ERROR:
-        steps.append(
-            Step(
-                "UPDATE orders SET label_transaction_id = %(transaction_id)s "
-                "WHERE id = %(order_id)s",
-                {"order_id": order_id, "transaction_id": transaction.transaction_id},
-            )
-        )
     assignments = ", ".join(f"{name} = %({name})s" for name in ["status", *values])
-    steps.append(
-        Step(
-            f"UPDATE shipping_label_purchases SET {assignments} WHERE id = %(row_id)s",  # noqa: S608 (names are ours)
-            {**values, "status": status.value, "row_id": row_id},
-        )
+    return Step(
+        f"UPDATE shipping_label_purchases SET {assignments} WHERE id = %(row_id)s",  # noqa: S608 (names are ours)
+        {**values, "status": status.value, "row_id": row_id},
     )
-    return steps
 
 
 async def update_purchase(

@@ -22,7 +22,7 @@ from refit.models import Order, OrderStatus
 from refit.models.shipping import IN_FLIGHT, LabelPurchase, PurchaseStatus
 from refit.orders import follow_ups
 from refit.orders.follow_ups import PURCHASE_LABEL, PURCHASE_RETURN_LABEL, REFUND_LABEL
-from refit.shipping import labels, returns, state
+from refit.shipping import labels, lost_purchases, returns, state
 from refit.transactions import service_transaction
 
 log = structlog.get_logger(__name__)
@@ -158,10 +158,10 @@ async def refund_label_task(order_id: str) -> str:
     if not rows:
         return "nothing to refund"
     # Decide nothing while an unanswered attempt may still turn into a label (the same rule
-    # as labels._recover): a refund run seconds after a timeout would otherwise mark it
+    # as lost_purchases.recover): a refund run seconds after a timeout would otherwise mark it
     # rejected and the label that appears later would never be refunded.
     settles_in = max(
-        (labels.settle_seconds(res, float(r[4])) for r in rows if r[2] is None), default=0.0
+        (lost_purchases.settle_seconds(res, float(r[4])) for r in rows if r[2] is None), default=0.0
     )
     if settles_in > 0:
         raise PurchaseNotSettled(
@@ -173,7 +173,7 @@ async def refund_label_task(order_id: str) -> str:
         for row_id, rate_id, transaction_id, started_at, _ in rows:
             if transaction_id is None:
                 # An attempt that never heard back: look for what it may have bought.
-                found = await labels.find_lost(
+                found = await lost_purchases.find_lost(
                     res, carrier, order.id, rate_id, started_at, started_at
                 )
                 if not found:

@@ -70,6 +70,9 @@ class State:
     queue_transactions: int = 0
     queue_polls: int = 0
     hold_transactions: int = 0
+    # Label downloads (the signed S3 URL): the next ones answer 503, or wait for release().
+    fail_label_downloads: int = 0
+    hold_label_downloads: int = 0
     hold_before_create: bool = False
     list_queries: list[dict[str, str]] = field(default_factory=list)
     held: threading.Event = field(default_factory=threading.Event)
@@ -121,6 +124,17 @@ class ShippoServer(LocalHTTPServer):
         with self.state.lock:
             self.state.hold_transactions = 1
             self.state.hold_before_create = not create_first
+            self.state.held.clear()
+            self.state.holding.clear()
+
+    def fail_next_label_downloads(self, n: int) -> None:
+        with self.state.lock:
+            self.state.fail_label_downloads = n
+
+    def hold_next_label_download(self) -> None:
+        """The next label download waits for release() before it answers."""
+        with self.state.lock:
+            self.state.hold_label_downloads = 1
             self.state.held.clear()
             self.state.holding.clear()
 
@@ -676,6 +690,15 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
             txn_id = path.rsplit("/", 1)[-1].removesuffix(".pdf")
             with state.lock:
                 txn = state.transactions.get(txn_id)
+                fail = state.fail_label_downloads > 0
+                hold = not fail and state.hold_label_downloads > 0
+                state.fail_label_downloads -= fail
+                state.hold_label_downloads -= hold
+            if fail:
+                return self._send(503, {"detail": "Service Unavailable"})
+            if hold:
+                state.holding.set()
+                state.held.wait(120)
             if txn is None:
                 return self._send(404, {"detail": "Not found."})
             data = label_pdf(txn.body["tracking_number"])

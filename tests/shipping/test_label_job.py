@@ -328,6 +328,42 @@ async def test_a_purchase_that_timed_out_is_found_not_bought_again(
     assert stored.label_transaction_id == bought["object_id"]
 
 
+async def test_a_label_whose_download_fails_keeps_its_transaction(
+    client, make_user, make_order, resources, run_jobs, shippo_settings, shippo_server
+):
+    """The carrier answered SUCCESS and the label's download failed: the answer, which would
+    have gone with the stored label, is committed alone (the order points at the
+    transaction), and the retry downloads that label, buying and searching nothing."""
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    shippo_server.fail_next_label_downloads(1)
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+    await run_jobs()
+
+    [bought] = shippo_server.labels_bought()
+    [job] = await label_jobs(resources, order.id)
+    assert (job.status, job.attempts) == ("todo", 1)
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.PROCESSING_SHIPMENT
+    assert stored.label_transaction_id == bought["object_id"]
+    assert not stored.label_file_key
+    assert [(p.status, p.transaction_id) for p in await purchases(resources, order.id)] == [
+        ("succeeded", bought["object_id"])
+    ]
+
+    assert await make_due(resources) == 1
+    await run_jobs()
+    stored = await order_row(resources, order.id)
+    assert stored.status == OrderStatus.AWAITING_SHIPMENT
+    assert stored.label_transaction_id == bought["object_id"]
+    assert stored.label_file_key
+    assert len(shippo_server.calls("POST", "/transactions")) == 1
+    assert shippo_server.state.list_queries == []  # no search for a lost purchase
+    [job] = await label_jobs(resources, order.id)
+    assert (job.status, job.attempts) == ("succeeded", 2)
+
+
 async def test_cancelled_before_the_job_ran_buys_nothing(
     client, make_user, make_order, resources, run_jobs, shippo_settings, shippo_server
 ):

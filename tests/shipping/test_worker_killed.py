@@ -139,6 +139,40 @@ async def test_killed_before_the_carrier_reply_was_recorded(
 
 
 @pytest.mark.timeout(120)
+async def test_killed_while_downloading_a_bought_label(
+    client, make_user, make_order, resources, settings, shippo_settings, shippo_server
+):
+    """The carrier answered SUCCESS and the worker dies downloading the label, before the
+    answer is committed (it goes in with the stored label): the restarted job finds the
+    transaction by rate and metadata, as for a reply never heard, and buys nothing."""
+    seller = await make_user()
+    order = await make_order(seller)
+    rate_id = (await quote(client, seller, order.id))[0]["rate_id"]
+    shippo_server.hold_next_label_download()
+    assert (await buy(client, seller, order.id, rate_id)).status_code == 202
+
+    worker = _start_worker(settings)
+    try:
+        assert await asyncio.to_thread(shippo_server.wait_until_holding, 30)
+        [row] = await purchases(resources, order.id)
+        assert (row.status, row.transaction_id) == ("started", None)
+        await _kill_then_recover(resources, settings, worker, order.id)
+    finally:
+        shippo_server.release()
+        _stop(worker)
+
+    [bought] = shippo_server.labels_bought()
+    assert len(shippo_server.calls("POST", "/transactions")) == 1
+    assert shippo_server.state.list_queries  # found by the search for a lost purchase
+    stored = await order_row(resources, order.id)
+    assert stored.label_transaction_id == bought["object_id"]
+    assert [(p.status, p.transaction_id) for p in await purchases(resources, order.id)] == [
+        ("succeeded", bought["object_id"])
+    ]
+    assert bought["tracking_number"] in await _label_text(client, seller, order.id)
+
+
+@pytest.mark.timeout(120)
 async def test_killed_while_waiting_on_a_queued_transaction(
     client, make_user, make_order, resources, settings, shippo_settings, shippo_server
 ):
