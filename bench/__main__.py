@@ -9,7 +9,7 @@ on an error, Ctrl-C or SIGTERM, and the bench database is dropped.
     REFIT_BENCH_SIZES=10000        only the small table (default: 10000,1000000)
     REFIT_BENCH_DURATION=8         seconds per measured run
     REFIT_BENCH_RATE=500           the open-loop read's offered rate
-    REFIT_BENCH_LABEL_ORDERS=300   orders whose labels the worker buys, per size
+    REFIT_BENCH_LABEL_ORDERS=1000  orders whose labels the worker buys, per size
 """
 
 import asyncio

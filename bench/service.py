@@ -35,7 +35,7 @@ from refit.settings import Settings
 SIZES = [int(s) for s in os.environ.get("REFIT_BENCH_SIZES", "10000,1000000").split(",") if s]
 DURATION = float(os.environ.get("REFIT_BENCH_DURATION", "8"))
 RATE = float(os.environ.get("REFIT_BENCH_RATE", "500"))
-LABEL_ORDERS = int(os.environ.get("REFIT_BENCH_LABEL_ORDERS", "300"))
+LABEL_ORDERS = int(os.environ.get("REFIT_BENCH_LABEL_ORDERS", "1000"))
 # Each server gets this long at the scenario's load before the measured run, so pools are
 # full and nothing is measured cold.
 WARMUP_SECONDS = 2.0

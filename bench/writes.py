@@ -4,7 +4,7 @@ bench` does, and runs `make bench`'s create-order and label-job scenarios, print
 each the rate and the CPU time of the server's own processes per request (or label).
 
     REFIT_BENCH_DURATION=5         seconds of the create run (after 2 s of warm-up)
-    REFIT_BENCH_LABEL_ORDERS=300   orders whose labels the worker buys
+    REFIT_BENCH_LABEL_ORDERS=1000  orders whose labels the worker buys
     REFIT_BENCH_SPY=/path/py-spy   also profile the API (create) and the worker (labels):
                                    collapsed stacks under .refit/bench/<db>/profiles
     REFIT_BENCH_SPY_RATE=200       py-spy's samples a second
