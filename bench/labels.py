@@ -134,6 +134,7 @@ async def run(
     finally:
         servers.stop(worker)
         started.remove(worker)
+    await _parcels_quiet(conn, prepared)
 
     cur = await conn.execute(
         """
@@ -160,6 +161,20 @@ async def run(
         cpu_ms=cpu * 1000 / len(seconds) if seconds else None,
         completed=len(seconds),
     )
+
+
+async def _parcels_quiet(conn: psycopg.AsyncConnection, ids: list[uuid.UUID]) -> None:
+    """The labels' sandbox parcels move on along their clock, and every minute a worker runs
+    the sandbox queues a webhook for each one that moved: into the next rows measured (the
+    next size's webhook row met a thousand of them). No row measures those, so the parcels
+    are marked as told their last step."""
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE sandbox_carrier_objects "
+            "SET data = data || jsonb_build_object('webhook_status', 'DELIVERED') "
+            "WHERE kind = 'transaction' AND data->>'metadata' = ANY(%(metadata)s)",
+            {"metadata": [f"order:{order_id}" for order_id in ids]},
+        )
 
 
 async def _ship(resources: Resources, ids: list[uuid.UUID]) -> None:
