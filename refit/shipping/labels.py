@@ -17,6 +17,7 @@ never run at the same time (procrastinate `lock`, see tasks.py).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -225,11 +226,16 @@ async def _complete(
     attempt starts from the transaction, not from a search of the carrier's (rule 4)."""
     try:
         return await _store_label(resources, carrier, order_id, transaction, answer)
-    except Exception:
+    except BaseException:
+        # A worker's shutdown cancels a job past its grace: the answer is kept then too.
         if answer is not None:
-            async with job_messages(queue.job_connections()) as recording:
-                await recording.send(*answer.alone(), commit=True)
+            await asyncio.shield(_record_alone(answer))
         raise
+
+
+async def _record_alone(answer: Answer) -> None:
+    async with job_messages(queue.job_connections()) as recording:
+        await recording.send(*answer.alone(), commit=True)
 
 
 async def _store_label(
