@@ -10,11 +10,13 @@ raised, the job stayed 'doing' for good, the waiting one was blocked behind its 
 sweep saw a live job and the stalled-job retry hit the same refusal every minute. The order
 stayed where it was until someone wrote SQL.
 
-Both jobs of one queueing lock do the same work (the lock names it), so the retry takes the
-waiting job's place: the waiting one is cancelled, and the retry keeps its attempts and is
-due at the earlier of its backoff and the waiting job's time (a webhook's "due now" still
-counts). A trigger of ours, not a change to procrastinate's functions, which its migrations
-replace.
+Both jobs of one queueing lock do the same work (the lock names it), so the retry of a running
+job (a failed attempt, or the stalled-job sweep's) takes the waiting job's place: the waiting
+one is cancelled, and the retry keeps its attempts and is due at the earlier of its backoff
+and the waiting job's time (a webhook's "due now" still counts). An operator's retry of a job
+that failed for good is left as it was: with one of its work waiting, the jobs page answers
+409 "already waiting" (tests/security/test_dashboard_attacks.py). A trigger of ours, not a
+change to procrastinate's functions, which its migrations replace.
 
 Revision ID: 0031
 Revises: 0030
@@ -59,7 +61,7 @@ def upgrade() -> None:
         CREATE TRIGGER refit_retry_takes_waiting_place
         BEFORE UPDATE OF status ON procrastinate_jobs
         FOR EACH ROW
-        WHEN (OLD.status <> 'todo' AND NEW.status = 'todo' AND NEW.queueing_lock IS NOT NULL)
+        WHEN (OLD.status = 'doing' AND NEW.status = 'todo' AND NEW.queueing_lock IS NOT NULL)
         EXECUTE FUNCTION refit_retry_takes_waiting_place()
         """
     )

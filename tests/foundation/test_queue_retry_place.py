@@ -6,6 +6,7 @@ shows it on the label job end to end)."""
 import datetime as dt
 
 import psycopg
+import pytest
 
 from refit import db
 
@@ -83,3 +84,19 @@ async def test_a_retry_alone_and_other_locks_are_left_as_they_were(database_url:
         [retried, other] = await _state(conn)
         assert retried == (running, "todo", 1, later)
         assert other[1:] == ("todo", 0, None)
+
+
+async def test_an_operators_retry_of_a_failed_job_is_refused_beside_a_waiting_one(
+    database_url: str,
+) -> None:
+    """A job that failed for good, retried by hand while one of its work waits: refused as
+    before (the jobs page says "already waiting"), the waiting one left alone."""
+    conn, running = await _jobs(database_url, LOCK, LOCK)
+    async with conn:
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", (running,)
+        )
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await _retry(conn, running, dt.datetime.now(dt.UTC))
+        [failed, waiting] = await _state(conn)
+        assert failed[1] == "failed" and waiting[1:] == ("todo", 0, None)

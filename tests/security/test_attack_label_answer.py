@@ -21,7 +21,15 @@ from refit.shipping import labels, webhook_tasks
 from refit.shipping.tasks import sweep_labels
 from tests.admin.helpers import operator_headers
 from tests.shipping import conftest as shipping
-from tests.shipping.helpers import buy, label_jobs, make_due, order_row, purchases, quote
+from tests.shipping.helpers import (
+    buy,
+    label_jobs,
+    make_due,
+    order_row,
+    purchases,
+    quote,
+    time_passes,
+)
 
 WEBHOOK_URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
 # The shipping tests' fixtures: the local Shippo server, settings pointing at it, orders.
@@ -41,19 +49,6 @@ async def _bought_order(client, make_user, make_order):
 async def _cancel(resources, order_id, seller) -> None:
     async with resources.sessionmaker() as session, session.begin():
         await transition(session, order_id, OrderStatus.CANCELLED, actor=f"user:{seller.id}")
-
-
-async def _time_passes(resources, order_id, seconds: int = 60) -> None:
-    """As the passing of time would: our attempts were made `seconds` earlier (past any
-    settle window, so neither the label job nor the refund job waits)."""
-    async with resources.sessionmaker() as session, session.begin():
-        await session.execute(
-            text(
-                "UPDATE shipping_label_purchases "
-                "SET created_at = created_at - make_interval(secs => :s) WHERE order_id = :id"
-            ),
-            {"s": seconds, "id": order_id},
-        )
 
 
 def _block_storage(settings, order_id):
@@ -158,7 +153,7 @@ async def test_the_fallback_failing_loses_no_label(
 
     if cancelled:
         await _cancel(resources, order.id, seller)
-    await _time_passes(resources, order.id)
+    await time_passes(resources, order.id, 60)
     await make_due(resources)
     await run_jobs()
 

@@ -1,4 +1,5 @@
-"""Small readers shared by the shipping tests (they read the database, never change our code)."""
+"""Small helpers shared by the shipping tests: readers of the database, and `time_passes`, the
+one that writes (as time would)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,16 @@ async def buy(client, seller, order_id, rate_id, **headers):
         json={"order_id": str(order_id), "rate_id": rate_id},
         headers={**seller.headers, **headers},
     )
+
+
+async def time_passes(resources, order_id, seconds: int) -> None:
+    """As the passing of time would: the order's purchase attempts were made `seconds`
+    earlier (past a settle window, say)."""
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE shipping_label_purchases "
+                "SET created_at = created_at - make_interval(secs => :s) WHERE order_id = :id"
+            ),
+            {"s": seconds, "id": order_id},
+        )

@@ -11,7 +11,15 @@ from sqlalchemy import text
 
 from refit.models import OrderStatus
 from refit.orders.service import transition
-from tests.shipping.helpers import buy, label_jobs, make_due, order_row, purchases, quote
+from tests.shipping.helpers import (
+    buy,
+    label_jobs,
+    make_due,
+    order_row,
+    purchases,
+    quote,
+    time_passes,
+)
 
 
 async def _refund_jobs(resources, order_id):
@@ -26,18 +34,6 @@ async def _refund_jobs(resources, order_id):
                 {"order_id": str(order_id)},
             )
         ).all()
-
-
-async def _time_passes(resources, order_id, seconds: int) -> None:
-    """As the passing of time would: our attempts were made `seconds` earlier."""
-    async with resources.sessionmaker() as session, session.begin():
-        await session.execute(
-            text(
-                "UPDATE shipping_label_purchases "
-                "SET created_at = created_at - make_interval(secs => :s) WHERE order_id = :id"
-            ),
-            {"s": seconds, "id": order_id},
-        )
 
 
 async def test_a_lost_purchase_is_found_on_a_busy_account(
@@ -114,7 +110,7 @@ async def test_the_refund_job_waits_for_an_unanswered_purchase_to_settle(
             break
         await asyncio.sleep(0.05)
     [bought] = shippo_server.labels_bought()
-    await _time_passes(resources, order.id, 120)
+    await time_passes(resources, order.id, 120)
     await make_due(resources)
     await run_jobs()
 
