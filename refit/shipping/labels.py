@@ -252,8 +252,10 @@ async def _store_label(
     ids = {"order_id": order_id, "rate_id": transaction.rate_id}
     answered = answer.with_label() if answer is not None else []
     async with job_messages(queue.job_connections()) as completing:
-        *_, orders, quotes = await completing.send(
-            *answered, Step(LOCK_FOR_MOVE, ids), Step(_QUOTE, ids)
+        # The order locked first, then its attempt: the order the label job's other
+        # transactions (the snapshot, a purchase) take them in.
+        orders, quotes, *_ = await completing.send(
+            Step(LOCK_FOR_MOVE, ids), Step(_QUOTE, ids), *answered
         )
         if not orders:
             raise order_not_found(order_id)
