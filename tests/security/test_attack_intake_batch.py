@@ -34,6 +34,7 @@ from tests.resilience.test_db_timeouts import (
     _app_with,
     _assert_dependency_down,
 )
+from tests.shipping.helpers import inbox_locked
 from tests.shipping.test_intake_batch import _IN_INTAKE, _batched, _scalar
 from tests.shipping.test_webhook_hot_path import JSON, URL
 from tests.shipping.test_webhooks import track_updated
@@ -168,8 +169,7 @@ async def test_hostile_bodies_mixed_in_one_batch_each_keep_their_own_row_and_ori
     }
     async with _app_with(settings, open_client, db_seller_read_pool_size=2) as http:
         batcher = batcher_for(current.current().hot_path)
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             first = asyncio.create_task(_post(http, _raw("9400MIX0"), "first"))
             await _until("the first out", lambda: _lock_waiters(resources, 1))
             rest = {}
@@ -227,8 +227,7 @@ async def test_more_than_max_batch_at_once_with_duplicates_is_each_event_once_fi
     order = [*range(115), *range(85), *range(85, 100), *range(115, 130)]
     async with _app_with(settings, open_client, db_seller_read_pool_size=2) as http:
         batcher = batcher_for(current.current().hot_path)
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             first = asyncio.create_task(_post(http, _raw("9400BIG-FIRST"), "first"))
             await _until("the first out", lambda: _lock_waiters(resources, 1))
             tasks = {
@@ -348,8 +347,7 @@ async def test_every_request_of_a_batch_hung_up_leaves_each_row_kept_once_and_th
     async with _app_with(settings, open_client, db_seller_read_pool_size=2) as http:
         hot_path = current.current().hot_path
         batcher = batcher_for(hot_path)
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             tasks = [asyncio.create_task(_post(http, _raw(numbers[0]), "h0"))]
             await _until("the first out", lambda: _lock_waiters(resources, 1))
             tasks += [
@@ -438,8 +436,7 @@ async def test_the_batcher_task_cancelled_mid_statement_frees_the_batcher(settin
     hot_path = HotPath(settings)
     batcher = IntakeBatcher(hot_path)
     try:
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             out = asyncio.ensure_future(batcher.keep(_delivery(_raw("9400CXL0"), "c0")))
             await _until("the first out", lambda: _lock_waiters(resources, 1))
             behind = asyncio.ensure_future(batcher.keep(_delivery(_raw("9400CXL1"), "c1")))
@@ -511,8 +508,7 @@ async def test_a_backlog_behind_an_outage_is_answered_within_two_statement_bound
     batcher = IntakeBatcher(hot_path)
     answered: list[float] = []
     try:
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             started = time.monotonic()
 
             async def one(i: int) -> None:

@@ -29,6 +29,7 @@ from refit.shipping import intake_batch
 from refit.shipping.webhooks import HANDLE_TASK
 from tests.orders.helpers import place_order
 from tests.resilience.test_db_timeouts import _app_with
+from tests.shipping.helpers import inbox_locked
 from tests.shipping.test_webhooks import track_updated
 
 URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
@@ -217,8 +218,7 @@ async def test_one_event_many_at_once_some_hung_up_mid_statement_is_one_row_one_
         stack = current.current().hot_path._connections
         batcher = intake_batch.batcher_for(current.current().hot_path)
         await asyncio.gather(*(_accepted(http, f"9400WARM{i}") for i in range(4)))
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             tasks = [asyncio.create_task(_post(http, raw))]
             await _lock_waiters(resources, 1)
             tasks += [asyncio.create_task(_post(http, raw)) for _ in range(8)]
@@ -299,8 +299,7 @@ async def test_the_intake_and_a_sellers_read_share_one_connection_and_nothing_cr
         await reads_are_their_own()
         await _accepted(http, "9400SHARED2")
 
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             hung = asyncio.create_task(_post(http, track_updated("9400HUNG1", "TRANSIT")))
             await _lock_waiters(resources, 1)
             hung.cancel()

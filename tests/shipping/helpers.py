@@ -3,6 +3,9 @@ one that writes (as time would)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sqlalchemy import select, text
 
 from refit.models import Order, OrderStatusHistory
@@ -89,3 +92,12 @@ async def time_passes(resources, order_id, seconds: int) -> None:
             ),
             {"s": seconds, "id": order_id},
         )
+
+
+@asynccontextmanager
+async def inbox_locked(resources) -> AsyncIterator[None]:
+    """webhook_inbox locked by a transaction of its own while the block runs: every statement
+    that writes it waits (an intake's statement "out")."""
+    async with resources.sessionmaker() as holder, holder.begin():
+        await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        yield

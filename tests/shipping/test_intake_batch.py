@@ -23,6 +23,7 @@ from tests.resilience.test_db_timeouts import (
     _app_with,
     _assert_dependency_down,
 )
+from tests.shipping.helpers import inbox_locked
 from tests.shipping.test_webhook_hot_path import JSON, URL
 from tests.shipping.test_webhooks import track_updated
 
@@ -72,8 +73,7 @@ async def test_deliveries_arriving_while_one_is_out_are_kept_in_one_statement(
 ):
     async with _app_with(settings, open_client, db_seller_read_pool_size=4) as http:
         batcher = batcher_for(current.current().hot_path)
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             first = asyncio.create_task(http.post(URL, content=_raw("9400GRP0"), headers=JSON))
             await _until("the first out", lambda: _in_intake(resources, 1))
             # Six new events, one of them twice, and the first's again: all while it is out.
@@ -122,8 +122,7 @@ async def test_a_body_the_database_refuses_costs_only_its_own_delivery(
     refused = b'{"event": "track_updated", "data": {"tracking_number": "9400BADX", "x": 1e999999}}'
     async with _app_with(settings, open_client) as http:
         batcher = batcher_for(current.current().hot_path)
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             first = asyncio.create_task(http.post(URL, content=_raw("9400BAD0"), headers=JSON))
             await _until("the first out", lambda: _in_intake(resources, 1))
             bodies = [_raw("9400BAD1"), refused, _raw("9400BAD2"), _raw("9400BAD3")]
@@ -187,8 +186,7 @@ async def test_deliveries_behind_a_statement_that_hangs_are_answered_503_unwritt
         settings, open_client, db_statement_timeout_ms=0, db_seller_read_wait_seconds=1.0
     ) as http:
         batcher = batcher_for(current.current().hot_path)
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             first = asyncio.create_task(http.post(URL, content=_raw("9400HANG0"), headers=JSON))
             await _until("the first out", lambda: _in_intake(resources, 1))
             started = time.monotonic()

@@ -23,6 +23,7 @@ from tests.resilience.test_db_timeouts import (
     _app_with,
     _assert_dependency_down,
 )
+from tests.shipping.helpers import inbox_locked
 from tests.shipping.test_webhooks import track_updated
 
 URL = f"/api/webhooks/shippo?token={DEV_WEBHOOK_TOKEN}"
@@ -76,8 +77,7 @@ async def test_a_statement_past_its_timeout_is_a_503_and_the_redelivery_is_kept_
     async with _app_with(settings, open_client, db_statement_timeout_ms=1000) as http:
         warm = json.dumps(track_updated("9400HOTWARM", "TRANSIT")).encode()
         assert (await http.post(URL, content=warm, headers=JSON)).json()["status"] == "accepted"
-        async with resources.sessionmaker() as holder, holder.begin():
-            await holder.execute(text("LOCK TABLE webhook_inbox IN ACCESS EXCLUSIVE MODE"))
+        async with inbox_locked(resources):
             started = time.monotonic()
             response = await http.post(URL, content=raw, headers=JSON)
             waited = time.monotonic() - started
