@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import weakref
 from dataclasses import dataclass, field
@@ -236,7 +237,10 @@ def keep_statement(deliveries: list[Delivery]) -> tuple[Any, ...]:
     return (sql, *args)
 
 
+@functools.cache
 def statement_and_job_params() -> tuple[str, dict[str, Any]]:
+    # Made once: the task's queue and priority do not change while the process runs, and the
+    # one string object keeps its hash for positional()'s cache at every batch.
     defer, params = queue.defer_in_statement(
         HANDLE_TASK, "jsonb_build_object('inbox_id', kept.id::text) || first.origin::jsonb"
     )
